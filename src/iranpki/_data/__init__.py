@@ -1,0 +1,1 @@
+"""Package data: the profiles and policies, mapped from the checkout's top-level folders."""

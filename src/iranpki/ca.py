@@ -1,0 +1,564 @@
+"""The issuance engine: roots, intermediates per assurance level, end-entity certificates,
+and revocation records (RFC 5280 sections 4 and 5.3.1).
+
+How a certificate is made (and why it is safe):
+
+1. The request (a PKCS#10 CSR whose signature proves possession, or a public key with subject
+   fields) is checked against its profile; every violation is collected and reported at once.
+2. The TBSCertificate is composed from parts ``cryptography`` encodes (names, extensions, keys);
+   the parts that are the same for every certificate of a profile are encoded once per CA.
+3. The CA key signs; the signature is verified with the CA's public key before anything else
+   happens, so a faulty token (an RSA-CRT fault leaks the key) never yields a certificate.
+4. The certificate and its audit row are committed in one transaction; only then is the
+   certificate returned. A crash before the commit leaves nothing; a serial collision (the store
+   enforces uniqueness) makes a new serial and a new signature, and the first is discarded
+   unseen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.x509.oid import ExtensionOID
+
+from . import der
+from .clock import Clock, SystemClock, utc
+from .errors import (
+    DuplicateError,
+    IssuanceError,
+    ProfileViolationError,
+    RequestError,
+    RevocationError,
+    TokenError,
+    Violation,
+)
+from .keys.base import HASHES, KeySpec, SignatureScheme, Signer, key_spec_of
+from .policy import CertificatePolicy, load_policy
+from .profiles import ATTRIBUTE_NAMES, EKUS, Profile, load_profile, x509_name
+from .store.base import AuditEvent, CaRecord, CertificateRecord, Reason, Store
+
+__all__ = [
+    "MAX_CSR_BYTES",
+    "CertificateAuthority",
+    "IssueRequest",
+    "IssuedCertificate",
+    "create_intermediate",
+    "create_root",
+    "parse_subject",
+    "request_from_csr",
+    "revoke",
+]
+
+#: A CSR larger than this is refused before it is parsed (a real one is under 4 KiB).
+MAX_CSR_BYTES = 64 * 1024
+_SERIAL_TRIES = 5
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    """What the CA is asked to certify."""
+
+    subject: list[tuple[str, str]]
+    public_key: PublicKeyTypes
+    dns: list[str] = field(default_factory=list)
+    ips: list[str] = field(default_factory=list)
+    emails: list[str] = field(default_factory=list)
+    validity_days: int | None = None
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    record: CertificateRecord
+    certificate: x509.Certificate
+
+    @property
+    def pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+
+# ---- requests ---------------------------------------------------------------------------------
+
+def parse_subject(text: str) -> list[tuple[str, str]]:
+    """Read ``C=IR, O=..., CN=...`` (RFC 4514 style, ``\\,`` escapes a comma) into pairs.
+
+    Attributes are given in the order people write them; the profile decides the order in the
+    certificate.
+    """
+    pairs: list[tuple[str, str]] = []
+    buf, parts, i = [], [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            buf.append(text[i + 1])
+            i += 2
+            continue
+        if ch in ",+/" and (ch != "/" or text.startswith("/")):
+            parts.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+        i += 1
+    parts.append("".join(buf))
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        name, eq, value = part.partition("=")
+        if not eq:
+            raise RequestError(f"subject part {part!r} has no '='; write ATTRIBUTE=VALUE, e.g. CN=example.ir")
+        name = name.strip()
+        canonical = {k.lower(): k for k in (*ATTRIBUTE_NAMES.values(), "givenName", "surname")}.get(name.lower())
+        name = {"givenName": "GN", "surname": "SN"}.get(canonical or "", canonical or name)
+        pairs.append((name, value.strip()))
+    return pairs
+
+
+def request_from_csr(data: bytes, *, validity_days: int | None = None) -> IssueRequest:
+    """Parse a PKCS#10 CSR (PEM or DER), check its proof of possession, and read its contents."""
+    if len(data) > MAX_CSR_BYTES:
+        raise RequestError(
+            f"the CSR is {len(data)} bytes; at most {MAX_CSR_BYTES} are accepted (a real CSR is under 4 KiB). "
+            "Check that the file is a certificate request"
+        )
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            csr = x509.load_pem_x509_csr(data)
+        else:
+            csr = x509.load_der_x509_csr(data)
+    except ValueError as exc:
+        raise RequestError(f"the file is not a PKCS#10 certificate request ({exc}); give a PEM or DER CSR") from None
+    try:
+        public_key = csr.public_key()
+    except (ValueError, x509.UnsupportedGeneralNameType) as exc:
+        raise RequestError(f"the CSR's public key cannot be read: {exc}") from None
+    try:
+        valid = csr.is_signature_valid
+    except Exception as exc:  # noqa: BLE001 - an unsupported algorithm is also a failed proof
+        raise RequestError(f"the CSR's signature cannot be checked ({exc}); sign it with RSA or ECDSA and SHA-2") from None
+    if not valid:
+        raise RequestError(
+            "the CSR's signature does not verify with its own public key: proof of possession failed. "
+            "Generate the CSR again with the private key that belongs to the public key"
+        )
+    try:
+        subject = [(ATTRIBUTE_NAMES.get(a.oid, a.oid.dotted_string), _text(a.value)) for a in csr.subject]
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(
+            f"the CSR's subject holds a name that is not valid text ({exc}); names must be UTF-8 "
+            "(UTF8String). Regenerate the CSR with UTF-8 strings (openssl req -utf8)"
+        ) from None
+    dns: list[str] = []
+    ips: list[str] = []
+    emails: list[str] = []
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    except (ValueError, x509.DuplicateExtension, UnicodeDecodeError) as exc:
+        raise RequestError(f"the CSR's requested extensions cannot be read: {exc}") from None
+    if san is not None:
+        dns = list(san.get_values_for_type(x509.DNSName))
+        ips = [str(i) for i in san.get_values_for_type(x509.IPAddress)]
+        emails = list(san.get_values_for_type(x509.RFC822Name))
+    return IssueRequest(subject=subject, public_key=public_key, dns=dns, ips=ips, emails=emails,
+                        validity_days=validity_days)
+
+
+def _text(value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        raise ValueError("a binary value where text is expected")
+    return value
+
+
+# ---- composing certificates -------------------------------------------------------------------
+
+def _extension(oid: x509.ObjectIdentifier, critical: bool, value: x509.ExtensionType) -> bytes:
+    # RFC 5280 4.1: Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue }.
+    # DER leaves a DEFAULT value out, so a non-critical extension carries no BOOLEAN at all.
+    return der.sequence(der.oid(oid.dotted_string), b"\x01\x01\xff" if critical else b"",
+                        der.octet_string(value.public_bytes()))
+
+
+def _key_usage(names: tuple[str, ...]) -> x509.KeyUsage:
+    flags = {
+        "digital_signature": "digitalSignature", "content_commitment": "nonRepudiation",
+        "key_encipherment": "keyEncipherment", "data_encipherment": "dataEncipherment",
+        "key_agreement": "keyAgreement", "key_cert_sign": "keyCertSign", "crl_sign": "cRLSign",
+    }
+    return x509.KeyUsage(encipher_only=False, decipher_only=False,
+                         **{arg: name in names for arg, name in flags.items()})
+
+
+def _ski(public_key: PublicKeyTypes) -> x509.SubjectKeyIdentifier:
+    # RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING value.
+    return x509.SubjectKeyIdentifier.from_public_key(public_key)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Issuer:
+    """What a certificate takes from its issuer."""
+
+    name: str
+    name_der: bytes
+    ski: bytes | None
+    level: int | None
+    repository_url: str
+    ocsp_url: str
+    not_after: datetime | None
+
+
+def _fill(template: str | None, issuer: _Issuer) -> str | None:
+    if template is None:
+        return None
+    url = template.format(repository=issuer.repository_url.rstrip("/"), ocsp=issuer.ocsp_url, ca=issuer.name)
+    return url or None
+
+
+def _profile_extensions(profile: Profile, issuer: _Issuer, spec: KeySpec, level: int | None,
+                        policy: CertificatePolicy) -> list[bytes]:
+    """The extensions every certificate of ``profile`` from ``issuer`` carries (SKI and SAN aside)."""
+    out: list[bytes] = []
+    bc = profile.basic_constraints
+    out.append(_extension(ExtensionOID.BASIC_CONSTRAINTS, bc.critical,
+                          x509.BasicConstraints(ca=bc.ca, path_length=bc.path_length if bc.ca else None)))
+    usages = profile.key_usage.values + (profile.key_usage.rsa_extra if spec.kind == "rsa" else ())
+    out.append(_extension(ExtensionOID.KEY_USAGE, profile.key_usage.critical, _key_usage(usages)))
+    if profile.extended_key_usage is not None:
+        eku = profile.extended_key_usage
+        out.append(_extension(ExtensionOID.EXTENDED_KEY_USAGE, eku.critical,
+                              x509.ExtendedKeyUsage([EKUS[v] for v in eku.values])))
+    if profile.authority_key_identifier and issuer.ski is not None:
+        out.append(_extension(ExtensionOID.AUTHORITY_KEY_IDENTIFIER, False,
+                              x509.AuthorityKeyIdentifier(issuer.ski, None, None)))
+    oids: list[str] = list(profile.policies.extra)
+    if profile.policies.any_policy:
+        oids.append("2.5.29.32.0")
+    elif profile.policies.national and level is not None:
+        oids.append(policy.level(level).policy_oid)
+    if oids:
+        out.append(_extension(ExtensionOID.CERTIFICATE_POLICIES, False, x509.CertificatePolicies(
+            [x509.PolicyInformation(x509.ObjectIdentifier(o), None) for o in oids])))
+    crl = _fill(profile.urls.crl, issuer)
+    if crl:
+        out.append(_extension(ExtensionOID.CRL_DISTRIBUTION_POINTS, False, x509.CRLDistributionPoints(
+            [x509.DistributionPoint([x509.UniformResourceIdentifier(crl)], None, None, None)])))
+    aia = []
+    ocsp = _fill(profile.urls.ocsp, issuer)
+    if ocsp:
+        aia.append(x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp)))
+    ca_issuers = _fill(profile.urls.ca_issuers, issuer)
+    if ca_issuers:
+        aia.append(x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                                          x509.UniformResourceIdentifier(ca_issuers)))
+    if aia:
+        out.append(_extension(ExtensionOID.AUTHORITY_INFORMATION_ACCESS, False, x509.AuthorityInformationAccess(aia)))
+    if profile.ocsp_no_check:
+        out.append(_extension(ExtensionOID.OCSP_NO_CHECK, False, x509.OCSPNoCheck()))
+    return out
+
+
+def _sans(dns: list[str], ips: list, emails: list[str]) -> x509.SubjectAlternativeName | None:
+    names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    names += [x509.IPAddress(i) for i in ips]
+    names += [x509.RFC822Name(e) for e in emails]
+    return x509.SubjectAlternativeName(names) if names else None
+
+
+def _verify(public_key: PublicKeyTypes, signature: bytes, data: bytes, scheme: SignatureScheme) -> None:
+    h = HASHES[scheme.hash]()
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey):
+            pad = (padding.PSS(padding.MGF1(h), scheme.salt_length) if scheme.padding == "pss"
+                   else padding.PKCS1v15())
+            public_key.verify(signature, data, pad, h)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, data, ec.ECDSA(h))
+    except InvalidSignature:
+        raise TokenError(
+            "the CA key produced a signature that does not verify: the token or HSM is faulty. "
+            "Nothing was issued; take the device out of service and report it to the lab"
+        ) from None
+
+
+def _compose(issuer: _Issuer, signer: Signer, scheme: SignatureScheme, serial: int,
+             not_before: datetime, not_after: datetime, subject_der: bytes, spki_der: bytes,
+             extensions: list[bytes]) -> bytes:
+    alg = scheme.algorithm_identifier(signer.key_spec)
+    tbs = der.sequence(
+        der.context(0, der.integer(2)),  # version v3 (RFC 5280 4.1.2.1: extensions present)
+        der.integer(serial),
+        alg,
+        issuer.name_der,
+        der.sequence(der.time(not_before), der.time(not_after)),
+        subject_der,
+        spki_der,
+        der.context(3, der.sequence(*extensions)),
+    )
+    signature = signer.sign(tbs, scheme)
+    _verify(signer.public_key, signature, tbs, scheme)
+    return der.sequence(tbs, alg, der.bit_string(signature))
+
+
+def _new_serial() -> int:
+    # RFC 5280 4.1.2.2 and the CA/B Forum BR 7.1: positive, at most 20 octets, at least 64 bits
+    # from a CSPRNG. 126 random bits under a fixed top bit keep every serial 16 octets long.
+    return (1 << 126) | secrets.randbits(126)
+
+
+def _record(ca: str, profile: str, cert_der: bytes, cert: x509.Certificate, issued_at: datetime) -> CertificateRecord:
+    return CertificateRecord(
+        serial=cert.serial_number, ca=ca, profile=profile, subject=cert.subject.rfc4514_string(),
+        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, certificate=cert_der,
+        fingerprint=hashlib.sha256(cert_der).hexdigest(), issued_at=issued_at,
+    )
+
+
+class CertificateAuthority:
+    """A CA of the store, with its signer: issues and revokes."""
+
+    def __init__(self, record: CaRecord, signer: Signer, store: Store, *, clock: Clock | None = None,
+                 policy: CertificatePolicy | None = None, scheme: SignatureScheme | None = None):
+        self.record = record
+        self.signer = signer
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.policy = policy or load_policy()
+        self.certificate = x509.load_der_x509_certificate(record.certificate)
+        ours = self.certificate.public_key().public_bytes(serialization.Encoding.DER,
+                                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+        theirs = signer.public_key.public_bytes(serialization.Encoding.DER,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo)
+        if ours != theirs:
+            raise TokenError(
+                f"the key {signer.reference} is not the key of CA {record.name!r} (public keys differ); "
+                "give the key the CA was created with"
+            )
+        self.scheme = scheme or SignatureScheme(hash=signer.key_spec.default_hash)
+        try:
+            ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        except x509.ExtensionNotFound:
+            ski = _ski(self.certificate.public_key()).digest
+        self._issuer = _Issuer(record.name, self.certificate.subject.public_bytes(), ski, record.level,
+                               record.repository_url, record.ocsp_url, self.certificate.not_valid_after_utc)
+        self._templates: dict[tuple[str, str], list[bytes]] = {}
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    def _template(self, profile: Profile, spec: KeySpec) -> list[bytes]:
+        key = (profile.name, spec.kind)
+        tpl = self._templates.get(key)
+        if tpl is None:
+            level = profile.level if profile.kind != "end-entity" else self.record.level
+            tpl = _profile_extensions(profile, self._issuer, spec, level, self.policy)
+            self._templates[key] = tpl
+        return tpl
+
+    def issue(self, profile: Profile | str, request: IssueRequest, *, actor: str = "iranpki") -> IssuedCertificate:
+        """Issue a certificate of ``profile`` for ``request``; return it once it is stored."""
+        if isinstance(profile, str):
+            profile = load_profile(profile)
+        if profile.kind == "root":
+            raise IssuanceError(f"profile {profile.name!r} makes self-signed roots; use create_root, not issue")
+        return self._issue(profile, request, actor=actor, subject_level=profile.level)
+
+    def _issue(self, profile: Profile, request: IssueRequest, *, actor: str, subject_level: int | None,
+               audit_event: str = "cert.issued") -> IssuedCertificate:
+        violations: list[Violation] = []
+        try:
+            spec = key_spec_of(request.public_key)
+        except Exception as exc:  # noqa: BLE001 - an unsupported key is one more violation
+            violations.append(Violation("public key", type(request.public_key).__name__, str(exc)))
+            spec = None
+        if spec is not None:
+            profile.check_key(spec, violations)
+            level = subject_level or self.record.level
+            if level is not None:
+                lv = self.policy.level(level)
+                if spec.kind == "rsa" and spec.size < lv.min_rsa_bits:
+                    violations.append(Violation("public key", str(spec),
+                                                f"assurance level {level} needs RSA of at least {lv.min_rsa_bits} bits"))
+                if spec.kind == "ec" and spec.curve not in lv.ec_curves:
+                    violations.append(Violation("public key", str(spec),
+                                                f"assurance level {level} allows curves {', '.join(lv.ec_curves)}"))
+        subject = profile.normalise_subject(request.subject, violations)
+        dns, ips, emails = profile.check_sans(request.dns, request.ips, request.emails, violations)
+        days = request.validity_days or profile.default_validity_days
+        profile.check_validity(days, violations)
+        now = self.clock.now().replace(microsecond=0)
+        not_before = utc(request.not_before).replace(microsecond=0) if request.not_before else now
+        # RFC 5280 4.1.2.5: the validity is inclusive, so N days end one second before N*24h.
+        not_after = not_before + timedelta(days=days) - timedelta(seconds=1)
+        if self._issuer.not_after is not None and not_after > self._issuer.not_after:
+            violations.append(Violation("validity", f"until {not_after.isoformat()}",
+                                        f"ends after the issuing CA {self.name!r} expires "
+                                        f"({self._issuer.not_after.isoformat()}); shorten it"))
+        if violations:
+            raise ProfileViolationError(profile.name, violations)
+        assert spec is not None
+        subject_der = x509_name(subject).public_bytes()
+        spki = request.public_key.public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+        extensions = list(self._template(profile, spec))
+        if profile.subject_key_identifier:
+            extensions.append(_extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, _ski(request.public_key)))
+        san = _sans(dns, ips, emails)
+        if san is not None:
+            extensions.append(_extension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, profile.san.critical, san))
+        for _ in range(_SERIAL_TRIES):
+            serial = _new_serial()
+            cert_der = _compose(self._issuer, self.signer, self.scheme, serial, not_before, not_after,
+                                subject_der, spki, extensions)
+            cert = x509.load_der_x509_certificate(cert_der)
+            record = _record(self.name, profile.name, cert_der, cert, now)
+            try:
+                if profile.kind == "intermediate":
+                    return IssuedCertificate(record, cert)  # the caller stores it with its CA record
+                self.store.add_certificate(record, AuditEvent(
+                    audit_event, f"{serial:x}", actor,
+                    {"ca": self.name, "profile": profile.name, "subject": record.subject,
+                     "fingerprint": record.fingerprint, "not_after": not_after.isoformat()}))
+                return IssuedCertificate(record, cert)
+            except DuplicateError:
+                continue  # a colliding serial: the signed certificate was never handed out
+        raise IssuanceError(f"{_SERIAL_TRIES} random serial numbers in a row were taken; the random source is suspect")
+
+    def revoke(self, serial: int, reason: Reason | str, *, invalidity_date: datetime | None = None,
+               actor: str = "iranpki") -> CertificateRecord:
+        return revoke(self.store, serial, reason, invalidity_date=invalidity_date, actor=actor,
+                      clock=self.clock, ca=self.name)
+
+
+# ---- CA creation ------------------------------------------------------------------------------
+
+def create_root(store: Store, signer: Signer, name: str, subject: list[tuple[str, str]], *,
+                repository_url: str, ocsp_url: str = "", profile: str | Profile = "root",
+                validity_days: int | None = None, clock: Clock | None = None,
+                scheme: SignatureScheme | None = None, actor: str = "iranpki") -> CertificateAuthority:
+    """Create a self-signed root CA and record it."""
+    prof = load_profile(profile) if isinstance(profile, str) else profile
+    if prof.kind != "root":
+        raise IssuanceError(f"profile {prof.name!r} is for {prof.kind} certificates; a root needs a root profile")
+    clock = clock or SystemClock()
+    violations: list[Violation] = []
+    spec = signer.key_spec
+    prof.check_key(spec, violations)
+    subj = prof.normalise_subject(subject, violations)
+    days = validity_days or prof.default_validity_days
+    prof.check_validity(days, violations)
+    if violations:
+        raise ProfileViolationError(prof.name, violations)
+    scheme = scheme or SignatureScheme(hash=spec.default_hash)
+    name_der = x509_name(subj).public_bytes()
+    ski = _ski(signer.public_key)
+    issuer = _Issuer(name, name_der, ski.digest, None, repository_url, ocsp_url, None)
+    extensions = _profile_extensions(prof, issuer, spec, None, load_policy())
+    extensions.append(_extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, ski))
+    now = clock.now().replace(microsecond=0)
+    not_after = now + timedelta(days=days) - timedelta(seconds=1)
+    spki = signer.public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    cert_der = _compose(issuer, signer, scheme, _new_serial(), now, not_after, name_der, spki, extensions)
+    record = CaRecord(name=name, kind="root", level=None, parent=None, certificate=cert_der,
+                      key_reference=signer.reference, repository_url=repository_url, ocsp_url=ocsp_url,
+                      created_at=now)
+    cert = x509.load_der_x509_certificate(cert_der)
+    store.add_ca(record, None, AuditEvent("ca.created", name, actor, {
+        "kind": "root", "subject": cert.subject.rfc4514_string(), "serial": f"{cert.serial_number:x}",
+        "key": signer.reference, "fingerprint": hashlib.sha256(cert_der).hexdigest(),
+        "not_after": not_after.isoformat()}))
+    return CertificateAuthority(record, signer, store, clock=clock, scheme=scheme)
+
+
+def create_intermediate(parent: CertificateAuthority, signer: Signer, name: str, level: int,
+                        subject: list[tuple[str, str]], *, repository_url: str | None = None,
+                        ocsp_url: str | None = None, profile: str | Profile | None = None,
+                        validity_days: int | None = None, actor: str = "iranpki") -> CertificateAuthority:
+    """Have ``parent`` certify a new intermediate CA of assurance ``level`` whose key is ``signer``."""
+    prof = load_profile(profile or f"intermediate-level{level}") if not isinstance(profile, Profile) else profile
+    if prof.kind != "intermediate" or prof.level != level:
+        raise IssuanceError(
+            f"profile {prof.name!r} is not an intermediate profile of level {level}; use intermediate-level{level}"
+        )
+    lv = parent.policy.level(level)
+    if not lv.software_keys_allowed and not signer.reference.startswith("pkcs11:"):
+        raise IssuanceError(
+            f"assurance level {level} requires the CA key on a lab-approved token or HSM; "
+            f"{signer.reference} is a software key. Generate the key on a token (iranpki key generate --token ...)"
+        )
+    request = IssueRequest(subject=subject, public_key=signer.public_key, validity_days=validity_days)
+    issued = parent._issue(prof, request, actor=actor, subject_level=level)
+    now = parent.clock.now().replace(microsecond=0)
+    record = CaRecord(name=name, kind="intermediate", level=level, parent=parent.name,
+                      certificate=issued.record.certificate, key_reference=signer.reference,
+                      repository_url=repository_url or parent.record.repository_url,
+                      ocsp_url=ocsp_url if ocsp_url is not None else parent.record.ocsp_url, created_at=now)
+    parent.store.add_ca(record, issued.record, AuditEvent("ca.created", name, actor, {
+        "kind": "intermediate", "level": level, "parent": parent.name, "subject": issued.record.subject,
+        "serial": f"{issued.record.serial:x}", "key": signer.reference,
+        "fingerprint": issued.record.fingerprint}))
+    return CertificateAuthority(record, signer, parent.store, clock=parent.clock)
+
+
+# ---- revocation -------------------------------------------------------------------------------
+
+def revoke(store: Store, serial: int, reason: Reason | str, *, invalidity_date: datetime | None = None,
+           actor: str = "iranpki", clock: Clock | None = None, ca: str | None = None) -> CertificateRecord:
+    """Record the revocation of ``serial`` following RFC 5280 5.3.1.
+
+    - A valid certificate may be revoked for any reason but removeFromCRL.
+    - A certificate on hold (certificateHold) may be revoked for good (any final reason; the
+      revocation date stays that of the hold) or released with removeFromCRL.
+    - Any other revoked certificate stays revoked: a revocation is final.
+    """
+    if isinstance(reason, str):
+        try:
+            reason = Reason.parse(reason)
+        except ValueError as exc:
+            raise RevocationError(str(exc), serial=serial) from None
+    clock = clock or SystemClock()
+    now = clock.now().replace(microsecond=0)
+    current = store.get_certificate(serial)
+    if ca is not None and current.ca != ca:
+        raise RevocationError(f"certificate {serial:x} was issued by CA {current.ca!r}, not {ca!r}", serial=serial)
+    if invalidity_date is not None:
+        invalidity_date = utc(invalidity_date).replace(microsecond=0)
+        if invalidity_date > now:
+            raise RevocationError(
+                f"invalidity date {invalidity_date.isoformat()} is in the future; it is when the key was "
+                "known or suspected compromised, so it cannot come after now", serial=serial)
+    details: dict[str, object] = {"ca": current.ca, "reason": reason.name}
+    if current.reason is None:
+        if reason is Reason.removeFromCRL:
+            raise RevocationError(
+                f"certificate {serial:x} is not revoked; removeFromCRL only releases a certificate on hold",
+                serial=serial)
+        revoked_at = now
+    elif current.reason is Reason.certificateHold:
+        if reason is Reason.certificateHold:
+            raise RevocationError(f"certificate {serial:x} is already on hold since {current.revoked_at}",
+                                  serial=serial, reason=current.reason.name, revoked_at=current.revoked_at)
+        if reason is Reason.removeFromCRL:
+            details["released_from_hold_of"] = str(current.revoked_at)
+            return store.set_revocation(serial, None, None, None, AuditEvent("cert.released", f"{serial:x}", actor, details),
+                                        expect_reason=Reason.certificateHold)
+        revoked_at = current.revoked_at
+        details["was_on_hold_since"] = str(current.revoked_at)
+    else:
+        raise RevocationError(
+            f"certificate {serial:x} was revoked on {current.revoked_at} for {current.reason.name}; "
+            "a revocation is final (only a certificate on hold can change)",
+            serial=serial, reason=current.reason.name, revoked_at=current.revoked_at)
+    if invalidity_date is not None:
+        details["invalidity_date"] = invalidity_date.isoformat()
+    return store.set_revocation(serial, revoked_at, reason, invalidity_date,
+                                AuditEvent("cert.revoked", f"{serial:x}", actor, details),
+                                expect_reason=current.reason)

@@ -1,0 +1,80 @@
+"""The narrow piece of DER (ITU-T X.690) that iranpki writes itself.
+
+Components (names, extensions, public keys) are encoded by ``cryptography``; this module only
+wraps already-encoded parts into the outer structures (TBSCertificate, Certificate, and later
+the streamed CRL), where the general libraries are too slow at national scale (DESIGN.md).
+Tests check every structure built here against ``cryptography``, ``asn1crypto`` and ``openssl``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+__all__ = [
+    "bit_string",
+    "context",
+    "integer",
+    "length",
+    "octet_string",
+    "oid",
+    "sequence",
+    "time",
+    "tlv",
+]
+
+
+def length(n: int) -> bytes:
+    """DER length octets (X.690 8.1.3: short form below 128, else the minimal long form)."""
+    if n < 0x80:
+        return bytes((n,))
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(body),)) + body
+
+
+def tlv(tag: int, content: bytes) -> bytes:
+    return bytes((tag,)) + length(len(content)) + content
+
+
+def sequence(*parts: bytes) -> bytes:
+    return tlv(0x30, b"".join(parts))
+
+
+def integer(value: int) -> bytes:
+    """A DER INTEGER: two's complement in the fewest octets (X.690 8.3.2)."""
+    size = (value.bit_length() + 8) // 8 if value >= 0 else ((-value - 1).bit_length() + 8) // 8
+    return tlv(0x02, value.to_bytes(max(size, 1), "big", signed=True))
+
+
+def octet_string(content: bytes) -> bytes:
+    return tlv(0x04, content)
+
+
+def bit_string(content: bytes) -> bytes:
+    """A BIT STRING of whole octets (no unused bits), as signatures and keys are."""
+    return tlv(0x03, b"\x00" + content)
+
+
+def context(number: int, content: bytes, constructed: bool = True) -> bytes:
+    """A context-specific tag [number], explicit (constructed) by default."""
+    return tlv((0xA0 if constructed else 0x80) | number, content)
+
+
+def oid(dotted: str) -> bytes:
+    arcs = [int(a) for a in dotted.split(".")]
+    body = bytearray((arcs[0] * 40 + arcs[1],))
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body.extend(reversed(chunk))
+    return tlv(0x06, bytes(body))
+
+
+def time(moment: datetime) -> bytes:
+    """RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050; seconds, always Z."""
+    moment = moment.astimezone(timezone.utc)
+    if 1950 <= moment.year <= 2049:
+        return tlv(0x17, moment.strftime("%y%m%d%H%M%SZ").encode("ascii"))
+    return tlv(0x18, moment.strftime("%Y%m%d%H%M%SZ").encode("ascii"))

@@ -1,0 +1,352 @@
+"""PKCS#11 tokens and HSMs through python-pkcs11.
+
+Two facts shape this module (DESIGN.md, measured on SoftHSM2 2.6.1):
+
+- python-pkcs11 passes NULL to C_Initialize, so a module may turn its own locking off, and the
+  GIL is released around each call. Every call into one module therefore goes through one
+  lock per module per process; throughput scales with processes, not threads.
+- Login state belongs to the process, and closing a session may log every session out. So each
+  process keeps one logged-in read-write session per token and never closes it while in use.
+
+Keys generated here are private, sensitive and non-extractable, as the national CP requires of
+CA keys (and as ``pkcs11-tool --list-objects`` shows: "sensitive, ... never extractable").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+
+import pkcs11
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
+
+from ..errors import (
+    ConfigError,
+    KeyNotFoundError,
+    PinError,
+    TokenError,
+    TokenNotFoundError,
+    UnsupportedAlgorithmError,
+)
+from .base import KeySpec, SecretSource, SignatureScheme, Signer
+from .uri import Pkcs11Uri
+
+__all__ = [
+    "DEFAULT_MODULE",
+    "PIN_ENV",
+    "KeyInfo",
+    "Pkcs11Signer",
+    "TokenInfo",
+    "generate_keypair",
+    "list_keys",
+    "list_tokens",
+    "module_path",
+    "open_pkcs11_signer",
+]
+
+DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+MODULE_ENV = "IRANPKI_PKCS11_MODULE"
+PIN_ENV = "IRANPKI_PKCS11_PIN"
+
+_RSA_MECHS = {
+    ("sha256", "pkcs1v15"): Mechanism.SHA256_RSA_PKCS,
+    ("sha384", "pkcs1v15"): Mechanism.SHA384_RSA_PKCS,
+    ("sha512", "pkcs1v15"): Mechanism.SHA512_RSA_PKCS,
+    ("sha256", "pss"): Mechanism.SHA256_RSA_PKCS_PSS,
+    ("sha384", "pss"): Mechanism.SHA384_RSA_PKCS_PSS,
+    ("sha512", "pss"): Mechanism.SHA512_RSA_PKCS_PSS,
+}
+_PSS_PARAMS = {
+    "sha256": (Mechanism.SHA256, pkcs11.MGF.SHA256, 32),
+    "sha384": (Mechanism.SHA384, pkcs11.MGF.SHA384, 48),
+    "sha512": (Mechanism.SHA512, pkcs11.MGF.SHA512, 64),
+}
+_CURVE_NAMES = {"P-256": "secp256r1", "P-384": "secp384r1"}
+
+
+def module_path(explicit: str | None = None) -> str:
+    path = explicit or os.environ.get(MODULE_ENV) or DEFAULT_MODULE
+    if not os.path.exists(path):
+        raise ConfigError(
+            f"PKCS#11 module {path!r} does not exist; install the vendor's module (for SoftHSM2: "
+            f"apt-get install softhsm2) or set {MODULE_ENV} / module-path= in the key URI"
+        )
+    return path
+
+
+class _Module:
+    """One loaded PKCS#11 library in this process, its lock, and one logged-in session per token."""
+
+    _registry: dict[str, _Module] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, path: str):
+        self.path = path
+        self.pid = os.getpid()
+        self.lock = threading.RLock()
+        try:
+            self.lib = pkcs11.lib(path)
+        except Exception as exc:  # the module failed to load or to initialise
+            raise TokenError(f"cannot load PKCS#11 module {path}: {exc}; check it is the vendor's module") from None
+        self.sessions: dict[str, pkcs11.Session] = {}
+
+    @classmethod
+    def get(cls, path: str) -> _Module:
+        real = os.path.realpath(path)
+        with cls._registry_lock:
+            mod = cls._registry.get(real)
+            if mod is None or mod.pid != os.getpid():
+                if mod is not None:
+                    # A forked child inherits a module initialised by its parent; PKCS#11
+                    # (2.40 section 6.7.7) requires the child to initialise it afresh.
+                    try:
+                        mod.lib.reinitialize()
+                    except Exception:  # noqa: BLE001 - best effort; a new lib object follows
+                        pass
+                mod = cls(real)
+                cls._registry[real] = mod
+            return mod
+
+    def token(self, label: str) -> pkcs11.Token:
+        tokens = list(self.lib.get_tokens())
+        found = [t for t in tokens if t.label == label]
+        if not found:
+            raise TokenNotFoundError(label, [t.label for t in tokens])
+        if len(found) > 1:
+            raise TokenError(
+                f"{len(found)} tokens are labelled {label!r}; give each token a distinct label"
+            )
+        return found[0]
+
+    def session(self, label: str, pin: SecretSource) -> pkcs11.Session:
+        """The process's logged-in read-write session on the token (caller holds ``self.lock``)."""
+        sess = self.sessions.get(label)
+        if sess is not None:
+            return sess
+        token = self.token(label)
+        secret = pin.get(f"token {label!r}")
+        try:
+            sess = token.open(rw=True, user_pin=secret)
+        except pkcs11.PinIncorrect:
+            raise PinError(f"wrong user PIN for token {label!r}; the token counts failed tries") from None
+        except pkcs11.PinLocked:
+            raise PinError(f"the user PIN of token {label!r} is locked; the security officer must unlock it") from None
+        except pkcs11.PKCS11Error as exc:
+            raise TokenError(f"cannot log in to token {label!r}: {type(exc).__name__}") from None
+        finally:
+            del secret
+        self.sessions[label] = sess
+        return sess
+
+
+def _pin_source(uri: Pkcs11Uri | None, pin: SecretSource | None) -> SecretSource:
+    if pin is not None:
+        return pin
+    if uri is not None and uri.pin_source:
+        return SecretSource(file=uri.pin_source, what="user PIN")
+    return SecretSource(env=PIN_ENV, what="user PIN")
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    label: str
+    manufacturer: str
+    model: str
+    serial: str
+    slot: int
+    initialized: bool
+    user_pin_locked: bool
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    label: str
+    id: bytes
+    key_spec: str
+    sensitive: bool
+    extractable: bool
+    uri: str
+
+
+def list_tokens(module: str | None = None) -> list[TokenInfo]:
+    mod = _Module.get(module_path(module))
+    with mod.lock:
+        out = []
+        for slot in mod.lib.get_slots(token_present=True):
+            t = slot.get_token()
+            out.append(TokenInfo(
+                label=t.label, manufacturer=t.manufacturer_id, model=t.model,
+                serial=t.serial.decode("ascii", "replace") if isinstance(t.serial, bytes) else str(t.serial),
+                slot=slot.slot_id,
+                initialized=bool(t.flags & pkcs11.TokenFlag.TOKEN_INITIALIZED),
+                user_pin_locked=bool(t.flags & pkcs11.TokenFlag.USER_PIN_LOCKED),
+            ))
+        return out
+
+
+def _public_key_of(pub: pkcs11.PublicKey) -> PublicKeyTypes:
+    if pub.key_type == KeyType.RSA:
+        n = int.from_bytes(pub[Attribute.MODULUS], "big")
+        e = int.from_bytes(pub[Attribute.PUBLIC_EXPONENT], "big")
+        return rsa.RSAPublicNumbers(e, n).public_key()
+    if pub.key_type == KeyType.EC:
+        return load_der_public_key(encode_ec_public_key(pub))
+    raise UnsupportedAlgorithmError(f"token key of type {pub.key_type!r} is not offered; use RSA or EC")
+
+
+def _find_pair(sess: pkcs11.Session, uri: Pkcs11Uri) -> tuple[pkcs11.PrivateKey, pkcs11.PublicKey]:
+    attrs: dict[Attribute, object] = {}
+    if uri.object is not None:
+        attrs[Attribute.LABEL] = uri.object
+    if uri.id is not None:
+        attrs[Attribute.ID] = uri.id
+    if not attrs:
+        raise ConfigError(f"PKCS#11 URI {uri} names no key; add object=LABEL or id=%..")
+    privs = list(sess.get_objects({**attrs, Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
+    if not privs:
+        raise KeyNotFoundError(
+            f"no private key matching {uri} on token {uri.token!r}; see `iranpki key list --token {uri.token}`"
+        )
+    if len(privs) > 1:
+        raise TokenError(f"{len(privs)} private keys match {uri}; add id= to the URI to pick one")
+    priv = privs[0]
+    pubs = list(sess.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: priv[Attribute.ID]}))
+    if len(pubs) != 1:
+        raise KeyNotFoundError(
+            f"the private key {uri} has {len(pubs)} public keys with its CKA_ID on the token; "
+            "iranpki needs exactly one to know the public key"
+        )
+    return priv, pubs[0]
+
+
+class Pkcs11Signer(Signer):
+    """A private key on a PKCS#11 token. Thread-safe: calls go through the module's lock."""
+
+    def __init__(self, module: _Module, label: str, pin: SecretSource, uri: Pkcs11Uri):
+        self._module = module
+        self._label = label
+        self._pin = pin
+        self._uri = uri
+        self.reference = str(uri)
+        with module.lock:
+            priv, pub = _find_pair(module.session(label, pin), uri)
+            self._priv = priv
+            self._public = _public_key_of(pub)
+
+    @property
+    def public_key(self) -> PublicKeyTypes:
+        return self._public
+
+    def _handle(self) -> pkcs11.PrivateKey:
+        # After a fork the handles of the parent are void; find the key again in this process.
+        mod = self._module
+        if mod.pid != os.getpid():
+            self._module = mod = _Module.get(mod.path)
+            with mod.lock:
+                self._priv, _ = _find_pair(mod.session(self._label, self._pin), self._uri)
+        return self._priv
+
+    def sign(self, data: bytes, scheme: SignatureScheme) -> bytes:
+        priv = self._handle()
+        if isinstance(self._public, rsa.RSAPublicKey):
+            mech = _RSA_MECHS[(scheme.hash, scheme.padding)]
+            param = _PSS_PARAMS[scheme.hash] if scheme.padding == "pss" else None
+            with self._module.lock:
+                try:
+                    return priv.sign(data, mechanism=mech, mechanism_param=param)
+                except pkcs11.PKCS11Error as exc:
+                    raise TokenError(f"token {self._label!r} refused to sign with {mech.name}: {type(exc).__name__}") from None
+        # Many tokens (SoftHSM2 among them) lack hash-and-sign ECDSA: hash here, sign with CKM_ECDSA.
+        h = hashlib.new(scheme.hash, data).digest()
+        with self._module.lock:
+            try:
+                raw = priv.sign(h, mechanism=Mechanism.ECDSA)
+            except pkcs11.PKCS11Error as exc:
+                raise TokenError(f"token {self._label!r} refused to sign with ECDSA: {type(exc).__name__}") from None
+        return encode_ecdsa_signature(raw)
+
+
+def open_pkcs11_signer(reference: str, pin: SecretSource | None = None) -> Pkcs11Signer:
+    uri = Pkcs11Uri.parse(reference)
+    if not uri.token:
+        raise ConfigError(f"PKCS#11 URI {reference!r} names no token; add token=LABEL")
+    if uri.type not in (None, "private"):
+        raise ConfigError(f"PKCS#11 URI {reference!r} has type={uri.type}; a signer needs type=private")
+    mod = _Module.get(module_path(uri.module_path))
+    return Pkcs11Signer(mod, uri.token, _pin_source(uri, pin), uri)
+
+
+def generate_keypair(token: str, label: str, spec: KeySpec, *, module: str | None = None,
+                     pin: SecretSource | None = None) -> Pkcs11Signer:
+    """Generate a key pair on ``token``: private, sensitive, never extractable, for signing only."""
+    path = module_path(module)
+    mod = _Module.get(path)
+    pin = _pin_source(None, pin)
+    key_id = os.urandom(16)
+    with mod.lock:
+        sess = mod.session(token, pin)
+        if list(sess.get_objects({Attribute.LABEL: label, Attribute.CLASS: ObjectClass.PRIVATE_KEY})):
+            raise TokenError(f"token {token!r} already holds a private key labelled {label!r}; choose another label")
+        private_template = {
+            Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.DECRYPT: False,
+            Attribute.UNWRAP: False, Attribute.DERIVE: False,
+        }
+        public_template = {Attribute.TOKEN: True, Attribute.VERIFY: True, Attribute.ENCRYPT: False,
+                           Attribute.WRAP: False}
+        try:
+            if spec.kind == "rsa":
+                sess.generate_keypair(
+                    KeyType.RSA, spec.size, store=True, label=label, id=key_id,
+                    public_template={**public_template, Attribute.PUBLIC_EXPONENT: b"\x01\x00\x01"},
+                    private_template=private_template,
+                )
+            else:
+                params = sess.create_domain_parameters(
+                    KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(_CURVE_NAMES[spec.curve])},
+                    local=True,
+                )
+                params.generate_keypair(store=True, label=label, id=key_id,
+                                        public_template=public_template, private_template=private_template)
+        except pkcs11.PKCS11Error as exc:
+            raise TokenError(f"token {token!r} could not generate a {spec} key: {type(exc).__name__}") from None
+    uri = Pkcs11Uri(token=token, object=label, id=key_id, type="private",
+                    module_path=path if module else None)
+    return Pkcs11Signer(mod, token, pin, uri)
+
+
+def list_keys(token: str, *, module: str | None = None, pin: SecretSource | None = None) -> list[KeyInfo]:
+    path = module_path(module)
+    mod = _Module.get(path)
+    pin = _pin_source(None, pin)
+    out = []
+    with mod.lock:
+        sess = mod.session(token, pin)
+        for priv in sess.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}):
+            label = priv[Attribute.LABEL]
+            kid = bytes(priv[Attribute.ID])
+            if priv.key_type == KeyType.RSA:
+                spec = f"rsa{len(priv[Attribute.MODULUS]) * 8}"
+            elif priv.key_type == KeyType.EC:
+                spec = {v: k for k, v in _CURVE_NAMES.items()}.get(_curve_of(priv), "ec-unknown")
+                spec = f"ec-{spec}"
+            else:
+                spec = str(priv.key_type)
+            uri = Pkcs11Uri(token=token, object=label, id=kid, type="private")
+            out.append(KeyInfo(label=label, id=kid, key_spec=spec, sensitive=bool(priv[Attribute.SENSITIVE]),
+                               extractable=bool(priv[Attribute.EXTRACTABLE]), uri=str(uri)))
+    return out
+
+
+def _curve_of(priv: pkcs11.PrivateKey) -> str:
+    from asn1crypto.keys import ECDomainParameters
+
+    params = ECDomainParameters.load(bytes(priv[Attribute.EC_PARAMS]))
+    return params.chosen.native if params.name == "named" else "explicit"
+

@@ -1,0 +1,300 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+- Every change runs in one ``BEGIN IMMEDIATE`` transaction together with its audit row, so the
+  write lock is taken up front (no deadlock between two writers upgrading read locks) and a
+  crash at any point leaves either the whole change or none of it.
+- ``synchronous=FULL``: a commit is on disk before the caller gets the certificate, so even a
+  power cut never loses a certificate that was handed out.
+- Several processes may write at once; SQLite serialises them and ``busy_timeout`` makes a
+  writer wait for the lock instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from ..clock import Clock, SystemClock
+from ..errors import DuplicateError, NotFoundError, SchemaError, StoreError
+from .base import AuditEvent, CaRecord, CertificateRecord, KeyRecord, Reason, Store, serial_text
+
+__all__ = ["SqliteStore"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS keys(
+    reference TEXT PRIMARY KEY,
+    backend TEXT NOT NULL CHECK (backend IN ('pkcs11', 'software')),
+    key_spec TEXT NOT NULL,
+    label TEXT NOT NULL,
+    created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cas(
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('root', 'intermediate')),
+    level INTEGER CHECK (level BETWEEN 1 AND 4),
+    parent TEXT REFERENCES cas(name),
+    certificate BLOB NOT NULL,
+    key_reference TEXT NOT NULL,
+    repository_url TEXT NOT NULL,
+    ocsp_url TEXT NOT NULL,
+    created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS certificates(
+    serial TEXT PRIMARY KEY CHECK (length(serial) = 40),
+    ca TEXT NOT NULL REFERENCES cas(name),
+    profile TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    not_before TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    certificate BLOB NOT NULL,
+    fingerprint TEXT NOT NULL UNIQUE,
+    issued_at TEXT NOT NULL,
+    revoked_at TEXT,
+    reason INTEGER CHECK (reason IS NULL OR reason IN (0,1,2,3,4,5,6,8,9,10)),
+    invalidity_date TEXT,
+    CHECK ((revoked_at IS NULL) = (reason IS NULL)));
+CREATE INDEX IF NOT EXISTS certificates_by_ca ON certificates(ca, serial);
+CREATE INDEX IF NOT EXISTS certificates_revoked ON certificates(ca, serial) WHERE revoked_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS audit(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    event TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    details TEXT NOT NULL);
+"""
+
+
+def _t(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(timezone.utc).isoformat()
+
+
+def _d(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str, clock: Clock | None = None, *, create: bool = False):
+        if not create and not os.path.exists(path):
+            raise StoreError(f"no store at {path}; run `iranpki init DIR` first, or check --home")
+        self.path = path
+        self.clock = clock or SystemClock()
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        try:
+            self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=60000")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store {path}: {exc}") from None
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            cur = self._db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'")
+            if cur.fetchone() is None:
+                # A new, empty store: create the schema in one transaction.
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for stmt in filter(str.strip, _SCHEMA.split(";")):
+                        self._db.execute(stmt)
+                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                     (str(SCHEMA_VERSION),))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None or int(row[0]) != SCHEMA_VERSION:
+                found = row[0] if row else "none"
+                raise SchemaError(
+                    f"the store {self.path} has schema version {found}; this iranpki reads version "
+                    f"{SCHEMA_VERSION}. Use the iranpki version that wrote it"
+                )
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        if os.getpid() != self._pid:
+            raise StoreError("a store opened before fork() cannot be used in the child; open it again")
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"the store {self.path} is busy or unwritable: {exc}") from None
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _audit(self, db: sqlite3.Connection, audit: AuditEvent) -> None:
+        db.execute(
+            "INSERT INTO audit(at, actor, event, subject, details) VALUES (?,?,?,?,?)",
+            (_t(self.clock.now()), audit.actor, audit.event, audit.subject,
+             json.dumps(audit.details, sort_keys=True, ensure_ascii=False, default=str)),
+        )
+
+    # ---- keys ----------------------------------------------------------------------------------
+
+    def add_key(self, record: KeyRecord, audit: AuditEvent) -> None:
+        try:
+            with self._tx() as db:
+                db.execute("INSERT INTO keys VALUES (?,?,?,?,?)",
+                           (record.reference, record.backend, record.key_spec, record.label, _t(record.created_at)))
+                self._audit(db, audit)
+        except sqlite3.IntegrityError:
+            raise DuplicateError(f"a key {record.reference} is already recorded") from None
+
+    def list_key_records(self) -> list[KeyRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM keys ORDER BY created_at").fetchall()
+        return [KeyRecord(r[0], r[1], r[2], r[3], _d(r[4])) for r in rows]  # type: ignore[arg-type]
+
+    # ---- CAs -----------------------------------------------------------------------------------
+
+    def add_ca(self, record: CaRecord, certificate: CertificateRecord | None, audit: AuditEvent) -> None:
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO cas VALUES (?,?,?,?,?,?,?,?,?)",
+                    (record.name, record.kind, record.level, record.parent, record.certificate,
+                     record.key_reference, record.repository_url, record.ocsp_url, _t(record.created_at)),
+                )
+                if certificate is not None:
+                    self._insert_certificate(db, certificate)
+                self._audit(db, audit)
+        except sqlite3.IntegrityError as exc:
+            if "cas.name" in str(exc):
+                raise DuplicateError(f"a CA named {record.name!r} exists already; choose another name") from None
+            raise DuplicateError(f"the CA certificate of {record.name!r} collides with a stored one: {exc}") from None
+
+    def _ca(self, row: tuple) -> CaRecord:
+        return CaRecord(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7], _d(row[8]))  # type: ignore[arg-type]
+
+    def get_ca(self, name: str) -> CaRecord:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM cas WHERE name=?", (name,)).fetchone()
+        if row is None:
+            known = [c.name for c in self.list_cas()]
+            raise NotFoundError(f"no CA named {name!r}; CAs in this store: {', '.join(known) or 'none'}")
+        return self._ca(row)
+
+    def list_cas(self) -> list[CaRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM cas ORDER BY created_at, name").fetchall()
+        return [self._ca(r) for r in rows]
+
+    # ---- certificates --------------------------------------------------------------------------
+
+    def _insert_certificate(self, db: sqlite3.Connection, r: CertificateRecord) -> None:
+        db.execute(
+            "INSERT INTO certificates VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (serial_text(r.serial), r.ca, r.profile, r.subject, _t(r.not_before), _t(r.not_after),
+             r.certificate, r.fingerprint, _t(r.issued_at), _t(r.revoked_at),
+             None if r.reason is None else r.reason.value, _t(r.invalidity_date)),
+        )
+
+    def add_certificate(self, record: CertificateRecord, audit: AuditEvent) -> None:
+        try:
+            with self._tx() as db:
+                self._insert_certificate(db, record)
+                self._audit(db, audit)
+        except sqlite3.IntegrityError as exc:
+            if "certificates.serial" in str(exc):
+                raise DuplicateError(f"serial number {record.serial:x} is already used") from None
+            raise StoreError(f"the store refused the certificate {record.serial:x}: {exc}") from None
+
+    @staticmethod
+    def _cert(row: tuple) -> CertificateRecord:
+        return CertificateRecord(
+            serial=int(row[0], 16), ca=row[1], profile=row[2], subject=row[3],
+            not_before=_d(row[4]), not_after=_d(row[5]), certificate=bytes(row[6]),  # type: ignore[arg-type]
+            fingerprint=row[7], issued_at=_d(row[8]), revoked_at=_d(row[9]),  # type: ignore[arg-type]
+            reason=None if row[10] is None else Reason(row[10]), invalidity_date=_d(row[11]),
+        )
+
+    def get_certificate(self, serial: int) -> CertificateRecord:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM certificates WHERE serial=?", (serial_text(serial),)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no certificate with serial number {serial:x} in this store; see `iranpki cert list`")
+        return self._cert(row)
+
+    def iter_certificates(self, ca: str | None = None, status: str | None = None,
+                          profile: str | None = None, limit: int | None = None) -> Iterator[CertificateRecord]:
+        where, args = [], []
+        if ca is not None:
+            where.append("ca=?")
+            args.append(ca)
+        if profile is not None:
+            where.append("profile=?")
+            args.append(profile)
+        if status == "valid":
+            where.append("revoked_at IS NULL")
+        elif status == "revoked":
+            where.append("revoked_at IS NOT NULL")
+        elif status is not None:
+            raise StoreError(f"unknown status filter {status!r}; must be valid or revoked")
+        base = "SELECT * FROM certificates WHERE " + " AND ".join(where + ["(issued_at, serial) > (?, ?)"])
+        base += " ORDER BY issued_at, serial LIMIT ?"
+        # Keyset pages: nothing is loaded whole, and no lock is held while the caller works.
+        last: tuple[str, str] = ("", "")
+        left = limit if limit is not None else -1
+        while left != 0:
+            page = 500 if left < 0 else min(500, left)
+            with self._lock:
+                rows = self._db.execute(base, [*args, *last, page]).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield self._cert(row)
+            last = (rows[-1][8], rows[-1][0])
+            if left > 0:
+                left -= len(rows)
+
+    def set_revocation(self, serial: int, revoked_at: datetime | None, reason: Reason | None,
+                       invalidity_date: datetime | None, audit: AuditEvent,
+                       expect_reason: Reason | None | str = "any") -> CertificateRecord:
+        key = serial_text(serial)
+        with self._tx() as db:
+            row = db.execute("SELECT reason FROM certificates WHERE serial=?", (key,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no certificate with serial number {serial:x} in this store")
+            current = None if row[0] is None else Reason(row[0])
+            if expect_reason != "any" and current != expect_reason:
+                raise StoreError(
+                    f"certificate {serial:x} changed while it was being revoked (now {current}); try again"
+                )
+            db.execute(
+                "UPDATE certificates SET revoked_at=?, reason=?, invalidity_date=? WHERE serial=?",
+                (_t(revoked_at), None if reason is None else reason.value, _t(invalidity_date), key),
+            )
+            self._audit(db, audit)
+            row = db.execute("SELECT * FROM certificates WHERE serial=?", (key,)).fetchone()
+        return self._cert(row)
+
+    # ---- audit ---------------------------------------------------------------------------------
+
+    def audit_log(self, limit: int | None = None) -> list[tuple[int, datetime, AuditEvent]]:
+        sql = "SELECT seq, at, actor, event, subject, details FROM audit ORDER BY seq"
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql} DESC LIMIT {int(limit)}) ORDER BY seq"
+        with self._lock:
+            rows = self._db.execute(sql).fetchall()
+        return [(r[0], _d(r[1]), AuditEvent(event=r[3], subject=r[4], actor=r[2], details=json.loads(r[5])))  # type: ignore[misc]
+                for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None  # type: ignore[assignment]
