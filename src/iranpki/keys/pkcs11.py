@@ -44,6 +44,7 @@ __all__ = [
     "Pkcs11Signer",
     "TokenInfo",
     "generate_keypair",
+    "init_token",
     "list_keys",
     "list_tokens",
     "module_path",
@@ -350,3 +351,56 @@ def _curve_of(priv: pkcs11.PrivateKey) -> str:
     params = ECDomainParameters.load(bytes(priv[Attribute.EC_PARAMS]))
     return params.chosen.native if params.name == "named" else "explicit"
 
+
+
+_CKR = {0x0: "CKR_OK", 0x3: "CKR_SLOT_ID_INVALID", 0xA0: "CKR_PIN_INCORRECT", 0xA2: "CKR_PIN_LEN_RANGE",
+        0xA4: "CKR_PIN_LOCKED", 0xB3: "CKR_SESSION_EXISTS", 0xE0: "CKR_TOKEN_NOT_PRESENT",
+        0x191: "CKR_CRYPTOKI_ALREADY_INITIALIZED"}
+_CKF_TOKEN_INITIALIZED = 0x400
+
+
+def init_token(label: str, so_pin: SecretSource, user_pin: SecretSource, *, module: str | None = None) -> TokenInfo:
+    """Initialise a free (uninitialised) token with ``label`` and set its user PIN.
+
+    python-pkcs11 does not offer C_InitToken, so that one call goes through ``ctypes`` on the
+    same module (``dlopen`` returns the same library, so python-pkcs11 sees the result). The
+    PINs come from :class:`SecretSource` objects and never appear in an argument list.
+    """
+    import ctypes
+
+    if not label or len(label.encode("utf-8")) > 32:
+        raise ConfigError(f"token label {label!r} must be 1 to 32 bytes of UTF-8 (PKCS#11 CK_TOKEN_INFO.label)")
+    path = module_path(module)
+    mod = _Module.get(path)
+    with mod.lock:
+        if any(t.label == label for t in mod.lib.get_tokens()):
+            raise TokenError(f"a token labelled {label!r} exists already; choose another label")
+        so = so_pin.get(f"the new token {label!r} (security officer)").encode("utf-8")
+        user = user_pin.get(f"token {label!r}").encode("utf-8")
+        if len(user) < 4 or len(so) < 4:
+            raise PinError("PINs must be at least 4 characters (PKCS#11 modules refuse shorter ones)")
+        c = ctypes.CDLL(path)
+        ulong = ctypes.c_ulong
+        count = ulong(0)
+        c.C_GetSlotList(ctypes.c_ubyte(1), None, ctypes.byref(count))
+        slots = (ulong * count.value)()
+        c.C_GetSlotList(ctypes.c_ubyte(1), slots, ctypes.byref(count))
+        info = (ctypes.c_ubyte * 512)()  # CK_TOKEN_INFO is under 200 bytes; room to spare
+        free = None
+        for slot in slots[: count.value]:
+            if c.C_GetTokenInfo(ulong(slot), info) == 0:
+                flags = int.from_bytes(bytes(info[96:104]), "little")  # after label, manufacturer, model, serial
+                if not flags & _CKF_TOKEN_INITIALIZED:
+                    free = slot
+                    break
+        if free is None:
+            raise TokenError(f"module {path} has no free (uninitialised) token to initialise")
+        padded = label.encode("utf-8").ljust(32, b" ")
+        rv = c.C_InitToken(ulong(free), ctypes.c_char_p(so), ulong(len(so)), ctypes.c_char_p(padded))
+        if rv != 0:
+            raise TokenError(f"C_InitToken failed on slot {free}: {_CKR.get(rv, hex(rv))}")
+        token = mod.token(label)
+        with token.open(rw=True, so_pin=so.decode("utf-8")) as sess:
+            sess.init_pin(user.decode("utf-8"))
+        del so, user
+        return next(t for t in list_tokens(module) if t.label == label)

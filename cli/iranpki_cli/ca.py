@@ -1,0 +1,117 @@
+"""`iranpki ca create-root|create-intermediate|list|show`."""
+
+from __future__ import annotations
+
+import hashlib
+
+import click
+from cryptography import x509
+
+from iranpki.store import CaRecord
+
+from .common import KeySecret, handle_errors, home_option, json_option, workspace
+from .render import console, emit_json, fields, iso, table, when
+
+
+@click.group()
+def ca() -> None:
+    """Certificate authorities: the root and its intermediates (one per assurance level).
+
+    \b
+    Example:
+      iranpki ca create-root --name root --key 'pkcs11:token=Root%20CA;object=root' \\
+          --subject 'C=IR,O=I.R.Government,OU=Root CA,CN=Islamic Republic of Iran Root CA-G3'
+      iranpki ca create-intermediate --parent root --level 2 --name gica2 \\
+          --key 'pkcs11:token=GICA;object=gica2' --subject 'C=IR,O=GICA,CN=General Intermediate CA Level 2'
+    """
+
+
+def _info(r: CaRecord) -> dict:
+    cert = x509.load_der_x509_certificate(r.certificate)
+    return {"name": r.name, "kind": r.kind, "level": r.level, "parent": r.parent,
+            "subject": cert.subject.rfc4514_string(), "serial": f"{cert.serial_number:x}",
+            "not_before": iso(cert.not_valid_before_utc), "not_after": iso(cert.not_valid_after_utc),
+            "key": r.key_reference, "sha256": hashlib.sha256(r.certificate).hexdigest(),
+            "repository_url": r.repository_url, "ocsp_url": r.ocsp_url}
+
+
+def _show(r: CaRecord, as_json: bool) -> None:
+    info = _info(r)
+    if as_json:
+        emit_json(info)
+        return
+    cert = x509.load_der_x509_certificate(r.certificate)
+    fields(f"CA {r.name}", [
+        ("kind", r.kind + (f", assurance level {r.level}" if r.level else "")),
+        ("issued by", r.parent or "(self-signed)"), ("subject", info["subject"]), ("serial", info["serial"]),
+        ("valid from", when(cert.not_valid_before_utc)), ("valid until", when(cert.not_valid_after_utc)),
+        ("key", r.key_reference), ("SHA-256", info["sha256"]),
+    ])
+
+
+@ca.command("create-root")
+@home_option
+@click.option("--name", required=True, help="Name of the CA in this workspace.")
+@click.option("--key", "key_ref", required=True, help="The root key: a pkcs11: URI or a software key name.")
+@click.option("--subject", required=True, help="e.g. 'C=IR,O=I.R.Government,OU=Root CA,CN=...'.")
+@click.option("--validity-days", type=int, default=None, help="Default: the root profile's (20 years).")
+@click.option("--profile", "profile_name", default="root", show_default=True)
+@click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None)
+@json_option
+@handle_errors
+def create_root(home: str, name: str, key_ref: str, subject: str, validity_days: int | None,
+                profile_name: str, passphrase_file: str | None, as_json: bool) -> None:
+    """Create the self-signed root CA."""
+    ws = workspace(home)
+    authority = ws.create_root(name, key_ref, subject, validity_days=validity_days, profile=profile_name,
+                               secret=KeySecret(passphrase_file))
+    _show(authority.record, as_json)
+
+
+@ca.command("create-intermediate")
+@home_option
+@click.option("--name", required=True)
+@click.option("--parent", required=True, help="The CA that certifies it (the root).")
+@click.option("--level", type=click.IntRange(1, 4), required=True, help="Assurance level 1-4.")
+@click.option("--key", "key_ref", required=True, help="The intermediate's key (pkcs11: URI; software only at level 1).")
+@click.option("--subject", required=True)
+@click.option("--validity-days", type=int, default=None)
+@click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None)
+@json_option
+@handle_errors
+def create_intermediate(home: str, name: str, parent: str, level: int, key_ref: str, subject: str,
+                        validity_days: int | None, passphrase_file: str | None, as_json: bool) -> None:
+    """Have the root certify an intermediate CA for one assurance level."""
+    ws = workspace(home)
+    secret = KeySecret(passphrase_file)
+    authority = ws.create_intermediate(name, parent, level, key_ref, subject, validity_days=validity_days,
+                                       parent_secret=secret, secret=secret)
+    _show(authority.record, as_json)
+
+
+@ca.command("list")
+@home_option
+@json_option
+@handle_errors
+def list_(home: str, as_json: bool) -> None:
+    """List the CAs of the workspace."""
+    records = workspace(home).store.list_cas()
+    if as_json:
+        emit_json([_info(r) for r in records])
+        return
+    rows = []
+    for r in records:
+        cert = x509.load_der_x509_certificate(r.certificate)
+        rows.append([r.name, r.kind, str(r.level or "-"), r.parent or "-", cert.subject.rfc4514_string(),
+                     when(cert.not_valid_after_utc)])
+    table("Certificate authorities", ["name", "kind", "level", "parent", "subject", "valid until"], rows)
+
+
+@ca.command()
+@home_option
+@click.argument("name")
+@json_option
+@handle_errors
+def show(home: str, name: str, as_json: bool) -> None:
+    """Show one CA."""
+    _show(workspace(home).store.get_ca(name), as_json)

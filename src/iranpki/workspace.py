@@ -1,0 +1,241 @@
+"""A CA operator's workspace: one folder holding the configuration, the store and software keys.
+
+``iranpki init DIR`` makes one::
+
+    DIR/iranpki.yaml      settings (store, PKCS#11 module, repository and OCSP URLs)
+    DIR/iranpki.sqlite3   the store (certificates, CAs, revocations, audit log)
+    DIR/keys/             encrypted software keys (level 1 only; CA keys belong on tokens)
+
+Each operation a client offers is one method here, so the CLI and later the portals stay thin.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import ca as ca_mod
+from .clock import Clock, SystemClock
+from .errors import ConfigError, NotFoundError, RequestError
+from .keys import PASSPHRASE_ENV, KeySpec, SecretSource, Signer, generate_software_key, is_pkcs11, open_signer
+from .store import AuditEvent, CertificateRecord, KeyRecord, Reason, SqliteStore
+
+__all__ = ["CONFIG_NAME", "HOME_ENV", "Workspace", "WorkspaceConfig"]
+
+CONFIG_NAME = "iranpki.yaml"
+HOME_ENV = "IRANPKI_HOME"
+MAX_KEY_FILE = 64 * 1024
+
+
+class WorkspaceConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    store: str = "iranpki.sqlite3"
+    keys_dir: str = "keys"
+    pkcs11_module: str | None = Field(default=None, description="PKCS#11 module; default SoftHSM2")
+    repository_url: str = Field(pattern=r"^https?://[^\s]+$")
+    ocsp_url: str = Field(default="", pattern=r"^(https?://[^\s]+)?$")
+
+
+@dataclass
+class Workspace:
+    home: Path
+    config: WorkspaceConfig
+    clock: Clock
+    _store: SqliteStore | None = None
+
+    # ---- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, home: str | os.PathLike[str], *, repository_url: str, ocsp_url: str = "",
+             pkcs11_module: str | None = None, clock: Clock | None = None) -> Workspace:
+        path = Path(home)
+        if (path / CONFIG_NAME).exists():
+            raise ConfigError(f"{path} is already an iranpki workspace ({CONFIG_NAME} exists); use it, or pick another folder")
+        try:
+            config = WorkspaceConfig(repository_url=repository_url, ocsp_url=ocsp_url, pkcs11_module=pkcs11_module)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid workspace settings: {_first_error(exc)}") from None
+        path.mkdir(parents=True, exist_ok=True)
+        (path / config.keys_dir).mkdir(mode=0o700, exist_ok=True)
+        text = yaml.safe_dump(config.model_dump(), sort_keys=False, allow_unicode=True)
+        (path / CONFIG_NAME).write_text("# iranpki workspace settings\n" + text, encoding="utf-8")
+        ws = cls(path, config, clock or SystemClock())
+        SqliteStore(str(ws.store_path), ws.clock, create=True).close()
+        return ws
+
+    @classmethod
+    def open(cls, home: str | os.PathLike[str] | None = None, *, clock: Clock | None = None) -> Workspace:
+        path = Path(home or os.environ.get(HOME_ENV) or ".")
+        cfg = path / CONFIG_NAME
+        if not cfg.exists():
+            raise ConfigError(
+                f"{path.resolve()} is not an iranpki workspace (no {CONFIG_NAME}); run `iranpki init DIR` "
+                f"and pass --home DIR or set {HOME_ENV}"
+            )
+        try:
+            config = WorkspaceConfig.model_validate(yaml.safe_load(cfg.read_text(encoding="utf-8")))
+        except (ValidationError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{cfg} is not valid: {exc}") from None
+        return cls(path, config, clock or SystemClock())
+
+    @property
+    def store_path(self) -> Path:
+        return self.home / self.config.store
+
+    @property
+    def store(self) -> SqliteStore:
+        if self._store is None:
+            self._store = SqliteStore(str(self.store_path), self.clock)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # ---- keys -------------------------------------------------------------------------------
+
+    def generate_key(self, spec: KeySpec, *, label: str, token: str | None = None,
+                     secret: SecretSource | None = None, actor: str = "iranpki") -> Signer:
+        """Generate a key on ``token`` (PKCS#11) or, without a token, as an encrypted software key."""
+        if token is not None:
+            from .keys.pkcs11 import generate_keypair
+
+            signer: Signer = generate_keypair(token, label, spec, module=self.config.pkcs11_module, pin=secret)
+            backend = "pkcs11"
+        else:
+            if not label or "/" in label or label.startswith("."):
+                raise ConfigError(f"software key label {label!r} must be a plain file name (no '/')")
+            path = self.home / self.config.keys_dir / f"{label}.pem"
+            signer = generate_software_key(spec, str(path), secret or SecretSource(env=PASSPHRASE_ENV, what="passphrase"))
+            backend = "software"
+        self.store.add_key(
+            KeyRecord(signer.reference, backend, str(spec), label, self.clock.now()),
+            AuditEvent("key.generated", signer.reference, actor, {"backend": backend, "algorithm": str(spec),
+                                                                    "token": token}),
+        )
+        return signer
+
+    def open_key(self, reference: str, secret: SecretSource | None = None) -> Signer:
+        if not is_pkcs11(reference) and not os.path.isabs(reference) and not os.path.exists(reference):
+            candidate = self.home / self.config.keys_dir / (reference if reference.endswith(".pem") else reference + ".pem")
+            if candidate.exists():
+                reference = str(candidate)
+        if is_pkcs11(reference) and "module-path=" not in reference and self.config.pkcs11_module:
+            sep = "&" if "?" in reference else "?"
+            reference = f"{reference}{sep}module-path={self.config.pkcs11_module}"
+        return open_signer(reference, secret)
+
+    # ---- CAs --------------------------------------------------------------------------------
+
+    def create_root(self, name: str, key: str, subject: str, *, validity_days: int | None = None,
+                    profile: str = "root", secret: SecretSource | None = None,
+                    actor: str = "iranpki") -> ca_mod.CertificateAuthority:
+        signer = self.open_key(key, secret)
+        return ca_mod.create_root(self.store, signer, name, ca_mod.parse_subject(subject),
+                                  repository_url=self.config.repository_url, ocsp_url=self.config.ocsp_url,
+                                  profile=profile, validity_days=validity_days, clock=self.clock, actor=actor)
+
+    def create_intermediate(self, name: str, parent: str, level: int, key: str, subject: str, *,
+                            validity_days: int | None = None, parent_secret: SecretSource | None = None,
+                            secret: SecretSource | None = None, actor: str = "iranpki") -> ca_mod.CertificateAuthority:
+        issuer = self.open_ca(parent, parent_secret)
+        signer = self.open_key(key, secret)
+        ocsp = f"{self.config.ocsp_url.rstrip('/')}/{name}" if self.config.ocsp_url else ""
+        return ca_mod.create_intermediate(issuer, signer, name, level, ca_mod.parse_subject(subject),
+                                          ocsp_url=ocsp, validity_days=validity_days, actor=actor)
+
+    def open_ca(self, name: str, secret: SecretSource | None = None) -> ca_mod.CertificateAuthority:
+        record = self.store.get_ca(name)
+        return ca_mod.CertificateAuthority(record, self.open_key(record.key_reference, secret), self.store,
+                                           clock=self.clock)
+
+    def chain(self, name: str) -> list[bytes]:
+        """DER certificates from the CA ``name`` up to its root."""
+        out = []
+        record = self.store.get_ca(name)
+        while True:
+            out.append(record.certificate)
+            if record.parent is None:
+                return out
+            record = self.store.get_ca(record.parent)
+
+    # ---- certificates -----------------------------------------------------------------------
+
+    def issue(self, ca: str, profile: str, *, csr: bytes | None = None, subject: str | None = None,
+              public_key: bytes | None = None, dns: list[str] | None = None, ips: list[str] | None = None,
+              emails: list[str] | None = None, validity_days: int | None = None,
+              secret: SecretSource | None = None, actor: str = "iranpki") -> ca_mod.IssuedCertificate:
+        """Issue from a CSR, or from a public key and subject fields."""
+        from .profiles import load_profile
+
+        prof = load_profile(profile)  # an unknown profile fails before the CA key is opened
+        if (csr is None) == (public_key is None):
+            raise RequestError("give either a CSR or a public key with subject fields, not both and not neither")
+        if csr is not None:
+            request = ca_mod.request_from_csr(csr, validity_days=validity_days)
+            if subject:
+                request = _replace(request, subject=ca_mod.parse_subject(subject))
+        else:
+            request = ca_mod.IssueRequest(subject=ca_mod.parse_subject(subject or ""),
+                                          public_key=_load_public_key(public_key or b""), validity_days=validity_days)
+        request = _replace(request, dns=[*request.dns, *(dns or [])], ips=[*request.ips, *(ips or [])],
+                           emails=[*request.emails, *(emails or [])])
+        return self.open_ca(ca, secret).issue(prof, request, actor=actor)
+
+    def revoke(self, serial: int, reason: str, *, invalidity_date: datetime | None = None,
+               actor: str = "iranpki") -> CertificateRecord:
+        return ca_mod.revoke(self.store, serial, reason, invalidity_date=invalidity_date, actor=actor, clock=self.clock)
+
+    def certificate(self, serial: int) -> CertificateRecord:
+        return self.store.get_certificate(serial)
+
+    def find_certificate(self, text: str) -> CertificateRecord:
+        """A certificate by its serial in hex (with or without colons or 0x) or decimal."""
+        return self.store.get_certificate(parse_serial(text))
+
+
+def parse_serial(text: str) -> int:
+    t = text.strip().lower().replace(":", "")
+    try:
+        if t.startswith("0x"):
+            return int(t[2:], 16)
+        return int(t, 16)
+    except ValueError:
+        raise NotFoundError(f"{text!r} is not a serial number; give it in hex as `iranpki cert list` shows it") from None
+
+
+def _replace(request: ca_mod.IssueRequest, **changes: object) -> ca_mod.IssueRequest:
+    from dataclasses import replace
+
+    return replace(request, **changes)  # type: ignore[arg-type]
+
+
+def _load_public_key(data: bytes):  # noqa: ANN202 - returns a cryptography public key
+    if len(data) > MAX_KEY_FILE:
+        raise RequestError(f"the public key file is {len(data)} bytes; at most {MAX_KEY_FILE} are accepted")
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return load_pem_public_key(data)
+        return load_der_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise RequestError(
+            f"the file is not a public key ({exc}); give a PEM or DER SubjectPublicKeyInfo "
+            "(openssl pkey -pubout)"
+        ) from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r})"
+
+
+# Reason is re-exported for clients that list the revocation reasons.
+REASONS = [r.name for r in Reason]
