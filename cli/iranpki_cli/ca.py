@@ -6,7 +6,9 @@ import hashlib
 
 import click
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+from iranpki.profiles import subject_text
 from iranpki.store import CaRecord
 
 from .common import KeySecret, handle_errors, home_option, json_option, workspace
@@ -29,7 +31,7 @@ def ca() -> None:
 def _info(r: CaRecord) -> dict:
     cert = x509.load_der_x509_certificate(r.certificate)
     return {"name": r.name, "kind": r.kind, "level": r.level, "parent": r.parent,
-            "subject": cert.subject.rfc4514_string(), "serial": f"{cert.serial_number:x}",
+            "subject": subject_text(cert.subject), "serial": f"{cert.serial_number:x}",
             "not_before": iso(cert.not_valid_before_utc), "not_after": iso(cert.not_valid_after_utc),
             "key": r.key_reference, "sha256": hashlib.sha256(r.certificate).hexdigest(),
             "repository_url": r.repository_url, "ocsp_url": r.ocsp_url}
@@ -102,7 +104,7 @@ def list_(home: str, as_json: bool) -> None:
     rows = []
     for r in records:
         cert = x509.load_der_x509_certificate(r.certificate)
-        rows.append([r.name, r.kind, str(r.level or "-"), r.parent or "-", cert.subject.rfc4514_string(),
+        rows.append([r.name, r.kind, str(r.level or "-"), r.parent or "-", subject_text(cert.subject),
                      when(cert.not_valid_after_utc)])
     table("Certificate authorities", ["name", "kind", "level", "parent", "subject", "valid until"], rows)
 
@@ -115,3 +117,27 @@ def list_(home: str, as_json: bool) -> None:
 def show(home: str, name: str, as_json: bool) -> None:
     """Show one CA."""
     _show(workspace(home).store.get_ca(name), as_json)
+
+
+@ca.command()
+@home_option
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["pem", "der"]), default="pem", show_default=True)
+@click.option("--chain", is_flag=True, help="Append the issuing CAs up to the root (PEM only).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="File to write (default: stdout).")
+@handle_errors
+def export(home: str, name: str, fmt: str, chain: bool, out: str | None) -> None:
+    """Export a CA certificate (and its chain up to the root)."""
+    ws = workspace(home)
+    ders = ws.chain(name) if chain else [ws.store.get_ca(name).certificate]
+    if fmt == "der":
+        if chain:
+            raise click.UsageError("--chain needs --format pem (DER holds one certificate)")
+        data = ders[0]
+    else:
+        data = b"".join(x509.load_der_x509_certificate(d).public_bytes(serialization.Encoding.PEM) for d in ders)
+    if out:
+        with open(out, "wb") as f:
+            f.write(data)
+    else:
+        click.get_binary_stream("stdout").write(data)

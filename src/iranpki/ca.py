@@ -42,7 +42,7 @@ from .errors import (
 )
 from .keys.base import HASHES, KeySpec, SignatureScheme, Signer, key_spec_of
 from .policy import CertificatePolicy, load_policy
-from .profiles import ATTRIBUTE_NAMES, EKUS, Profile, load_profile, x509_name
+from .profiles import ATTRIBUTE_NAMES, EKUS, Profile, load_profile, subject_text, x509_name
 from .store.base import AuditEvent, CaRecord, CertificateRecord, Reason, Store
 
 __all__ = [
@@ -315,7 +315,7 @@ def _new_serial() -> int:
 
 def _record(ca: str, profile: str, cert_der: bytes, cert: x509.Certificate, issued_at: datetime) -> CertificateRecord:
     return CertificateRecord(
-        serial=cert.serial_number, ca=ca, profile=profile, subject=cert.subject.rfc4514_string(),
+        serial=cert.serial_number, ca=ca, profile=profile, subject=subject_text(cert.subject),
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, certificate=cert_der,
         fingerprint=hashlib.sha256(cert_der).hexdigest(), issued_at=issued_at,
     )
@@ -472,7 +472,7 @@ def create_root(store: Store, signer: Signer, name: str, subject: list[tuple[str
                       created_at=now)
     cert = x509.load_der_x509_certificate(cert_der)
     store.add_ca(record, None, AuditEvent("ca.created", name, actor, {
-        "kind": "root", "subject": cert.subject.rfc4514_string(), "serial": f"{cert.serial_number:x}",
+        "kind": "root", "subject": subject_text(cert.subject), "serial": f"{cert.serial_number:x}",
         "key": signer.reference, "fingerprint": hashlib.sha256(cert_der).hexdigest(),
         "not_after": not_after.isoformat()}))
     return CertificateAuthority(record, signer, store, clock=clock, scheme=scheme)

@@ -31,6 +31,8 @@ __all__ = [
     "SubjectAttribute",
     "list_profiles",
     "load_profile",
+    "subject_text",
+    "x509_name",
 ]
 
 #: Subject attribute short names a profile may use, with their OIDs (RFC 4519, X.520).
@@ -360,6 +362,15 @@ def load_profile(name: str) -> Profile:
     if name not in profiles:
         raise UnknownProfileError(name, sorted(profiles))
     return profiles[name]
+
+
+_SHORT_NAMES = {NameOID.SERIAL_NUMBER: "serialNumber", NameOID.GIVEN_NAME: "GN", NameOID.SURNAME: "SN",
+                NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier", NameOID.TITLE: "title"}
+
+
+def subject_text(name: x509.Name) -> str:
+    """RFC 4514 text of ``name``, with the attribute names this toolkit uses (not dotted OIDs)."""
+    return name.rfc4514_string(_SHORT_NAMES)
 
 
 def x509_name(subject: list[tuple[SubjectAttribute, str]]) -> x509.Name:

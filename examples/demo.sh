@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The iranpki demo, on the embedded defaults (SQLite store, SoftHSM2 tokens):
+#   1. two SoftHSM2 tokens, "Root CA" and "GICA", with random PINs kept in the environment only;
+#   2. the national root (RSA 4096 on the Root CA token) in the shape of Root CA-G3;
+#   3. the General Intermediate CA, one CA certificate per assurance level 1-4, keys on "GICA";
+#   4. one certificate of every end-entity profile from the level-2 intermediate, each from a
+#      subscriber's CSR, and each checked with `openssl verify -x509_strict -purpose ...`.
+# Output goes to ./demo-out (made afresh on each run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+out="$PWD/demo-out"
+rm -rf "$out"
+mkdir -p "$out/tokens" "$out/subscribers"
+cat > "$out/softhsm2.conf" <<CONF
+directories.tokendir = $out/tokens
+objectstore.backend = file
+log.level = ERROR
+CONF
+export SOFTHSM2_CONF="$out/softhsm2.conf"
+# PINs live in the environment only: never in an argument list, a file or a log.
+IRANPKI_PKCS11_SO_PIN="$(openssl rand -hex 12)"; export IRANPKI_PKCS11_SO_PIN
+IRANPKI_PKCS11_PIN="$(openssl rand -hex 12)"; export IRANPKI_PKCS11_PIN
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "tokens"
+iranpki token init --label "Root CA"
+iranpki token init --label "GICA"
+
+step "workspace"
+iranpki init "$out/ca" --repository-url http://repository.demo.ir --ocsp-url http://ocsp.demo.ir
+export IRANPKI_HOME="$out/ca"
+
+step "root CA (RSA 4096 on token 'Root CA')"
+iranpki key generate --token "Root CA" --label root-g3 --algorithm rsa4096
+iranpki ca create-root --name root --key 'pkcs11:token=Root%20CA;object=root-g3' \
+  --subject 'C=IR,O=I.R.Government,OU=Root CA,CN=Islamic Republic of Iran Root CA-G3 (demo)'
+
+step "General Intermediate CA, one CA certificate per assurance level"
+algs=(p256 p384 p384 rsa3072)
+for level in 1 2 3 4; do
+  iranpki key generate --token GICA --label "gica-l$level" --algorithm "${algs[$((level-1))]}" >/dev/null
+  iranpki ca create-intermediate --parent root --level "$level" --name "gica$level" \
+    --key "pkcs11:token=GICA;object=gica-l$level" \
+    --subject "C=IR,O=E-Commerce Development Center,OU=GICA,CN=General Intermediate CA Level $level (demo)" --json \
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  %s: level %s, serial %s" % (d["name"], d["level"], d["serial"]))'
+done
+iranpki ca list
+
+iranpki ca export root --out "$out/root.pem"
+iranpki ca export gica2 --out "$out/gica2.pem"
+
+step "one certificate of every end-entity profile, from the level-2 intermediate"
+csr() {  # name, subject, then openssl req arguments for the key and extensions
+  local name=$1 subj=$2; shift 2
+  openssl req -new -utf8 -nodes -keyout "$out/subscribers/$name.key" \
+    -subj "$subj" -out "$out/subscribers/$name.csr" "$@" 2>/dev/null
+}
+P256=(-newkey ec -pkeyopt ec_paramgen_curve:P-256)
+P384=(-newkey ec -pkeyopt ec_paramgen_curve:P-384)
+fail=0
+# OpenSSL before 3.2 has no "codesign" purpose: there, verify the chain with "any" and check
+# the codeSigning EKU with openssl x509.
+codesign_purpose=codesign
+case "$(openssl verify -purpose codesign /dev/null 2>&1 || true)" in *"Invalid purpose"*) codesign_purpose=any ;; esac
+issue() {  # profile, purpose, csr name, extra iranpki args...
+  local profile=$1 purpose=$2 name=$3; shift 3
+  local serial
+  if [ "$purpose" = codesign ]; then purpose=$codesign_purpose; fi
+  serial=$(iranpki cert issue --ca gica2 --profile "$profile" --csr "$out/subscribers/$name.csr" \
+           --out "$out/$profile.pem" --json "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["serial"])')
+  if openssl verify -x509_strict -purpose "$purpose" -CAfile "$out/root.pem" -untrusted "$out/gica2.pem" \
+       "$out/$profile.pem" >/dev/null 2>"$out/$profile.verify.txt"; then
+    printf '  %-20s serial %s  openssl verify -purpose %-13s OK\n' "$profile" "$serial" "$purpose"
+  else
+    printf '  %-20s serial %s  openssl verify -purpose %-13s FAILED\n' "$profile" "$serial" "$purpose"
+    cat "$out/$profile.verify.txt"; fail=1
+  fi
+}
+csr personal '/C=IR/SN=محمدی/GN=علی/serialNumber=0499370899/CN=علی محمدی' "${P256[@]}"
+issue personal-signature smimesign personal
+csr seal '/C=IR/O=شرکت نمونه/organizationIdentifier=NTRIR-10380284790/CN=مهر سازمانی شرکت نمونه' -newkey rsa:2048
+issue organisational-seal smimesign seal
+csr site '/C=IR/ST=Tehran/O=Example Co' "${P256[@]}" \
+  -addext 'subjectAltName=DNS:www.example.ir,DNS:example.ir,IP:185.143.232.10'
+issue ssl-server sslserver site
+csr mail '/CN=ali@example.ir' -newkey rsa:2048 -addext 'subjectAltName=email:ali@example.ir'
+issue smime smimesign mail
+csr code '/C=IR/O=Example Co/CN=Example Co Code Signing' -newkey rsa:3072
+issue code-signing codesign code
+openssl x509 -in "$out/code-signing.pem" -noout -ext extendedKeyUsage | grep -q "Code Signing" \
+  || { echo "  code-signing: the certificate lacks the Code Signing EKU" >&2; fail=1; }
+csr tsa '/C=IR/O=E-Commerce Development Center/CN=National TSA (demo)' "${P384[@]}"
+issue tsa timestampsign tsa
+csr ocsp '/C=IR/O=E-Commerce Development Center/CN=GICA2 OCSP (demo)' "${P256[@]}"
+issue ocsp-signer ocsphelper ocsp
+
+step "the store"
+iranpki cert list --ca gica2
+step "keys on the tokens stay sensitive and never extractable (pkcs11-tool)"
+pkcs11-tool --module /usr/lib/softhsm/libsofthsm2.so --token-label "Root CA" --login --pin env:IRANPKI_PKCS11_PIN \
+  --list-objects --type privkey 2>/dev/null | grep -E 'label|Access'
+
+if [ "$fail" -ne 0 ]; then
+  echo "demo: a certificate failed openssl verify (see above)" >&2
+  exit 1
+fi
+echo
+echo "demo: done. Everything is in $out (workspace: $out/ca, certificates: $out/*.pem)."

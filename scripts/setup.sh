@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install what iranpki needs on a fresh Debian machine (run as root), then a virtualenv in
+# .venv with iranpki and its test tools. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v softhsm2-util >/dev/null || need_apt+=(softhsm2)
+command -v pkcs11-tool >/dev/null || need_apt+=(opensc)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v osslsigncode >/dev/null || need_apt+=(osslsigncode)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} with apt-get" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+python3 - <<'PY'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"setup: iranpki needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+PY
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv" >&2
+  python3 -m venv .venv
+fi
+stamp=.venv/.iranpki-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing iranpki and its test tools into .venv" >&2
+  .venv/bin/pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c 'import iranpki, pkcs11, pkilint, pyhanko_certvalidator' \
+    || { echo "setup: the install into .venv failed; see the pip output above" >&2; exit 1; }
+  touch "$stamp"
+fi
