@@ -42,7 +42,7 @@ from .errors import (
 )
 from .keys.base import HASHES, KeySpec, SignatureScheme, Signer, key_spec_of
 from .policy import CertificatePolicy, load_policy
-from .profiles import ATTRIBUTE_NAMES, EKUS, Profile, load_profile, subject_text, x509_name
+from .profiles import ATTRIBUTE_NAMES, EKUS, Profile, load_profile, name_der, subject_text, subject_text_of
 from .store.base import AuditEvent, CaRecord, CertificateRecord, Reason, Store
 
 __all__ = [
@@ -313,9 +313,10 @@ def _new_serial() -> int:
     return (1 << 126) | secrets.randbits(126)
 
 
-def _record(ca: str, profile: str, cert_der: bytes, cert: x509.Certificate, issued_at: datetime) -> CertificateRecord:
+def _record(ca: str, profile: str, cert_der: bytes, cert: x509.Certificate, issued_at: datetime,
+            subject: str) -> CertificateRecord:
     return CertificateRecord(
-        serial=cert.serial_number, ca=ca, profile=profile, subject=subject_text(cert.subject),
+        serial=cert.serial_number, ca=ca, profile=profile, subject=subject,
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, certificate=cert_der,
         fingerprint=hashlib.sha256(cert_der).hexdigest(), issued_at=issued_at,
     )
@@ -405,7 +406,7 @@ class CertificateAuthority:
         if violations:
             raise ProfileViolationError(profile.name, violations)
         assert spec is not None
-        subject_der = x509_name(subject).public_bytes()
+        subject_der = name_der(subject)
         spki = request.public_key.public_bytes(serialization.Encoding.DER,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
         extensions = list(self._template(profile, spec))
@@ -419,7 +420,7 @@ class CertificateAuthority:
             cert_der = _compose(self._issuer, self.signer, self.scheme, serial, not_before, not_after,
                                 subject_der, spki, extensions)
             cert = x509.load_der_x509_certificate(cert_der)
-            record = _record(self.name, profile.name, cert_der, cert, now)
+            record = _record(self.name, profile.name, cert_der, cert, now, subject_text_of(subject))
             try:
                 if profile.kind == "intermediate":
                     return IssuedCertificate(record, cert)  # the caller stores it with its CA record
@@ -458,15 +459,15 @@ def create_root(store: Store, signer: Signer, name: str, subject: list[tuple[str
     if violations:
         raise ProfileViolationError(prof.name, violations)
     scheme = scheme or SignatureScheme(hash=spec.default_hash)
-    name_der = x509_name(subj).public_bytes()
+    subject_der = name_der(subj)
     ski = _ski(signer.public_key)
-    issuer = _Issuer(name, name_der, ski.digest, None, repository_url, ocsp_url, None)
+    issuer = _Issuer(name, subject_der, ski.digest, None, repository_url, ocsp_url, None)
     extensions = _profile_extensions(prof, issuer, spec, None, load_policy())
     extensions.append(_extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, ski))
     now = clock.now().replace(microsecond=0)
     not_after = now + timedelta(days=days) - timedelta(seconds=1)
     spki = signer.public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    cert_der = _compose(issuer, signer, scheme, _new_serial(), now, not_after, name_der, spki, extensions)
+    cert_der = _compose(issuer, signer, scheme, _new_serial(), now, not_after, subject_der, spki, extensions)
     record = CaRecord(name=name, kind="root", level=None, parent=None, certificate=cert_der,
                       key_reference=signer.reference, repository_url=repository_url, ocsp_url=ocsp_url,
                       created_at=now)

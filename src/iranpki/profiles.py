@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from . import der
 from .errors import IdentifierError, ProfileError, UnknownProfileError, Violation
 from .identity import check_legal_entity_id, check_national_code, check_persian_name
 from .keys.base import KeySpec
@@ -31,8 +32,9 @@ __all__ = [
     "SubjectAttribute",
     "list_profiles",
     "load_profile",
+    "name_der",
     "subject_text",
-    "x509_name",
+    "subject_text_of",
 ]
 
 #: Subject attribute short names a profile may use, with their OIDs (RFC 4519, X.520).
@@ -370,19 +372,39 @@ _SHORT_NAMES = {NameOID.SERIAL_NUMBER: "serialNumber", NameOID.GIVEN_NAME: "GN",
 
 def subject_text(name: x509.Name) -> str:
     """RFC 4514 text of ``name``, with the attribute names this toolkit uses (not dotted OIDs)."""
-    return name.rfc4514_string(_SHORT_NAMES)
+    import warnings
+
+    with warnings.catch_warnings():
+        # cryptography warns about a commonName over 64 UTF-8 bytes; RFC 5280 counts characters.
+        warnings.filterwarnings("ignore", message="Attribute's length")
+        return name.rfc4514_string(_SHORT_NAMES)
 
 
-def x509_name(subject: list[tuple[SubjectAttribute, str]]) -> x509.Name:
-    """The X.501 Name, one attribute per RDN, encoded as the profile says."""
-    from cryptography.x509.name import _ASN1Type
+def _rfc4514_escape(value: str) -> str:
+    out = "".join("\\" + c if c in ',+"\\<>;=' else c for c in value)
+    if out.startswith((" ", "#")):
+        out = "\\" + out
+    if out.endswith(" "):
+        out = out[:-1] + "\\ "
+    return out
 
+
+def subject_text_of(subject: list[tuple[SubjectAttribute, str]]) -> str:
+    """RFC 4514 text of a checked subject (last RDN first, as RFC 4514 2.1 orders it)."""
+    return ",".join(f"{a.name}={_rfc4514_escape(v)}" for a, v in reversed(subject))
+
+
+def name_der(subject: list[tuple[SubjectAttribute, str]]) -> bytes:
+    """The DER X.501 Name, one attribute per RDN, encoded as the profile says.
+
+    Written here rather than with ``cryptography``'s Name, which caps commonName at 64 UTF-8
+    *bytes*: RFC 5280 (appendix A, ub-common-name) counts characters, and a Persian name of 33
+    letters is 66 bytes. The profile enforces the limit in characters.
+    """
     rdns = []
     for attr, value in subject:
-        if attr.name == "C":
-            enc = _ASN1Type.PrintableString
-        else:
-            enc = _ASN1Type.UTF8String if attr.encoding == "utf8" else _ASN1Type.PrintableString
-        rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(attr.oid, value, enc)]))
-    return x509.Name(rdns)
-
+        # RFC 5280 4.1.2.6 and appendix A: countryName and serialNumber are PrintableString.
+        printable = attr.name == "C" or attr.encoding == "printable"
+        string = der.tlv(0x13 if printable else 0x0C, value.encode("ascii" if printable else "utf-8"))
+        rdns.append(der.tlv(0x31, der.sequence(der.oid(attr.oid.dotted_string), string)))
+    return der.sequence(*rdns)

@@ -1,0 +1,123 @@
+"""Fixtures: a fresh SoftHSM2 token set per test session with random PINs, a CA hierarchy whose
+keys live on those tokens, and the independent checkers (openssl, pkilint, pkcs11-tool).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from iranpki.ca import CertificateAuthority, create_intermediate, create_root, parse_subject
+from iranpki.keys import KeySpec, SecretSource, SoftwareSigner
+from iranpki.store import SqliteStore
+
+VECTORS = Path(__file__).parent / "vectors"
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+ROOT_SUBJECT = "C=IR,O=I.R.Government,OU=Root CA,CN=Islamic Republic of Iran Root CA-G3 (test)"
+REPO = "http://repository.test.ir"
+OCSP = "http://ocsp.test.ir"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for tool in ("openssl", "softhsm2-util", "pkcs11-tool"):
+        if shutil.which(tool) is None:
+            raise pytest.UsageError(f"{tool} is missing; run scripts/setup.sh (the README's test command does)")
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A private SoftHSM2 token directory with two tokens and random PINs, for this session."""
+    from iranpki.keys.pkcs11 import init_token
+
+    base = tmp_path_factory.mktemp("softhsm")
+    (base / "tokens").mkdir()
+    conf = base / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {base}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n")
+    pin, so_pin = secrets.token_hex(8), secrets.token_hex(8)
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    os.environ["IRANPKI_PKCS11_PIN"] = pin
+    for label in ("Root CA", "GICA", "Test"):
+        init_token(label, SecretSource(env=None, prompt=lambda _: so_pin), SecretSource(prompt=lambda _: pin),
+                   module=SOFTHSM_MODULE)
+    yield {"conf": str(conf), "pin": pin, "so_pin": so_pin, "module": SOFTHSM_MODULE}
+
+
+@pytest.fixture(scope="session")
+def hierarchy(softhsm: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Root (RSA 4096, token "Root CA") and level-2 intermediate (P-384, token "GICA")."""
+    from iranpki.keys.pkcs11 import generate_keypair
+
+    base = tmp_path_factory.mktemp("hierarchy")
+    store = SqliteStore(str(base / "store.sqlite3"), create=True)
+    root_key = generate_keypair("Root CA", "root", KeySpec.parse("rsa4096"))
+    root = create_root(store, root_key, "root", parse_subject(ROOT_SUBJECT), repository_url=REPO, ocsp_url=OCSP)
+    gica_key = generate_keypair("GICA", "gica2", KeySpec.parse("p384"))
+    gica2 = create_intermediate(root, gica_key, "gica2", 2,
+                                parse_subject("C=IR,O=E-Commerce Development Center,CN=GICA Level 2 (test)"),
+                                ocsp_url=OCSP + "/gica2")
+    root_pem = base / "root.pem"
+    root_pem.write_bytes(root.certificate.public_bytes(serialization.Encoding.PEM))
+    gica_pem = base / "gica2.pem"
+    gica_pem.write_bytes(gica2.certificate.public_bytes(serialization.Encoding.PEM))
+    return {"store": store, "root": root, "gica2": gica2, "root_pem": root_pem, "gica2_pem": gica_pem, "dir": base}
+
+
+@pytest.fixture
+def software_ca(tmp_path: Path) -> CertificateAuthority:
+    """A throw-away root and level-1 intermediate with software keys, in a store of its own."""
+    store = SqliteStore(str(tmp_path / "store.sqlite3"), create=True)
+    root = create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP384R1())), "root",
+                       parse_subject(ROOT_SUBJECT), repository_url=REPO, profile="root",
+                       ocsp_url=OCSP)
+    return create_intermediate(root, SoftwareSigner(ec.generate_private_key(ec.SECP256R1())), "gica1", 1,
+                               parse_subject("C=IR,O=GICA,CN=GICA Level 1 (test)"))
+
+
+def new_key(kind: str = "p256"):
+    if kind.startswith("rsa"):
+        return rsa.generate_private_key(65537, int(kind[3:]))
+    return ec.generate_private_key(ec.SECP384R1() if kind == "p384" else ec.SECP256R1())
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
+
+
+def openssl_verify(root: Path, untrusted: Path | None, cert: Path, purpose: str | None) -> subprocess.CompletedProcess[str]:
+    cmd = ["openssl", "verify", "-x509_strict", "-CAfile", str(root)]
+    if untrusted is not None:
+        cmd += ["-untrusted", str(untrusted)]
+    if purpose:
+        cmd += ["-purpose", purpose]
+    return run([*cmd, str(cert)])
+
+
+def openssl_has_purpose(purpose: str) -> bool:
+    out = run(["openssl", "verify", "-purpose", purpose, "/dev/null"])
+    return "Invalid purpose" not in out.stderr + out.stdout
+
+
+def pkilint(tool: str, *files: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    """The codes of every finding of WARNING or above from a pkilint command."""
+    exe = str(Path(sys.executable).parent / tool)
+    out = run([exe, "lint", "-s", "WARNING", "-f", "JSON", *extra, *map(str, files)])
+    try:
+        report = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"{tool} did not run: {out.stderr or out.stdout}") from None
+    return [f["code"] for r in report["results"] for f in r["finding_descriptions"]]
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
