@@ -211,6 +211,8 @@ class SqliteStore(Store):
         except sqlite3.IntegrityError as exc:
             if "certificates.serial" in str(exc):
                 raise DuplicateError(f"serial number {record.serial:x} is already used") from None
+            if "certificates.fingerprint" in str(exc):
+                raise DuplicateError(f"certificate {record.serial:x} is already recorded (same SHA-256)") from None
             raise StoreError(f"the store refused the certificate {record.serial:x}: {exc}") from None
 
     @staticmethod

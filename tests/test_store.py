@@ -1,0 +1,177 @@
+"""The store never loses a handed-out certificate and never holds half a change."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import iranpki.ca as ca_mod
+from iranpki.errors import DuplicateError, SchemaError, StoreError
+from iranpki.keys import KeySpec
+from iranpki.store import SqliteStore
+from iranpki.workspace import Workspace
+
+from .conftest import new_key
+from .samples import request
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """A workspace with a software root and level-1 intermediate (keys encrypted on disk)."""
+    monkeypatch.setenv("IRANPKI_KEY_PASSPHRASE", PASSPHRASE)
+    ws = Workspace.init(tmp_path / "ws", repository_url="http://repo.test.ir", ocsp_url="http://ocsp.test.ir")
+    ws.generate_key(KeySpec.parse("p384"), label="root")
+    ws.generate_key(KeySpec.parse("p256"), label="gica1")
+    ws.create_root("root", "root", "C=IR,O=Test,CN=Test Root")
+    ws.create_intermediate("gica1", "root", 1, "gica1", "C=IR,O=Test,CN=Test Level 1")
+    ws.close()
+    return Workspace.open(tmp_path / "ws")
+
+
+def _counts(path: Path) -> tuple[int, int]:
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        certs = db.execute("SELECT count(*) FROM certificates WHERE profile != 'intermediate-level1'").fetchone()[0]
+        audits = db.execute("SELECT count(*) FROM audit WHERE event = 'cert.issued'").fetchone()[0]
+        return certs, audits
+    finally:
+        db.close()
+
+
+def test_audit_row_and_certificate_commit_together(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    authority = workspace.open_ca("gica1")
+    before = _counts(workspace.store_path)
+
+    def broken_audit(self, db, audit):  # the audit write fails after the certificate row went in
+        raise sqlite3.OperationalError("disk I/O error (simulated)")
+
+    monkeypatch.setattr(SqliteStore, "_audit", broken_audit)
+    with pytest.raises(sqlite3.OperationalError):
+        authority.issue("tsa", request("tsa", new_key().public_key()))
+    assert _counts(workspace.store_path) == before  # neither row, not half of the change
+
+
+def test_colliding_serial_is_retried_and_never_handed_out(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    authority = workspace.open_ca("gica1")
+    first = authority.issue("tsa", request("tsa", new_key().public_key()))
+    serials = iter([first.record.serial, (1 << 126) | 12345])
+    monkeypatch.setattr(ca_mod, "_new_serial", lambda: next(serials))
+    second = authority.issue("tsa", request("tsa", new_key().public_key()))
+    assert second.record.serial == (1 << 126) | 12345
+    assert second.certificate.serial_number == second.record.serial
+    assert workspace.store.get_certificate(first.record.serial).fingerprint == first.record.fingerprint
+
+
+def test_the_store_refuses_a_duplicate_serial(workspace: Workspace) -> None:
+    authority = workspace.open_ca("gica1")
+    issued = authority.issue("tsa", request("tsa", new_key().public_key()))
+    from iranpki.store import AuditEvent
+
+    with pytest.raises(DuplicateError, match="already"):
+        workspace.store.add_certificate(issued.record, AuditEvent("cert.issued", "x"))
+
+
+def test_serials_are_positive_random_and_long(workspace: Workspace) -> None:
+    authority = workspace.open_ca("gica1")
+    serials = [authority.issue("tsa", request("tsa", new_key().public_key())).record.serial for _ in range(20)]
+    assert len(set(serials)) == 20
+    for s in serials:
+        assert 2**126 <= s < 2**127  # positive, 16 octets, 126 random bits (>= 64 required)
+    # The low 64 bits differ across serials (they come from the CSPRNG, not a counter).
+    assert len({s & (2**64 - 1) for s in serials}) == 20
+
+
+CRASH_SCRIPT = textwrap.dedent("""
+    import sys
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from iranpki.workspace import Workspace
+    from iranpki.ca import IssueRequest, parse_subject
+    ws = Workspace.open(sys.argv[1])
+    authority = ws.open_ca("gica1")
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    while True:
+        cert = authority.issue("tsa", IssueRequest(parse_subject("C=IR,O=T,CN=TSA"), key))
+        # Handing out = writing it where the caller can see it.
+        sys.stdout.write(f"{cert.record.serial:x}\\n")
+        sys.stdout.flush()
+""")
+
+
+def test_a_killed_issuer_leaves_a_consistent_store(workspace: Workspace, tmp_path: Path) -> None:
+    script = tmp_path / "issue_forever.py"
+    script.write_text(CRASH_SCRIPT)
+    workspace.close()
+    handed_out: list[str] = []
+    for round_ in range(3):  # kill at different moments
+        proc = subprocess.Popen([sys.executable, str(script), str(workspace.home)], stdout=subprocess.PIPE,
+                                text=True, env={**os.environ, "IRANPKI_KEY_PASSPHRASE": PASSPHRASE})
+        deadline = time.monotonic() + 30
+        got = 0
+        assert proc.stdout is not None
+        while got < 20 + 7 * round_ and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            handed_out.append(line.strip())
+            got += 1
+        proc.send_signal(signal.SIGKILL)
+        rest = proc.stdout.read()
+        handed_out += [s for s in rest.split("\n") if s]
+        proc.wait(timeout=10)
+        assert got > 0
+    store = SqliteStore(str(workspace.store_path))
+    for serial in handed_out:
+        store.get_certificate(int(serial, 16))  # every certificate handed out is recorded
+    certs, audits = _counts(workspace.store_path)
+    assert certs == audits  # and each has its audit row
+    assert certs >= len(handed_out)
+
+
+def _issue_many(home: str, n: int, queue) -> None:
+    os.environ["IRANPKI_KEY_PASSPHRASE"] = PASSPHRASE
+    ws = Workspace.open(home)
+    authority = ws.open_ca("gica1")
+    key = new_key().public_key()
+    serials = [authority.issue("tsa", request("tsa", key)).record.serial for _ in range(n)]
+    queue.put(serials)
+
+
+def test_four_concurrent_issuers_never_duplicate_a_serial(workspace: Workspace) -> None:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    workers = [ctx.Process(target=_issue_many, args=(str(workspace.home), 60, queue)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    results = [queue.get(timeout=240) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
+        assert w.exitcode == 0
+    serials = [s for r in results for s in r]
+    assert len(serials) == 240 and len(set(serials)) == 240
+    certs, audits = _counts(workspace.store_path)
+    assert certs == audits == 240
+
+
+def test_a_store_from_another_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    SqliteStore(str(path), create=True).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(SchemaError, match="schema version 99"):
+        SqliteStore(str(path))
+    with pytest.raises(StoreError, match="iranpki init"):
+        SqliteStore(str(tmp_path / "missing.sqlite3"))
