@@ -458,7 +458,7 @@ def create_root(store: Store, signer: Signer, name: str, subject: list[tuple[str
     prof.check_validity(days, violations)
     if violations:
         raise ProfileViolationError(prof.name, violations)
-    scheme = scheme or SignatureScheme(hash=spec.default_hash)
+    scheme = scheme or SignatureScheme(hash=prof.signature_hash or spec.default_hash)
     subject_der = name_der(subj)
     ski = _ski(signer.public_key)
     issuer = _Issuer(name, subject_der, ski.digest, None, repository_url, ocsp_url, None)

@@ -201,6 +201,8 @@ class Profile(_Frozen):
     #: The CA/B Forum TLS BR (7.1.2.7.6) make SKI "NOT RECOMMENDED" in subscriber certificates.
     subject_key_identifier: bool = True
     lint_exceptions: tuple[LintException, ...] = ()
+    #: The hash of a self-signed certificate's signature (default: matched to the key size).
+    signature_hash: Literal["sha256", "sha384", "sha512"] | None = None
     #: The pkilint suites that judge this profile's certificates in the tests.
     lint: tuple[Literal["pkix", "serverauth", "smime"], ...] = ("pkix",)
     #: The ``openssl verify -purpose`` that a certificate of the profile must pass.
