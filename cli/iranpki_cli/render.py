@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
-err_console = Console(stderr=True)
+# Errors are never hard-wrapped: operators grep them in logs.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def jalali(moment: datetime) -> str:

@@ -176,7 +176,8 @@ class Workspace:
         """Issue from a CSR, or from a public key and subject fields."""
         from .profiles import load_profile
 
-        prof = load_profile(profile)  # an unknown profile fails before the CA key is opened
+        prof = load_profile(profile)  # an unknown profile or CA fails before anything is parsed
+        self.store.get_ca(ca)
         if (csr is None) == (public_key is None):
             raise RequestError("give either a CSR or a public key with subject fields, not both and not neither")
         if csr is not None:
