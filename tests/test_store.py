@@ -175,3 +175,32 @@ def test_a_store_from_another_version_is_refused(tmp_path: Path) -> None:
         SqliteStore(str(path))
     with pytest.raises(StoreError, match="iranpki init"):
         SqliteStore(str(tmp_path / "missing.sqlite3"))
+
+
+def test_batch_issuance_is_all_or_nothing(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    from iranpki.errors import ProfileViolationError
+
+    authority = workspace.open_ca("gica1")
+    good = [request("tsa", new_key().public_key()) for _ in range(5)]
+    issued = authority.issue_many("tsa", good)
+    assert len({c.record.serial for c in issued}) == 5
+    for c in issued:
+        assert workspace.store.get_certificate(c.record.serial).fingerprint == c.record.fingerprint
+    before = _counts(workspace.store_path)
+    bad = good[:2] + [request("tsa", new_key().public_key(), subject=[("C", "IR"), ("CN", "no O")])]
+    with pytest.raises(ProfileViolationError, match="request 2: subject O"):
+        authority.issue_many("tsa", bad)
+    # A collision inside the batch: the whole batch is signed again under new serials.
+    taken = issued[0].record.serial
+    serials = iter([taken, (1 << 126) | 1, (1 << 126) | 2, (1 << 126) | 3])
+    monkeypatch.setattr(ca_mod, "_new_serial", lambda: next(serials))
+    again = authority.issue_many("tsa", good[:2])
+    assert [c.record.serial for c in again] == [(1 << 126) | 2, (1 << 126) | 3]
+    assert _counts(workspace.store_path) == (before[0] + 2, before[1] + 2)
+
+
+def test_issue_refuses_ca_profiles(workspace: Workspace) -> None:
+    from iranpki.errors import IssuanceError
+
+    with pytest.raises(IssuanceError, match="create_intermediate"):
+        workspace.open_ca("gica1").issue("intermediate-level1", request("tsa", new_key().public_key()))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -78,7 +79,10 @@ class IssueRequest:
 @dataclass(frozen=True)
 class IssuedCertificate:
     record: CertificateRecord
-    certificate: x509.Certificate
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return x509.load_der_x509_certificate(self.record.certificate)
 
     @property
     def pem(self) -> bytes:
@@ -288,10 +292,15 @@ def _verify(public_key: PublicKeyTypes, signature: bytes, data: bytes, scheme: S
         ) from None
 
 
+@lru_cache(maxsize=64)
+def _algorithm_identifier(scheme: SignatureScheme, spec: KeySpec) -> bytes:
+    return scheme.algorithm_identifier(spec)
+
+
 def _compose(issuer: _Issuer, signer: Signer, scheme: SignatureScheme, serial: int,
              not_before: datetime, not_after: datetime, subject_der: bytes, spki_der: bytes,
              extensions: list[bytes]) -> bytes:
-    alg = scheme.algorithm_identifier(signer.key_spec)
+    alg = _algorithm_identifier(scheme, signer.key_spec)
     tbs = der.sequence(
         der.context(0, der.integer(2)),  # version v3 (RFC 5280 4.1.2.1: extensions present)
         der.integer(serial),
@@ -313,13 +322,18 @@ def _new_serial() -> int:
     return (1 << 126) | secrets.randbits(126)
 
 
-def _record(ca: str, profile: str, cert_der: bytes, cert: x509.Certificate, issued_at: datetime,
-            subject: str) -> CertificateRecord:
-    return CertificateRecord(
-        serial=cert.serial_number, ca=ca, profile=profile, subject=subject,
-        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, certificate=cert_der,
-        fingerprint=hashlib.sha256(cert_der).hexdigest(), issued_at=issued_at,
-    )
+@dataclass(frozen=True)
+class _Plan:
+    """A checked request: everything but the serial number and the signature."""
+
+    profile: str
+    subject_der: bytes
+    subject_text: str
+    spki: bytes
+    extensions: list[bytes]
+    not_before: datetime
+    not_after: datetime
+    issued_at: datetime
 
 
 class CertificateAuthority:
@@ -368,15 +382,66 @@ class CertificateAuthority:
         """Issue a certificate of ``profile`` for ``request``; return it once it is stored."""
         if isinstance(profile, str):
             profile = load_profile(profile)
-        if profile.kind == "root":
-            raise IssuanceError(f"profile {profile.name!r} makes self-signed roots; use create_root, not issue")
-        return self._issue(profile, request, actor=actor, subject_level=profile.level)
+        if profile.kind != "end-entity":
+            raise IssuanceError(
+                f"profile {profile.name!r} is for {profile.kind} CAs; use create_root or create_intermediate "
+                "(iranpki ca create-...), which record the CA with its certificate"
+            )
+        return self._issue(profile, request, actor=actor, subject_level=None)
 
-    def _issue(self, profile: Profile, request: IssueRequest, *, actor: str, subject_level: int | None,
-               audit_event: str = "cert.issued") -> IssuedCertificate:
+    def issue_many(self, profile: Profile | str, requests: list[IssueRequest], *,
+                   actor: str = "iranpki") -> list[IssuedCertificate]:
+        """Issue a batch: every request is checked first (nothing is signed if one breaks the
+        profile), then all are signed and stored in one transaction, and returned after it commits.
+
+        One durable commit for the batch instead of one per certificate: with SQLite's
+        ``synchronous=FULL`` a commit costs more than an RSA-2048 signature.
+        """
+        if isinstance(profile, str):
+            profile = load_profile(profile)
+        if profile.kind != "end-entity":
+            raise IssuanceError(f"issue_many issues end-entity certificates; {profile.name!r} is a {profile.kind} profile")
+        plans = []
+        for i, request in enumerate(requests):
+            try:
+                plans.append(self._check(profile, request, subject_level=None))
+            except ProfileViolationError as exc:
+                raise ProfileViolationError(
+                    profile.name, [Violation(f"request {i}: {v.attribute}", v.value, v.rule) for v in exc.violations]
+                ) from None
+        for _ in range(_SERIAL_TRIES):
+            issued = [self._make(plan) for plan in plans]
+            try:
+                self.store.add_certificates([(c.record, self._audit_event(c.record, actor)) for c in issued])
+                return issued
+            except DuplicateError:
+                continue  # a colliding serial: nothing was stored or handed out; sign again
+        raise IssuanceError(f"{_SERIAL_TRIES} random serial numbers in a row were taken; the random source is suspect")
+
+    def _issue(self, profile: Profile, request: IssueRequest, *, actor: str,
+               subject_level: int | None) -> IssuedCertificate:
+        plan = self._check(profile, request, subject_level)
+        for _ in range(_SERIAL_TRIES):
+            issued = self._make(plan)
+            if profile.kind == "intermediate":
+                return issued  # the caller stores it with its CA record, in one transaction
+            try:
+                self.store.add_certificate(issued.record, self._audit_event(issued.record, actor))
+                return issued
+            except DuplicateError:
+                continue  # a colliding serial: the signed certificate was never handed out
+        raise IssuanceError(f"{_SERIAL_TRIES} random serial numbers in a row were taken; the random source is suspect")
+
+    def _audit_event(self, record: CertificateRecord, actor: str) -> AuditEvent:
+        return AuditEvent("cert.issued", f"{record.serial:x}", actor, {
+            "ca": self.name, "profile": record.profile, "subject": record.subject,
+            "fingerprint": record.fingerprint, "not_after": record.not_after.isoformat()})
+
+    def _check(self, profile: Profile, request: IssueRequest, subject_level: int | None) -> _Plan:
+        """Check ``request`` against ``profile`` and the CP; collect every violation, then raise."""
         violations: list[Violation] = []
         try:
-            spec = key_spec_of(request.public_key)
+            spec: KeySpec | None = key_spec_of(request.public_key)
         except Exception as exc:  # noqa: BLE001 - an unsupported key is one more violation
             violations.append(Violation("public key", type(request.public_key).__name__, str(exc)))
             spec = None
@@ -406,7 +471,6 @@ class CertificateAuthority:
         if violations:
             raise ProfileViolationError(profile.name, violations)
         assert spec is not None
-        subject_der = name_der(subject)
         spki = request.public_key.public_bytes(serialization.Encoding.DER,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
         extensions = list(self._template(profile, spec))
@@ -415,23 +479,18 @@ class CertificateAuthority:
         san = _sans(dns, ips, emails)
         if san is not None:
             extensions.append(_extension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, profile.san.critical, san))
-        for _ in range(_SERIAL_TRIES):
-            serial = _new_serial()
-            cert_der = _compose(self._issuer, self.signer, self.scheme, serial, not_before, not_after,
-                                subject_der, spki, extensions)
-            cert = x509.load_der_x509_certificate(cert_der)
-            record = _record(self.name, profile.name, cert_der, cert, now, subject_text_of(subject))
-            try:
-                if profile.kind == "intermediate":
-                    return IssuedCertificate(record, cert)  # the caller stores it with its CA record
-                self.store.add_certificate(record, AuditEvent(
-                    audit_event, f"{serial:x}", actor,
-                    {"ca": self.name, "profile": profile.name, "subject": record.subject,
-                     "fingerprint": record.fingerprint, "not_after": not_after.isoformat()}))
-                return IssuedCertificate(record, cert)
-            except DuplicateError:
-                continue  # a colliding serial: the signed certificate was never handed out
-        raise IssuanceError(f"{_SERIAL_TRIES} random serial numbers in a row were taken; the random source is suspect")
+        return _Plan(profile.name, name_der(subject), subject_text_of(subject), spki, extensions,
+                     not_before, not_after, now)
+
+    def _make(self, plan: _Plan) -> IssuedCertificate:
+        """Sign ``plan`` under a fresh serial number."""
+        serial = _new_serial()
+        cert_der = _compose(self._issuer, self.signer, self.scheme, serial, plan.not_before, plan.not_after,
+                            plan.subject_der, plan.spki, plan.extensions)
+        return IssuedCertificate(CertificateRecord(
+            serial=serial, ca=self.name, profile=plan.profile, subject=plan.subject_text,
+            not_before=plan.not_before, not_after=plan.not_after, certificate=cert_der,
+            fingerprint=hashlib.sha256(cert_der).hexdigest(), issued_at=plan.issued_at))
 
     def revoke(self, serial: int, reason: Reason | str, *, invalidity_date: datetime | None = None,
                actor: str = "iranpki") -> CertificateRecord:

@@ -9,6 +9,7 @@ Tests check every structure built here against ``cryptography``, ``asn1crypto`` 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import lru_cache
 
 __all__ = [
     "bit_string",
@@ -59,7 +60,9 @@ def context(number: int, content: bytes, constructed: bool = True) -> bytes:
     return tlv((0xA0 if constructed else 0x80) | number, content)
 
 
+@lru_cache(maxsize=1024)
 def oid(dotted: str) -> bytes:
+    # Cached: a handful of OIDs are encoded for every certificate.
     arcs = [int(a) for a in dotted.split(".")]
     body = bytearray((arcs[0] * 40 + arcs[1],))
     for arc in arcs[2:]:

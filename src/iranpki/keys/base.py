@@ -163,7 +163,10 @@ class Signer(ABC):
 
     @property
     def key_spec(self) -> KeySpec:
-        return key_spec_of(self.public_key)
+        spec = self.__dict__.get("_key_spec")
+        if spec is None:  # the public key never changes: work it out once
+            spec = self.__dict__["_key_spec"] = key_spec_of(self.public_key)
+        return spec
 
     @abstractmethod
     def sign(self, data: bytes, scheme: SignatureScheme) -> bytes:

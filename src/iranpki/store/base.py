@@ -130,6 +130,10 @@ class Store(ABC):
         """Record an issued certificate. Raises DuplicateError if its serial exists."""
 
     @abstractmethod
+    def add_certificates(self, items: list[tuple[CertificateRecord, AuditEvent]]) -> None:
+        """Record several certificates in one transaction: all of them, or none."""
+
+    @abstractmethod
     def get_certificate(self, serial: int) -> CertificateRecord: ...
 
     @abstractmethod

@@ -204,11 +204,17 @@ class SqliteStore(Store):
         )
 
     def add_certificate(self, record: CertificateRecord, audit: AuditEvent) -> None:
+        self.add_certificates([(record, audit)])
+
+    def add_certificates(self, items: list[tuple[CertificateRecord, AuditEvent]]) -> None:
+        record = None
         try:
             with self._tx() as db:
-                self._insert_certificate(db, record)
-                self._audit(db, audit)
+                for record, audit in items:
+                    self._insert_certificate(db, record)
+                    self._audit(db, audit)
         except sqlite3.IntegrityError as exc:
+            assert record is not None
             if "certificates.serial" in str(exc):
                 raise DuplicateError(f"serial number {record.serial:x} is already used") from None
             if "certificates.fingerprint" in str(exc):
