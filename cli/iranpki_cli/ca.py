@@ -34,7 +34,7 @@ def _info(r: CaRecord) -> dict:
             "subject": subject_text(cert.subject), "serial": f"{cert.serial_number:x}",
             "not_before": iso(cert.not_valid_before_utc), "not_after": iso(cert.not_valid_after_utc),
             "key": r.key_reference, "sha256": hashlib.sha256(r.certificate).hexdigest(),
-            "repository_url": r.repository_url, "ocsp_url": r.ocsp_url}
+            "repository_url": r.repository_url, "ocsp_url": r.ocsp_url, "signature": r.signature}
 
 
 def _show(r: CaRecord, as_json: bool) -> None:
@@ -47,7 +47,7 @@ def _show(r: CaRecord, as_json: bool) -> None:
         ("kind", r.kind + (f", assurance level {r.level}" if r.level else "")),
         ("issued by", r.parent or "(self-signed)"), ("subject", info["subject"]), ("serial", info["serial"]),
         ("valid from", when(cert.not_valid_before_utc)), ("valid until", when(cert.not_valid_after_utc)),
-        ("key", r.key_reference), ("SHA-256", info["sha256"]),
+        ("key", r.key_reference), ("signs with", r.signature), ("SHA-256", info["sha256"]),
     ])
 
 
@@ -58,15 +58,18 @@ def _show(r: CaRecord, as_json: bool) -> None:
 @click.option("--subject", required=True, help="e.g. 'C=IR,O=I.R.Government,OU=Root CA,CN=...'.")
 @click.option("--validity-days", type=int, default=None, help="Default: the root profile's (20 years).")
 @click.option("--profile", "profile_name", default="root", show_default=True)
+@click.option("--signature", default=None, metavar="SCHEME",
+              help="How the CA signs: sha256, sha384, sha512, or with -pss for RSA-PSS (e.g. sha256-pss). "
+                   "Default: matched to the key.")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None)
 @json_option
 @handle_errors
 def create_root(home: str, name: str, key_ref: str, subject: str, validity_days: int | None,
-                profile_name: str, passphrase_file: str | None, as_json: bool) -> None:
+                profile_name: str, signature: str | None, passphrase_file: str | None, as_json: bool) -> None:
     """Create the self-signed root CA."""
     ws = workspace(home)
     authority = ws.create_root(name, key_ref, subject, validity_days=validity_days, profile=profile_name,
-                               secret=KeySecret(passphrase_file))
+                               signature=signature, secret=KeySecret(passphrase_file))
     _show(authority.record, as_json)
 
 
@@ -78,16 +81,20 @@ def create_root(home: str, name: str, key_ref: str, subject: str, validity_days:
 @click.option("--key", "key_ref", required=True, help="The intermediate's key (pkcs11: URI; software only at level 1).")
 @click.option("--subject", required=True)
 @click.option("--validity-days", type=int, default=None)
+@click.option("--signature", default=None, metavar="SCHEME",
+              help="How the CA signs: sha256, sha384, sha512, or with -pss for RSA-PSS (e.g. sha256-pss). "
+                   "Default: matched to the key.")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None)
 @json_option
 @handle_errors
 def create_intermediate(home: str, name: str, parent: str, level: int, key_ref: str, subject: str,
-                        validity_days: int | None, passphrase_file: str | None, as_json: bool) -> None:
+                        validity_days: int | None, signature: str | None, passphrase_file: str | None,
+                        as_json: bool) -> None:
     """Have the root certify an intermediate CA for one assurance level."""
     ws = workspace(home)
     secret = KeySecret(passphrase_file)
     authority = ws.create_intermediate(name, parent, level, key_ref, subject, validity_days=validity_days,
-                                       parent_secret=secret, secret=secret)
+                                       signature=signature, parent_secret=secret, secret=secret)
     _show(authority.record, as_json)
 
 

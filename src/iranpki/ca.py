@@ -356,7 +356,9 @@ class CertificateAuthority:
                 f"the key {signer.reference} is not the key of CA {record.name!r} (public keys differ); "
                 "give the key the CA was created with"
             )
-        self.scheme = scheme or SignatureScheme(hash=signer.key_spec.default_hash)
+        self.scheme = scheme or SignatureScheme.parse(record.signature)
+        if self.scheme.padding == "pss" and signer.key_spec.kind != "rsa":
+            raise IssuanceError(f"CA {record.name!r} is set to sign with {self.scheme}, which needs an RSA key")
         try:
             ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
         except x509.ExtensionNotFound:
@@ -518,6 +520,8 @@ def create_root(store: Store, signer: Signer, name: str, subject: list[tuple[str
     if violations:
         raise ProfileViolationError(prof.name, violations)
     scheme = scheme or SignatureScheme(hash=prof.signature_hash or spec.default_hash)
+    if scheme.padding == "pss" and spec.kind != "rsa":
+        raise IssuanceError(f"RSA-PSS needs an RSA key; the key {signer.reference} is {spec}")
     subject_der = name_der(subj)
     ski = _ski(signer.public_key)
     issuer = _Issuer(name, subject_der, ski.digest, None, repository_url, ocsp_url, None)
@@ -529,7 +533,7 @@ def create_root(store: Store, signer: Signer, name: str, subject: list[tuple[str
     cert_der = _compose(issuer, signer, scheme, _new_serial(), now, not_after, subject_der, spki, extensions)
     record = CaRecord(name=name, kind="root", level=None, parent=None, certificate=cert_der,
                       key_reference=signer.reference, repository_url=repository_url, ocsp_url=ocsp_url,
-                      created_at=now)
+                      created_at=now, signature=str(scheme))
     cert = x509.load_der_x509_certificate(cert_der)
     store.add_ca(record, None, AuditEvent("ca.created", name, actor, {
         "kind": "root", "subject": subject_text(cert.subject), "serial": f"{cert.serial_number:x}",
@@ -541,13 +545,21 @@ def create_root(store: Store, signer: Signer, name: str, subject: list[tuple[str
 def create_intermediate(parent: CertificateAuthority, signer: Signer, name: str, level: int,
                         subject: list[tuple[str, str]], *, repository_url: str | None = None,
                         ocsp_url: str | None = None, profile: str | Profile | None = None,
-                        validity_days: int | None = None, actor: str = "iranpki") -> CertificateAuthority:
-    """Have ``parent`` certify a new intermediate CA of assurance ``level`` whose key is ``signer``."""
+                        validity_days: int | None = None, scheme: SignatureScheme | None = None,
+                        actor: str = "iranpki") -> CertificateAuthority:
+    """Have ``parent`` certify a new intermediate CA of assurance ``level`` whose key is ``signer``.
+
+    ``scheme`` is how the new CA will sign (default: PKCS#1 v1.5 or ECDSA with the hash matched
+    to its key); the parent signs the CA certificate with its own scheme.
+    """
     prof = load_profile(profile or f"intermediate-level{level}") if not isinstance(profile, Profile) else profile
     if prof.kind != "intermediate" or prof.level != level:
         raise IssuanceError(
             f"profile {prof.name!r} is not an intermediate profile of level {level}; use intermediate-level{level}"
         )
+    scheme = scheme or SignatureScheme(hash=signer.key_spec.default_hash)
+    if scheme.padding == "pss" and signer.key_spec.kind != "rsa":
+        raise IssuanceError(f"RSA-PSS needs an RSA key; the key {signer.reference} is {signer.key_spec}")
     lv = parent.policy.level(level)
     if not lv.software_keys_allowed and not signer.reference.startswith("pkcs11:"):
         raise IssuanceError(
@@ -560,12 +572,13 @@ def create_intermediate(parent: CertificateAuthority, signer: Signer, name: str,
     record = CaRecord(name=name, kind="intermediate", level=level, parent=parent.name,
                       certificate=issued.record.certificate, key_reference=signer.reference,
                       repository_url=repository_url or parent.record.repository_url,
-                      ocsp_url=ocsp_url if ocsp_url is not None else parent.record.ocsp_url, created_at=now)
+                      ocsp_url=ocsp_url if ocsp_url is not None else parent.record.ocsp_url, created_at=now,
+                      signature=str(scheme))
     parent.store.add_ca(record, issued.record, AuditEvent("ca.created", name, actor, {
         "kind": "intermediate", "level": level, "parent": parent.name, "subject": issued.record.subject,
         "serial": f"{issued.record.serial:x}", "key": signer.reference,
         "fingerprint": issued.record.fingerprint}))
-    return CertificateAuthority(record, signer, parent.store, clock=parent.clock)
+    return CertificateAuthority(record, signer, parent.store, clock=parent.clock, policy=parent.policy)
 
 
 # ---- revocation -------------------------------------------------------------------------------

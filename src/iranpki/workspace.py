@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from . import ca as ca_mod
 from .clock import Clock, SystemClock
 from .errors import ConfigError, NotFoundError, RequestError
-from .keys import PASSPHRASE_ENV, KeySpec, SecretSource, Signer, generate_software_key, is_pkcs11, open_signer
+from .keys import PASSPHRASE_ENV, KeySpec, SecretSource, SignatureScheme, Signer, generate_software_key, is_pkcs11, open_signer
 from .store import AuditEvent, CertificateRecord, KeyRecord, Reason, SqliteStore
 
 __all__ = ["CONFIG_NAME", "HOME_ENV", "Workspace", "WorkspaceConfig"]
@@ -136,21 +136,25 @@ class Workspace:
     # ---- CAs --------------------------------------------------------------------------------
 
     def create_root(self, name: str, key: str, subject: str, *, validity_days: int | None = None,
-                    profile: str = "root", secret: SecretSource | None = None,
+                    profile: str = "root", signature: str | None = None, secret: SecretSource | None = None,
                     actor: str = "iranpki") -> ca_mod.CertificateAuthority:
+        scheme = SignatureScheme.parse(signature) if signature else None
         signer = self.open_key(key, secret)
         return ca_mod.create_root(self.store, signer, name, ca_mod.parse_subject(subject),
                                   repository_url=self.config.repository_url, ocsp_url=self.config.ocsp_url,
-                                  profile=profile, validity_days=validity_days, clock=self.clock, actor=actor)
+                                  profile=profile, validity_days=validity_days, clock=self.clock, scheme=scheme,
+                                  actor=actor)
 
     def create_intermediate(self, name: str, parent: str, level: int, key: str, subject: str, *,
-                            validity_days: int | None = None, parent_secret: SecretSource | None = None,
-                            secret: SecretSource | None = None, actor: str = "iranpki") -> ca_mod.CertificateAuthority:
+                            validity_days: int | None = None, signature: str | None = None,
+                            parent_secret: SecretSource | None = None, secret: SecretSource | None = None,
+                            actor: str = "iranpki") -> ca_mod.CertificateAuthority:
+        scheme = SignatureScheme.parse(signature) if signature else None
         issuer = self.open_ca(parent, parent_secret)
         signer = self.open_key(key, secret)
         ocsp = f"{self.config.ocsp_url.rstrip('/')}/{name}" if self.config.ocsp_url else ""
         return ca_mod.create_intermediate(issuer, signer, name, level, ca_mod.parse_subject(subject),
-                                          ocsp_url=ocsp, validity_days=validity_days, actor=actor)
+                                          ocsp_url=ocsp, validity_days=validity_days, scheme=scheme, actor=actor)
 
     def open_ca(self, name: str, secret: SecretSource | None = None) -> ca_mod.CertificateAuthority:
         record = self.store.get_ca(name)

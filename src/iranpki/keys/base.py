@@ -150,6 +150,19 @@ class SignatureScheme:
     def salt_length(self) -> int:
         return _HASH_LEN[self.hash]
 
+    def __str__(self) -> str:
+        return self.hash + ("-pss" if self.padding == "pss" else "")
+
+    @classmethod
+    def parse(cls, text: str) -> SignatureScheme:
+        """Read ``sha256``, ``sha384-pss`` and the like (the form ``str()`` writes)."""
+        hash_name, _, pad = text.strip().lower().partition("-")
+        if pad not in ("", "pss", "pkcs1v15"):
+            raise UnsupportedAlgorithmError(
+                f"signature scheme {text!r} is not offered; write HASH or HASH-pss (e.g. sha256, sha384-pss)"
+            )
+        return cls(hash_name, "pss" if pad == "pss" else "pkcs1v15")  # type: ignore[arg-type]
+
 
 class Signer(ABC):
     """One private key that signs. Implementations are safe to share between threads."""

@@ -82,6 +82,8 @@ class CaRecord:
     repository_url: str
     ocsp_url: str
     created_at: datetime
+    #: How this CA signs: "sha256", "sha384-pss", ... (iranpki.keys.SignatureScheme text form).
+    signature: str = "sha256"
 
 
 @dataclass(frozen=True)

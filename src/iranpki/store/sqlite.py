@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS cas(
     key_reference TEXT NOT NULL,
     repository_url TEXT NOT NULL,
     ocsp_url TEXT NOT NULL,
-    created_at TEXT NOT NULL);
+    created_at TEXT NOT NULL,
+    signature TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS certificates(
     serial TEXT PRIMARY KEY CHECK (length(serial) = 40),
     ca TEXT NOT NULL REFERENCES cas(name),
@@ -165,9 +166,10 @@ class SqliteStore(Store):
         try:
             with self._tx() as db:
                 db.execute(
-                    "INSERT INTO cas VALUES (?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO cas VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (record.name, record.kind, record.level, record.parent, record.certificate,
-                     record.key_reference, record.repository_url, record.ocsp_url, _t(record.created_at)),
+                     record.key_reference, record.repository_url, record.ocsp_url, _t(record.created_at),
+                     record.signature),
                 )
                 if certificate is not None:
                     self._insert_certificate(db, certificate)
@@ -178,7 +180,8 @@ class SqliteStore(Store):
             raise DuplicateError(f"the CA certificate of {record.name!r} collides with a stored one: {exc}") from None
 
     def _ca(self, row: tuple) -> CaRecord:
-        return CaRecord(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7], _d(row[8]))  # type: ignore[arg-type]
+        return CaRecord(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7], _d(row[8]),  # type: ignore[arg-type]
+                        row[9])
 
     def get_ca(self, name: str) -> CaRecord:
         with self._lock:
