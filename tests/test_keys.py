@@ -4,7 +4,6 @@ threads and forked processes."""
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import threading
 from pathlib import Path
 

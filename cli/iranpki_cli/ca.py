@@ -6,13 +6,12 @@ import hashlib
 
 import click
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from iranpki.profiles import subject_text
 from iranpki.store import CaRecord
 
-from .common import KeySecret, handle_errors, home_option, json_option, workspace
-from .render import console, emit_json, fields, iso, table, when
+from .common import KeySecret, export_options, handle_errors, home_option, json_option, workspace, write_certificates
+from .render import emit_json, fields, iso, table, when
 
 
 @click.group()
@@ -129,22 +128,9 @@ def show(home: str, name: str, as_json: bool) -> None:
 @ca.command()
 @home_option
 @click.argument("name")
-@click.option("--format", "fmt", type=click.Choice(["pem", "der"]), default="pem", show_default=True)
-@click.option("--chain", is_flag=True, help="Append the issuing CAs up to the root (PEM only).")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="File to write (default: stdout).")
+@export_options
 @handle_errors
 def export(home: str, name: str, fmt: str, chain: bool, out: str | None) -> None:
     """Export a CA certificate (and its chain up to the root)."""
     ws = workspace(home)
-    ders = ws.chain(name) if chain else [ws.store.get_ca(name).certificate]
-    if fmt == "der":
-        if chain:
-            raise click.UsageError("--chain needs --format pem (DER holds one certificate)")
-        data = ders[0]
-    else:
-        data = b"".join(x509.load_der_x509_certificate(d).public_bytes(serialization.Encoding.PEM) for d in ders)
-    if out:
-        with open(out, "wb") as f:
-            f.write(data)
-    else:
-        click.get_binary_stream("stdout").write(data)
+    write_certificates(ws.chain(name) if chain else [ws.store.get_ca(name).certificate], fmt, out)

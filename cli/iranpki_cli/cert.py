@@ -6,12 +6,11 @@ from datetime import datetime
 
 import click
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from iranpki.errors import RequestError
 from iranpki.store import CertificateRecord, Reason
 
-from .common import KeySecret, handle_errors, home_option, json_option, workspace
+from .common import KeySecret, export_options, handle_errors, home_option, json_option, workspace, write_certificates
 from .render import console, emit_json, fields, iso, table, when
 
 _MAX_INPUT = 1024 * 1024
@@ -156,23 +155,10 @@ def show(home: str, serial: str, as_json: bool) -> None:
 @cert.command()
 @home_option
 @click.argument("serial")
-@click.option("--format", "fmt", type=click.Choice(["pem", "der"]), default="pem", show_default=True)
-@click.option("--chain", is_flag=True, help="Append the CA certificates up to the root (PEM only).")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="File to write (default: stdout).")
+@export_options
 @handle_errors
 def export(home: str, serial: str, fmt: str, chain: bool, out: str | None) -> None:
     """Export a certificate (and its chain)."""
     ws = workspace(home)
     r = ws.find_certificate(serial)
-    if fmt == "der":
-        if chain:
-            raise click.UsageError("--chain needs --format pem (DER holds one certificate)")
-        data = r.certificate
-    else:
-        parts = [r.certificate] + (ws.chain(r.ca) if chain else [])
-        data = b"".join(x509.load_der_x509_certificate(p).public_bytes(serialization.Encoding.PEM) for p in parts)
-    if out:
-        with open(out, "wb") as f:
-            f.write(data)
-    else:
-        click.get_binary_stream("stdout").write(data)
+    write_certificates([r.certificate, *(ws.chain(r.ca) if chain else [])], fmt, out)

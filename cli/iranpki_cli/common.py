@@ -81,3 +81,30 @@ def handle_errors(func: F) -> F:
 
     return wrapper  # type: ignore[return-value]
 
+
+
+def export_options(func: F) -> F:
+    """--format, --chain and --out, shared by `ca export` and `cert export`."""
+    func = click.option("--out", type=click.Path(dir_okay=False), default=None,
+                        help="File to write (default: stdout).")(func)
+    func = click.option("--chain", is_flag=True, help="Append the issuing CAs up to the root (PEM only).")(func)
+    return click.option("--format", "fmt", type=click.Choice(["pem", "der"]), default="pem",
+                        show_default=True)(func)  # type: ignore[return-value]
+
+
+def write_certificates(ders: list[bytes], fmt: str, out: str | None) -> None:
+    """Write one DER certificate, or PEM certificates in order, to ``out`` or stdout."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    if fmt == "der":
+        if len(ders) > 1:
+            raise click.UsageError("--chain needs --format pem (DER holds one certificate)")
+        data = ders[0]
+    else:
+        data = b"".join(x509.load_der_x509_certificate(d).public_bytes(Encoding.PEM) for d in ders)
+    if out:
+        with open(out, "wb") as f:
+            f.write(data)
+    else:
+        click.get_binary_stream("stdout").write(data)

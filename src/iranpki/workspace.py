@@ -24,7 +24,7 @@ from . import ca as ca_mod
 from .clock import Clock, SystemClock
 from .errors import ConfigError, NotFoundError, RequestError
 from .keys import PASSPHRASE_ENV, KeySpec, SecretSource, SignatureScheme, Signer, generate_software_key, is_pkcs11, open_signer
-from .store import AuditEvent, CertificateRecord, KeyRecord, Reason, SqliteStore
+from .store import AuditEvent, CertificateRecord, KeyRecord, SqliteStore
 
 __all__ = ["CONFIG_NAME", "HOME_ENV", "Workspace", "WorkspaceConfig"]
 
@@ -241,6 +241,3 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     return f"{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r})"
 
-
-# Reason is re-exported for clients that list the revocation reasons.
-REASONS = [r.name for r in Reason]
