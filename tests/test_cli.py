@@ -147,3 +147,34 @@ def test_help_shows_runnable_examples() -> None:
     for group in ("ca", "cert", "key", "token", "profile"):
         result = runner.invoke(cli, [group, "--help"])
         assert result.exit_code == 0 and "Example" in result.output and "iranpki " in result.output
+
+
+def test_software_keys_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    home = str(tmp_path / "ws")
+    pass_file = tmp_path / "pass.txt"
+    pass_file.write_text("file passphrase 123\n")
+    monkeypatch.setenv("IRANPKI_KEY_PASSPHRASE", "env passphrase 456")
+
+    def ok(*args: str) -> str:
+        result = runner.invoke(cli, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    ok("init", home, "--repository-url", "http://repo.test.ir")
+    ok("key", "generate", "--home", home, "--label", "root", "--algorithm", "p384")
+    ok("key", "generate", "--home", home, "--label", "l1", "--algorithm", "p256", "--passphrase-file", str(pass_file))
+    ok("ca", "create-root", "--home", home, "--name", "root", "--key", "root", "--subject", "C=IR,O=T,CN=T Root")
+    # Each key is opened with its own source: the root's passphrase from the environment, the
+    # level-1 key's from the file.
+    ok("ca", "create-intermediate", "--home", home, "--parent", "root", "--level", "1", "--name", "l1",
+       "--key", "l1", "--subject", "C=IR,O=T,CN=T L1", "--passphrase-file", str(pass_file))
+    result = runner.invoke(cli, ["ca", "create-intermediate", "--home", home, "--parent", "root", "--level", "2",
+                                 "--name", "l2", "--key", "l1", "--subject", "C=IR,O=T,CN=T L2",
+                                 "--passphrase-file", str(pass_file)])
+    assert result.exit_code == 1 and "requires the CA key on a lab-approved token or HSM" in result.output
+    keys = json.loads(ok("key", "list", "--home", home, "--json"))
+    assert {k["label"]: k["backend"] for k in keys} == {"root": "software", "l1": "software"}
+    for key_file in (tmp_path / "ws" / "keys").iterdir():
+        text = key_file.read_bytes()
+        assert b"ENCRYPTED PRIVATE KEY" in text and b"passphrase" not in text

@@ -83,17 +83,20 @@ def create_root(home: str, name: str, key_ref: str, subject: str, validity_days:
 @click.option("--signature", default=None, metavar="SCHEME",
               help="How the CA signs: sha256, sha384, sha512, or with -pss for RSA-PSS (e.g. sha256-pss). "
                    "Default: matched to the key.")
-@click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None)
+@click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None,
+              help="Passphrase of the new CA's software key (else IRANPKI_KEY_PASSPHRASE or a prompt).")
+@click.option("--parent-passphrase-file", type=click.Path(dir_okay=False), default=None,
+              help="Passphrase of the parent's software key (else IRANPKI_KEY_PASSPHRASE or a prompt).")
 @json_option
 @handle_errors
 def create_intermediate(home: str, name: str, parent: str, level: int, key_ref: str, subject: str,
                         validity_days: int | None, signature: str | None, passphrase_file: str | None,
-                        as_json: bool) -> None:
+                        parent_passphrase_file: str | None, as_json: bool) -> None:
     """Have the root certify an intermediate CA for one assurance level."""
     ws = workspace(home)
-    secret = KeySecret(passphrase_file)
     authority = ws.create_intermediate(name, parent, level, key_ref, subject, validity_days=validity_days,
-                                       signature=signature, parent_secret=secret, secret=secret)
+                                       signature=signature, parent_secret=KeySecret(parent_passphrase_file),
+                                       secret=KeySecret(passphrase_file))
     _show(authority.record, as_json)
 
 
