@@ -9,6 +9,8 @@ command -v softhsm2-util >/dev/null || need_apt+=(softhsm2)
 command -v pkcs11-tool >/dev/null || need_apt+=(opensc)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v osslsigncode >/dev/null || need_apt+=(osslsigncode)
+# wrk: the HTTP load generator of benchmarks/ocsp.py (closed loop, p50/p99 latency).
+command -v wrk >/dev/null || need_apt+=(wrk)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} with apt-get" >&2

@@ -33,7 +33,8 @@ def _info(r: CaRecord) -> dict:
             "subject": subject_text(cert.subject), "serial": f"{cert.serial_number:x}",
             "not_before": iso(cert.not_valid_before_utc), "not_after": iso(cert.not_valid_after_utc),
             "key": r.key_reference, "sha256": hashlib.sha256(r.certificate).hexdigest(),
-            "repository_url": r.repository_url, "ocsp_url": r.ocsp_url, "signature": r.signature}
+            "repository_url": r.repository_url, "ocsp_url": r.ocsp_url, "signature": r.signature,
+            "crl_shards": r.crl_shards}
 
 
 def _show(r: CaRecord, as_json: bool) -> None:
@@ -46,7 +47,8 @@ def _show(r: CaRecord, as_json: bool) -> None:
         ("kind", r.kind + (f", assurance level {r.level}" if r.level else "")),
         ("issued by", r.parent or "(self-signed)"), ("subject", info["subject"]), ("serial", info["serial"]),
         ("valid from", when(cert.not_valid_before_utc)), ("valid until", when(cert.not_valid_after_utc)),
-        ("key", r.key_reference), ("signs with", r.signature), ("SHA-256", info["sha256"]),
+        ("key", r.key_reference), ("signs with", r.signature), ("CRL shards", str(r.crl_shards)),
+        ("SHA-256", info["sha256"]),
     ])
 
 
@@ -61,14 +63,17 @@ def _show(r: CaRecord, as_json: bool) -> None:
               help="How the CA signs: sha256, sha384, sha512, or with -pss for RSA-PSS (e.g. sha256-pss). "
                    "Default: matched to the key.")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None)
+@click.option("--crl-shards", type=click.IntRange(1, 4096), default=1, show_default=True,
+              help="Partition the CA's CRL into N shards; each certificate names its shard's CRL.")
 @json_option
 @handle_errors
 def create_root(home: str, name: str, key_ref: str, subject: str, validity_days: int | None,
-                profile_name: str, signature: str | None, passphrase_file: str | None, as_json: bool) -> None:
+                profile_name: str, signature: str | None, passphrase_file: str | None, crl_shards: int,
+                as_json: bool) -> None:
     """Create the self-signed root CA."""
     ws = workspace(home)
     authority = ws.create_root(name, key_ref, subject, validity_days=validity_days, profile=profile_name,
-                               signature=signature, secret=KeySecret(passphrase_file))
+                               signature=signature, secret=KeySecret(passphrase_file), crl_shards=crl_shards)
     _show(authority.record, as_json)
 
 
@@ -87,16 +92,18 @@ def create_root(home: str, name: str, key_ref: str, subject: str, validity_days:
               help="Passphrase of the new CA's software key (else IRANPKI_KEY_PASSPHRASE or a prompt).")
 @click.option("--parent-passphrase-file", type=click.Path(dir_okay=False), default=None,
               help="Passphrase of the parent's software key (else IRANPKI_KEY_PASSPHRASE or a prompt).")
+@click.option("--crl-shards", type=click.IntRange(1, 4096), default=1, show_default=True,
+              help="Partition the CA's CRL into N shards; each certificate names its shard's CRL.")
 @json_option
 @handle_errors
 def create_intermediate(home: str, name: str, parent: str, level: int, key_ref: str, subject: str,
                         validity_days: int | None, signature: str | None, passphrase_file: str | None,
-                        parent_passphrase_file: str | None, as_json: bool) -> None:
+                        parent_passphrase_file: str | None, crl_shards: int, as_json: bool) -> None:
     """Have the root certify an intermediate CA for one assurance level."""
     ws = workspace(home)
     authority = ws.create_intermediate(name, parent, level, key_ref, subject, validity_days=validity_days,
                                        signature=signature, parent_secret=KeySecret(parent_passphrase_file),
-                                       secret=KeySecret(passphrase_file))
+                                       secret=KeySecret(passphrase_file), crl_shards=crl_shards)
     _show(authority.record, as_json)
 
 

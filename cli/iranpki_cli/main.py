@@ -10,13 +10,15 @@ Example: a root on a SoftHSM2 token, a level-2 intermediate, and an SSL certific
       --subject 'C=IR,O=I.R.Government,OU=Root CA,CN=Islamic Republic of Iran Root CA-G3'
   iranpki ca create-intermediate --parent root --level 2 --name gica2 ...
   iranpki cert issue --ca gica2 --profile ssl-server --csr site.csr --out site.pem
+  iranpki crl generate --ca gica2 && iranpki crl publish --to /srv/repository
+  iranpki ocsp serve --ca gica2 --host 127.0.0.1 --port 8080 --workers 2
 """
 
 from __future__ import annotations
 
 import click
 
-from . import ca, cert, init, key, profile, token
+from . import ca, cert, crl, init, key, ocsp, profile, token
 
 
 @click.group(help=__doc__, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -32,6 +34,8 @@ cli.add_command(key.key)
 cli.add_command(profile.profile)
 cli.add_command(ca.ca)
 cli.add_command(cert.cert)
+cli.add_command(crl.crl)
+cli.add_command(ocsp.ocsp)
 
 
 def main() -> None:

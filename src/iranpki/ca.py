@@ -53,6 +53,7 @@ __all__ = [
     "IssuedCertificate",
     "create_intermediate",
     "create_root",
+    "crl_url",
     "parse_subject",
     "request_from_csr",
     "revoke",
@@ -217,17 +218,40 @@ class _Issuer:
     repository_url: str
     ocsp_url: str
     not_after: datetime | None
+    crl_shards: int = 1
 
 
-def _fill(template: str | None, issuer: _Issuer) -> str | None:
+def _shard_text(shards: int, shard: int) -> str:
+    return f"-{shard}" if shards > 1 else ""
+
+
+def _fill(template: str | None, issuer: _Issuer, shard: int = 0) -> str | None:
     if template is None:
         return None
-    url = template.format(repository=issuer.repository_url.rstrip("/"), ocsp=issuer.ocsp_url, ca=issuer.name)
+    if issuer.crl_shards > 1 and "{shard}" not in template and "{ca}" in template and "crl" in template:
+        raise IssuanceError(
+            f"CA {issuer.name!r} partitions its CRL into {issuer.crl_shards} shards, but the URL template "
+            f"{template!r} has no {{shard}}; add {{shard}} so each certificate names its shard's CRL"
+        )
+    url = template.format(repository=issuer.repository_url.rstrip("/"), ocsp=issuer.ocsp_url, ca=issuer.name,
+                          shard=_shard_text(issuer.crl_shards, shard))
     return url or None
 
 
+#: Where a CA's CRLs are published, relative to its repository URL (the profiles' default template).
+CRL_TEMPLATE = "{repository}/crl/{ca}{shard}.crl"
+DELTA_CRL_TEMPLATE = "{repository}/crl/{ca}{shard}-delta.crl"
+
+
+def crl_url(record: CaRecord, shard: int | None = None, *, delta: bool = False) -> str:
+    """The URL of the CA's CRL (of ``shard``, or its delta CRL), as its certificates name it."""
+    issuer = _Issuer(record.name, b"", None, record.level, record.repository_url, record.ocsp_url, None,
+                     record.crl_shards)
+    return _fill(DELTA_CRL_TEMPLATE if delta else CRL_TEMPLATE, issuer, shard or 0) or ""
+
+
 def _profile_extensions(profile: Profile, issuer: _Issuer, spec: KeySpec, level: int | None,
-                        policy: CertificatePolicy) -> list[bytes]:
+                        policy: CertificatePolicy, shard: int = 0) -> list[bytes]:
     """The extensions every certificate of ``profile`` from ``issuer`` carries (SKI and SAN aside)."""
     out: list[bytes] = []
     bc = profile.basic_constraints
@@ -250,10 +274,14 @@ def _profile_extensions(profile: Profile, issuer: _Issuer, spec: KeySpec, level:
     if oids:
         out.append(_extension(ExtensionOID.CERTIFICATE_POLICIES, False, x509.CertificatePolicies(
             [x509.PolicyInformation(x509.ObjectIdentifier(o), None) for o in oids])))
-    crl = _fill(profile.urls.crl, issuer)
+    crl = _fill(profile.urls.crl, issuer, shard)
     if crl:
         out.append(_extension(ExtensionOID.CRL_DISTRIBUTION_POINTS, False, x509.CRLDistributionPoints(
             [x509.DistributionPoint([x509.UniformResourceIdentifier(crl)], None, None, None)])))
+    freshest = _fill(profile.urls.freshest_crl, issuer, shard)
+    if freshest:
+        out.append(_extension(ExtensionOID.FRESHEST_CRL, False, x509.FreshestCRL(
+            [x509.DistributionPoint([x509.UniformResourceIdentifier(freshest)], None, None, None)])))
     aia = []
     ocsp = _fill(profile.urls.ocsp, issuer)
     if ocsp:
@@ -334,6 +362,7 @@ class _Plan:
     not_before: datetime
     not_after: datetime
     issued_at: datetime
+    shard: int = 0
 
 
 class CertificateAuthority:
@@ -364,19 +393,20 @@ class CertificateAuthority:
         except x509.ExtensionNotFound:
             ski = _ski(self.certificate.public_key()).digest
         self._issuer = _Issuer(record.name, self.certificate.subject.public_bytes(), ski, record.level,
-                               record.repository_url, record.ocsp_url, self.certificate.not_valid_after_utc)
-        self._templates: dict[tuple[str, str], list[bytes]] = {}
+                               record.repository_url, record.ocsp_url, self.certificate.not_valid_after_utc,
+                               record.crl_shards)
+        self._templates: dict[tuple[str, str, int], list[bytes]] = {}
 
     @property
     def name(self) -> str:
         return self.record.name
 
-    def _template(self, profile: Profile, spec: KeySpec) -> list[bytes]:
-        key = (profile.name, spec.kind)
+    def _template(self, profile: Profile, spec: KeySpec, shard: int = 0) -> list[bytes]:
+        key = (profile.name, spec.kind, shard)
         tpl = self._templates.get(key)
         if tpl is None:
             level = profile.level if profile.kind != "end-entity" else self.record.level
-            tpl = _profile_extensions(profile, self._issuer, spec, level, self.policy)
+            tpl = _profile_extensions(profile, self._issuer, spec, level, self.policy, shard)
             self._templates[key] = tpl
         return tpl
 
@@ -475,14 +505,17 @@ class CertificateAuthority:
         assert spec is not None
         spki = request.public_key.public_bytes(serialization.Encoding.DER,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
-        extensions = list(self._template(profile, spec))
+        # The shard is fixed here, at issuance, and named in the certificate's CRL distribution
+        # point; the CRL of that shard carries the same name in its issuingDistributionPoint.
+        shard = secrets.randbelow(self.record.crl_shards) if self.record.crl_shards > 1 else 0
+        extensions = list(self._template(profile, spec, shard))
         if profile.subject_key_identifier:
             extensions.append(_extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, _ski(request.public_key)))
         san = _sans(dns, ips, emails)
         if san is not None:
             extensions.append(_extension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, profile.san.critical, san))
         return _Plan(profile.name, name_der(subject), subject_text_of(subject), spki, extensions,
-                     not_before, not_after, now)
+                     not_before, not_after, now, shard)
 
     def _make(self, plan: _Plan) -> IssuedCertificate:
         """Sign ``plan`` under a fresh serial number."""
@@ -492,7 +525,7 @@ class CertificateAuthority:
         return IssuedCertificate(CertificateRecord(
             serial=serial, ca=self.name, profile=plan.profile, subject=plan.subject_text,
             not_before=plan.not_before, not_after=plan.not_after, certificate=cert_der,
-            fingerprint=hashlib.sha256(cert_der).hexdigest(), issued_at=plan.issued_at))
+            fingerprint=hashlib.sha256(cert_der).hexdigest(), issued_at=plan.issued_at, shard=plan.shard))
 
     def revoke(self, serial: int, reason: Reason | str, *, invalidity_date: datetime | None = None,
                actor: str = "iranpki") -> CertificateRecord:
@@ -502,11 +535,18 @@ class CertificateAuthority:
 
 # ---- CA creation ------------------------------------------------------------------------------
 
+def _check_shards(shards: int) -> None:
+    if not isinstance(shards, int) or not 1 <= shards <= 4096:
+        raise IssuanceError(f"CRL shards {shards!r} out of range; must be a whole number from 1 (one CRL) to 4096")
+
+
 def create_root(store: Store, signer: Signer, name: str, subject: list[tuple[str, str]], *,
                 repository_url: str, ocsp_url: str = "", profile: str | Profile = "root",
                 validity_days: int | None = None, clock: Clock | None = None,
-                scheme: SignatureScheme | None = None, actor: str = "iranpki") -> CertificateAuthority:
-    """Create a self-signed root CA and record it."""
+                scheme: SignatureScheme | None = None, actor: str = "iranpki",
+                crl_shards: int = 1) -> CertificateAuthority:
+    """Create a self-signed root CA and record it (``crl_shards``: CRL partitions, see iranpki.crl)."""
+    _check_shards(crl_shards)
     prof = load_profile(profile) if isinstance(profile, str) else profile
     if prof.kind != "root":
         raise IssuanceError(f"profile {prof.name!r} is for {prof.kind} certificates; a root needs a root profile")
@@ -533,7 +573,7 @@ def create_root(store: Store, signer: Signer, name: str, subject: list[tuple[str
     cert_der = _compose(issuer, signer, scheme, _new_serial(), now, not_after, subject_der, spki, extensions)
     record = CaRecord(name=name, kind="root", level=None, parent=None, certificate=cert_der,
                       key_reference=signer.reference, repository_url=repository_url, ocsp_url=ocsp_url,
-                      created_at=now, signature=str(scheme))
+                      created_at=now, signature=str(scheme), crl_shards=crl_shards)
     cert = x509.load_der_x509_certificate(cert_der)
     store.add_ca(record, None, AuditEvent("ca.created", name, actor, {
         "kind": "root", "subject": subject_text(cert.subject), "serial": f"{cert.serial_number:x}",
@@ -546,12 +586,13 @@ def create_intermediate(parent: CertificateAuthority, signer: Signer, name: str,
                         subject: list[tuple[str, str]], *, repository_url: str | None = None,
                         ocsp_url: str | None = None, profile: str | Profile | None = None,
                         validity_days: int | None = None, scheme: SignatureScheme | None = None,
-                        actor: str = "iranpki") -> CertificateAuthority:
+                        actor: str = "iranpki", crl_shards: int = 1) -> CertificateAuthority:
     """Have ``parent`` certify a new intermediate CA of assurance ``level`` whose key is ``signer``.
 
     ``scheme`` is how the new CA will sign (default: PKCS#1 v1.5 or ECDSA with the hash matched
     to its key); the parent signs the CA certificate with its own scheme.
     """
+    _check_shards(crl_shards)
     prof = load_profile(profile or f"intermediate-level{level}") if not isinstance(profile, Profile) else profile
     if prof.kind != "intermediate" or prof.level != level:
         raise IssuanceError(
@@ -573,7 +614,7 @@ def create_intermediate(parent: CertificateAuthority, signer: Signer, name: str,
                       certificate=issued.record.certificate, key_reference=signer.reference,
                       repository_url=repository_url or parent.record.repository_url,
                       ocsp_url=ocsp_url if ocsp_url is not None else parent.record.ocsp_url, created_at=now,
-                      signature=str(scheme))
+                      signature=str(scheme), crl_shards=crl_shards)
     parent.store.add_ca(record, issued.record, AuditEvent("ca.created", name, actor, {
         "kind": "intermediate", "level": level, "parent": parent.name, "subject": issued.record.subject,
         "serial": f"{issued.record.serial:x}", "key": signer.reference,

@@ -19,6 +19,8 @@ Catch :class:`IranPkiError` to catch them all; catch a subtree to handle one con
     │   ├── DuplicateError          a unique value (serial number, CA name) already exists
     │   └── SchemaError             a store written by an incompatible version
     ├── RevocationError             a revocation the rules refuse (already revoked, ...)
+    ├── CrlError                    a CRL that cannot be generated or published
+    ├── OcspError                   an OCSP responder that cannot start or sign
     └── IdentifierError             an Iranian identifier that fails its format or checksum
 
 Every message names the bad value, what was expected, and what to do next. Errors carry
@@ -33,12 +35,14 @@ from datetime import datetime
 
 __all__ = [
     "ConfigError",
+    "CrlError",
     "DuplicateError",
     "IdentifierError",
     "IranPkiError",
     "IssuanceError",
     "KeyNotFoundError",
     "NotFoundError",
+    "OcspError",
     "PinError",
     "ProfileError",
     "ProfileViolationError",
@@ -174,3 +178,11 @@ class IdentifierError(IranPkiError):
         self.value = value
         self.problem = problem
         super().__init__(f"{kind} {value!r} is not valid: {problem}")
+
+
+class CrlError(IranPkiError):
+    """A CRL that cannot be generated or published (no base for a delta, unknown shard, ...)."""
+
+
+class OcspError(IranPkiError):
+    """An OCSP responder that cannot start or sign (no responder certificate, wrong key, ...)."""

@@ -12,11 +12,11 @@ from importlib import resources
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
-__all__ = ["AssuranceLevel", "CertificatePolicy", "load_policy"]
+__all__ = ["AssuranceLevel", "CertificatePolicy", "CrlPolicy", "OcspPolicy", "StatusServices", "load_policy"]
 
 _OID_PATTERN = r"^[0-2](\.(0|[1-9][0-9]*))+$"
 
@@ -35,12 +35,47 @@ class AssuranceLevel(_Frozen):
     source: str = Field(description="where the values of this level come from")
 
 
+class CrlPolicy(_Frozen):
+    """How long CRLs are valid (nextUpdate - thisUpdate, RFC 5280 5.1.2.5) and how soon one follows a revocation."""
+
+    root_next_update_hours: int = Field(ge=1, le=8784)
+    ca_next_update_hours: int = Field(ge=1, le=8784)
+    delta_next_update_hours: int = Field(ge=1, le=8784)
+    publish_within_hours: int = Field(ge=1, description="a new CRL at most this long after a revocation")
+    source: str
+
+
+class OcspPolicy(_Frozen):
+    """Freshness of OCSP responses (RFC 5019 / RFC 9919 section 4, CA/B Forum BR 4.9.10)."""
+
+    validity_hours: int = Field(ge=1, le=240)
+    refresh_before_hours: int = Field(ge=0, description="re-sign a pre-produced response this long before nextUpdate")
+    sign_on_demand: bool = Field(description="sign responses on request (nonces, several certificates)")
+    delegated_responder_days: int = Field(ge=1, le=366)
+    renew_responder_before_days: int = Field(ge=0)
+    source: str
+
+    @model_validator(mode="after")
+    def _refresh_inside(self) -> OcspPolicy:
+        if self.refresh_before_hours >= self.validity_hours:
+            raise ValueError("ocsp.refresh_before_hours must be shorter than ocsp.validity_hours")
+        if self.renew_responder_before_days >= self.delegated_responder_days:
+            raise ValueError("ocsp.renew_responder_before_days must be shorter than delegated_responder_days")
+        return self
+
+
+class StatusServices(_Frozen):
+    crl: CrlPolicy
+    ocsp: OcspPolicy
+
+
 class CertificatePolicy(_Frozen):
     name: str
     version: str
     oid_arc: str = Field(pattern=_OID_PATTERN)
     oid_source: str
     levels: tuple[AssuranceLevel, ...]
+    status: StatusServices
 
     @field_validator("levels")
     @classmethod

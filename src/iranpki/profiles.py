@@ -166,9 +166,12 @@ class Policies(_Frozen):
 
 
 class Urls(_Frozen):
-    """Templates filled from the issuing CA's settings: {repository}, {ocsp}, {ca}."""
+    """Templates filled from the issuing CA's settings: {repository}, {ocsp}, {ca}, and {shard}
+    (empty for a CA whose CRL is not partitioned, ``-K`` for shard K of a partitioned one)."""
 
-    crl: str | None = "{repository}/crl/{ca}.crl"
+    crl: str | None = "{repository}/crl/{ca}{shard}.crl"
+    #: The delta CRL (RFC 5280 4.2.1.15 freshestCRL); None: the certificates name no delta CRL.
+    freshest_crl: str | None = None
     ocsp: str | None = "{ocsp}"
     ca_issuers: str | None = "{repository}/certs/{ca}.crt"
 

@@ -137,24 +137,25 @@ class Workspace:
 
     def create_root(self, name: str, key: str, subject: str, *, validity_days: int | None = None,
                     profile: str = "root", signature: str | None = None, secret: SecretSource | None = None,
-                    actor: str = "iranpki") -> ca_mod.CertificateAuthority:
+                    actor: str = "iranpki", crl_shards: int = 1) -> ca_mod.CertificateAuthority:
         scheme = SignatureScheme.parse(signature) if signature else None
         signer = self.open_key(key, secret)
         return ca_mod.create_root(self.store, signer, name, ca_mod.parse_subject(subject),
                                   repository_url=self.config.repository_url, ocsp_url=self.config.ocsp_url,
                                   profile=profile, validity_days=validity_days, clock=self.clock, scheme=scheme,
-                                  actor=actor)
+                                  actor=actor, crl_shards=crl_shards)
 
     def create_intermediate(self, name: str, parent: str, level: int, key: str, subject: str, *,
                             validity_days: int | None = None, signature: str | None = None,
                             parent_secret: SecretSource | None = None, secret: SecretSource | None = None,
-                            actor: str = "iranpki") -> ca_mod.CertificateAuthority:
+                            actor: str = "iranpki", crl_shards: int = 1) -> ca_mod.CertificateAuthority:
         scheme = SignatureScheme.parse(signature) if signature else None
         issuer = self.open_ca(parent, parent_secret)
         signer = self.open_key(key, secret)
         ocsp = f"{self.config.ocsp_url.rstrip('/')}/{name}" if self.config.ocsp_url else ""
         return ca_mod.create_intermediate(issuer, signer, name, level, ca_mod.parse_subject(subject),
-                                          ocsp_url=ocsp, validity_days=validity_days, scheme=scheme, actor=actor)
+                                          ocsp_url=ocsp, validity_days=validity_days, scheme=scheme, actor=actor,
+                                          crl_shards=crl_shards)
 
     def open_ca(self, name: str, secret: SecretSource | None = None) -> ca_mod.CertificateAuthority:
         record = self.store.get_ca(name)
@@ -198,6 +199,35 @@ class Workspace:
     def revoke(self, serial: int, reason: str, *, invalidity_date: datetime | None = None,
                actor: str = "iranpki") -> CertificateRecord:
         return ca_mod.revoke(self.store, serial, reason, invalidity_date=invalidity_date, actor=actor, clock=self.clock)
+
+    # ---- CRLs -------------------------------------------------------------------------------
+
+    @property
+    def crl_dir(self) -> Path:
+        """Every CRL the workspace generated, kept by number (the register is in the store)."""
+        return self.home / "crls"
+
+    def generate_crls(self, ca: str, *, delta: bool = False, shard: int | None = None,
+                      secret: SecretSource | None = None, actor: str = "iranpki") -> list:
+        """Generate the CRL (or delta CRL) of ``ca``: of one shard, or of every shard."""
+        from . import crl
+
+        record = self.store.get_ca(ca)
+        if shard is not None and record.crl_shards == 1 and shard != 0:
+            raise crl.CrlError(f"CA {ca!r} does not partition its CRL; leave out --shard (got {shard})")
+        if shard is not None and record.crl_shards > 1 and not 0 <= shard < record.crl_shards:
+            raise crl.CrlError(f"shard {shard} does not exist; CA {ca!r} has shards 0 to {record.crl_shards - 1}")
+        signer = self.open_key(record.key_reference, secret)
+        try:
+            return crl.generate_crls(self.store, record, signer, self.crl_dir, delta=delta,
+                                     shard=shard if record.crl_shards > 1 else None, clock=self.clock, actor=actor)
+        finally:
+            signer.close()
+
+    def publish(self, repository: str | os.PathLike[str], cas: list[str] | None = None) -> list[tuple[str, str]]:
+        from . import crl
+
+        return crl.publish(self.store, repository, cas)
 
     def certificate(self, serial: int) -> CertificateRecord:
         return self.store.get_certificate(serial)

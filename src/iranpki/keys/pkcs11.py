@@ -255,6 +255,8 @@ class Pkcs11Signer(Signer):
 
     def sign(self, data: bytes, scheme: SignatureScheme) -> bytes:
         priv = self._handle()
+        if not isinstance(data, bytes):
+            data = bytes(data)  # a memoryview (a streamed CRL): the module takes bytes
         if isinstance(self._public, rsa.RSAPublicKey):
             mech = _RSA_MECHS[(scheme.hash, scheme.padding)]
             param = _PSS_PARAMS[scheme.hash] if scheme.padding == "pss" else None

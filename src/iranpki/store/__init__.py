@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from .base import AuditEvent, CaRecord, CertificateRecord, KeyRecord, Reason, Store, serial_text
+from .base import (
+    AuditEvent,
+    CaRecord,
+    CertificateRecord,
+    CrlRecord,
+    KeyRecord,
+    OcspResponseRecord,
+    Reason,
+    RevokedSnapshot,
+    Store,
+    serial_text,
+)
 from .sqlite import SqliteStore
 
-__all__ = ["AuditEvent", "CaRecord", "CertificateRecord", "KeyRecord", "Reason", "SqliteStore", "Store",
-           "serial_text"]
+__all__ = ["AuditEvent", "CaRecord", "CertificateRecord", "CrlRecord", "KeyRecord", "OcspResponseRecord", "Reason",
+           "RevokedSnapshot", "SqliteStore", "Store", "serial_text"]

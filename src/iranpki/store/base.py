@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -17,6 +18,9 @@ __all__ = [
     "AuditEvent",
     "CaRecord",
     "CertificateRecord",
+    "CrlRecord",
+    "OcspResponseRecord",
+    "RevokedSnapshot",
     "KeyRecord",
     "Reason",
     "Store",
@@ -84,6 +88,8 @@ class CaRecord:
     created_at: datetime
     #: How this CA signs: "sha256", "sha384-pss", ... (iranpki.keys.SignatureScheme text form).
     signature: str = "sha256"
+    #: How many CRL partitions (shards) the CA publishes; each certificate's shard is fixed at issuance.
+    crl_shards: int = 1
 
 
 @dataclass(frozen=True)
@@ -100,12 +106,65 @@ class CertificateRecord:
     revoked_at: datetime | None = None
     reason: Reason | None = None
     invalidity_date: datetime | None = None
+    #: The CRL partition the certificate belongs to (0 when the CA is not partitioned).
+    shard: int = 0
+    #: The store's sequence number of the last status change (None: never changed).
+    status_seq: int | None = None
 
     @property
     def status(self) -> str:
         if self.revoked_at is None:
             return "valid"
         return "on hold" if self.reason is Reason.certificateHold else "revoked"
+
+
+@dataclass(frozen=True)
+class CrlRecord:
+    """One CRL the CA issued (the register; the CRL itself is the file at ``path``)."""
+
+    ca: str
+    number: int
+    kind: str  # "full" or "delta"
+    shard: int | None  # None: the CA is not partitioned
+    base_number: int | None  # delta CRLs: the number of the complete CRL they update
+    this_update: datetime
+    next_update: datetime
+    #: The store's status sequence the CRL reflects: every change up to it is in the CRL.
+    status_seq: int
+    entries: int
+    sha256: str
+    path: str
+
+
+@dataclass(frozen=True)
+class OcspResponseRecord:
+    """A pre-produced OCSP response for one certificate and one CertID hash."""
+
+    ca: str
+    serial: int
+    hash: str  # "sha1" or "sha256": the CertID hash the response answers
+    response: bytes  # DER OCSPResponse
+    this_update: datetime
+    next_update: datetime
+    status_seq: int  # the certificate's status_seq (0: never changed) when it was signed
+
+
+class RevokedSnapshot:
+    """Revoked entries of one CA (and shard) as one consistent snapshot, streamed in serial order.
+
+    ``rows`` yields plain tuples ``(serial_hex, revoked_at, reason, invalidity_date)``: the serial as
+    40 hex digits, times as ISO 8601 text in UTC (``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00``), the
+    reason as its RFC 5280 code or None. Plain tuples, not records: a national CRL has millions.
+    ``status_seq`` is the highest status change the snapshot holds.
+    """
+
+    def __init__(self, status_seq: int, rows: Iterator[tuple[str, str, int | None, str | None]],
+                 crl_number: int | None = None):
+        self.status_seq = status_seq
+        self.rows = rows
+        #: With ``crl_number=True``: the CRL number allocated atomically with the snapshot, so that
+        #: a higher number never holds an older state, even when processes generate at once.
+        self.crl_number = crl_number
 
 
 class Store(ABC):
@@ -151,6 +210,61 @@ class Store(ABC):
         ``expect_reason`` guards against a concurrent change: the update happens only when the
         current reason still equals it (``None`` = not revoked; ``"any"`` = no guard).
         """
+
+    # ---- CRLs and OCSP -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def set_crl_shards(self, ca: str, shards: int, audit: AuditEvent) -> CaRecord:
+        """Partition the CA's CRL into ``shards``; the number may grow, never shrink."""
+
+    @abstractmethod
+    def next_crl_number(self, ca: str) -> int:
+        """Allocate the CA's next CRL number (RFC 5280 5.2.3), atomically across processes."""
+
+    @abstractmethod
+    def add_crl(self, record: CrlRecord, audit: AuditEvent) -> None: ...
+
+    @abstractmethod
+    def latest_crl(self, ca: str, kind: str = "full", shard: int | None = None) -> CrlRecord | None: ...
+
+    @abstractmethod
+    def list_crls(self, ca: str | None = None) -> list[CrlRecord]: ...
+
+    @abstractmethod
+    def revoked_snapshot(self, ca: str, shard: int | None = None, since_seq: int | None = None,
+                         crl_number: bool = False) -> AbstractContextManager[RevokedSnapshot]:
+        """Stream the revoked certificates of ``ca`` (in ``shard``) in serial order.
+
+        With ``since_seq``: only the certificates whose status changed after that sequence
+        (for a delta CRL), including those released from hold, whose reason is then 8
+        (removeFromCRL) and whose time is that of the release.
+        """
+
+    @abstractmethod
+    def status_seq(self) -> int:
+        """The highest status change sequence of the store (0 when nothing was ever revoked)."""
+
+    @abstractmethod
+    def status_changes(self, since_seq: int, limit: int = 1000) -> list[tuple[int, str, int]]:
+        """Status changes after ``since_seq``: ``(status_seq, ca, serial)`` in sequence order."""
+
+    @abstractmethod
+    def certificate_status(self, ca: str, serial: int) -> tuple[str | None, str | None, int | None, int] | None:
+        """``(revoked_at, not_after, reason, status_seq)`` of a certificate of ``ca``, or None if unknown.
+
+        A narrow read for responders: times as ISO text, no certificate body."""
+
+    @abstractmethod
+    def put_ocsp_responses(self, records: list[OcspResponseRecord]) -> None:
+        """Store pre-produced responses; a response for an older status never replaces a newer one."""
+
+    @abstractmethod
+    def get_ocsp_response(self, ca: str, serial: int, hash: str) -> OcspResponseRecord | None: ...
+
+    @abstractmethod
+    def ocsp_due(self, ca: str, hash: str, due: datetime, limit: int = 500) -> list[int]:
+        """Serials of ``ca`` with no response for ``hash`` or one whose nextUpdate is before ``due``,
+        or whose status changed after it was signed."""
 
     @abstractmethod
     def audit_log(self, limit: int | None = None) -> list[tuple[int, datetime, AuditEvent]]: ...

@@ -21,11 +21,22 @@ from datetime import datetime, timezone
 
 from ..clock import Clock, SystemClock
 from ..errors import DuplicateError, NotFoundError, SchemaError, StoreError
-from .base import AuditEvent, CaRecord, CertificateRecord, KeyRecord, Reason, Store, serial_text
+from .base import (
+    AuditEvent,
+    CaRecord,
+    CertificateRecord,
+    CrlRecord,
+    KeyRecord,
+    OcspResponseRecord,
+    Reason,
+    RevokedSnapshot,
+    Store,
+    serial_text,
+)
 
 __all__ = ["SqliteStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,7 +56,8 @@ CREATE TABLE IF NOT EXISTS cas(
     repository_url TEXT NOT NULL,
     ocsp_url TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    signature TEXT NOT NULL);
+    signature TEXT NOT NULL,
+    crl_shards INTEGER NOT NULL DEFAULT 1 CHECK (crl_shards BETWEEN 1 AND 4096));
 CREATE TABLE IF NOT EXISTS certificates(
     serial TEXT PRIMARY KEY CHECK (length(serial) = 40),
     ca TEXT NOT NULL REFERENCES cas(name),
@@ -59,9 +71,11 @@ CREATE TABLE IF NOT EXISTS certificates(
     revoked_at TEXT,
     reason INTEGER CHECK (reason IS NULL OR reason IN (0,1,2,3,4,5,6,8,9,10)),
     invalidity_date TEXT,
+    shard INTEGER NOT NULL DEFAULT 0,
+    status_seq INTEGER,
+    status_changed_at TEXT,
     CHECK ((revoked_at IS NULL) = (reason IS NULL)));
 CREATE INDEX IF NOT EXISTS certificates_by_ca ON certificates(ca, serial);
-CREATE INDEX IF NOT EXISTS certificates_revoked ON certificates(ca, serial) WHERE revoked_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS audit(
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -69,6 +83,47 @@ CREATE TABLE IF NOT EXISTS audit(
     event TEXT NOT NULL,
     subject TEXT NOT NULL,
     details TEXT NOT NULL);
+"""
+
+_SCHEMA_V2 = """
+CREATE INDEX IF NOT EXISTS certificates_revoked_by_shard ON certificates(ca, shard, serial) WHERE revoked_at IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS certificates_status_seq ON certificates(status_seq) WHERE status_seq IS NOT NULL;
+CREATE TABLE IF NOT EXISTS crl_numbers(
+    ca TEXT PRIMARY KEY REFERENCES cas(name),
+    last INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS crls(
+    ca TEXT NOT NULL REFERENCES cas(name),
+    number INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('full', 'delta')),
+    shard INTEGER,
+    base_number INTEGER,
+    this_update TEXT NOT NULL,
+    next_update TEXT NOT NULL,
+    status_seq INTEGER NOT NULL,
+    entries INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY (ca, number));
+CREATE TABLE IF NOT EXISTS ocsp_responses(
+    ca TEXT NOT NULL,
+    serial TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    response BLOB NOT NULL,
+    this_update TEXT NOT NULL,
+    next_update TEXT NOT NULL,
+    status_seq INTEGER NOT NULL,
+    PRIMARY KEY (ca, serial, hash)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ocsp_responses_by_next ON ocsp_responses(ca, next_update);
+"""
+
+# Version 1 -> 2: CRL shards, status change sequence (delta CRLs, OCSP refresh), CRL numbers,
+# the CRL register and pre-produced OCSP responses.
+_MIGRATE_1_2 = """
+ALTER TABLE cas ADD COLUMN crl_shards INTEGER NOT NULL DEFAULT 1 CHECK (crl_shards BETWEEN 1 AND 4096);
+ALTER TABLE certificates ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE certificates ADD COLUMN status_seq INTEGER;
+ALTER TABLE certificates ADD COLUMN status_changed_at TEXT;
+DROP INDEX IF EXISTS certificates_revoked;
 """
 
 
@@ -105,7 +160,7 @@ class SqliteStore(Store):
                 # A new, empty store: create the schema in one transaction.
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for stmt in filter(str.strip, _SCHEMA.split(";")):
+                    for stmt in filter(str.strip, (_SCHEMA + _SCHEMA_V2).split(";")):
                         self._db.execute(stmt)
                     self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                      (str(SCHEMA_VERSION),))
@@ -114,12 +169,28 @@ class SqliteStore(Store):
                     self._db.execute("ROLLBACK")
                     raise
             row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is not None and row[0] == "1":
+                self._upgrade_1_2()
+                row = ("2",)
             if row is None or int(row[0]) != SCHEMA_VERSION:
                 found = row[0] if row else "none"
                 raise SchemaError(
                     f"the store {self.path} has schema version {found}; this iranpki reads version "
                     f"{SCHEMA_VERSION}. Use the iranpki version that wrote it"
                 )
+
+    def _upgrade_1_2(self) -> None:
+        # One transaction: a crash half-way leaves a version-1 store that the next open upgrades.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1":
+                for stmt in filter(str.strip, (_MIGRATE_1_2 + _SCHEMA_V2).split(";")):
+                    self._db.execute(stmt)
+                self._db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -166,10 +237,10 @@ class SqliteStore(Store):
         try:
             with self._tx() as db:
                 db.execute(
-                    "INSERT INTO cas VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO cas VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (record.name, record.kind, record.level, record.parent, record.certificate,
                      record.key_reference, record.repository_url, record.ocsp_url, _t(record.created_at),
-                     record.signature),
+                     record.signature, record.crl_shards),
                 )
                 if certificate is not None:
                     self._insert_certificate(db, certificate)
@@ -181,7 +252,7 @@ class SqliteStore(Store):
 
     def _ca(self, row: tuple) -> CaRecord:
         return CaRecord(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7], _d(row[8]),  # type: ignore[arg-type]
-                        row[9])
+                        row[9], row[10])
 
     def get_ca(self, name: str) -> CaRecord:
         with self._lock:
@@ -200,10 +271,10 @@ class SqliteStore(Store):
 
     def _insert_certificate(self, db: sqlite3.Connection, r: CertificateRecord) -> None:
         db.execute(
-            "INSERT INTO certificates VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO certificates VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL)",
             (serial_text(r.serial), r.ca, r.profile, r.subject, _t(r.not_before), _t(r.not_after),
              r.certificate, r.fingerprint, _t(r.issued_at), _t(r.revoked_at),
-             None if r.reason is None else r.reason.value, _t(r.invalidity_date)),
+             None if r.reason is None else r.reason.value, _t(r.invalidity_date), r.shard),
         )
 
     def add_certificate(self, record: CertificateRecord, audit: AuditEvent) -> None:
@@ -231,6 +302,7 @@ class SqliteStore(Store):
             not_before=_d(row[4]), not_after=_d(row[5]), certificate=bytes(row[6]),  # type: ignore[arg-type]
             fingerprint=row[7], issued_at=_d(row[8]), revoked_at=_d(row[9]),  # type: ignore[arg-type]
             reason=None if row[10] is None else Reason(row[10]), invalidity_date=_d(row[11]),
+            shard=row[12], status_seq=row[13],
         )
 
     def get_certificate(self, serial: int) -> CertificateRecord:
@@ -285,13 +357,167 @@ class SqliteStore(Store):
                 raise StoreError(
                     f"certificate {serial:x} changed while it was being revoked (now {current}); try again"
                 )
+            # status_seq orders every status change of the store: delta CRLs list the changes
+            # after their base's sequence, and OCSP responders re-sign what changed after theirs.
             db.execute(
-                "UPDATE certificates SET revoked_at=?, reason=?, invalidity_date=? WHERE serial=?",
-                (_t(revoked_at), None if reason is None else reason.value, _t(invalidity_date), key),
+                "UPDATE certificates SET revoked_at=?, reason=?, invalidity_date=?, status_changed_at=?, "
+                "status_seq=(SELECT COALESCE(MAX(status_seq), 0) + 1 FROM certificates) WHERE serial=?",
+                (_t(revoked_at), None if reason is None else reason.value, _t(invalidity_date),
+                 _t(self.clock.now()), key),
             )
             self._audit(db, audit)
             row = db.execute("SELECT * FROM certificates WHERE serial=?", (key,)).fetchone()
         return self._cert(row)
+
+    # ---- CRLs and OCSP -----------------------------------------------------------------------------
+
+    def set_crl_shards(self, ca: str, shards: int, audit: AuditEvent) -> CaRecord:
+        current = self.get_ca(ca)
+        if not 1 <= shards <= 4096:
+            raise StoreError(f"CRL shards {shards} out of range; must be 1 to 4096")
+        if shards < current.crl_shards:
+            raise StoreError(
+                f"CA {ca!r} has {current.crl_shards} CRL shards; the number can grow but not shrink, since "
+                "issued certificates name their shard's CRL in their distribution point"
+            )
+        with self._tx() as db:
+            db.execute("UPDATE cas SET crl_shards=? WHERE name=?", (shards, ca))
+            self._audit(db, audit)
+        return self.get_ca(ca)
+
+    def next_crl_number(self, ca: str) -> int:
+        self.get_ca(ca)
+        with self._tx() as db:
+            # BEGIN IMMEDIATE holds the write lock: two processes never read the same last number.
+            db.execute("INSERT INTO crl_numbers VALUES (?, 0) ON CONFLICT(ca) DO NOTHING", (ca,))
+            db.execute("UPDATE crl_numbers SET last = last + 1 WHERE ca=?", (ca,))
+            return int(db.execute("SELECT last FROM crl_numbers WHERE ca=?", (ca,)).fetchone()[0])
+
+    def add_crl(self, record: CrlRecord, audit: AuditEvent) -> None:
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO crls VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (record.ca, record.number, record.kind, record.shard, record.base_number,
+                     _t(record.this_update), _t(record.next_update), record.status_seq, record.entries,
+                     record.sha256, record.path),
+                )
+                self._audit(db, audit)
+        except sqlite3.IntegrityError:
+            raise DuplicateError(f"CRL number {record.number} of CA {record.ca!r} is already recorded") from None
+
+    @staticmethod
+    def _crl(row: tuple) -> CrlRecord:
+        return CrlRecord(row[0], row[1], row[2], row[3], row[4], _d(row[5]), _d(row[6]), row[7],  # type: ignore[arg-type]
+                         row[8], row[9], row[10])
+
+    def latest_crl(self, ca: str, kind: str = "full", shard: int | None = None) -> CrlRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM crls WHERE ca=? AND kind=? AND shard IS ? ORDER BY number DESC LIMIT 1",
+                (ca, kind, shard)).fetchone()
+        return None if row is None else self._crl(row)
+
+    def list_crls(self, ca: str | None = None) -> list[CrlRecord]:
+        with self._lock:
+            if ca is None:
+                rows = self._db.execute("SELECT * FROM crls ORDER BY ca, number").fetchall()
+            else:
+                rows = self._db.execute("SELECT * FROM crls WHERE ca=? ORDER BY number", (ca,)).fetchall()
+        return [self._crl(r) for r in rows]
+
+    @contextmanager
+    def revoked_snapshot(self, ca: str, shard: int | None = None, since_seq: int | None = None,
+                         crl_number: bool = False) -> Iterator[RevokedSnapshot]:
+        # A connection of its own in one read transaction: WAL gives it a snapshot, so the
+        # sequence read first and the rows streamed after agree, while writers go on.
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA query_only=ON")
+            number = None
+            if crl_number:
+                # The snapshot is taken while this store holds the write lock to allocate the
+                # number: no change can commit between the two, so CRL numbers follow snapshots.
+                self.get_ca(ca)
+                with self._tx() as w:
+                    db.execute("BEGIN")
+                    seq = db.execute("SELECT COALESCE(MAX(status_seq), 0) FROM certificates").fetchone()[0]
+                    w.execute("INSERT INTO crl_numbers VALUES (?, 0) ON CONFLICT(ca) DO NOTHING", (ca,))
+                    w.execute("UPDATE crl_numbers SET last = last + 1 WHERE ca=?", (ca,))
+                    number = int(w.execute("SELECT last FROM crl_numbers WHERE ca=?", (ca,)).fetchone()[0])
+            else:
+                db.execute("BEGIN")
+                seq = db.execute("SELECT COALESCE(MAX(status_seq), 0) FROM certificates").fetchone()[0]
+            where, args = ["ca=?"], [ca]
+            if shard is not None:
+                where.append("shard=?")
+                args.append(shard)
+            if since_seq is None:
+                sql = ("SELECT serial, revoked_at, reason, invalidity_date FROM certificates "
+                       f"WHERE {' AND '.join(where)} AND revoked_at IS NOT NULL ORDER BY serial")
+            else:
+                # Released from hold: listed once more with removeFromCRL (RFC 5280 5.3.1).
+                sql = ("SELECT serial, COALESCE(revoked_at, status_changed_at), COALESCE(reason, 8), "
+                       f"invalidity_date FROM certificates WHERE {' AND '.join(where)} AND status_seq > ? "
+                       "ORDER BY serial")
+                args.append(since_seq)
+            cur = db.execute(sql, args)
+
+            def rows() -> Iterator[tuple[str, str, int | None, str | None]]:
+                while True:
+                    chunk = cur.fetchmany(4096)
+                    if not chunk:
+                        return
+                    yield from chunk
+
+            yield RevokedSnapshot(int(seq), rows(), number)
+        finally:
+            db.close()
+
+    def status_seq(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COALESCE(MAX(status_seq), 0) FROM certificates").fetchone()[0])
+
+    def status_changes(self, since_seq: int, limit: int = 1000) -> list[tuple[int, str, int]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT status_seq, ca, serial FROM certificates WHERE status_seq > ? ORDER BY status_seq LIMIT ?",
+                (since_seq, limit)).fetchall()
+        return [(r[0], r[1], int(r[2], 16)) for r in rows]
+
+    def certificate_status(self, ca: str, serial: int) -> tuple[str | None, str | None, int | None, int] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT revoked_at, not_after, reason, COALESCE(status_seq, 0) FROM certificates "
+                "WHERE serial=? AND ca=?", (serial_text(serial), ca)).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3])
+
+    def put_ocsp_responses(self, records: list[OcspResponseRecord]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO ocsp_responses VALUES (?,?,?,?,?,?,?) ON CONFLICT(ca, serial, hash) DO UPDATE SET "
+                "response=excluded.response, this_update=excluded.this_update, next_update=excluded.next_update, "
+                "status_seq=excluded.status_seq WHERE excluded.status_seq >= ocsp_responses.status_seq",
+                [(r.ca, serial_text(r.serial), r.hash, r.response, _t(r.this_update), _t(r.next_update),
+                  r.status_seq) for r in records])
+
+    def get_ocsp_response(self, ca: str, serial: int, hash: str) -> OcspResponseRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT response, this_update, next_update, status_seq FROM ocsp_responses "
+                "WHERE ca=? AND serial=? AND hash=?", (ca, serial_text(serial), hash)).fetchone()
+        if row is None:
+            return None
+        return OcspResponseRecord(ca, serial, hash, bytes(row[0]), _d(row[1]), _d(row[2]), row[3])  # type: ignore[arg-type]
+
+    def ocsp_due(self, ca: str, hash: str, due: datetime, limit: int = 500) -> list[int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.serial FROM certificates c LEFT JOIN ocsp_responses r "
+                "ON r.ca=c.ca AND r.serial=c.serial AND r.hash=? WHERE c.ca=? AND "
+                "(r.serial IS NULL OR r.next_update < ? OR COALESCE(c.status_seq, 0) > r.status_seq) LIMIT ?",
+                (hash, ca, _t(due), limit)).fetchall()
+        return [int(r[0], 16) for r in rows]
 
     # ---- audit ---------------------------------------------------------------------------------
 

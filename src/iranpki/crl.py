@@ -1,0 +1,293 @@
+"""Certificate revocation lists: RFC 5280 section 5, encoded as a stream.
+
+Implemented here:
+
+- 5.1 CertificateList / TBSCertList, version 2, with thisUpdate and nextUpdate from the national
+  CP (``status.crl`` in ``policies/national-cp.yaml``);
+- 5.1.2.6 revokedCertificates, absent when empty, in serial order, with the entry extensions of
+  5.3.1 reasonCode (left out for ``unspecified``, as 5.3.1 advises) and 5.3.2 invalidityDate;
+- 5.2.1 authorityKeyIdentifier, 5.2.3 cRLNumber (one increasing sequence per CA, shared by
+  complete and delta CRLs and by every shard, as 5.2.4 requires of deltas), 5.2.4
+  deltaCRLIndicator (critical), 5.2.5 issuingDistributionPoint (critical, on every CRL of a
+  partitioned CA, naming the shard's URL so that shards cannot be swapped), 5.2.6 freshestCRL
+  (on complete CRLs of a CA that publishes delta CRLs).
+
+Why the revoked list is encoded here and not by ``cryptography`` or ``asn1crypto``: at national
+scale (a million entries) the first is quadratic and the second takes minutes (DESIGN.md). The
+entries come from the store as plain tuples in one snapshot and are written straight into one
+buffer, with room left in front of it for the headers, whose lengths are known only at the end;
+nothing holds a Python object per entry. The tests read every CRL back with ``cryptography``,
+``openssl crl`` and pkilint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtensionOID
+
+from . import der
+from .ca import _extension, _verify, crl_url
+from .clock import Clock, SystemClock
+from .errors import CrlError
+from .keys.base import SignatureScheme, Signer
+from .policy import CertificatePolicy, load_policy
+from .store.base import AuditEvent, CaRecord, CrlRecord, Store
+
+__all__ = ["CrlError", "GeneratedCrl", "encode_revoked", "generate_crl", "generate_crls", "publish", "repository_path"]
+
+_REASON_OID = der.oid("2.5.29.21")
+_INVALIDITY_OID = der.oid("2.5.29.24")
+#: crlEntryExtensions holding only a reasonCode, one per code (5.3.1); none for unspecified (0).
+_REASON_EXT = {code: der.sequence(_REASON_OID, der.octet_string(der.tlv(0x0A, bytes((code,)))))
+               for code in (1, 2, 3, 4, 5, 6, 8, 9, 10)}
+_REASON_EXT[0] = b""
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass(frozen=True)
+class GeneratedCrl:
+    record: CrlRecord
+
+    @property
+    def der(self) -> bytes:
+        return Path(self.record.path).read_bytes()
+
+
+def _time(text: str) -> bytes:
+    """ISO text (``YYYY-MM-DDTHH:MM:SS...``, UTC) to a DER Time (UTCTime to 2049, then Generalized)."""
+    year = text[0:4]
+    body = text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19] + "Z"
+    if "1950" <= year <= "2049":
+        return b"\x17\x0d" + (year[2:] + body).encode("ascii")
+    return b"\x18\x0f" + (year + body).encode("ascii")
+
+
+def _generalized(text: str) -> bytes:
+    # invalidityDate is always GeneralizedTime (RFC 5280 5.3.2).
+    return b"\x18\x0f" + (text[0:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19] + "Z").encode("ascii")
+
+
+def encode_revoked(rows: Iterable[tuple[str, str, int | None, str | None]], out: bytearray) -> int:
+    """Append the DER of each revokedCertificates entry to ``out``; return how many.
+
+    ``rows`` are the store's ``(serial_hex, revoked_at, reason, invalidity_date)`` tuples.
+    """
+    n = 0
+    length = der.length
+    fromhex = bytes.fromhex
+    reason_ext = _REASON_EXT
+    for serial_hex, revoked_at, reason, invalidity in rows:
+        raw = fromhex(serial_hex).lstrip(b"\x00") or b"\x00"
+        if raw[0] & 0x80:  # a positive INTEGER whose top bit is set takes a leading zero (X.690 8.3.2)
+            raw = b"\x00" + raw
+        serial = b"\x02" + bytes((len(raw),)) + raw
+        exts = reason_ext[reason or 0]
+        if invalidity is not None:
+            value = _generalized(invalidity)
+            exts += b"\x30" + bytes((len(value) + 7,)) + _INVALIDITY_OID + b"\x04" + bytes((len(value),)) + value
+        if exts:
+            exts = b"\x30" + length(len(exts)) + exts
+        body = serial + _time(revoked_at) + exts
+        out += b"\x30" + length(len(body)) + body
+        n += 1
+    return n
+
+
+def _ca_key_id(record: CaRecord) -> bytes:
+    cert = x509.load_der_x509_certificate(record.certificate)
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest  # type: ignore[arg-type]
+
+
+def _dp(url: str) -> x509.DistributionPoint:
+    return x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)
+
+
+def repository_path(record: CaRecord, url: str) -> str:
+    """Where the file that ``url`` names lies inside the repository folder (its path below the
+    CA's repository URL), checked to stay inside it."""
+    base = urlsplit(record.repository_url.rstrip("/") + "/").path
+    path = urlsplit(url).path
+    rel = path[len(base):] if path.startswith(base) else path.lstrip("/")
+    parts = [p for p in rel.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise CrlError(f"the URL {url!r} names no file inside the repository {record.repository_url!r}")
+    return "/".join(parts)
+
+
+def generate_crl(store: Store, ca: CaRecord, signer: Signer, out_dir: str | os.PathLike[str], *,
+                 delta: bool = False, shard: int | None = None, clock: Clock | None = None,
+                 policy: CertificatePolicy | None = None, scheme: SignatureScheme | None = None,
+                 actor: str = "iranpki") -> GeneratedCrl:
+    """Generate, sign, write and record one CRL of ``ca`` (a complete one, or a delta CRL).
+
+    The CRL is written to ``out_dir/<ca>-<number>[-delta].crl`` (atomically) and recorded in the
+    store's CRL register; :func:`publish` lays the newest ones out as the URLs say.
+    """
+    clock = clock or SystemClock()
+    policy = policy or load_policy()
+    scheme = scheme or SignatureScheme.parse(ca.signature)
+    if ca.crl_shards > 1:
+        if shard is None:
+            raise CrlError(f"CA {ca.name!r} partitions its CRL into {ca.crl_shards} shards; name one "
+                           f"(0 to {ca.crl_shards - 1}) or generate them all (generate_crls)")
+        if not 0 <= shard < ca.crl_shards:
+            raise CrlError(f"shard {shard} does not exist; CA {ca.name!r} has shards 0 to {ca.crl_shards - 1}")
+    elif shard not in (None, 0):
+        raise CrlError(f"CA {ca.name!r} does not partition its CRL; leave out the shard (got {shard})")
+    else:
+        shard = None
+    pub = signer.public_key.public_bytes(*_SPKI)
+    theirs = x509.load_der_x509_certificate(ca.certificate).public_key().public_bytes(*_SPKI)
+    if pub != theirs:
+        raise CrlError(f"the key {signer.reference} is not the key of CA {ca.name!r}; give the CA's own key")
+
+    base: CrlRecord | None = None
+    if delta:
+        base = store.latest_crl(ca.name, "full", shard)
+        if base is None:
+            where = f" shard {shard}" if shard is not None else ""
+            raise CrlError(f"CA {ca.name!r}{where} has no complete CRL yet, and a delta CRL needs one as its base; "
+                           "generate a complete CRL first (iranpki crl generate without --delta)")
+    crl_policy = policy.status.crl
+    hours = (crl_policy.delta_next_update_hours if delta else
+             crl_policy.root_next_update_hours if ca.kind == "root" else crl_policy.ca_next_update_hours)
+    advertise_delta = not delta and store.latest_crl(ca.name, "delta", shard) is not None
+
+    alg = scheme.algorithm_identifier(signer.key_spec)
+    issuer = x509.load_der_x509_certificate(ca.certificate).subject.public_bytes()
+    key_id = _ca_key_id(ca)
+
+    with store.revoked_snapshot(ca.name, shard, base.status_seq if base else None, crl_number=True) as snap:
+        number = snap.crl_number
+        assert number is not None
+        now = clock.now().replace(microsecond=0)
+        next_update = now + timedelta(hours=hours)
+        head = der.integer(1) + alg + issuer + der.time(now) + der.time(next_update)
+        # Room in front of the entries for the headers: the TBSCertList and revokedCertificates
+        # SEQUENCE headers take at most 6 octets each for any CRL under 4 GiB.
+        gap = len(head) + 12
+        buf = bytearray(gap)
+        count = encode_revoked(snap.rows, buf)
+        status_seq = snap.status_seq
+
+    entries_len = len(buf) - gap
+    revoked_header = (b"\x30" + der.length(entries_len)) if count else b""
+    exts = [_extension(ExtensionOID.AUTHORITY_KEY_IDENTIFIER, False, x509.AuthorityKeyIdentifier(key_id, None, None)),
+            _extension(ExtensionOID.CRL_NUMBER, False, x509.CRLNumber(number))]
+    if delta:
+        assert base is not None
+        exts.append(_extension(ExtensionOID.DELTA_CRL_INDICATOR, True, x509.DeltaCRLIndicator(base.number)))
+    if shard is not None:
+        exts.append(_extension(ExtensionOID.ISSUING_DISTRIBUTION_POINT, True, x509.IssuingDistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(crl_url(ca, shard))], relative_name=None,
+            only_contains_user_certs=False, only_contains_ca_certs=False, only_some_reasons=None,
+            indirect_crl=False, only_contains_attribute_certs=False)))
+    if advertise_delta:
+        exts.append(_extension(ExtensionOID.FRESHEST_CRL, False, x509.FreshestCRL([_dp(crl_url(ca, shard, delta=True))])))
+    buf += der.context(0, der.sequence(*exts))
+    inner = head + revoked_header
+    tbs_len = len(inner) + entries_len + (len(buf) - gap - entries_len)
+    tbs_header = b"\x30" + der.length(tbs_len)
+    start = gap - len(inner) - len(tbs_header)
+    buf[start:gap] = tbs_header + inner
+    tbs = memoryview(buf)[start:]
+
+    signature = signer.sign(tbs, scheme)  # type: ignore[arg-type]
+    _verify(signer.public_key, signature, tbs, scheme)  # type: ignore[arg-type]
+    tail = alg + der.bit_string(signature)
+    outer_header = b"\x30" + der.length(len(tbs) + len(tail))
+
+    kind = "delta" if delta else "full"
+    name = f"{ca.name}{'' if shard is None else f'-{shard}'}-{number}{'-delta' if delta else ''}.crl"
+    path = Path(out_dir) / name
+    digest = _write_atomic(path, (outer_header, tbs, tail))
+    record = CrlRecord(ca=ca.name, number=number, kind=kind, shard=shard,
+                       base_number=base.number if base else None, this_update=now, next_update=next_update,
+                       status_seq=status_seq, entries=count, sha256=digest, path=str(path))
+    store.add_crl(record, AuditEvent("crl.issued", f"{ca.name}#{number}", actor, {
+        "kind": kind, "shard": shard, "base": record.base_number, "entries": count,
+        "this_update": now.isoformat(), "next_update": next_update.isoformat(), "sha256": digest}))
+    return GeneratedCrl(record)
+
+
+def generate_crls(store: Store, ca: CaRecord, signer: Signer, out_dir: str | os.PathLike[str], *,
+                  delta: bool = False, shard: int | None = None, **kw: object) -> list[GeneratedCrl]:
+    """The CRL of every shard of ``ca`` (or of the one named), complete or delta."""
+    shards: list[int | None] = [None] if ca.crl_shards == 1 else (
+        [shard] if shard is not None else list(range(ca.crl_shards)))
+    return [generate_crl(store, ca, signer, out_dir, delta=delta, shard=s, **kw) for s in shards]  # type: ignore[arg-type]
+
+
+def _write_atomic(path: Path, parts: Iterable[bytes | memoryview]) -> str:
+    """Write ``parts`` to ``path`` so that a reader sees the old file or the whole new one, never
+    a part: a temporary file in the same folder, flushed to disk, then renamed over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for part in parts:
+                f.write(part)
+                h.update(part)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)  # the rename itself survives a power cut
+    finally:
+        os.close(dfd)
+    return h.hexdigest()
+
+
+def publish(store: Store, repository: str | os.PathLike[str], cas: list[str] | None = None,
+            now: datetime | None = None) -> list[tuple[str, str]]:
+    """Lay out the CA certificates and the newest CRLs in ``repository`` as their URLs say.
+
+    Each file is replaced atomically (see :func:`_write_atomic`). Returns ``(path, what)`` pairs.
+    """
+    root = Path(repository)
+    done: list[tuple[str, str]] = []
+    records = [store.get_ca(n) for n in cas] if cas else store.list_cas()
+    for ca in records:
+        cert_url = f"{ca.repository_url.rstrip('/')}/certs/{ca.name}.crt"
+        rel = repository_path(ca, cert_url)
+        _write_atomic(root / rel, [ca.certificate])
+        done.append((rel, f"CA certificate of {ca.name}"))
+        shards: list[int | None] = [None] if ca.crl_shards == 1 else list(range(ca.crl_shards))
+        for shard in shards:
+            for kind in ("full", "delta"):
+                crl = store.latest_crl(ca.name, kind, shard)
+                if crl is None:
+                    continue
+                try:
+                    data = Path(crl.path).read_bytes()
+                except OSError as exc:
+                    raise CrlError(f"CRL {crl.number} of {ca.name!r} was recorded at {crl.path}, which cannot be "
+                                   f"read ({exc.strerror}); generate a new one (iranpki crl generate)") from None
+                if hashlib.sha256(data).hexdigest() != crl.sha256:
+                    raise CrlError(f"the file {crl.path} is not CRL {crl.number} of {ca.name!r} as recorded "
+                                   "(its SHA-256 differs); generate a new one rather than publish it")
+                rel = repository_path(ca, crl_url(ca, shard, delta=kind == "delta"))
+                _write_atomic(root / rel, [data])
+                done.append((rel, f"{'delta ' if kind == 'delta' else ''}CRL {crl.number} of {ca.name}"
+                                  + (f" shard {shard}" if shard is not None else "")))
+    return done
