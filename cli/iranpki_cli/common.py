@@ -107,4 +107,6 @@ def write_certificates(ders: list[bytes], fmt: str, out: str | None) -> None:
         with open(out, "wb") as f:
             f.write(data)
     else:
-        click.get_binary_stream("stdout").write(data)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
