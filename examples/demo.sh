@@ -4,7 +4,10 @@
 #   2. the national root (RSA 4096 on the Root CA token) in the shape of Root CA-G3;
 #   3. the General Intermediate CA, one CA certificate per assurance level 1-4, keys on "GICA";
 #   4. one certificate of every end-entity profile from the level-2 intermediate, each from a
-#      subscriber's CSR, and each checked with `openssl verify -x509_strict -purpose ...`.
+#      subscriber's CSR, and each checked with `openssl verify -x509_strict -purpose ...`;
+#   5. revocation: complete and delta CRLs (the level-2 CA's in two shards), published into a
+#      repository folder as the certificates' URLs say, and judged by `openssl verify -crl_check_all`;
+#   6. the OCSP responder on 127.0.0.1, asked by `openssl ocsp` about a good and a revoked certificate.
 # Output goes to ./demo-out (made afresh on each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,8 +45,9 @@ iranpki ca create-root --name root --key 'pkcs11:token=Root%20CA;object=root-g3'
 step "General Intermediate CA, one CA certificate per assurance level"
 algs=(p256 p384 p384 rsa3072)
 for level in 1 2 3 4; do
+  shards=1; [ "$level" = 2 ] && shards=2   # the level-2 CA partitions its CRL in two
   iranpki key generate --token GICA --label "gica-l$level" --algorithm "${algs[$((level-1))]}" >/dev/null
-  iranpki ca create-intermediate --parent root --level "$level" --name "gica$level" \
+  iranpki ca create-intermediate --parent root --level "$level" --name "gica$level" --crl-shards "$shards" \
     --key "pkcs11:token=GICA;object=gica-l$level" \
     --subject "C=IR,O=E-Commerce Development Center,OU=GICA,CN=General Intermediate CA Level $level (demo)" --json \
     | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  %s: level %s, serial %s" % (d["name"], d["level"], d["serial"]))'
@@ -62,6 +66,7 @@ csr() {  # name, subject, then openssl req arguments for the key and extensions
 P256=(-newkey ec -pkeyopt ec_paramgen_curve:P-256)
 P384=(-newkey ec -pkeyopt ec_paramgen_curve:P-384)
 fail=0
+declare -A serials
 # OpenSSL before 3.2 has no "codesign" purpose: there, verify the chain with "any" and check
 # the codeSigning EKU with openssl x509.
 codesign_purpose=codesign
@@ -72,6 +77,7 @@ issue() {  # profile, purpose, csr name, extra iranpki args...
   if [ "$purpose" = codesign ]; then purpose=$codesign_purpose; fi
   serial=$(iranpki cert issue --ca gica2 --profile "$profile" --csr "$out/subscribers/$name.csr" \
            --out "$out/$profile.pem" --json "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["serial"])')
+  serials[$profile]=$serial
   if openssl verify -x509_strict -purpose "$purpose" -CAfile "$out/root.pem" -untrusted "$out/gica2.pem" \
        "$out/$profile.pem" >/dev/null 2>"$out/$profile.verify.txt"; then
     printf '  %-20s serial %s  openssl verify -purpose %-13s OK\n' "$profile" "$serial" "$purpose"
@@ -97,6 +103,28 @@ csr tsa '/C=IR/O=E-Commerce Development Center/CN=National TSA (demo)' "${P384[@
 issue tsa timestampsign tsa
 csr ocsp '/C=IR/O=E-Commerce Development Center/CN=GICA2 OCSP (demo)' "${P256[@]}"
 issue ocsp-signer ocsphelper ocsp
+
+step "revocation: CRLs published into a repository folder, judged by openssl verify -crl_check_all"
+iranpki cert revoke "${serials[ssl-server]}" --reason keyCompromise >/dev/null
+iranpki crl generate --ca root
+iranpki crl generate --ca gica2
+iranpki cert revoke "${serials[smime]}" --reason superseded >/dev/null
+iranpki crl generate --ca gica2 --delta
+iranpki crl publish --to "$out/repository"
+crl_check() {  # profile, expected (good|revoked): the certificate against its own shard's CRL
+  local profile=$1 expected=$2 url path got
+  url=$(openssl x509 -in "$out/$profile.pem" -noout -ext crlDistributionPoints | grep -o 'http[^ ]*')
+  path="$out/repository/${url#http://repository.demo.ir/}"
+  { openssl crl -inform DER -in "$path"; openssl crl -inform DER -in "$out/repository/crl/root.crl"; } > "$out/crls.pem"
+  if openssl verify -crl_check_all -CAfile "$out/root.pem" -untrusted "$out/gica2.pem" -CRLfile "$out/crls.pem" \
+       "$out/$profile.pem" >"$out/$profile.crl-check.txt" 2>&1; then got=good; else got=revoked; fi
+  if [ "$got" = revoked ] && ! grep -q "certificate revoked" "$out/$profile.crl-check.txt"; then got=error; fi
+  printf '  %-20s CRL %-22s openssl: %s (expected %s)\n' "$profile" "${url##*/}" "$got" "$expected"
+  [ "$got" = "$expected" ] || { cat "$out/$profile.crl-check.txt"; fail=1; }
+}
+crl_check personal-signature good
+crl_check ssl-server revoked
+crl_check tsa good
 
 step "the store"
 iranpki cert list --ca gica2

@@ -107,6 +107,21 @@ def create_intermediate(home: str, name: str, parent: str, level: int, key_ref: 
     _show(authority.record, as_json)
 
 
+@ca.command("set-crl-shards")
+@home_option
+@click.argument("name")
+@click.argument("shards", type=click.IntRange(1, 4096))
+@json_option
+@handle_errors
+def set_crl_shards(home: str, name: str, shards: int, as_json: bool) -> None:
+    """Partition the CA's CRL into SHARDS (may grow, never shrink: issued certificates keep theirs)."""
+    from iranpki.store import AuditEvent
+
+    ws = workspace(home)
+    record = ws.store.set_crl_shards(name, shards, AuditEvent("ca.crl_shards", name, details={"shards": shards}))
+    _show(record, as_json)
+
+
 @ca.command("list")
 @home_option
 @json_option

@@ -32,7 +32,7 @@ def _table(title: str, records: list[CrlRecord]) -> None:
     table(title, ["CA", "number", "kind", "shard", "entries", "this update", "next update", "file"],
           [[r.ca, str(r.number), r.kind + (f" (base {r.base_number})" if r.base_number else ""),
             "-" if r.shard is None else str(r.shard), str(r.entries), when(r.this_update), when(r.next_update),
-            r.path] for r in records])
+            r.path.rsplit("/", 1)[-1]] for r in records])
 
 
 @crl.command()
