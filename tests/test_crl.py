@@ -514,3 +514,6 @@ def test_crl_commands_as_an_operator_uses_them(tmp_path: Path, monkeypatch: pyte
         idp = shard_crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
         assert idp.full_name[0].value == url
     assert "Example" in call("crl", "--help")
+    # The number of shards grows, never shrinks.
+    assert json.loads(call("ca", "set-crl-shards", "--home", home, "l1", "3", "--json"))["crl_shards"] == 3
+    assert "can grow but not shrink" in call("ca", "set-crl-shards", "--home", home, "l1", "2", code=1)
