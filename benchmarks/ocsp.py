@@ -1,0 +1,716 @@
+"""OCSP responses served per second: `iranpki ocsp serve` against `openssl ocsp` on the same CA.
+
+One run builds one workspace (a root and a level-1 intermediate CA with a software RSA-2048 key,
+``--certs`` certificates, one in ten revoked), writes the same certificates as an openssl
+``index.txt``, and puts the same closed-loop load on each responder in turn:
+
+- ``openssl ocsp -index ... -port``: the anchor. It signs every response; single-threaded;
+  ``openssl -multi N`` is a second anchor line with N responder processes;
+- ``iranpki ocsp serve --signing pre-produced``: responses signed ahead of the request;
+- ``iranpki ocsp serve --signing on-demand``: every response signed when it is asked for.
+
+The load is ``wrk`` (C, so that the load generator, which shares the cores with the server, costs
+little): ``--connections`` connections for ``--duration`` seconds, each sending the next request
+as soon as the answer is in, POST application/ocsp-request with a handful of requests (SHA-1
+CertID, no nonce) for good and revoked serials. Two modes:
+
+- keep-alive:      HTTP/1.1 persistent connections, ``Connection: keep-alive`` said explicitly;
+- per-connection:  ``Connection: close``, so a new TCP connection for every request.
+
+wrk reconnects whenever a server does not keep the connection: openssl 3.0 never does (it answers
+HTTP/1.0 and closes), so its keep-alive figure is one connection per request as well; the notes
+under the table say so, from a probe of each server. What openssl 3.0 does hang on is a client
+that connects and closes without sending a request (openssl#31129): it then spins on that
+connection and answers no one. wrk's own start-up test connection is such a client, so the wrk
+script skips it; and every load ends with a few such connections, so each server is started
+afresh for each mode. openssl has no bind address (it listens on [::]); where the machine allows
+it (unshare), the whole run happens in a private network namespace with loopback only.
+
+Each responder is checked before and after its load with the openssl client (a good certificate
+is good and ``Response verify OK``, a revoked one is revoked); a responder that fails the first
+check is not measured, and the run ends with status 1 and a FAILED line.
+A measurement with more than 1% errors (non-2xx, socket errors, timeouts) is shown but is not a
+valid throughput, and no ratio is drawn from it.
+
+Aims (the OCSP issue): iranpki pre-produced at least 5 times openssl's throughput; iranpki
+on-demand not slower than openssl.
+
+    .venv/bin/python benchmarks/ocsp.py [--duration 10] [--connections 16] [--workers 2] [--rounds 1]
+    .venv/bin/python benchmarks/ocsp.py --duration 1 --connections 2 --certs 20     # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
+
+from iranpki.ca import IssueRequest, parse_subject
+from iranpki.keys import PASSPHRASE_ENV, KeySpec
+from iranpki.store import Reason
+from iranpki.workspace import Workspace
+
+IRANPKI = shutil.which("iranpki", path=str(Path(sys.executable).parent)) or shutil.which("iranpki") or "iranpki"
+HOST = "127.0.0.1"
+CA_NAME = "bench-l1"
+#: Reasons that openssl's index.txt knows by the same name (its list lacks privilegeWithdrawn, aACompromise).
+REASONS = (Reason.keyCompromise, Reason.superseded, Reason.affiliationChanged, Reason.cessationOfOperation)
+LOAD_REQUESTS = 8  # distinct OCSP requests the load rotates through (about one in four for a revoked serial)
+START_TIMEOUT = 60.0  # seconds a responder may take to say it listens (pre-producing included)
+STOP_TIMEOUT = 5.0
+CHECK_TIMEOUT = 10  # seconds for the openssl client before the load
+AFTER_TIMEOUT = 3  # and after it (openssl is often stuck by then; see measure)
+NETNS_ENV = "IRANPKI_OCSP_BENCH_NETNS"
+MAX_ERROR_SHARE = 0.01  # above this share of errors, a rate is not a valid throughput
+MODES = ("keep-alive", "per-connection")
+AIMS = {"pre-produced": 5.0, "on-demand": 1.0}
+
+
+# ---- the workspace and openssl's view of it ---------------------------------------------------
+
+@dataclass
+class Setup:
+    base: Path
+    home: Path
+    passphrase: str
+    ca_pem: Path
+    root_pem: Path
+    ca_key: Path  # unencrypted, for openssl only, inside the temporary folder
+    index: Path
+    good: Path  # a valid certificate, for the correctness check
+    revoked: Path
+    requests: list[bytes] = field(default_factory=list)
+
+
+def _asn1_time(when: datetime) -> str:
+    """openssl index.txt time: UTCTime before 2050, GeneralizedTime from then on (RFC 5280 4.1.2.5)."""
+    when = when.astimezone(timezone.utc)
+    return when.strftime("%y%m%d%H%M%SZ") if when.year < 2050 else when.strftime("%Y%m%d%H%M%SZ")
+
+
+def _index_serial(serial: int) -> str:
+    """The serial as openssl looks it up in index.txt: BN_bn2hex, upper-case whole bytes."""
+    text = f"{serial:X}"
+    return "0" + text if len(text) % 2 else text
+
+
+def _index_subject(cert: x509.Certificate) -> str:
+    return "".join(f"/{a.rfc4514_attribute_name}={a.value}" for a in cert.subject)
+
+
+def build_setup(base: Path, certs: int) -> Setup:
+    """A workspace with a level-1 CA (software RSA-2048 key), ``certs`` certificates, one in ten revoked."""
+    passphrase = secrets.token_urlsafe(18)
+    home = base / "ws"
+    ws = Workspace.init(home, repository_url="http://repo.bench.ir", ocsp_url=f"http://{HOST}")
+    secret_env = os.environ.get(PASSPHRASE_ENV)
+    os.environ[PASSPHRASE_ENV] = passphrase  # the library reads software key passphrases from here
+    try:
+        ws.generate_key(KeySpec.parse("p384"), label="root")
+        ws.generate_key(KeySpec.parse("rsa2048"), label="ca")
+        ws.create_root("root", "root", "C=IR,O=Bench,CN=Bench OCSP Root")
+        ws.create_intermediate(CA_NAME, "root", 1, "ca", "C=IR,O=Bench,CN=Bench OCSP Level 1")
+        ca = ws.open_ca(CA_NAME)
+        subscriber = ec.generate_private_key(ec.SECP256R1()).public_key()
+        issued = []
+        for start in range(0, certs, 100):
+            batch = [IssueRequest(parse_subject(f"C=IR,O=Bench,CN=Bench Subscriber {i}"), subscriber)
+                     for i in range(start, min(certs, start + 100))]
+            issued += ca.issue_many("tsa", batch)
+        for n, cert in enumerate(issued[::10]):
+            ws.revoke(cert.record.serial, REASONS[n % len(REASONS)].name)
+        records = [ws.certificate(c.record.serial) for c in issued]
+        ca_cert = ca.certificate
+        root_der = ws.chain(CA_NAME)[-1]
+        key = serialization.load_pem_private_key((home / "keys" / "ca.pem").read_bytes(), passphrase.encode())
+        ws.close()
+    finally:
+        if secret_env is None:
+            os.environ.pop(PASSPHRASE_ENV, None)
+        else:
+            os.environ[PASSPHRASE_ENV] = secret_env
+
+    ossl = base / "openssl"
+    ossl.mkdir()
+    ca_pem, root_pem, ca_key, index = ossl / "ca.pem", ossl / "root.pem", ossl / "ca.key", ossl / "index.txt"
+    ca_pem.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    root_pem.write_bytes(x509.load_der_x509_certificate(root_der).public_bytes(serialization.Encoding.PEM))
+    fd = os.open(ca_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    lines = []
+    for rec in records:
+        cert = x509.load_der_x509_certificate(rec.certificate)
+        if rec.revoked_at is None:
+            status, revocation = "V", ""
+        else:
+            assert rec.reason is not None
+            status, revocation = "R", f"{_asn1_time(rec.revoked_at)},{rec.reason.name}"
+        lines.append("\t".join((status, _asn1_time(rec.not_after), revocation, _index_serial(rec.serial),
+                                "unknown", _index_subject(cert))))
+    index.write_text("\n".join(lines) + "\n")
+    (ossl / "index.txt.attr").write_text("unique_subject = no\n")
+
+    good = [r for r in records if r.revoked_at is None]
+    bad = [r for r in records if r.revoked_at is not None]
+    for name, rec in (("good", good[0]), ("revoked", bad[0])):
+        (ossl / f"{name}.pem").write_bytes(x509.load_der_x509_certificate(rec.certificate)
+                                           .public_bytes(serialization.Encoding.PEM))
+    # The load: a few requests for different serials, good and revoked, as a relying party sends them.
+    chosen = good[1:1 + LOAD_REQUESTS - LOAD_REQUESTS // 4] + bad[1:1 + LOAD_REQUESTS // 4]
+    requests = [ocsp.OCSPRequestBuilder().add_certificate(x509.load_der_x509_certificate(r.certificate), ca_cert,
+                                                          hashes.SHA1()).build().public_bytes(serialization.Encoding.DER)
+                for r in chosen]
+    return Setup(base, home, passphrase, ca_pem, root_pem, ca_key, index, ossl / "good.pem", ossl / "revoked.pem",
+                 requests)
+
+
+# ---- the responders ---------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A responder process in its own process group, so that its workers go with it (a group, not a
+    session: openssl -multi calls setpgid(0, 0), which a session leader may not, and exits)."""
+
+    name: str
+    command: list[str]
+    port: int
+    env: dict[str, str] | None = None
+    ready_text: str = ""  # the server prints a line with this once it listens
+    grace: float = STOP_TIMEOUT  # how long SIGTERM may take before SIGKILL
+    proc: subprocess.Popen[bytes] | None = None
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/"
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server's process group (its reaped children included)."""
+        if self.proc is None:
+            return 0.0
+        ticks = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = Path(entry.path, "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue  # gone meanwhile
+            # After the command: state ppid pgrp ... utime stime cutime cstime at 11..14 (proc(5)).
+            if int(fields[2]) == self.proc.pid:
+                ticks += sum(int(x) for x in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def _drain(self, stream, ready: threading.Event) -> None:  # noqa: ANN001 - a binary pipe
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").rstrip()
+            if len(self.output) < 200:
+                self.output.append(line)
+            if self.ready_text and self.ready_text in line:
+                ready.set()
+
+    def start(self) -> None:
+        ready = threading.Event()
+        self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=self.env, process_group=0)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            threading.Thread(target=self._drain, args=(stream, ready), daemon=True).start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                time.sleep(0.2)  # let the readers collect its last words
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before listening:\n"
+                                   + "\n".join(self.output[-20:]))
+            if ready.is_set():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not listen on port {self.port} within {START_TIMEOUT:g} s:\n"
+                           + "\n".join(self.output[-20:]))
+
+    def stop(self) -> None:
+        """SIGTERM to the group, SIGKILL after STOP_TIMEOUT; never waits longer."""
+        if self.proc is None:
+            return
+        for sig, wait in ((signal.SIGTERM, self.grace), (signal.SIGKILL, STOP_TIMEOUT)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # workers that outlived their parent
+        self.proc = None
+
+
+@contextlib.contextmanager
+def running(server: Server) -> Iterator[Server]:
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def openssl_server(setup: Setup, workers: int) -> Server:
+    port = free_port()
+    cmd = ["openssl", "ocsp", "-index", str(setup.index), "-port", str(port), "-rsigner", str(setup.ca_pem),
+           "-rkey", str(setup.ca_key), "-CA", str(setup.ca_pem), "-nmin", "60"]
+    if workers > 1:
+        cmd += ["-multi", str(workers)]
+    # Ready when it prints its ACCEPT line, never by connecting: a client that connects and closes
+    # without a request leaves openssl 3.0 spinning on that connection and deaf to everyone else
+    # (openssl#31129, #23934). With -multi the parent ignores SIGTERM: a short grace, then SIGKILL.
+    return Server(f"openssl -multi {workers}" if workers > 1 else "openssl", cmd, port,
+                  ready_text="ACCEPT ", grace=1.0)
+
+
+def iranpki_server(setup: Setup, workers: int, signing: str) -> Server:
+    port = free_port()
+    cmd = [IRANPKI, "ocsp", "serve", "--home", str(setup.home), "--ca", CA_NAME, "--host", HOST, "--port", str(port),
+           "--workers", str(workers), "--signing", signing]
+    env = {**os.environ, PASSPHRASE_ENV: setup.passphrase}
+    return Server(f"iranpki {signing}", cmd, port, env, ready_text=f"listening on http://{HOST}:{port}")
+
+
+def iranpki_serve_available() -> bool:
+    try:
+        out = subprocess.run([IRANPKI, "ocsp", "serve", "--help"], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
+
+
+# ---- checks -----------------------------------------------------------------------------------
+
+def check_answers(setup: Setup, server: Server, certs: tuple[Path, ...] | None = None,
+                  timeout: int = CHECK_TIMEOUT) -> None:
+    """The openssl client finds the good certificate good and the revoked one revoked, verified to the root."""
+    for cert in certs or (setup.good, setup.revoked):
+        want = "good" if cert == setup.good else "revoked"
+        cmd = ["openssl", "ocsp", "-issuer", str(setup.ca_pem), "-cert", str(cert), "-url", server.url,
+               "-CAfile", str(setup.root_pem), "-no_nonce", "-timeout", str(timeout)]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{server.name}: no OCSP answer for the {want} certificate within {timeout + 5} s") from None
+        text = out.stdout + out.stderr
+        if out.returncode != 0 or f"{cert}: {want}" not in out.stdout or "Response verify OK" not in text:
+            raise RuntimeError(f"{server.name}: the {want} certificate was not reported {want} with a verified "
+                               f"response ({' '.join(cmd)}):\n{text.strip()}")
+
+
+def _post(body: bytes, connection: str) -> bytes:
+    head = (f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/ocsp-request\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: {connection}\r\n\r\n")
+    return head.encode() + body
+
+
+def _read_response(sock: socket.socket) -> bytes | None:
+    """One HTTP response's head (Content-Length framed, body read and dropped); None on timeout or EOF."""
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), None)
+        while length is not None and len(rest) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            rest += chunk
+        return head
+    except OSError:
+        return None
+
+
+def _closed(sock: socket.socket) -> bool | None:
+    """True: the server closed the connection; False: it sent more; None: still open after the timeout."""
+    try:
+        return not sock.recv(1)
+    except TimeoutError:
+        return None
+    except OSError:
+        return True  # reset
+
+
+def probe_connections(server: Server, body: bytes, timeout: float = 3.0) -> list[str]:
+    """How the server treats connections, in words (nothing when it behaves as HTTP/1.1 says).
+
+    Every connection opened here sends a whole request first: one that closes without a request
+    would leave openssl stuck (see openssl_server)."""
+    notes = []
+    with socket.create_connection((HOST, server.port), timeout=timeout) as s:
+        s.sendall(_post(body, "close"))
+        head = _read_response(s)
+        if head is None:
+            notes.append("no answer to a Connection: close request")
+        elif (closed := _closed(s)) is not True:
+            notes.append("sent bytes after answering Connection: close" if closed is False else
+                         f"kept the connection open {timeout:g} s after answering Connection: close")
+        elif head.startswith(b"HTTP/1.1") and b"connection: close" not in head.lower():
+            notes.append("closes after Connection: close without saying so in an HTTP/1.1 response "
+                         "(RFC 9112 9.6: a client may then count a read error)")
+    with socket.create_connection((HOST, server.port), timeout=timeout) as a:
+        a.sendall(_post(body, "keep-alive"))
+        head = _read_response(a)
+        if head is None:
+            return [*notes, "no answer to a keep-alive request"]
+        with socket.create_connection((HOST, server.port), timeout=timeout) as b:
+            b.sendall(_post(body, "close"))  # a second client, while the first holds an idle connection
+            if _read_response(b) is None:
+                notes.append(f"a second client got no answer within {timeout:g} s while a first client held an "
+                             "idle keep-alive connection (a worker per connection: clients beyond the workers wait)")
+        a.sendall(_post(body, "keep-alive"))
+        if _read_response(a) is None:
+            first_line = head.split(b"\r\n", 1)[0].decode(errors="replace")
+            notes.append(f"no keep-alive: answers a keep-alive request with '{first_line}' and closes, so wrk "
+                         "reconnects for every request in the keep-alive mode too")
+    return notes
+
+
+# ---- the load ---------------------------------------------------------------------------------
+
+def _lua_bytes(data: bytes) -> str:
+    return '"' + "".join(f"\\{b}" for b in data) + '"'
+
+
+def write_lua(setup: Setup, mode: str) -> Path:
+    """A wrk script: rotates through the requests; done() prints one JSON line with the results."""
+    # HTTP/1.1 is persistent without the header; it is sent anyway, as many OCSP clients do, because
+    # openssl's HTTP/1.0 server only keeps a connection open when the client asks in words.
+    connection = "close" if mode == "per-connection" else "keep-alive"
+    bodies = ",\n  ".join(_lua_bytes(r) for r in setup.requests)
+    script = f"""-- generated by benchmarks/ocsp.py ({mode})
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/ocsp-request"
+wrk.headers["Connection"] = "{connection}"
+-- wrk's own resolve() test-connects to the server and closes without a request; that leaves
+-- openssl ocsp 3.0 spinning on the dead connection and deaf to everyone else (openssl#31129).
+function wrk.resolve(host, service)
+  wrk.addrs = wrk.lookup(host, service)
+end
+local bodies = {{
+  {bodies}
+}}
+local reqs = {{}}
+local n = 0
+function init(args)
+  for i, body in ipairs(bodies) do reqs[i] = wrk.format("POST", "/", nil, body) end
+  n = math.random(#reqs)
+end
+function request()
+  n = n % #reqs + 1
+  return reqs[n]
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {{"requests": %d, "duration_us": %d, "connect": %d, "read": %d, ' ..
+    '"write": %d, "status": %d, "timeout": %d, "p50_us": %d, "p99_us": %d}}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+    path = setup.base / f"load-{mode}.lua"
+    path.write_text(script)
+    return path
+
+
+@dataclass
+class Measurement:
+    rate: float  # requests per second (2xx or not: wrk counts answered requests)
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: dict[str, int]
+    tcp: dict[str, int] = field(default_factory=dict)  # TCP_TROUBLE counters that rose during the load
+    server_cpu: float = 0.0  # % of one core: the server's processes, and wrk, during the load
+    load_cpu: float = 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def valid(self) -> bool:
+        return self.requests > 0 and self.error_count <= MAX_ERROR_SHARE * max(self.requests, 1)
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's waited-for children: around a wrk run, wrk's own."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def tcp_counters() -> dict[str, int]:
+    """Linux TCP counters of this network namespace (a private one holds only the benchmark's traffic)."""
+    out: dict[str, int] = {}
+    for path in ("/proc/net/snmp", "/proc/net/netstat"):
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            return {}
+        for head, values in zip(lines[::2], lines[1::2]):
+            prefix, *names = head.split()
+            out.update({f"{prefix}{n}": int(v) for n, v in zip(names, values.split()[1:])})
+    return out
+
+
+#: Counters that explain a long tail: each lost segment waits for a retransmission timeout (200 ms
+#: at least on Linux), each listen-queue overflow drops a handshake that the client sends again.
+TCP_TROUBLE = {"Tcp:RetransSegs": "TCP retransmissions", "TcpExt:ListenOverflows": "listen-queue overflows",
+               "TcpExt:ListenDrops": "listen drops", "TcpExt:TCPSynRetrans": "SYN retransmissions"}
+
+
+def run_wrk(server: Server, script: Path, duration: float, connections: int) -> Measurement:
+    threads = max(1, min(2, connections))
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s", "--timeout", "2s",
+           "-s", str(script), server.url]
+    before, server_cpu, load_cpu, started = tcp_counters(), server.cpu_seconds(), _children_cpu(), time.monotonic()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    wall = time.monotonic() - started
+    server_cpu, load_cpu = server.cpu_seconds() - server_cpu, _children_cpu() - load_cpu
+    after = tcp_counters()
+    line = next((x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed against {server.name} ({' '.join(cmd)}):\n{out.stdout}\n{out.stderr}")
+    r = json.loads(line.removeprefix("WRKJSON "))
+    seconds = r["duration_us"] / 1e6
+    errors = {k: r[k] for k in ("status", "connect", "read", "write", "timeout") if r[k]}
+    tcp = {k: after[k] - before[k] for k in TCP_TROUBLE if k in after and k in before and after[k] > before[k]}
+    return Measurement(r["requests"] / seconds if seconds else 0.0, r["p50_us"] / 1000, r["p99_us"] / 1000,
+                       r["requests"], errors, tcp, 100 * server_cpu / wall, 100 * load_cpu / wall)
+
+
+# ---- the run ----------------------------------------------------------------------------------
+
+def _add(notes: dict[str, list[str]], name: str, text: str) -> None:
+    if text not in notes.setdefault(name, []):
+        notes[name].append(text)
+
+
+def measure(make: Callable[[], Server], setup: Setup, scripts: dict[str, Path], args: argparse.Namespace,
+            notes: dict[str, list[str]], failures: list[str], probe: bool) -> dict[str, Measurement]:
+    """Each mode on a freshly started server: check the answers, load it, check them again.
+
+    A fresh server per mode because wrk ends a run with some connections open and no request
+    sent on them, which leaves openssl stuck (see openssl_server) for whatever comes next."""
+    out = {}
+    for mode in MODES:
+        server = make()
+        with running(server):
+            try:
+                check_answers(setup, server)
+            except RuntimeError as exc:  # wrong answers: no throughput is worth measuring
+                failures.append("\n  ".join(str(exc).splitlines()[:3]))
+                return out
+            if probe and mode == MODES[0]:
+                for text in probe_connections(server, setup.requests[0]):
+                    _add(notes, server.name, text)
+            out[mode] = run_wrk(server, scripts[mode], args.duration, args.connections)
+            try:
+                check_answers(setup, server, certs=(setup.good,), timeout=AFTER_TIMEOUT)
+            except RuntimeError as exc:
+                if server.name.startswith("openssl"):
+                    _add(notes, server.name, f"answered no more after each load (checked for {AFTER_TIMEOUT} s; "
+                         "wrk's last connections closed before sending a request, openssl#31129); "
+                         "restarted for each mode")
+                else:
+                    failures.append(f"{server.name}, after the {mode} load: {str(exc).splitlines()[0]}")
+    return out
+
+
+def _sum(dicts: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def _median(ms: list[Measurement]) -> Measurement:
+    """Medians of rate and latencies over the rounds; errors and TCP counters summed."""
+    return Measurement(statistics.median(m.rate for m in ms), statistics.median(m.p50_ms for m in ms),
+                       statistics.median(m.p99_ms for m in ms), sum(m.requests for m in ms),
+                       _sum([m.errors for m in ms]), _sum([m.tcp for m in ms]),
+                       statistics.median(m.server_cpu for m in ms), statistics.median(m.load_cpu for m in ms))
+
+
+def _errors_text(m: Measurement) -> str:
+    if not m.errors:
+        return "0"
+    return f"{m.error_count} (" + ", ".join(f"{k} {v}" for k, v in m.errors.items()) + ")"
+
+
+def _rate_text(m: Measurement) -> str:
+    if m.valid:
+        return f"{m.rate:.0f}"
+    if m.requests == 0 or m.errors.get("timeout"):
+        return "n/a: hangs"
+    return "n/a: errors"
+
+
+def isolate_network() -> str:
+    """Run this script again in a private network namespace where only loopback exists, if the
+    machine allows it: openssl ocsp 3.0 has no bind address and listens on [::], every interface.
+    Returns where the servers listen, for the report."""
+    if os.environ.get(NETNS_ENV) == "1":
+        return "servers on 127.0.0.1 in a private network namespace"
+    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    if unshare and ip:
+        cmd = [unshare, "--net", "--map-root-user"]
+        try:
+            ok = subprocess.run([*cmd, ip, "link", "set", "lo", "up"], capture_output=True, timeout=10).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        if ok:
+            os.environ[NETNS_ENV] = "1"
+            sys.stdout.flush()
+            os.execv(unshare, [*cmd, "--", "sh", "-c", f'"{ip}" link set lo up && exec "$@"', "sh",
+                               sys.executable, *sys.argv])
+    return ("servers on the host network: iranpki on 127.0.0.1, openssl on [::] (all interfaces; it has no bind "
+            "address and no private network namespace could be made)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per server and mode")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent connections (closed loop)")
+    parser.add_argument("--workers", type=int, default=2, help="iranpki workers, and openssl -multi")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds; medians are reported when more than one")
+    parser.add_argument("--certs", type=int, default=200, help="certificates the CA issues (one in ten revoked)")
+    parser.add_argument("--keep", metavar="DIR", help="build in DIR (must not exist) and keep it")
+    args = parser.parse_args()
+    if not 0 < args.duration <= 600 or not 1 <= args.connections <= 1000 or not 1 <= args.rounds <= 20 \
+            or not 1 <= args.workers <= 64 or not 20 <= args.certs <= 100_000:
+        parser.error("out of range: --duration 0..600 s, --connections 1..1000, --rounds 1..20, --workers 1..64, "
+                     "--certs 20..100000")
+    for tool in ("openssl", "wrk"):
+        if shutil.which(tool) is None:
+            parser.error(f"{tool} is not installed")
+    if args.keep and os.path.exists(args.keep):
+        parser.error(f"--keep {args.keep}: the folder exists; give a new one")
+    where = isolate_network()
+
+    # SIGTERM unwinds like Ctrl-C, so every responder is stopped and the folder removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.keep:
+        base = Path(args.keep).resolve()
+        base.mkdir(parents=True)
+    else:
+        base = Path(tempfile.mkdtemp(prefix="iranpki-ocsp-bench-"))
+    try:
+        return run(base, args, where)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def run(base: Path, args: argparse.Namespace, where: str) -> int:
+    started = time.perf_counter()
+    setup = build_setup(base, args.certs)
+    scripts = {mode: write_lua(setup, mode) for mode in MODES}
+    have_serve = iranpki_serve_available()
+    private = os.environ.get(NETNS_ENV) == "1"
+    revoked = len(range(0, args.certs, 10))
+    print(f"OCSP benchmark: {args.certs} certificates ({revoked} revoked), CA key RSA-2048 (software); "
+          f"wrk closed loop, {args.connections} connections x {args.duration:g} s per server and mode, "
+          f"{len(setup.requests)} distinct requests (SHA-1 CertID, no nonce); {args.rounds} round(s)"
+          f"{', medians' if args.rounds > 1 else ''}; {os.cpu_count()} cores shared by server and load; "
+          f"{where}; set-up {time.perf_counter() - started:.1f} s. cpu: % of one core used during the load by "
+          f"the server's processes and by wrk", flush=True)
+
+    makers: dict[str, Callable[[], Server]] = {"openssl": lambda: openssl_server(setup, 1)}
+    if args.workers > 1:
+        makers[f"openssl -multi {args.workers}"] = lambda: openssl_server(setup, args.workers)
+    for signing in ("pre-produced", "on-demand"):
+        makers[f"iranpki {signing}"] = lambda signing=signing: iranpki_server(setup, args.workers, signing)
+    results: dict[tuple[str, str], list[Measurement]] = {}
+    notes: dict[str, list[str]] = {}
+    failures: list[str] = []
+    for n in range(args.rounds):
+        for name, make in makers.items():
+            if name.startswith("iranpki") and not have_serve:
+                _add(notes, name, "not measured: `iranpki ocsp serve` is not in this checkout")
+                continue
+            for mode, m in measure(make, setup, scripts, args, notes, failures, probe=n == 0).items():
+                results.setdefault((name, mode), []).append(m)
+    final = {key: _median(ms) for key, ms in results.items()}
+
+    print(f"\n{'server':<22}{'mode':<16}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'cpu srv':>9}{'cpu wrk':>9}  errors")
+    for name in makers:
+        for mode in MODES:
+            m = final.get((name, mode))
+            if m is None:
+                print(f"{name:<22}{mode:<16}{'n/a':>11}")
+                continue
+            raw = "" if m.valid else f"  [{m.rate:.0f} req/s answered, not a valid throughput]"
+            print(f"{name:<22}{mode:<16}{_rate_text(m):>11}{m.p50_ms:>9.2f}{m.p99_ms:>9.2f}"
+                  f"{m.server_cpu:>8.0f}%{m.load_cpu:>8.0f}%  {_errors_text(m)}{raw}")
+    for name in makers:
+        for text in notes.get(name, []):
+            print(f"note: {name}: {text}")
+        for mode in MODES:
+            m = final.get((name, mode))
+            if m is not None and m.tcp:
+                print(f"note: {name}, {mode}: " + ", ".join(f"{v} {TCP_TROUBLE[k]}" for k, v in m.tcp.items())
+                      + f" during the load{'' if private else ' (counters of the whole host)'}")
+    for text in failures:
+        print(f"FAILED: {text}")
+
+    print()
+    multi = f"openssl -multi {args.workers}"
+    for signing, aim in AIMS.items():
+        for mode in MODES:
+            ours, theirs = final.get((f"iranpki {signing}", mode)), final.get(("openssl", mode))
+            label = f"ratio iranpki {signing} / openssl, {mode}:"
+            missing = [n for n, m in ((f"iranpki {signing}", ours), ("openssl", theirs)) if m is None or not m.valid]
+            if ours is None or theirs is None or missing:
+                print(f"{label:<52}{'n/a':>8}  (aim >= {aim:g}; no valid figure for {' and '.join(missing)})")
+                continue
+            ratio = ours.rate / theirs.rate
+            other = final.get((multi, mode))
+            extra = f"; {ours.rate / other.rate:.2f}x {multi}" if other is not None and other.valid else ""
+            print(f"{label:<52}{ratio:>7.2f}x  (aim >= {aim:g}: {'met' if ratio >= aim else 'NOT met'}{extra})")
+    return 0 if have_serve and not failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

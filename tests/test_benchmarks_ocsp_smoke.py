@@ -1,0 +1,50 @@
+"""benchmarks/ocsp.py runs end to end in its smoke size: both responders set up, checked by the
+openssl client, loaded by wrk, stopped, and the ratio lines printed. Speed is never asserted:
+the figures of a one-second run on shared cores mean nothing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "ocsp.py"
+IRANPKI = str(Path(sys.executable).parent / "iranpki")
+TIMEOUT = 120
+
+
+def _serve_exists() -> bool:
+    try:
+        return subprocess.run([IRANPKI, "ocsp", "serve", "--help"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk (the load generator) is not installed")
+@pytest.mark.skipif(not _serve_exists(), reason="`iranpki ocsp serve` does not exist yet in this checkout")
+def test_ocsp_benchmark_smoke() -> None:
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--duration", "1", "--connections", "2", "--certs", "20"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # the script stops its responders and removes its folder on SIGTERM
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        pytest.fail(f"benchmarks/ocsp.py took more than {TIMEOUT} s:\n{out}\n{err}")
+    assert proc.returncode == 0, f"exit {proc.returncode}:\n{out}\n{err}"
+    assert "FAILED" not in out and "Traceback" not in err
+    for server in ("openssl", "iranpki pre-produced", "iranpki on-demand"):
+        for mode in ("keep-alive", "per-connection"):
+            assert any(line.startswith(f"{server} ") and mode in line for line in out.splitlines()), out
+    for signing in ("pre-produced", "on-demand"):
+        for mode in ("keep-alive", "per-connection"):
+            assert f"ratio iranpki {signing} / openssl, {mode}:" in out, out
