@@ -29,8 +29,9 @@ it (unshare), the whole run happens in a private network namespace with loopback
 Each responder is checked before and after its load with the openssl client (a good certificate
 is good and ``Response verify OK``, a revoked one is revoked); a responder that fails the first
 check is not measured, and the run ends with status 1 and a FAILED line.
-A measurement with more than 1% errors (non-2xx, socket errors, timeouts) is shown but is not a
-valid throughput, and no ratio is drawn from it.
+A measurement with more than 1% errors (non-2xx; "ocsp": a 2xx whose OCSPResponse is not
+successful, e.g. tryLater; socket errors; timeouts) is shown but is not a valid throughput, and no
+ratio is drawn from it.
 
 Aims (the OCSP issue): iranpki pre-produced at least 5 times openssl's throughput; iranpki
 on-demand not slower than openssl.
@@ -429,6 +430,7 @@ local bodies = {{
 }}
 local reqs = {{}}
 local n = 0
+unsuccessful = 0  -- global: done() reads it from each thread
 function init(args)
   for i, body in ipairs(bodies) do reqs[i] = wrk.format("POST", "/", nil, body) end
   n = math.random(#reqs)
@@ -437,11 +439,24 @@ function request()
   n = n % #reqs + 1
   return reqs[n]
 end
+-- An HTTP 200 may carry an OCSP error (tryLater, internalError, ...): count every answer that is
+-- not OCSPResponse ::= SEQUENCE {{ responseStatus ENUMERATED successful(0), ... }} in DER.
+function response(status, headers, body)
+  if status > 399 then return end  -- wrk counts these itself
+  local len = body and body:byte(2)
+  local at = len and (len < 128 and 3 or len - 125)
+  if not at or body:sub(at, at + 2) ~= "\\10\\1\\0" then unsuccessful = unsuccessful + 1 end
+end
+local threads = {{}}
+function setup(thread)
+  table.insert(threads, thread)
+end
 function done(summary, latency, requests)
-  local e = summary.errors
+  local e, bad = summary.errors, 0
+  for _, thread in ipairs(threads) do bad = bad + thread:get("unsuccessful") end
   io.write(string.format('WRKJSON {{"requests": %d, "duration_us": %d, "connect": %d, "read": %d, ' ..
-    '"write": %d, "status": %d, "timeout": %d, "p50_us": %d, "p99_us": %d}}\\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    '"write": %d, "status": %d, "timeout": %d, "ocsp": %d, "p50_us": %d, "p99_us": %d}}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout, bad,
     latency:percentile(50), latency:percentile(99)))
 end
 """
@@ -460,6 +475,7 @@ class Measurement:
     tcp: dict[str, int] = field(default_factory=dict)  # TCP_TROUBLE counters that rose during the load
     server_cpu: float = 0.0  # % of one core: the server's processes, and wrk, during the load
     load_cpu: float = 0.0
+    idle_cpu: float = 0.0  # % of one core left idle on the whole machine
 
     @property
     def error_count(self) -> int:
@@ -474,6 +490,15 @@ def _children_cpu() -> float:
     """CPU seconds of this process's waited-for children: around a wrk run, wrk's own."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def _idle_seconds() -> float:
+    """Idle CPU seconds of the whole machine so far, summed over the cores (/proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0.0
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")  # idle + iowait
 
 
 def tcp_counters() -> dict[str, int]:
@@ -500,20 +525,22 @@ def run_wrk(server: Server, script: Path, duration: float, connections: int) -> 
     threads = max(1, min(2, connections))
     cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s", "--timeout", "2s",
            "-s", str(script), server.url]
-    before, server_cpu, load_cpu, started = tcp_counters(), server.cpu_seconds(), _children_cpu(), time.monotonic()
+    before, idle, started = tcp_counters(), _idle_seconds(), time.monotonic()
+    server_cpu, load_cpu = server.cpu_seconds(), _children_cpu()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     wall = time.monotonic() - started
     server_cpu, load_cpu = server.cpu_seconds() - server_cpu, _children_cpu() - load_cpu
+    idle = _idle_seconds() - idle
     after = tcp_counters()
     line = next((x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed against {server.name} ({' '.join(cmd)}):\n{out.stdout}\n{out.stderr}")
     r = json.loads(line.removeprefix("WRKJSON "))
     seconds = r["duration_us"] / 1e6
-    errors = {k: r[k] for k in ("status", "connect", "read", "write", "timeout") if r[k]}
+    errors = {k: r[k] for k in ("status", "ocsp", "connect", "read", "write", "timeout") if r[k]}
     tcp = {k: after[k] - before[k] for k in TCP_TROUBLE if k in after and k in before and after[k] > before[k]}
     return Measurement(r["requests"] / seconds if seconds else 0.0, r["p50_us"] / 1000, r["p99_us"] / 1000,
-                       r["requests"], errors, tcp, 100 * server_cpu / wall, 100 * load_cpu / wall)
+                       r["requests"], errors, tcp, 100 * server_cpu / wall, 100 * load_cpu / wall, 100 * idle / wall)
 
 
 # ---- the run ----------------------------------------------------------------------------------
@@ -567,7 +594,8 @@ def _median(ms: list[Measurement]) -> Measurement:
     return Measurement(statistics.median(m.rate for m in ms), statistics.median(m.p50_ms for m in ms),
                        statistics.median(m.p99_ms for m in ms), sum(m.requests for m in ms),
                        _sum([m.errors for m in ms]), _sum([m.tcp for m in ms]),
-                       statistics.median(m.server_cpu for m in ms), statistics.median(m.load_cpu for m in ms))
+                       statistics.median(m.server_cpu for m in ms), statistics.median(m.load_cpu for m in ms),
+                       statistics.median(m.idle_cpu for m in ms))
 
 
 def _errors_text(m: Measurement) -> str:
@@ -655,7 +683,8 @@ def run(base: Path, args: argparse.Namespace, where: str) -> int:
           f"{len(setup.requests)} distinct requests (SHA-1 CertID, no nonce); {args.rounds} round(s)"
           f"{', medians' if args.rounds > 1 else ''}; {os.cpu_count()} cores shared by server and load; "
           f"{where}; set-up {time.perf_counter() - started:.1f} s. cpu: % of one core used during the load by "
-          f"the server's processes and by wrk", flush=True)
+          f"the server's processes and by wrk; idle: % of one core the machine left idle (other work on the "
+          f"machine shows as the rest)", flush=True)
 
     makers: dict[str, Callable[[], Server]] = {"openssl": lambda: openssl_server(setup, 1)}
     if args.workers > 1:
@@ -674,7 +703,7 @@ def run(base: Path, args: argparse.Namespace, where: str) -> int:
                 results.setdefault((name, mode), []).append(m)
     final = {key: _median(ms) for key, ms in results.items()}
 
-    print(f"\n{'server':<22}{'mode':<16}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'cpu srv':>9}{'cpu wrk':>9}  errors")
+    print(f"\n{'server':<22}{'mode':<16}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'cpu srv':>9}{'cpu wrk':>9}{'idle':>7}  errors")
     for name in makers:
         for mode in MODES:
             m = final.get((name, mode))
@@ -683,7 +712,7 @@ def run(base: Path, args: argparse.Namespace, where: str) -> int:
                 continue
             raw = "" if m.valid else f"  [{m.rate:.0f} req/s answered, not a valid throughput]"
             print(f"{name:<22}{mode:<16}{_rate_text(m):>11}{m.p50_ms:>9.2f}{m.p99_ms:>9.2f}"
-                  f"{m.server_cpu:>8.0f}%{m.load_cpu:>8.0f}%  {_errors_text(m)}{raw}")
+                  f"{m.server_cpu:>8.0f}%{m.load_cpu:>8.0f}%{m.idle_cpu:>6.0f}%  {_errors_text(m)}{raw}")
     for name in makers:
         for text in notes.get(name, []):
             print(f"note: {name}: {text}")
