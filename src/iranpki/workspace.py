@@ -12,9 +12,11 @@ Each operation a client offers is one method here, so the CLI and later the port
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
@@ -25,6 +27,9 @@ from .clock import Clock, SystemClock
 from .errors import ConfigError, NotFoundError, RequestError
 from .keys import PASSPHRASE_ENV, KeySpec, SecretSource, SignatureScheme, Signer, generate_software_key, is_pkcs11, open_signer
 from .store import AuditEvent, CertificateRecord, KeyRecord, SqliteStore
+
+if TYPE_CHECKING:
+    from . import ocsp
 
 __all__ = ["CONFIG_NAME", "HOME_ENV", "Workspace", "WorkspaceConfig"]
 
@@ -228,6 +233,92 @@ class Workspace:
         from . import crl
 
         return crl.publish(self.store, repository, cas)
+
+    # ---- OCSP -------------------------------------------------------------------------------
+
+    def ocsp_service(self, cas: list[str], *, responder_key: str | None = None, signing: str = "pre-produced",
+                     secret: SecretSource | None = None, responder_secret: SecretSource | None = None,
+                     renew_responders: bool = True) -> ocsp.OcspService:
+        """An OCSP service answering for ``cas``, signing with each CA's key or, given
+        ``responder_key``, as a delegated responder with a certificate from each CA.
+
+        ``renew_responders``: this process may issue and renew the responder certificates, so it
+        opens the CA keys now (a wrong passphrase fails here, not days later at renewal). Without
+        it the CA keys stay closed, and a CA with no current responder certificate is an error.
+        """
+        from . import ocsp
+
+        records = [self.store.get_ca(name) for name in dict.fromkeys(cas)]
+        opened: dict[str, Signer] = {}
+
+        def key(reference: str, source: SecretSource | None) -> Signer:
+            if reference not in opened:  # CAs sharing a key share one signer (one PKCS#11 login)
+                opened[reference] = self.open_key(reference, source)
+            return opened[reference]
+
+        def authority(name: str) -> ca_mod.CertificateAuthority:
+            record = self.store.get_ca(name)
+            return ca_mod.CertificateAuthority(record, key(record.key_reference, secret), self.store, clock=self.clock)
+
+        responders = []
+        try:
+            for record in records:
+                if responder_key is None:
+                    responders.append(ocsp.Responder(record, key(record.key_reference, secret)))
+                    continue
+                signer = key(responder_key, responder_secret or secret)
+                if renew_responders:
+                    authority(record.name)
+                    cert = ocsp.ensure_responder_certificate(self.store, record, signer,
+                                                             lambda name=record.name: authority(name), clock=self.clock)
+                else:
+                    cert = ocsp.find_responder_certificate(self.store, record.name, signer.public_key, self.clock.now())
+                    if cert is None:
+                        raise ocsp.ResponderError(
+                            f"CA {record.name!r} has no valid OCSP responder certificate for {signer.reference}; "
+                            "start the responder with access to the CA key, which issues one")
+                responders.append(ocsp.Responder(record, signer, cert))
+        except BaseException:
+            for signer in opened.values():
+                signer.close()
+            raise
+        return ocsp.OcspService(self.store, responders, signing=signing, clock=self.clock,
+                                authority=authority if renew_responders else None)
+
+    def prepare_ocsp(self, cas: list[str], *, responder_key: str | None = None, everything: bool = False,
+                     secret: SecretSource | None = None, responder_secret: SecretSource | None = None) -> int:
+        """Sign the due pre-produced OCSP responses of ``cas`` once (all of them with ``everything``);
+        return how many were signed."""
+        service = self.ocsp_service(cas, responder_key=responder_key, secret=secret, responder_secret=responder_secret)
+        try:
+            return service.prepare(everything=everything)
+        finally:
+            service.close()
+
+    def serve_ocsp(self, cas: list[str], *, host: str = "127.0.0.1", port: int = 8080, workers: int = 2,
+                   responder_key: str | None = None, signing: str = "pre-produced",
+                   secret: SecretSource | None = None, responder_secret: SecretSource | None = None,
+                   request_timeout: float = 10.0, on_ready: Callable[[str], None] | None = None) -> None:
+        """Run the OCSP responder for ``cas`` until SIGTERM or SIGINT (see :mod:`iranpki.ocsp.server`);
+        ``on_ready(url)`` is called once it answers, after the pre-produced responses exist."""
+        from .ocsp import server
+
+        settings = server.ServerSettings(host=host, port=port, workers=workers, request_timeout=request_timeout)
+        # Asked once here and remembered, so the processes forked below open their keys unasked.
+        secret = server.RememberedSecret(secret) if secret is not None else None
+        responder_secret = server.RememberedSecret(responder_secret) if responder_secret is not None else secret
+        options = {"responder_key": responder_key, "signing": signing, "secret": secret,
+                   "responder_secret": responder_secret}
+        # Opened once before any fork: an unknown CA, a wrong key or passphrase, or a missing
+        # responder certificate (issued now) is reported here, with the command's exit status.
+        self.ocsp_service(cas, **options).close()  # type: ignore[arg-type]
+        self.close()  # a store connection must not cross a fork; each process opens its own
+        home, clock = self.home, self.clock
+
+        def open_service(refresher: bool) -> ocsp.OcspService:
+            return Workspace.open(home, clock=clock).ocsp_service(cas, renew_responders=refresher, **options)  # type: ignore[arg-type]
+
+        server.serve(open_service, settings, on_ready=on_ready)
 
     def certificate(self, serial: int) -> CertificateRecord:
         return self.store.get_certificate(serial)

@@ -1,0 +1,733 @@
+"""The OCSP responder, run as operators run it (`iranpki ocsp serve`, worker processes, a refresher)
+and judged by independent clients: `openssl ocsp`, pyhanko-certvalidator, pkilint, `cryptography`,
+and raw HTTP for what clients get wrong. CA keys are software keys, and PKCS#11 keys on SoftHSM2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import http.client
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from asn1crypto import core as asn1_core
+from asn1crypto import ocsp as asn1_ocsp
+from asn1crypto import pem as asn1_pem
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iranpki.ca import CertificateAuthority, IssueRequest, parse_subject
+from iranpki.clock import FixedClock
+from iranpki.keys import PASSPHRASE_ENV, KeySpec
+from iranpki.ocsp import (
+    MalformedRequestError,
+    OcspService,
+    _fast_cert_id,
+    _parse_full,
+    find_responder_certificate,
+    parse_request,
+)
+from iranpki.store import SqliteStore
+from iranpki.workspace import Workspace
+
+from .conftest import pkilint, run
+
+IRANPKI = str(Path(sys.executable).parent / "iranpki")
+HOST = "127.0.0.1"
+PASSPHRASE = secrets.token_urlsafe(16)
+SUBJECT = "C=IR,ST=Tehran,O=Example Co"
+START_TIMEOUT = 60.0
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def pem(path: Path, der: bytes) -> Path:
+    path.write_bytes(x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@dataclass
+class Server:
+    """`iranpki ocsp serve` in a process of its own; stopped (and checked to stop cleanly) at the end."""
+
+    args: list[str]
+    env: dict[str, str]
+    port: int = 0
+    proc: subprocess.Popen[str] | None = None
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/"
+
+    def start(self) -> Server:
+        self.proc = subprocess.Popen([IRANPKI, "ocsp", "serve", *self.args, "--host", HOST, "--port", str(self.port)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
+                                     start_new_session=True)
+        ready = threading.Event()
+
+        def drain() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip())
+                found = re.search(rf"listening on http://{re.escape(HOST)}:(\d+)", line)
+                if found:
+                    self.port = int(found.group(1))
+                    ready.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError("the responder did not start:\n" + "\n".join(self.lines))
+        return self
+
+    def children(self) -> set[int]:
+        assert self.proc is not None
+        out = run(["pgrep", "-P", str(self.proc.pid)])
+        return {int(p) for p in out.stdout.split()}
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        """Signal the supervisor only; it must stop its children itself."""
+        assert self.proc is not None
+        kids = self.children()
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(20)
+        finally:
+            self.kill()
+        left = [pid for pid in kids if Path(f"/proc/{pid}").exists()
+                and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
+        assert not left, f"children {left} outlived the responder"
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def request(cert: x509.Certificate, issuer: x509.Certificate, algorithm: hashes.HashAlgorithm = hashes.SHA1(),
+            nonce: bytes | None = None) -> bytes:
+    builder = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, algorithm)
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    return builder.build().public_bytes(serialization.Encoding.DER)
+
+
+def cert_id(issuer: x509.Certificate, serial: int, hash_name: str = "sha1") -> asn1_ocsp.CertId:
+    cert = asn1_x509.Certificate.load(issuer.public_bytes(serialization.Encoding.DER))
+    name = cert["tbs_certificate"]["subject"].dump()
+    key = cert["tbs_certificate"]["subject_public_key_info"]["public_key"].contents[1:]
+    return asn1_ocsp.CertId({"hash_algorithm": {"algorithm": hash_name},
+                             "issuer_name_hash": hashlib.new(hash_name, name).digest(),
+                             "issuer_key_hash": hashlib.new(hash_name, key).digest(), "serial_number": serial})
+
+
+def multi_request(ids: list[asn1_ocsp.CertId], nonce: bytes | None = None) -> bytes:
+    tbs: dict = {"request_list": [{"req_cert": cid} for cid in ids]}
+    if nonce is not None:
+        tbs["request_extensions"] = [{"extn_id": "nonce", "extn_value": asn1_core.OctetString(nonce)}]
+    return asn1_ocsp.OCSPRequest({"tbs_request": tbs}).dump()
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def ocsp(self) -> ocsp.OCSPResponse:
+        assert self.status == 200 and self.headers["content-type"] == "application/ocsp-response", self
+        return ocsp.load_der_ocsp_response(self.body)
+
+
+def post(port: int, body: bytes, path: str = "/", conn: http.client.HTTPConnection | None = None) -> Answer:
+    c = conn or http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        c.request("POST", path, body, {"Content-Type": "application/ocsp-request"})
+        r = c.getresponse()
+        return Answer(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    finally:
+        if conn is None:
+            c.close()
+
+
+def get(port: int, path: str) -> Answer:
+    c = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return Answer(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    finally:
+        c.close()
+
+
+def raw(port: int, data: bytes, timeout: float = 10) -> bytes:
+    """Send ``data`` on a fresh connection and read until the server closes it."""
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+def openssl_ocsp(pki: Pki, port: int, *args: str) -> str:
+    out = run(["openssl", "ocsp", "-url", f"http://{HOST}:{port}/", "-CAfile", str(pki.root_pem),
+               "-timeout", "10", *args])
+    return out.stdout + out.stderr
+
+
+def verify_signature(resp: ocsp.OCSPResponse, key) -> None:  # noqa: ANN001 - a cryptography public key
+    assert resp.signature_hash_algorithm is not None
+    key.verify(resp.signature, resp.tbs_response_bytes, ec.ECDSA(resp.signature_hash_algorithm))
+
+
+# ---- the PKI and the responders -------------------------------------------------------------------
+
+@dataclass
+class Pki:
+    home: Path
+    base: Path
+    env: dict[str, str]
+    root_pem: Path
+    ca_pem: Path
+    ca: x509.Certificate
+    certs: dict[str, x509.Certificate]
+    pems: dict[str, Path]
+
+
+def _build(base: Path, port: int) -> Pki:
+    """A root and a level-1 CA with software keys; the certificates name ``port`` as their OCSP URL."""
+    home = base / "ws"
+    os.environ[PASSPHRASE_ENV] = PASSPHRASE
+    ws = Workspace.init(home, repository_url="http://127.0.0.1:1/repo", ocsp_url=f"http://{HOST}:{port}")
+    for label, spec in (("root", "p384"), ("gica1", "p256"), ("responder", "p256")):
+        ws.generate_key(KeySpec.parse(spec), label=label)
+    ws.create_root("root", "root", "C=IR,O=I.R.Government,OU=Root CA,CN=OCSP Test Root")
+    ws.create_intermediate("gica1", "root", 1, "gica1", "C=IR,O=GICA,CN=GICA Level 1 OCSP Test")
+    authority = ws.open_ca("gica1")
+    certs = {}
+    for name in ("good", "good2", "revoked", "later", "hold"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        issued = authority.issue("ssl-server", IssueRequest(parse_subject(SUBJECT), key.public_key(),
+                                                            dns=[f"{name}.example.ir"]))
+        certs[name] = issued.certificate
+    ws.revoke(certs["revoked"].serial_number, "keyCompromise")
+    ws.revoke(certs["hold"].serial_number, "certificateHold")
+    pems = {name: pem(base / f"{name}.pem", c.public_bytes(serialization.Encoding.DER)) for name, c in certs.items()}
+    chain = ws.chain("gica1")
+    ws.close()
+    return Pki(home, base, {**os.environ, PASSPHRASE_ENV: PASSPHRASE}, pem(base / "root.pem", chain[1]),
+               pem(base / "gica1.pem", chain[0]), x509.load_der_x509_certificate(chain[0]), certs, pems)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
+    saved = os.environ.get(PASSPHRASE_ENV)
+    try:
+        yield _build(tmp_path_factory.mktemp("ocsp"), free_port())
+    finally:
+        if saved is None:
+            os.environ.pop(PASSPHRASE_ENV, None)
+        else:
+            os.environ[PASSPHRASE_ENV] = saved
+
+
+def _copy(pki: Pki, name: str) -> Path:
+    """A copy of the workspace: a responder with another identity gets a store of its own."""
+    target = pki.base / name
+    shutil.copytree(pki.home, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def served(pki: Pki) -> Iterator[Server]:
+    """The CA-key responder for root and gica1, pre-produced responses, on the port the AIA names."""
+    port = int(x509.load_der_x509_certificate(pki.ca.public_bytes(serialization.Encoding.DER))
+               .extensions.get_extension_for_class(x509.AuthorityInformationAccess).value[0]
+               .access_location.value.rsplit(":", 1)[1])
+    server = Server(["--home", str(pki.home), "--ca", "root", "--ca", "gica1", "--workers", "2", "--timeout", "2"],
+                    pki.env, port).start()
+    yield server
+    assert server.stop(signal.SIGTERM) == 0
+
+
+@pytest.fixture(scope="module")
+def delegated(pki: Pki) -> Iterator[tuple[Server, Path]]:
+    """A delegated responder (its own key, a certificate the CA issues at start), on a copy of the store."""
+    home = _copy(pki, "ws-delegated")
+    server = Server(["--home", str(home), "--ca", "gica1", "--responder-key", "responder", "--workers", "2"],
+                    pki.env).start()
+    ws = Workspace.open(home)
+    try:
+        signer = ws.open_key("responder")
+        record = find_responder_certificate(ws.store, "gica1", signer.public_key)
+        assert record is not None and record.profile == "ocsp-signer"
+        yield server, pem(pki.base / "responder.pem", record.certificate)
+    finally:
+        ws.close()
+        assert server.stop(signal.SIGINT) == 0  # Ctrl-C stops every child, as SIGTERM does
+
+
+# ---- judged by openssl ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("digest", ["-sha1", "-sha256"])
+@pytest.mark.parametrize("nonce", ["-no_nonce", "-nonce"])
+def test_openssl_reads_and_verifies_ca_key_responses(pki: Pki, served: Server, digest: str, nonce: str) -> None:
+    issuer = ["-issuer", str(pki.ca_pem), digest]
+    good = openssl_ocsp(pki, served.port, *issuer, "-cert", str(pki.pems["good"]), nonce, "-resp_text")
+    assert "Response verify OK" in good and f"{pki.pems['good']}: good" in good, good
+    assert ("Hash Algorithm: sha256" if digest == "-sha256" else "Hash Algorithm: sha1") in good
+    assert ("OCSP Nonce" in good) == (nonce == "-nonce") and "WARNING" not in good, good
+    revoked = openssl_ocsp(pki, served.port, *issuer, "-cert", str(pki.pems["revoked"]), nonce, "-resp_text")
+    assert "Response verify OK" in revoked and f"{pki.pems['revoked']}: revoked" in revoked, revoked
+    assert "Reason: keyCompromise" in revoked and re.search(r"Revocation Time: \w+ +\d+ [\d:]+ \d{4} GMT", revoked)
+    hold = openssl_ocsp(pki, served.port, *issuer, "-cert", str(pki.pems["hold"]), nonce)
+    assert f"{pki.pems['hold']}: revoked" in hold and "Reason: certificateHold" in hold, hold
+    unknown = openssl_ocsp(pki, served.port, *issuer, "-serial", "0x1a2b3c4d5e6f", nonce)
+    assert "Response verify OK" in unknown and "0x1a2b3c4d5e6f: unknown" in unknown, unknown
+
+
+def test_openssl_reads_and_verifies_delegated_responses(pki: Pki, delegated: tuple[Server, Path]) -> None:
+    server, responder = delegated
+    args = ["-issuer", str(pki.ca_pem), "-VAfile", str(responder)]
+    for name, want in (("good", "good"), ("revoked", "revoked")):
+        for nonce in ("-no_nonce", "-nonce"):
+            out = openssl_ocsp(pki, server.port, *args, "-cert", str(pki.pems[name]), nonce, "-resp_text")
+            assert "Response verify OK" in out and f"{pki.pems[name]}: {want}" in out, out
+            assert "OCSP Responder" in out  # the responder certificate travels in the response
+    out = openssl_ocsp(pki, server.port, *args, "-sha256", "-serial", "0x77", "-resp_text")
+    assert "Response verify OK" in out and "0x77: unknown" in out, out
+    # Without -VAfile openssl builds the responder's chain itself: responder -> gica1 -> root.
+    out = openssl_ocsp(pki, server.port, "-issuer", str(pki.ca_pem), "-verify_other", str(pki.ca_pem),
+                       "-cert", str(pki.pems["good"]))
+    assert "Response verify OK" in out and ": good" in out, out
+    purpose = run(["openssl", "verify", "-CAfile", str(pki.root_pem), "-untrusted", str(pki.ca_pem),
+                   "-purpose", "ocsphelper", str(responder)])
+    assert purpose.returncode == 0, purpose.stdout + purpose.stderr
+
+
+def test_unknown_issuer_is_unauthorized(pki: Pki, served: Server) -> None:
+    other = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name.from_rfc4514_string("CN=Some Other CA,O=Elsewhere,C=IR")
+    now = datetime.now(timezone.utc)
+    foreign = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(other.public_key())
+               .serial_number(1).not_valid_before(now).not_valid_after(now + timedelta(days=1))
+               .sign(other, hashes.SHA256()))
+    foreign_pem = pem(pki.base / "foreign.pem", foreign.public_bytes(serialization.Encoding.DER))
+    out = openssl_ocsp(pki, served.port, "-issuer", str(foreign_pem), "-serial", "5")
+    assert "unauthorized (6)" in out, out
+    answer = post(served.port, multi_request([cert_id(foreign, 5, "sha256")]))
+    assert answer.ocsp.response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
+    # In a request for several certificates, the foreign one is "unknown" (RFC 6960 2.2), ours answered.
+    answer = post(served.port, multi_request([cert_id(foreign, 5), cert_id(pki.ca, pki.certs["revoked"].serial_number)]))
+    statuses = [r.certificate_status for r in answer.ocsp.responses]
+    assert statuses == [ocsp.OCSPCertStatus.UNKNOWN, ocsp.OCSPCertStatus.REVOKED]
+
+
+# ---- judged by pyhanko-certvalidator and pkilint ------------------------------------------------------
+
+def test_pyhanko_validates_through_the_responder(pki: Pki, served: Server) -> None:
+    from pyhanko_certvalidator import CertificateValidator, ValidationContext
+    from pyhanko_certvalidator.errors import RevokedError
+    from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+
+    def load(path: Path) -> asn1_x509.Certificate:
+        return asn1_x509.Certificate.load(asn1_pem.unarmor(path.read_bytes())[2])
+
+    async def validate(name: str) -> None:
+        backend = AIOHttpFetcherBackend()
+        try:
+            ctx = ValidationContext(trust_roots=[load(pki.root_pem)], allow_fetching=True,
+                                    revocation_mode="hard-fail", fetcher_backend=backend)
+            validator = CertificateValidator(load(pki.pems[name]), intermediate_certs=[load(pki.ca_pem)],
+                                             validation_context=ctx)
+            await validator.async_validate_usage({"digital_signature"})
+            assert ctx.revinfo_manager  # the OCSP responses it fetched were used for the whole path
+        finally:
+            await backend.close()
+
+    asyncio.run(validate("good"))
+    with pytest.raises(RevokedError, match="revoked"):
+        asyncio.run(validate("revoked"))
+
+
+def test_pkilint_finds_nothing(pki: Pki, served: Server, delegated: tuple[Server, Path]) -> None:
+    files = []
+    for label, port in (("ca-key", served.port), ("delegated", delegated[0].port)):
+        for name, body in (("good", request(pki.certs["good"], pki.ca)),
+                           ("revoked", request(pki.certs["revoked"], pki.ca, hashes.SHA256(), os.urandom(16))),
+                           ("unknown", multi_request([cert_id(pki.ca, 0x1234)])),
+                           ("several", multi_request([cert_id(pki.ca, pki.certs["good"].serial_number),
+                                                      cert_id(pki.ca, pki.certs["hold"].serial_number)],
+                                                     os.urandom(32)))):
+            answer = post(port, body)
+            assert answer.ocsp.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+            path = pki.base / f"{label}-{name}.der"
+            path.write_bytes(answer.body)
+            files.append(path)
+    for path in files:
+        assert pkilint("lint_ocsp_response", path) == [], path.name
+
+
+# ---- HTTP: GET and POST, hashes, several certificates, caching ---------------------------------------
+
+@pytest.mark.parametrize("algorithm", [hashes.SHA1(), hashes.SHA256()], ids=["sha1", "sha256"])
+def test_get_and_post(pki: Pki, served: Server, algorithm: hashes.HashAlgorithm) -> None:
+    for name, want in (("good", ocsp.OCSPCertStatus.GOOD), ("revoked", ocsp.OCSPCertStatus.REVOKED)):
+        body = request(pki.certs[name], pki.ca, algorithm)
+        b64 = base64.b64encode(body).decode()
+        answers = [post(served.port, body), post(served.port, body, "/gica1"),
+                   get(served.port, "/" + quote(b64, safe="")), get(served.port, "/gica1/" + quote(b64, safe="")),
+                   get(served.port, "/gica1/" + b64)]  # '/' and '+' of the base64 left unescaped, as some clients do
+        for answer in answers:
+            resp = answer.ocsp
+            assert resp.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+            assert resp.certificate_status is want and resp.serial_number == pki.certs[name].serial_number
+            assert isinstance(resp.hash_algorithm, type(algorithm))
+            verify_signature(resp, pki.ca.public_key())
+        assert len({a.body for a in answers}) == 1  # one pre-produced response, however it was asked for
+
+
+def test_three_certificates_in_one_request(pki: Pki, served: Server) -> None:
+    nonce = os.urandom(20)
+    serials = [pki.certs["good"].serial_number, pki.certs["revoked"].serial_number, 0xDEADBEEF]
+    body = multi_request([cert_id(pki.ca, s, h) for s, h in zip(serials, ("sha1", "sha256", "sha1"))], nonce)
+    answer = post(served.port, body)
+    resp = answer.ocsp
+    singles = list(resp.responses)
+    assert [r.serial_number for r in singles] == serials
+    assert [r.certificate_status for r in singles] == [ocsp.OCSPCertStatus.GOOD, ocsp.OCSPCertStatus.REVOKED,
+                                                       ocsp.OCSPCertStatus.UNKNOWN]
+    assert singles[1].revocation_reason is x509.ReasonFlags.key_compromise
+    assert resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == nonce
+    assert resp.responder_key_hash == x509.SubjectKeyIdentifier.from_public_key(pki.ca.public_key()).digest
+    verify_signature(resp, pki.ca.public_key())
+    assert "max-age" not in answer.headers["cache-control"]  # signed for this request: not to be cached
+
+
+def _http_date(value: str) -> datetime:
+    return parsedate_to_datetime(value).astimezone(timezone.utc)
+
+
+def test_caching_headers(pki: Pki, served: Server) -> None:
+    first = post(served.port, request(pki.certs["good"], pki.ca))
+    now = datetime.now(timezone.utc)
+    resp = first.ocsp
+    h = first.headers
+    assert int(h["content-length"]) == len(first.body)
+    assert _http_date(h["last-modified"]) == resp.this_update_utc
+    assert _http_date(h["expires"]) == resp.next_update_utc
+    cache = re.fullmatch(r"max-age=(\d+), public, no-transform, must-revalidate", h["cache-control"])
+    assert cache is not None, h["cache-control"]
+    assert abs(int(cache.group(1)) - (resp.next_update_utc - now).total_seconds()) <= 2
+    assert re.fullmatch(r'"[0-9a-f]{16,64}"', h["etag"]) and _http_date(h["date"]) <= now + timedelta(seconds=1)
+    again = post(served.port, request(pki.certs["good"], pki.ca))
+    assert again.body == first.body and again.headers["etag"] == h["etag"]
+    # With a nonce the response is signed for the request: echoed nonce, and no caching.
+    nonced = post(served.port, request(pki.certs["good"], pki.ca, nonce=os.urandom(16)))
+    assert nonced.ocsp.extensions.get_extension_for_class(x509.OCSPNonce)
+    assert "max-age" not in nonced.headers["cache-control"] and "no-cache" in nonced.headers["cache-control"]
+    assert "etag" not in nonced.headers and "expires" not in nonced.headers
+
+
+def test_revocation_by_another_process_shows_within_a_second(pki: Pki, served: Server) -> None:
+    cert = pki.certs["later"]
+    body = request(cert, pki.ca)
+    before = post(served.port, body)
+    assert before.ocsp.certificate_status is ocsp.OCSPCertStatus.GOOD
+    out = subprocess.run([IRANPKI, "cert", "revoke", "--home", str(pki.home), f"{cert.serial_number:x}",
+                          "--reason", "superseded"], capture_output=True, text=True, env=pki.env, timeout=60)
+    revoked_at = time.monotonic()  # the CLI has returned: its transaction is committed
+    assert out.returncode == 0, out.stderr
+    while True:
+        after = post(served.port, body)
+        elapsed = time.monotonic() - revoked_at
+        if after.ocsp.certificate_status is ocsp.OCSPCertStatus.REVOKED:
+            break
+        assert elapsed < 1.0, "the revocation did not show within one second"
+        time.sleep(0.02)
+    assert after.ocsp.revocation_reason is x509.ReasonFlags.superseded
+    assert after.headers["etag"] != before.headers["etag"] and "max-age=" in after.headers["cache-control"]
+    assert after.ocsp.this_update_utc >= before.ocsp.this_update_utc
+    sha256 = post(served.port, request(cert, pki.ca, hashes.SHA256()))  # both CertID hashes were re-signed
+    assert sha256.ocsp.certificate_status is ocsp.OCSPCertStatus.REVOKED and "max-age=" in sha256.headers["cache-control"]
+
+
+def test_keep_alive_and_connection_close(pki: Pki, served: Server) -> None:
+    conn = http.client.HTTPConnection(HOST, served.port, timeout=10)
+    try:
+        post(served.port, request(pki.certs["good"], pki.ca), conn=conn)
+        sock = conn.sock
+        for name in ("good", "revoked", "good2", "hold", "good"):
+            answer = post(served.port, request(pki.certs[name], pki.ca, hashes.SHA256()), conn=conn)
+            assert answer.ocsp.serial_number == pki.certs[name].serial_number
+            assert "connection" not in answer.headers
+        assert conn.sock is sock  # five requests, one connection
+    finally:
+        conn.close()
+    body = request(pki.certs["good"], pki.ca)
+    # Three pipelined requests in one write; then Connection: close ends the connection.
+    one = f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+    last = f"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+    out = raw(served.port, one + one + last)
+    assert out.count(b"HTTP/1.1 200 OK") == 3 and out.count(b"Connection: close") == 1
+    # HTTP/1.0 closes unless the client asks to keep the connection.
+    out = raw(served.port, f"POST / HTTP/1.0\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(post(served.port, body).body)
+
+
+# ---- what clients get wrong ---------------------------------------------------------------------------
+
+def test_bad_requests_never_cost_a_worker(pki: Pki, served: Server) -> None:
+    workers = served.children()
+    assert len(workers) == 3  # the refresher and two workers
+    malformed = [b"", b"garbage" * 10, os.urandom(300), b"\x30\x03\x02\x01\x01",
+                 request(pki.certs["good"], pki.ca)[:-1],
+                 multi_request([cert_id(pki.ca, 1)], os.urandom(33)),  # a nonce longer than RFC 9654 allows
+                 multi_request([cert_id(pki.ca, n) for n in range(1, 102)])]  # more certificates than served
+    for body in malformed:
+        answer = post(served.port, body)
+        assert answer.status == 200 and answer.ocsp.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+        assert answer.body == b"\x30\x03\x0a\x01\x01"
+    assert get(served.port, "/not-base64!").ocsp.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    assert get(served.port, "/").ocsp.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    too_big = raw(served.port, b"POST / HTTP/1.1\r\nContent-Length: 70000\r\n\r\n" + b"0" * 1000)
+    assert too_big.startswith(b"HTTP/1.1 413 ")
+    assert raw(served.port, b"GET /" + b"A" * 9000 + b" HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 431 ")
+    assert raw(served.port, b"POST / HTTP/1.1\r\n" + b"X-Pad: y\r\n" * 2000).startswith(b"HTTP/1.1 431 ")
+    assert raw(served.port, b"PUT / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").startswith(b"HTTP/1.1 405 ")
+    assert raw(served.port, b"hello\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert raw(served.port, b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab").startswith(
+        b"HTTP/1.1 400 ")
+    assert raw(served.port, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").startswith(
+        b"HTTP/1.1 501 ")
+    with socket.create_connection((HOST, served.port)) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nContent-Length: 50\r\n\r\n")  # and the client vanishes mid-body
+    # Still answering, correctly, with the same processes.
+    good = post(served.port, request(pki.certs["good"], pki.ca, nonce=os.urandom(16)))
+    assert good.ocsp.certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert served.children() == workers
+    assert not [line for line in served.lines if "Traceback" in line or "stopped" in line], served.lines
+
+
+def test_slow_clients_are_cut_off(pki: Pki, served: Server) -> None:
+    body = request(pki.certs["good"], pki.ca)
+    with socket.create_connection((HOST, served.port), timeout=10) as slow:
+        slow.sendall(f"POST / HTTP/1.1\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+        start = time.monotonic()
+        # Other clients are served meanwhile.
+        assert post(served.port, body).ocsp.certificate_status is ocsp.OCSPCertStatus.GOOD
+        slow.sendall(body[10:11])  # a trickle does not buy more time
+        reply = b""
+        while chunk := slow.recv(4096):
+            reply += chunk
+        waited = time.monotonic() - start
+    assert reply.startswith(b"HTTP/1.1 408 ") and 1.5 <= waited <= 4.5, (reply, waited)
+
+
+# ---- modes, keys on tokens, renewal -----------------------------------------------------------------
+
+def _hierarchy_workspace(hierarchy: dict, base: Path) -> tuple[Path, dict[str, x509.Certificate]]:
+    """A workspace over a copy of the session's SoftHSM2 hierarchy store, with certificates of its own."""
+    home = base / "ws-pkcs11"
+    home.mkdir()
+    copy = base / "pkcs11.sqlite3"
+    src, dst = sqlite3.connect(hierarchy["store"].path), sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    (home / "iranpki.yaml").write_text(f"store: {copy}\nrepository_url: http://repository.test.ir\n"
+                                       "ocsp_url: http://ocsp.test.ir\n")
+    store = SqliteStore(str(copy))
+    gica2 = CertificateAuthority(store.get_ca("gica2"), hierarchy["gica2"].signer, store)
+    certs = {}
+    for name in ("good", "revoked"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        certs[name] = gica2.issue("ssl-server", IssueRequest(parse_subject(SUBJECT), key.public_key(),
+                                                             dns=[f"{name}.example.ir"])).certificate
+    gica2.revoke(certs["revoked"].serial_number, "affiliationChanged")
+    store.close()
+    return home, certs
+
+
+def test_pkcs11_keys_each_worker_logs_in(hierarchy: dict, tmp_path: Path) -> None:
+    from iranpki.keys.pkcs11 import generate_keypair
+
+    home, certs = _hierarchy_workspace(hierarchy, tmp_path)
+    label = f"ocsp-{secrets.token_hex(4)}"
+    generate_keypair("Test", label, KeySpec.parse("p256"))
+    paths = {name: pem(tmp_path / f"{name}.pem", c.public_bytes(serialization.Encoding.DER)) for name, c in certs.items()}
+    root, issuer = str(hierarchy["root_pem"]), str(hierarchy["gica2_pem"])
+    env = dict(os.environ)  # SOFTHSM2_CONF and IRANPKI_PKCS11_PIN from the softhsm fixture; no PIN in argv
+    for extra in (["--signing", "on-demand"], ["--responder-key", f"pkcs11:token=Test;object={label}"]):
+        server = Server(["--home", str(home), "--ca", "gica2", "--workers", "2", *extra], env).start()
+        try:
+            for name, want in (("good", "good"), ("revoked", "revoked")):
+                for nonce in ("-nonce", "-no_nonce"):
+                    out = run(["openssl", "ocsp", "-url", server.url, "-CAfile", root, "-issuer", issuer,
+                               "-cert", str(paths[name]), nonce, "-timeout", "10"]
+                              + (["-verify_other", issuer] if "--responder-key" in extra else []))
+                    text = out.stdout + out.stderr
+                    assert "Response verify OK" in text and f"{paths[name]}: {want}" in text, text
+            assert "Reason: affiliationChanged" in text
+            # Both workers answer (a connection per request spreads them): each logged in on its own.
+            answers = [post(server.port, request(certs["good"], hierarchy["gica2"].certificate, nonce=os.urandom(8)))
+                       for _ in range(12)]
+            assert all(a.ocsp.certificate_status is ocsp.OCSPCertStatus.GOOD for a in answers)
+            if "on-demand" in extra:
+                plain = post(server.port, request(certs["good"], hierarchy["gica2"].certificate))
+                assert "max-age" not in plain.headers["cache-control"]  # every response signed for its request
+                assert plain.ocsp.produced_at_utc >= datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=2)
+            pins = os.environ["IRANPKI_PKCS11_PIN"]
+            assert not [line for line in server.lines if pins in line]
+        finally:
+            assert server.stop() == 0
+
+
+def test_responder_certificate_is_renewed_before_it_expires(pki: Pki, delegated: tuple[Server, Path]) -> None:
+    home = pki.base / "ws-delegated"
+    first = x509.load_pem_x509_certificate(delegated[1].read_bytes())
+    policy_days = 30 - 10  # delegated_responder_days - renew_responder_before_days (national CP)
+    start = first.not_valid_before_utc
+    home_copy = pki.base / "ws-renewal"
+    ws_live = Workspace.open(home)
+    try:
+        src = sqlite3.connect(ws_live.store_path)
+        shutil.copytree(home, home_copy, ignore=shutil.ignore_patterns("*.sqlite3*"))
+        dst = sqlite3.connect(home_copy / "iranpki.sqlite3")
+        src.backup(dst)
+        src.close()
+        dst.close()
+    finally:
+        ws_live.close()
+    for days, renewed in ((policy_days - 1, False), (policy_days + 1, True)):
+        ws = Workspace.open(home_copy, clock=FixedClock(start + timedelta(days=days)))
+        try:
+            service = ws.ocsp_service(["gica1"], responder_key="responder")
+            current = service.responders["gica1"].certificate
+            assert current is not None and (current.serial != first.serial_number) == renewed
+            if renewed:
+                assert current.not_after > first.not_valid_after_utc and current.profile == "ocsp-signer"
+                # A worker (no CA key) picks the new certificate up from the store.
+                worker = Workspace.open(home_copy, clock=ws.clock).ocsp_service(
+                    ["gica1"], responder_key="responder", renew_responders=False)
+                assert worker.responders["gica1"].certificate.serial == current.serial  # type: ignore[union-attr]
+                assert worker._authority is None
+            service.close()
+        finally:
+            ws.close()
+
+
+def test_prepare_signs_every_certificate_with_both_hashes(pki: Pki) -> None:
+    home = _copy(pki, "ws-prepare")
+    out = subprocess.run([IRANPKI, "ocsp", "prepare", "--home", str(home), "--ca", "gica1", "--all", "--json"],
+                         capture_output=True, text=True, env=pki.env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    count = len(list(Workspace.open(home).store.iter_certificates(ca="gica1")))
+    assert f'"signed": {2 * count}' in out.stdout
+    again = subprocess.run([IRANPKI, "ocsp", "prepare", "--home", str(home), "--ca", "gica1", "--json"],
+                           capture_output=True, text=True, env=pki.env, timeout=60)
+    assert '"signed": 0' in again.stdout  # nothing due any more
+    bad = subprocess.run([IRANPKI, "ocsp", "serve", "--home", str(home), "--ca", "nosuch", "--port", "0"],
+                         capture_output=True, text=True, env=pki.env, timeout=60)
+    assert bad.returncode == 1 and "no CA named 'nosuch'" in bad.stderr and "Traceback" not in bad.stderr
+    wrong = subprocess.run([IRANPKI, "ocsp", "serve", "--home", str(home), "--ca", "gica1", "--port", "0"],
+                           capture_output=True, text=True, env={**pki.env, PASSPHRASE_ENV: "wrong passphrase"},
+                           timeout=60, stdin=subprocess.DEVNULL)
+    assert wrong.returncode == 1 and "wrong passphrase" in wrong.stderr and "wrong passphrase" not in " ".join(wrong.args)
+
+
+# ---- the request parser ---------------------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(hash_name=st.sampled_from(["sha1", "sha256", "sha384", "sha512"]), serial=st.integers(1, 2**159),
+       name=st.binary(min_size=1, max_size=40), nonce=st.none() | st.binary(min_size=1, max_size=32),
+       null_params=st.booleans())
+def test_parse_request_round_trip(hash_name: str, serial: int, name: bytes, nonce: bytes | None,
+                                  null_params: bool) -> None:
+    size = hashlib.new(hash_name).digest_size
+    alg = {"algorithm": hash_name, "parameters": asn1_core.Null() if null_params else None}
+    cid = asn1_ocsp.CertId({"hash_algorithm": alg, "issuer_name_hash": hashlib.new(hash_name, name).digest(),
+                            "issuer_key_hash": (name * size)[:size], "serial_number": serial})
+    data = multi_request([cid], nonce)
+    parsed = parse_request(data)
+    (got,) = parsed.cert_ids
+    assert (got.hash, got.name_hash, got.key_hash, got.serial) == (
+        hash_name, cid["issuer_name_hash"].native, cid["issuer_key_hash"].native, serial)
+    assert parsed.nonce == nonce
+    echoed = asn1_ocsp.CertId.load(got.der, strict=True)
+    assert echoed["hash_algorithm"]["algorithm"].native == hash_name
+    assert [echoed[f].native for f in ("issuer_name_hash", "issuer_key_hash", "serial_number")] == [
+        cid[f].native for f in ("issuer_name_hash", "issuer_key_hash", "serial_number")]
+    # The fast path takes exactly the requests without extensions, reads them as the full parser
+    # does, and echoes their CertID as sent.
+    fast = _fast_cert_id(data)
+    assert (fast is not None) == (nonce is None)
+    full = _parse_full(data).cert_ids[0]
+    assert (full.hash, full.name_hash, full.key_hash, full.serial) == (got.hash, got.name_hash, got.key_hash, got.serial)
+    assert fast is None or fast.der == cid.dump()
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=400))
+def test_parse_request_refuses_garbage_cleanly(data: bytes) -> None:
+    try:
+        parse_request(data)
+    except MalformedRequestError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def service(pki: Pki) -> Iterator[OcspService]:
+    """The library service itself, in this process, over the main workspace (it only reads the store)."""
+    ws = Workspace.open(pki.home)
+    svc = ws.ocsp_service(["gica1"], renew_responders=False)
+    yield svc
+    svc.close()
+    ws.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(cut=st.integers(0, 200), flip=st.integers(1, 255))
+def test_mangled_requests_get_an_ocsp_answer(pki: Pki, service: OcspService, cut: int, flip: int) -> None:
+    body = bytearray(request(pki.certs["good"], pki.ca, hashes.SHA256(), b"n" * 16))
+    body[cut % len(body)] ^= flip
+    reply = service.respond(bytes(body))
+    status = ocsp.load_der_ocsp_response(reply.body).response_status
+    assert status in (ocsp.OCSPResponseStatus.SUCCESSFUL, ocsp.OCSPResponseStatus.MALFORMED_REQUEST,
+                      ocsp.OCSPResponseStatus.UNAUTHORIZED)
+    assert status is not ocsp.OCSPResponseStatus.INTERNAL_ERROR
