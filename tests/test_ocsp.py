@@ -505,6 +505,12 @@ def test_keep_alive_and_connection_close(pki: Pki, served: Server) -> None:
     last = f"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
     out = raw(served.port, one + one + last)
     assert out.count(b"HTTP/1.1 200 OK") == 3 and out.count(b"Connection: close") == 1
+    # Expect: 100-continue gets its interim answer before the body is sent.
+    with socket.create_connection((HOST, served.port), timeout=10) as s:
+        s.sendall(f"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(body)
+        assert s.recv(100).startswith(b"HTTP/1.1 200 OK")
     # HTTP/1.0 closes unless the client asks to keep the connection.
     out = raw(served.port, f"POST / HTTP/1.0\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
     assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(post(served.port, body).body)
@@ -542,6 +548,21 @@ def test_bad_requests_never_cost_a_worker(pki: Pki, served: Server) -> None:
     assert good.ocsp.certificate_status is ocsp.OCSPCertStatus.GOOD
     assert served.children() == workers
     assert not [line for line in served.lines if "Traceback" in line or "stopped" in line], served.lines
+
+
+def test_a_child_that_dies_is_replaced(pki: Pki, served: Server) -> None:
+    body = request(pki.certs["good2"], pki.ca)
+    before = served.children()
+    victim = max(before)  # usually a worker (started last); the refresher would be replaced alike
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while served.children() == before or len(served.children()) < len(before):
+        assert time.monotonic() < deadline, "the killed worker was not replaced"
+        time.sleep(0.05)
+    assert victim not in served.children()
+    # Every connection is answered, whichever worker's socket the kernel picks.
+    for _ in range(20):
+        assert post(served.port, body).ocsp.certificate_status is ocsp.OCSPCertStatus.GOOD
 
 
 def test_slow_clients_are_cut_off(pki: Pki, served: Server) -> None:
@@ -719,6 +740,24 @@ def service(pki: Pki) -> Iterator[OcspService]:
     yield svc
     svc.close()
     ws.close()
+
+
+def test_without_signing_on_demand_answers_come_from_the_pre_produced_ones(pki: Pki, service: OcspService) -> None:
+    policy = service.policy
+    strict = policy.model_copy(update={"status": policy.status.model_copy(update={
+        "ocsp": policy.status.ocsp.model_copy(update={"sign_on_demand": False})})})
+    svc = OcspService(service.store, service.responders.values(), policy=strict)
+    plain = svc.respond(request(pki.certs["good"], pki.ca))
+    assert plain.cacheable
+    # RFC 9919 2.2.3: a nonce the responder will not sign for is left out, not refused...
+    nonced = svc.respond(request(pki.certs["good"], pki.ca, nonce=os.urandom(16)))
+    assert nonced.body == plain.body and nonced.cacheable
+    # ...and several certificates get the first one's pre-produced response.
+    several = svc.respond(multi_request([cert_id(pki.ca, pki.certs["good"].serial_number),
+                                         cert_id(pki.ca, pki.certs["revoked"].serial_number)], os.urandom(16)))
+    assert several.body == plain.body
+    # With the CP as shipped, both are signed for the request.
+    assert not service.respond(request(pki.certs["good"], pki.ca, nonce=os.urandom(16))).cacheable
 
 
 @settings(max_examples=150, deadline=None)

@@ -346,7 +346,7 @@ class Responder:
         exts = b""
         if nonce is not None:
             exts = der.context(1, der.sequence(der.sequence(_NONCE, der.octet_string(der.octet_string(nonce)))))
-        tbs = der.sequence(self.responder_id, _gentime(produced_at), der.sequence(*singles), exts)
+        tbs = _wrap(b"\x30", self.responder_id + _gentime(produced_at) + _wrap(b"\x30", b"".join(singles)) + exts)
         signature = self.signer.sign(tbs, self.scheme)
         try:
             _verify(self.public_key, signature, tbs, self.scheme)
@@ -355,13 +355,18 @@ class Responder:
                 f"the key {self.signer.reference} produced an OCSP signature that does not verify: the token or HSM "
                 "is faulty. The response was not sent; take the device out of service and report it to the lab"
             ) from None
-        basic = der.sequence(tbs, self.algorithm, der.bit_string(signature), self.certs)
-        return der.sequence(b"\x0a\x01\x00", der.context(0, der.sequence(_BASIC, der.octet_string(basic))))
+        basic = _wrap(b"\x30", tbs + self.algorithm + _wrap(b"\x03", b"\x00" + signature) + self.certs)
+        return _wrap(b"\x30", b"\x0a\x01\x00" + _wrap(b"\xa0", _wrap(b"\x30", _BASIC + _wrap(b"\x04", basic))))
 
     def signed_it(self, response: bytes) -> bool:
         """Whether ``response`` (one this responder's store holds) was signed by this identity: its
         responderID comes in the first few dozen octets, after the headers."""
         return self.responder_id in response[:96]
+
+
+def _wrap(tag: bytes, content: bytes) -> bytes:
+    # der.tlv in one call: a response signed on demand nests seven of these.
+    return tag + der.length(len(content)) + content
 
 
 def single_response(cert_id: bytes, status: tuple[str | None, str | None, int | None, int] | None,
@@ -376,8 +381,8 @@ def single_response(cert_id: bytes, status: tuple[str | None, str | None, int | 
         reason = status[2]
         # revocationReason [0] EXPLICIT CRLReason, left out for unspecified (BR 7.3 follows the CRL).
         extra = b"\xa0\x03\x0a\x01" + bytes((reason,)) if reason else b""
-        cert_status = der.tlv(0xA1, _generalized(status[0]) + extra)
-    return der.sequence(cert_id, cert_status, this_update, b"\xa0\x11" + next_update)
+        cert_status = _wrap(b"\xa1", _generalized(status[0]) + extra)
+    return _wrap(b"\x30", cert_id + cert_status + this_update + b"\xa0\x11" + next_update)
 
 
 # ---- responder certificates --------------------------------------------------------------------

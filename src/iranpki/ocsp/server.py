@@ -150,6 +150,10 @@ def _whole_sequence(data: bytes) -> bool:
     return 1 <= width <= 3 and 2 + width + int.from_bytes(data[2:2 + width], "big") == len(data)
 
 
+#: At most this many cached answers per worker (about 2 KiB each); they live one poll interval.
+_HOT_ENTRIES = 16384
+
+
 class _Worker:
     """What the connections of one worker share: the service, the response cache, the clock."""
 
@@ -178,8 +182,8 @@ class _Worker:
         reply = self.service.respond(request)
         out = self.format(reply, now)
         if reply.cacheable:
-            if len(self.hot) >= 65536:
-                self.hot.clear()  # bounded: distinct requests beyond this are read from the store again
+            if len(self.hot) >= _HOT_ENTRIES:
+                self.hot.clear()  # a burst of distinct requests: they are read from the store again
             self.hot[key] = (now + self.hot_ttl, *out)
         return out
 
@@ -198,7 +202,10 @@ class _Worker:
         return head, body
 
     def sweep(self) -> None:
-        """Close connections whose client stalls mid-request or idles past the keep-alive time."""
+        """Close connections whose client stalls mid-request or idles past the keep-alive time,
+        and drop expired cached answers."""
+        wall = time.time()
+        self.hot = {k: v for k, v in self.hot.items() if v[0] > wall}
         now = time.monotonic()
         for conn in [c for c in self.connections if c.deadline < now]:
             conn.expire()
