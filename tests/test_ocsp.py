@@ -539,6 +539,8 @@ def test_bad_requests_never_cost_a_worker(pki: Pki, served: Server) -> None:
     assert raw(served.port, b"hello\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     assert raw(served.port, b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab").startswith(
         b"HTTP/1.1 400 ")
+    assert raw(served.port, b"POST / HTTP/1.1\r\nContent-Length : 2\r\n\r\nab").startswith(b"HTTP/1.1 400 ")
+    assert get(served.port, "/" + "/" * 3000).ocsp.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
     assert raw(served.port, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").startswith(
         b"HTTP/1.1 501 ")
     with socket.create_connection((HOST, served.port)) as s:
@@ -548,6 +550,40 @@ def test_bad_requests_never_cost_a_worker(pki: Pki, served: Server) -> None:
     assert good.ocsp.certificate_status is ocsp.OCSPCertStatus.GOOD
     assert served.children() == workers
     assert not [line for line in served.lines if "Traceback" in line or "stopped" in line], served.lines
+
+
+def test_answers_stay_right_under_concurrent_load(pki: Pki, served: Server) -> None:
+    """Eight clients on kept-alive connections while a ninth sends garbage: every answer is right."""
+    wants = {name: (request(pki.certs[name], pki.ca, algorithm), status)
+             for name, algorithm, status in (("good", hashes.SHA1(), ocsp.OCSPCertStatus.GOOD),
+                                             ("revoked", hashes.SHA256(), ocsp.OCSPCertStatus.REVOKED),
+                                             ("hold", hashes.SHA1(), ocsp.OCSPCertStatus.REVOKED))}
+    wrong: list[str] = []
+
+    def client(n: int) -> None:
+        conn = http.client.HTTPConnection(HOST, served.port, timeout=10)
+        try:
+            for i in range(60):
+                name = list(wants)[(n + i) % len(wants)]
+                body, status = wants[name]
+                resp = post(served.port, body, conn=conn).ocsp
+                if resp.certificate_status is not status or resp.serial_number != pki.certs[name].serial_number:
+                    wrong.append(f"{name}: {resp.certificate_status}")
+        except Exception as exc:  # noqa: BLE001 - collected and reported by the test
+            wrong.append(repr(exc))
+        finally:
+            conn.close()
+
+    def vandal() -> None:
+        for i in range(60):
+            post(served.port, os.urandom(i + 1))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)] + [threading.Thread(target=vandal)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not wrong, wrong[:5]
 
 
 def test_a_child_that_dies_is_replaced(pki: Pki, served: Server) -> None:
@@ -673,7 +709,7 @@ def test_responder_certificate_is_renewed_before_it_expires(pki: Pki, delegated:
             ws.close()
 
 
-def test_prepare_signs_every_certificate_with_both_hashes(pki: Pki) -> None:
+def test_prepare_and_start_up_errors(pki: Pki, served: Server) -> None:
     home = _copy(pki, "ws-prepare")
     out = subprocess.run([IRANPKI, "ocsp", "prepare", "--home", str(home), "--ca", "gica1", "--all", "--json"],
                          capture_output=True, text=True, env=pki.env, timeout=60)
@@ -683,6 +719,9 @@ def test_prepare_signs_every_certificate_with_both_hashes(pki: Pki) -> None:
     again = subprocess.run([IRANPKI, "ocsp", "prepare", "--home", str(home), "--ca", "gica1", "--json"],
                            capture_output=True, text=True, env=pki.env, timeout=60)
     assert '"signed": 0' in again.stdout  # nothing due any more
+    busy = subprocess.run([IRANPKI, "ocsp", "serve", "--home", str(home), "--ca", "gica1", "--port", str(served.port)],
+                          capture_output=True, text=True, env=pki.env, timeout=60)
+    assert busy.returncode == 1 and f"cannot listen on {HOST}:{served.port}" in busy.stderr, busy.stderr
     bad = subprocess.run([IRANPKI, "ocsp", "serve", "--home", str(home), "--ca", "nosuch", "--port", "0"],
                          capture_output=True, text=True, env=pki.env, timeout=60)
     assert bad.returncode == 1 and "no CA named 'nosuch'" in bad.stderr and "Traceback" not in bad.stderr

@@ -118,6 +118,11 @@ def _error(status: int, note: str) -> bytes:
             % (status, _REASONS[status].encode(), len(body), allow, _CLOSE, body))
 
 
+#: How many '/'-separated suffixes of a GET path are tried as the base64 request: the responder
+#: URL's own segments plus the '/' characters a client left unescaped in the base64.
+_GET_TRIES = 16
+
+
 def _get_request(target: bytes) -> bytes:
     """The DER request in a GET path (RFC 6960 A.1: the URL-encoded base64 after the responder's
     URL, whose own path may have segments; the base64 may hold unescaped '/' itself)."""
@@ -125,7 +130,8 @@ def _get_request(target: bytes) -> bytes:
     if path.startswith((b"http://", b"https://")):  # absolute-form (RFC 9112 3.2.2)
         path = b"/" + path.split(b"/", 3)[-1] if path.count(b"/") >= 3 else b"/"
     text = unquote_to_bytes(path)
-    starts = [i + 1 for i, ch in enumerate(text) if ch == 0x2F]  # after each '/', longest first
+    # After each '/', longest first; a few suffixes only, so a path of slashes costs little.
+    starts = [i + 1 for i, ch in enumerate(text) if ch == 0x2F][:_GET_TRIES]
     for start in starts:
         chunk = text[start:].translate(None, b" \r\n\t").replace(b"-", b"+").replace(b"_", b"/")
         if not chunk:
@@ -298,8 +304,9 @@ class _Connection(asyncio.Protocol):
                 seen_length: bytes | None = None
                 for field in fields.split(b"\r\n"):
                     name, colon, value = field.partition(b":")
-                    if not colon:
-                        return self._fail(400, "a header line has no ':'")
+                    if not colon or not name or name != name.strip():
+                        # RFC 9112 5.1: no whitespace around a field name (a request-smuggling trick).
+                        return self._fail(400, f"the header line {field[:60]!r} is not NAME: VALUE")
                     name = name.lower()
                     if name == b"content-length":
                         value = value.strip()
