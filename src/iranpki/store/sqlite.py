@@ -449,6 +449,15 @@ class SqliteStore(Store):
                 db.execute("BEGIN")
                 seq = db.execute("SELECT COALESCE(MAX(status_seq), 0) FROM certificates").fetchone()[0]
             where, args = ["ca=?"], [ca]
+            if shard is None and since_seq is None and db.execute(
+                    "SELECT 1 FROM certificates WHERE ca=?1 AND revoked_at IS NOT NULL AND shard > 0 UNION ALL "
+                    "SELECT 1 FROM certificates WHERE ca=?1 AND revoked_at IS NOT NULL AND shard < 0 LIMIT 1",
+                    (ca,)).fetchone() is None:
+                # Every revoked certificate of the CA is in shard 0 (checked in this snapshot, by two
+                # index seeks). Naming the shard lets SQLite read the partial index of revoked
+                # certificates in serial order, instead of visiting every certificate of the CA
+                # through certificates_by_ca: ten times faster when one in ten is revoked.
+                shard = 0
             if shard is not None:
                 where.append("shard=?")
                 args.append(shard)
@@ -461,16 +470,8 @@ class SqliteStore(Store):
                        f"invalidity_date FROM certificates WHERE {' AND '.join(where)} AND status_seq > ? "
                        "ORDER BY serial")
                 args.append(since_seq)
-            cur = db.execute(sql, args)
-
-            def rows() -> Iterator[tuple[str, str, int | None, str | None]]:
-                while True:
-                    chunk = cur.fetchmany(4096)
-                    if not chunk:
-                        return
-                    yield from chunk
-
-            yield RevokedSnapshot(int(seq), rows(), number)
+            # The cursor itself streams the rows: one step per row, no Python frame per row.
+            yield RevokedSnapshot(int(seq), db.execute(sql, args), number)
         finally:
             db.close()
 
