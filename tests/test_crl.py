@@ -272,6 +272,9 @@ def test_shard_count_grows_but_never_shrinks(sw) -> None:
     assert rec.crl_shards == 3
     with pytest.raises(StoreError, match="can grow but not shrink"):
         store.set_crl_shards("gica1", 2, AuditEvent("ca.crl_shards", "gica1"))
+    # A CA that issued under one CRL cannot be partitioned: its certificates name that CRL.
+    with pytest.raises(StoreError, match="would leave them without a CRL"):
+        store.set_crl_shards("root", 2, AuditEvent("ca.crl_shards", "root"))
     with pytest.raises(IssuanceError, match="out of range"):
         create_intermediate(sw["root"], SoftwareSigner(new_key()), "x", 1, parse_subject("C=IR,O=X,CN=X"),
                             crl_shards=0)
@@ -477,7 +480,8 @@ def test_crl_commands_as_an_operator_uses_them(tmp_path: Path, monkeypatch: pyte
     call("key", "generate", "--home", home, "--label", "l1", "--algorithm", "p256")
     call("ca", "create-root", "--home", home, "--name", "root", "--key", "root", "--subject", "C=IR,O=T,CN=T Root")
     call("ca", "create-intermediate", "--home", home, "--parent", "root", "--level", "1", "--name", "l1",
-         "--key", "l1", "--subject", "C=IR,O=T,CN=T L1", "--crl-shards", "2", "--json")
+         "--key", "l1", "--subject", "C=IR,O=T,CN=T L1", "--json")
+    call("ca", "set-crl-shards", "--home", home, "l1", "2")  # before it issues: allowed
     pub = tmp_path / "k.pub"
     from cryptography.hazmat.primitives.serialization import PublicFormat
 
