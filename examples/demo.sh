@@ -126,6 +126,37 @@ crl_check personal-signature good
 crl_check ssl-server revoked
 crl_check tsa good
 
+step "OCSP: iranpki ocsp serve on 127.0.0.1, asked by openssl ocsp"
+iranpki ocsp serve --ca gica2 --host 127.0.0.1 --port 0 --workers 2 2>"$out/ocsp.log" &
+ocsp_pid=$!
+trap 'kill "$ocsp_pid" 2>/dev/null || true' EXIT
+url=""
+for _ in $(seq 1 300); do  # at most 30 s for the pre-produced responses to be signed
+  url=$(grep -o 'listening on http://[0-9.:]*' "$out/ocsp.log" | head -1 | cut -d' ' -f3 || true)
+  [ -n "$url" ] && break
+  kill -0 "$ocsp_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -z "$url" ]; then
+  echo "  the OCSP responder did not start:" >&2; cat "$out/ocsp.log" >&2; fail=1
+else
+  ocsp_check() {  # profile, expected status
+    local profile=$1 expected=$2 got
+    got=$(openssl ocsp -issuer "$out/gica2.pem" -cert "$out/$profile.pem" -url "$url/gica2" \
+            -CAfile "$out/root.pem" 2>&1 | tee "$out/$profile.ocsp.txt")
+    if grep -q "Response verify OK" <<<"$got" && grep -q ": $expected" <<<"$got"; then
+      printf '  %-20s openssl ocsp: %-8s Response verify OK\n' "$profile" "$expected"
+    else
+      printf '  %-20s openssl ocsp: expected %s, got:\n%s\n' "$profile" "$expected" "$got"; fail=1
+    fi
+  }
+  ocsp_check personal-signature good
+  ocsp_check ssl-server revoked
+  ocsp_check smime revoked
+fi
+kill "$ocsp_pid" 2>/dev/null || true
+wait "$ocsp_pid" 2>/dev/null || true
+
 step "the store"
 iranpki cert list --ca gica2
 step "keys on the tokens stay sensitive and never extractable (pkcs11-tool)"
@@ -133,7 +164,7 @@ pkcs11-tool --module /usr/lib/softhsm/libsofthsm2.so --token-label "Root CA" --l
   --list-objects --type privkey 2>/dev/null | grep -E 'label|Access'
 
 if [ "$fail" -ne 0 ]; then
-  echo "demo: a certificate failed openssl verify (see above)" >&2
+  echo "demo: a check failed (see above)" >&2
   exit 1
 fi
 echo
