@@ -800,7 +800,7 @@ def test_without_signing_on_demand_answers_come_from_the_pre_produced_ones(pki: 
     svc = OcspService(service.store, service.responders.values(), policy=strict)
     plain = svc.respond(request(pki.certs["good"], pki.ca))
     assert plain.cacheable
-    # RFC 9919 2.2.3: a nonce the responder will not sign for is left out, not refused...
+    # The lightweight profile: a nonce the responder will not sign for is left out, not refused...
     nonced = svc.respond(request(pki.certs["good"], pki.ca, nonce=os.urandom(16)))
     assert nonced.body == plain.body and nonced.cacheable
     # ...and several certificates get the first one's pre-produced response.

@@ -9,8 +9,8 @@ Implemented here (the HTTP transport is in :mod:`iranpki.ocsp.server`):
   request malformed, an unknown non-critical one is ignored (4.4).
 - RFC 6960 4.4.1 and RFC 9654 nonce: 1 to 32 octets, echoed in a response signed for the request
   when the CP allows signing on demand (``status.ocsp.sign_on_demand``); otherwise the request is
-  answered without a nonce from the pre-produced responses (RFC 9919 2.2.3: "the most complete
-  response it can").
+  answered without a nonce from the pre-produced responses (the lightweight profile: "the most
+  complete response it can").
 - RFC 6960 4.2.1 OCSPResponse with the statuses successful, malformedRequest, internalError and
   unauthorized (2.3: a CertID whose issuer this responder does not serve); 4.2.1 BasicOCSPResponse
   with responderID byKey (RFC 9919 2.2.2), producedAt, one SingleResponse per CertID with the
@@ -520,7 +520,7 @@ class OcspService:
         if r is None:
             return _UNAUTHORIZED
         if nonce is not None and not self._rules.sign_on_demand:
-            nonce = None  # RFC 9919 2.2.3: answer without the nonce rather than refuse
+            nonce = None  # the lightweight profile: answer without the nonce rather than refuse
         if nonce is None and self.signing == "pre-produced" and cid.hash in PREPRODUCED_HASHES:
             cached = self._cached(r, cid)
             if cached is not None:
@@ -545,7 +545,7 @@ class OcspService:
             return _UNAUTHORIZED
         if not self._rules.sign_on_demand and self.signing == "pre-produced":
             # The CP forbids signing for a request: the most complete answer that needs no new
-            # signature is the first certificate's pre-produced response (RFC 9919 2.2.3).
+            # signature is the first certificate's pre-produced response (the lightweight profile).
             return self._one(next(cid for cid, resp in known if resp is r), None)
         # One signature covers one responder: a CertID of another issuer is "unknown" (RFC 6960 2.2).
         return self._live(r, [cid for cid, _ in known], request.nonce, only=r)
