@@ -594,8 +594,10 @@ class OcspService:
                 log.warning("the certificate that signs for CA %s expires on %s, before the responses' nextUpdate; "
                             "they are cut short. Renew it", r.ca.name, r.not_after.isoformat())
             for hash_name in PREPRODUCED_HASHES:
-                while serials := self.store.ocsp_due(r.ca.name, hash_name, due, limit=500):
+                after = None
+                while serials := self.store.ocsp_due(r.ca.name, hash_name, due, limit=500, after=after):
                     signed += self._produce(r, hash_name, serials)
+                    after = serials[-1]  # one linear walk over the CA, not a rescan per batch
         return signed
 
     def foreign_responses(self) -> bool:

@@ -262,9 +262,9 @@ class Store(ABC):
     def get_ocsp_response(self, ca: str, serial: int, hash: str) -> OcspResponseRecord | None: ...
 
     @abstractmethod
-    def ocsp_due(self, ca: str, hash: str, due: datetime, limit: int = 500) -> list[int]:
+    def ocsp_due(self, ca: str, hash: str, due: datetime, limit: int = 500, after: int | None = None) -> list[int]:
         """Serials of ``ca`` with no response for ``hash`` or one whose nextUpdate is before ``due``,
-        or whose status changed after it was signed."""
+        or whose status changed after it was signed; in serial order, above ``after`` if given."""
 
     @abstractmethod
     def audit_log(self, limit: int | None = None) -> list[tuple[int, datetime, AuditEvent]]: ...

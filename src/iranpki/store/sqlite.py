@@ -521,13 +521,16 @@ class SqliteStore(Store):
             return None
         return OcspResponseRecord(ca, serial, hash, bytes(row[0]), _d(row[1]), _d(row[2]), row[3])  # type: ignore[arg-type]
 
-    def ocsp_due(self, ca: str, hash: str, due: datetime, limit: int = 500) -> list[int]:
+    def ocsp_due(self, ca: str, hash: str, due: datetime, limit: int = 500, after: int | None = None) -> list[int]:
+        # In serial order from ``after``: a caller walks the CA once, linearly, through
+        # certificates_by_ca and the responses' primary key, however many certificates it has.
         with self._lock:
             rows = self._db.execute(
                 "SELECT c.serial FROM certificates c LEFT JOIN ocsp_responses r "
-                "ON r.ca=c.ca AND r.serial=c.serial AND r.hash=? WHERE c.ca=? AND "
-                "(r.serial IS NULL OR r.next_update < ? OR COALESCE(c.status_seq, 0) > r.status_seq) LIMIT ?",
-                (hash, ca, _t(due), limit)).fetchall()
+                "ON r.ca=c.ca AND r.serial=c.serial AND r.hash=? WHERE c.ca=? AND c.serial > ? AND "
+                "(r.serial IS NULL OR r.next_update < ? OR COALESCE(c.status_seq, 0) > r.status_seq) "
+                "ORDER BY c.serial LIMIT ?",
+                (hash, ca, "" if after is None else serial_text(after), _t(due), limit)).fetchall()
         return [int(r[0], 16) for r in rows]
 
     # ---- audit ---------------------------------------------------------------------------------
