@@ -821,3 +821,20 @@ def test_mangled_requests_get_an_ocsp_answer(pki: Pki, service: OcspService, cut
     assert status in (ocsp.OCSPResponseStatus.SUCCESSFUL, ocsp.OCSPResponseStatus.MALFORMED_REQUEST,
                       ocsp.OCSPResponseStatus.UNAUTHORIZED)
     assert status is not ocsp.OCSPResponseStatus.INTERNAL_ERROR
+
+
+def test_a_flood_of_made_up_serials_costs_a_bounded_number_of_signatures(pki: Pki, service: OcspService) -> None:
+    svc = OcspService(service.store, service.responders.values(), unknown_per_second=3)
+    statuses = []
+    for _ in range(12):
+        reply = svc.respond(multi_request([cert_id(pki.ca, int.from_bytes(os.urandom(15), "big"))], None))
+        resp = ocsp.load_der_ocsp_response(reply.body)
+        statuses.append(resp.response_status)
+        if resp.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL:
+            assert resp.certificate_status is ocsp.OCSPCertStatus.UNKNOWN
+    signed = statuses.count(ocsp.OCSPResponseStatus.SUCCESSFUL)
+    assert 3 <= signed <= 4 and statuses.count(ocsp.OCSPResponseStatus.TRY_LATER) == 12 - signed
+    # The CA's own certificates are still answered, from the pre-produced responses.
+    good = ocsp.load_der_ocsp_response(svc.respond(request(pki.certs["good"], pki.ca)).body)
+    assert good.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert good.certificate_status is ocsp.OCSPCertStatus.GOOD

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -454,6 +455,28 @@ class Reply:
 _MALFORMED = Reply(error_response(ResponseStatus.malformedRequest))
 _INTERNAL = Reply(error_response(ResponseStatus.internalError))
 _UNAUTHORIZED = Reply(error_response(ResponseStatus.unauthorized))
+_TRY_LATER = Reply(error_response(ResponseStatus.tryLater))
+#: Live signatures per second (per process) for serial numbers the CA never issued.
+UNKNOWN_SIGNATURES_PER_SECOND = 50.0
+
+
+class _Budget:
+    """A token bucket: ``rate`` takes per second, at most ``rate`` (one second's worth) at once."""
+
+    def __init__(self, rate: float, now: Callable[[], float]):
+        self.rate = rate
+        self._now = now
+        self._tokens = rate
+        self._at = now()
+
+    def take(self) -> bool:
+        t = self._now()
+        self._tokens = min(self.rate, self._tokens + (t - self._at) * self.rate)
+        self._at = t
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
 SIGNING_MODES = ("pre-produced", "on-demand")
 
 
@@ -465,11 +488,17 @@ class OcspService:
     store's pre-produced responses; nonces and several certificates are signed for the request
     when the CP allows it) or ``on-demand`` (every response is signed for its request).
     ``authority`` opens a CA by name; it is needed only to renew delegated responder certificates.
+
+    Serial numbers the CA never issued cannot be answered ahead, so each costs a live signature:
+    at most ``unknown_per_second`` of them per process are signed ("unknown"); past that a flood
+    of made-up serials gets the unsigned tryLater (RFC 6960 4.2.1), and the CA's own certificates
+    are still answered from the pre-produced responses.
     """
 
     def __init__(self, store: Store, responders: Iterable[Responder], *, signing: str = "pre-produced",
                  policy: CertificatePolicy | None = None, clock: Clock | None = None,
-                 authority: Callable[[str], CertificateAuthority] | None = None):
+                 authority: Callable[[str], CertificateAuthority] | None = None,
+                 unknown_per_second: float = UNKNOWN_SIGNATURES_PER_SECOND):
         if signing not in SIGNING_MODES:
             raise OcspError(f"signing mode {signing!r} is not offered; must be one of {', '.join(SIGNING_MODES)}")
         self.store = store
@@ -480,6 +509,7 @@ class OcspService:
         self._rules = self.policy.status.ocsp
         self.responders: dict[str, Responder] = {}
         self._index: dict[tuple[str, bytes, bytes], Responder] = {}
+        self._unknown = _Budget(unknown_per_second, time.monotonic)
         for r in responders:
             self._install(r)
         if not self.responders:
@@ -525,7 +555,10 @@ class OcspService:
             cached = self._cached(r, cid)
             if cached is not None:
                 return cached
-        return self._live(r, [cid], nonce)
+        status = self.store.certificate_status(r.ca.name, cid.serial)
+        if status is None and not self._unknown.take():
+            return _TRY_LATER
+        return self._live(r, [cid], nonce, statuses=[status])
 
     def _cached(self, r: Responder, cid: CertId) -> Reply | None:
         rec = self.store.get_ocsp_response(r.ca.name, cid.serial, cid.hash)  # type: ignore[arg-type]
@@ -550,14 +583,18 @@ class OcspService:
         # One signature covers one responder: a CertID of another issuer is "unknown" (RFC 6960 2.2).
         return self._live(r, [cid for cid, _ in known], request.nonce, only=r)
 
-    def _live(self, r: Responder, cert_ids: list[CertId], nonce: bytes | None, only: Responder | None = None) -> Reply:
+    def _live(self, r: Responder, cert_ids: list[CertId], nonce: bytes | None, only: Responder | None = None,
+              statuses: list | None = None) -> Reply:
         now = self.clock.now().replace(microsecond=0)
         next_update = min(now + timedelta(hours=self._rules.validity_hours), r.not_after)
         this_b, next_b = _gentime(now), _gentime(next_update)
         singles = []
-        for cid in cert_ids:
-            mine = only is None or self._index.get((cid.hash, cid.name_hash, cid.key_hash)) is only  # type: ignore[arg-type]
-            status = self.store.certificate_status(r.ca.name, cid.serial) if mine else None
+        for i, cid in enumerate(cert_ids):
+            if statuses is not None:  # read by the caller already
+                status = statuses[i]
+            else:
+                mine = only is None or self._index.get((cid.hash, cid.name_hash, cid.key_hash)) is only  # type: ignore[arg-type]
+                status = self.store.certificate_status(r.ca.name, cid.serial) if mine else None
             singles.append(single_response(cid.der, status, this_b, next_b))
         body = r.sign(singles, now, nonce)
         return Reply(body, now.timestamp(), next_update.timestamp(), False)
