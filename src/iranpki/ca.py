@@ -54,9 +54,11 @@ __all__ = [
     "create_intermediate",
     "create_root",
     "crl_url",
+    "encode_extension",
     "parse_subject",
     "request_from_csr",
     "revoke",
+    "verify_signature",
 ]
 
 #: A CSR larger than this is refused before it is parsed (a real one is under 4 KiB).
@@ -185,7 +187,8 @@ def _text(value: str | bytes) -> str:
 
 # ---- composing certificates -------------------------------------------------------------------
 
-def _extension(oid: x509.ObjectIdentifier, critical: bool, value: x509.ExtensionType) -> bytes:
+def encode_extension(oid: x509.ObjectIdentifier, critical: bool, value: x509.ExtensionType) -> bytes:
+    """The DER Extension of ``value`` (encoded by cryptography), for the structures iranpki composes."""
     # RFC 5280 4.1: Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue }.
     # DER leaves a DEFAULT value out, so a non-critical extension carries no BOOLEAN at all.
     return der.sequence(der.oid(oid.dotted_string), b"\x01\x01\xff" if critical else b"",
@@ -255,16 +258,16 @@ def _profile_extensions(profile: Profile, issuer: _Issuer, spec: KeySpec, level:
     """The extensions every certificate of ``profile`` from ``issuer`` carries (SKI and SAN aside)."""
     out: list[bytes] = []
     bc = profile.basic_constraints
-    out.append(_extension(ExtensionOID.BASIC_CONSTRAINTS, bc.critical,
+    out.append(encode_extension(ExtensionOID.BASIC_CONSTRAINTS, bc.critical,
                           x509.BasicConstraints(ca=bc.ca, path_length=bc.path_length if bc.ca else None)))
     usages = profile.key_usage.values + (profile.key_usage.rsa_extra if spec.kind == "rsa" else ())
-    out.append(_extension(ExtensionOID.KEY_USAGE, profile.key_usage.critical, _key_usage(usages)))
+    out.append(encode_extension(ExtensionOID.KEY_USAGE, profile.key_usage.critical, _key_usage(usages)))
     if profile.extended_key_usage is not None:
         eku = profile.extended_key_usage
-        out.append(_extension(ExtensionOID.EXTENDED_KEY_USAGE, eku.critical,
+        out.append(encode_extension(ExtensionOID.EXTENDED_KEY_USAGE, eku.critical,
                               x509.ExtendedKeyUsage([EKUS[v] for v in eku.values])))
     if profile.authority_key_identifier and issuer.ski is not None:
-        out.append(_extension(ExtensionOID.AUTHORITY_KEY_IDENTIFIER, False,
+        out.append(encode_extension(ExtensionOID.AUTHORITY_KEY_IDENTIFIER, False,
                               x509.AuthorityKeyIdentifier(issuer.ski, None, None)))
     oids: list[str] = list(profile.policies.extra)
     if profile.policies.any_policy:
@@ -272,15 +275,15 @@ def _profile_extensions(profile: Profile, issuer: _Issuer, spec: KeySpec, level:
     elif profile.policies.national and level is not None:
         oids.append(policy.level(level).policy_oid)
     if oids:
-        out.append(_extension(ExtensionOID.CERTIFICATE_POLICIES, False, x509.CertificatePolicies(
+        out.append(encode_extension(ExtensionOID.CERTIFICATE_POLICIES, False, x509.CertificatePolicies(
             [x509.PolicyInformation(x509.ObjectIdentifier(o), None) for o in oids])))
     crl = _fill(profile.urls.crl, issuer, shard)
     if crl:
-        out.append(_extension(ExtensionOID.CRL_DISTRIBUTION_POINTS, False, x509.CRLDistributionPoints(
+        out.append(encode_extension(ExtensionOID.CRL_DISTRIBUTION_POINTS, False, x509.CRLDistributionPoints(
             [x509.DistributionPoint([x509.UniformResourceIdentifier(crl)], None, None, None)])))
     freshest = _fill(profile.urls.freshest_crl, issuer, shard)
     if freshest:
-        out.append(_extension(ExtensionOID.FRESHEST_CRL, False, x509.FreshestCRL(
+        out.append(encode_extension(ExtensionOID.FRESHEST_CRL, False, x509.FreshestCRL(
             [x509.DistributionPoint([x509.UniformResourceIdentifier(freshest)], None, None, None)])))
     aia = []
     ocsp = _fill(profile.urls.ocsp, issuer)
@@ -291,9 +294,9 @@ def _profile_extensions(profile: Profile, issuer: _Issuer, spec: KeySpec, level:
         aia.append(x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
                                           x509.UniformResourceIdentifier(ca_issuers)))
     if aia:
-        out.append(_extension(ExtensionOID.AUTHORITY_INFORMATION_ACCESS, False, x509.AuthorityInformationAccess(aia)))
+        out.append(encode_extension(ExtensionOID.AUTHORITY_INFORMATION_ACCESS, False, x509.AuthorityInformationAccess(aia)))
     if profile.ocsp_no_check:
-        out.append(_extension(ExtensionOID.OCSP_NO_CHECK, False, x509.OCSPNoCheck()))
+        out.append(encode_extension(ExtensionOID.OCSP_NO_CHECK, False, x509.OCSPNoCheck()))
     return out
 
 
@@ -304,7 +307,8 @@ def _sans(dns: list[str], ips: list, emails: list[str]) -> x509.SubjectAlternati
     return x509.SubjectAlternativeName(names) if names else None
 
 
-def _verify(public_key: PublicKeyTypes, signature: bytes, data: bytes, scheme: SignatureScheme) -> None:
+def verify_signature(public_key: PublicKeyTypes, signature: bytes, data: bytes, scheme: SignatureScheme) -> None:
+    """Check a signature the CA key just made (certificates, CRLs, OCSP responses) before it is used."""
     h = HASHES[scheme.hash]()
     try:
         if isinstance(public_key, rsa.RSAPublicKey):
@@ -340,7 +344,7 @@ def _compose(issuer: _Issuer, signer: Signer, scheme: SignatureScheme, serial: i
         der.context(3, der.sequence(*extensions)),
     )
     signature = signer.sign(tbs, scheme)
-    _verify(signer.public_key, signature, tbs, scheme)
+    verify_signature(signer.public_key, signature, tbs, scheme)
     return der.sequence(tbs, alg, der.bit_string(signature))
 
 
@@ -510,10 +514,10 @@ class CertificateAuthority:
         shard = secrets.randbelow(self.record.crl_shards) if self.record.crl_shards > 1 else 0
         extensions = list(self._template(profile, spec, shard))
         if profile.subject_key_identifier:
-            extensions.append(_extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, _ski(request.public_key)))
+            extensions.append(encode_extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, _ski(request.public_key)))
         san = _sans(dns, ips, emails)
         if san is not None:
-            extensions.append(_extension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, profile.san.critical, san))
+            extensions.append(encode_extension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, profile.san.critical, san))
         return _Plan(profile.name, name_der(subject), subject_text_of(subject), spki, extensions,
                      not_before, not_after, now, shard)
 
@@ -566,7 +570,7 @@ def create_root(store: Store, signer: Signer, name: str, subject: list[tuple[str
     ski = _ski(signer.public_key)
     issuer = _Issuer(name, subject_der, ski.digest, None, repository_url, ocsp_url, None)
     extensions = _profile_extensions(prof, issuer, spec, None, load_policy())
-    extensions.append(_extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, ski))
+    extensions.append(encode_extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, ski))
     now = clock.now().replace(microsecond=0)
     not_after = now + timedelta(days=days) - timedelta(seconds=1)
     spki = signer.public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -36,14 +36,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
 
 from . import der
-from .ca import _extension, _verify, crl_url
+from .ca import encode_extension, verify_signature, crl_url
 from .clock import Clock, SystemClock
 from .errors import CrlError
 from .keys.base import SignatureScheme, Signer
 from .policy import CertificatePolicy, load_policy
 from .store.base import AuditEvent, CaRecord, CrlRecord, Store
 
-__all__ = ["CrlError", "GeneratedCrl", "encode_revoked", "generate_crl", "generate_crls", "publish", "repository_path"]
+__all__ = ["CrlError", "GeneratedCrl", "encode_revoked", "generalized_time", "generate_crl", "generate_crls", "publish", "repository_path"]
 
 _REASON_OID = der.oid("2.5.29.21")
 _INVALIDITY_OID = der.oid("2.5.29.24")
@@ -76,8 +76,9 @@ def _time(text: str) -> bytes:
     return b"\x18\x0f" + digits[:14] + b"Z"
 
 
-def _generalized(text: str) -> bytes:
-    # invalidityDate is always GeneralizedTime (RFC 5280 5.3.2).
+def generalized_time(text: str) -> bytes:
+    """ISO text (UTC) to a DER GeneralizedTime in whole seconds: invalidityDate (RFC 5280 5.3.2)
+    and the OCSP times (RFC 6960 4.2.2.1) always use it."""
     return b"\x18\x0f" + text.encode("ascii").translate(*_ISO_DIGITS)[:14] + b"Z"
 
 
@@ -85,7 +86,7 @@ def _entry_extensions(reason: int | None, invalidity: str | None) -> bytes:
     """The crlEntryExtensions of one entry (empty when it has none)."""
     exts = _REASON_EXT[reason or 0]
     if invalidity is not None:
-        value = _generalized(invalidity)
+        value = generalized_time(invalidity)
         exts += b"\x30" + bytes((len(value) + 7,)) + _INVALIDITY_OID + b"\x04" + bytes((len(value),)) + value
     return b"\x30" + der.length(len(exts)) + exts if exts else b""
 
@@ -213,18 +214,18 @@ def generate_crl(store: Store, ca: CaRecord, signer: Signer, out_dir: str | os.P
 
     entries_len = len(buf) - gap
     revoked_header = (b"\x30" + der.length(entries_len)) if count else b""
-    exts = [_extension(ExtensionOID.AUTHORITY_KEY_IDENTIFIER, False, x509.AuthorityKeyIdentifier(key_id, None, None)),
-            _extension(ExtensionOID.CRL_NUMBER, False, x509.CRLNumber(number))]
+    exts = [encode_extension(ExtensionOID.AUTHORITY_KEY_IDENTIFIER, False, x509.AuthorityKeyIdentifier(key_id, None, None)),
+            encode_extension(ExtensionOID.CRL_NUMBER, False, x509.CRLNumber(number))]
     if delta:
         assert base is not None
-        exts.append(_extension(ExtensionOID.DELTA_CRL_INDICATOR, True, x509.DeltaCRLIndicator(base.number)))
+        exts.append(encode_extension(ExtensionOID.DELTA_CRL_INDICATOR, True, x509.DeltaCRLIndicator(base.number)))
     if shard is not None:
-        exts.append(_extension(ExtensionOID.ISSUING_DISTRIBUTION_POINT, True, x509.IssuingDistributionPoint(
+        exts.append(encode_extension(ExtensionOID.ISSUING_DISTRIBUTION_POINT, True, x509.IssuingDistributionPoint(
             full_name=[x509.UniformResourceIdentifier(crl_url(ca, shard))], relative_name=None,
             only_contains_user_certs=False, only_contains_ca_certs=False, only_some_reasons=None,
             indirect_crl=False, only_contains_attribute_certs=False)))
     if advertise_delta:
-        exts.append(_extension(ExtensionOID.FRESHEST_CRL, False, x509.FreshestCRL([_dp(crl_url(ca, shard, delta=True))])))
+        exts.append(encode_extension(ExtensionOID.FRESHEST_CRL, False, x509.FreshestCRL([_dp(crl_url(ca, shard, delta=True))])))
     buf += der.context(0, der.sequence(*exts))
     inner = head + revoked_header
     tbs_len = len(inner) + entries_len + (len(buf) - gap - entries_len)
@@ -234,7 +235,7 @@ def generate_crl(store: Store, ca: CaRecord, signer: Signer, out_dir: str | os.P
     tbs = memoryview(buf)[start:]
 
     signature = signer.sign(tbs, scheme)  # type: ignore[arg-type]
-    _verify(signer.public_key, signature, tbs, scheme)  # type: ignore[arg-type]
+    verify_signature(signer.public_key, signature, tbs, scheme)  # type: ignore[arg-type]
     tail = alg + der.bit_string(signature)
     outer_header = b"\x30" + der.length(len(tbs) + len(tail))
 

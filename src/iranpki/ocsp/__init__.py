@@ -52,9 +52,9 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .. import der
-from ..ca import CertificateAuthority, IssueRequest, _verify
+from ..ca import CertificateAuthority, IssueRequest, verify_signature
 from ..clock import Clock, SystemClock
-from ..crl import _generalized
+from ..crl import generalized_time
 from ..errors import OcspError, TokenError
 from ..keys.base import SignatureScheme, Signer
 from ..policy import CertificatePolicy, load_policy
@@ -350,7 +350,7 @@ class Responder:
         tbs = _wrap(b"\x30", self.responder_id + _gentime(produced_at) + _wrap(b"\x30", b"".join(singles)) + exts)
         signature = self.signer.sign(tbs, self.scheme)
         try:
-            _verify(self.public_key, signature, tbs, self.scheme)
+            verify_signature(self.public_key, signature, tbs, self.scheme)
         except TokenError:
             raise ResponderError(
                 f"the key {self.signer.reference} produced an OCSP signature that does not verify: the token or HSM "
@@ -382,7 +382,7 @@ def single_response(cert_id: bytes, status: tuple[str | None, str | None, int | 
         reason = status[2]
         # revocationReason [0] EXPLICIT CRLReason, left out for unspecified (BR 7.3 follows the CRL).
         extra = b"\xa0\x03\x0a\x01" + bytes((reason,)) if reason else b""
-        cert_status = _wrap(b"\xa1", _generalized(status[0]) + extra)
+        cert_status = _wrap(b"\xa1", generalized_time(status[0]) + extra)
     return _wrap(b"\x30", cert_id + cert_status + this_update + b"\xa0\x11" + next_update)
 
 
