@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 
-__all__ = ["AssuranceLevel", "CertificatePolicy", "CrlPolicy", "OcspPolicy", "StatusServices", "load_policy"]
+__all__ = ["AssuranceLevel", "CertificatePolicy", "CrlPolicy", "OcspPolicy", "StatusServices", "TsaPolicy", "load_policy"]
 
 _OID_PATTERN = r"^[0-2](\.(0|[1-9][0-9]*))+$"
 
@@ -64,9 +64,19 @@ class OcspPolicy(_Frozen):
         return self
 
 
+class TsaPolicy(_Frozen):
+    """The national time-stamping policy (RFC 3161 2.4.1 TSAPolicyId, accuracy, hashes)."""
+
+    policy_oid: str = Field(pattern=_OID_PATTERN)
+    accuracy_ms: int = Field(ge=1, le=60000, description="accuracy stated in every token (RFC 3161 2.4.2)")
+    hashes: tuple[Literal["sha256", "sha384", "sha512"], ...] = Field(min_length=1)
+    source: str
+
+
 class StatusServices(_Frozen):
     crl: CrlPolicy
     ocsp: OcspPolicy
+    tsa: TsaPolicy
 
 
 class CertificatePolicy(_Frozen):

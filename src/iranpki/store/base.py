@@ -218,6 +218,11 @@ class Store(ABC):
         """Partition the CA's CRL into ``shards``; the number may grow, never shrink."""
 
     @abstractmethod
+    def next_numbers(self, name: str, count: int = 1) -> int:
+        """Reserve ``count`` numbers of the counter ``name`` (e.g. time-stamp serials); return the
+        first. Numbers only increase, are never handed out twice, across processes and restarts."""
+
+    @abstractmethod
     def next_crl_number(self, ca: str) -> int:
         """Allocate the CA's next CRL number (RFC 5280 5.2.3), atomically across processes."""
 

@@ -90,6 +90,9 @@ _SCHEMA_V2 = """
 CREATE INDEX IF NOT EXISTS certificates_revoked_by_shard
     ON certificates(ca, shard, serial, revoked_at, reason, invalidity_date) WHERE revoked_at IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS certificates_status_seq ON certificates(status_seq) WHERE status_seq IS NOT NULL;
+CREATE TABLE IF NOT EXISTS counters(
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS crl_numbers(
     ca TEXT PRIMARY KEY REFERENCES cas(name),
     last INTEGER NOT NULL);
@@ -392,6 +395,17 @@ class SqliteStore(Store):
             db.execute("UPDATE cas SET crl_shards=? WHERE name=?", (shards, ca))
             self._audit(db, audit)
         return self.get_ca(ca)
+
+    def next_numbers(self, name: str, count: int = 1) -> int:
+        if count < 1:
+            raise StoreError(f"count {count} must be at least 1")
+        with self._tx() as db:
+            # BEGIN IMMEDIATE: two processes never get the same number, and a committed number is
+            # never handed out again, across restarts.
+            db.execute("INSERT INTO counters VALUES (?, 0) ON CONFLICT(name) DO NOTHING", (name,))
+            db.execute("UPDATE counters SET value = value + ? WHERE name=?", (count, name))
+            last = int(db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()[0])
+        return last - count + 1
 
     def _has_certificates(self, ca: str) -> bool:
         with self._lock:
