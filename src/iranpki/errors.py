@@ -21,7 +21,23 @@ Catch :class:`IranPkiError` to catch them all; catch a subtree to handle one con
     ├── RevocationError             a revocation the rules refuse (already revoked, ...)
     ├── CrlError                    a CRL that cannot be generated or published
     ├── OcspError                   an OCSP responder that cannot start or sign
-    └── IdentifierError             an Iranian identifier that fails its format or checksum
+    ├── TsaError                    a time-stamp authority that cannot start or sign, a reply a client refuses
+    ├── IdentifierError             an Iranian identifier that fails its format or checksum
+    ├── SigningError                PDF, CMS, S/MIME or code signing refused, or a signature unreadable (iranpki.signing)
+    └── ValidationError             relying-party validation (RFC 5280 section 6), iranpki.validation
+        ├── ValidationInputError    a file or option validation cannot use (not a certificate, bad CRL, ...)
+        └── CertificateValidationError    a certificate that does not validate (carries the certificate)
+            ├── NoTrustedPathError        no chain from it to a trusted root
+            ├── InvalidPathError          a chain that breaks RFC 5280 6.1 (signature, names, CA flags, ...)
+            │   ├── BadSignatureError     a signature in the chain does not verify
+            │   ├── NameChainingError     an issuer name that is not its CA's subject name
+            │   └── PathLengthError       a CA below a CA whose pathLenConstraint forbids it
+            ├── CertificateExpiredError   valid only until ``not_after``
+            ├── CertificateNotYetValidError   valid only from ``not_before``
+            ├── CertificateRevokedError   revoked on ``revoked_at`` for ``reason`` (CRL or OCSP)
+            ├── RevocationUnknownError    status not established where it must be (hard-fail)
+            ├── KeyUsageError             key usage / extended key usage does not allow the purpose
+            └── PolicyNotAcceptableError  not issued under a national policy of the required level
 
 Every message names the bad value, what was expected, and what to do next. Errors carry
 their data as attributes so that clients can render them (the CLI prints the message; a
@@ -48,12 +64,28 @@ __all__ = [
     "ProfileViolationError",
     "RequestError",
     "RevocationError",
+    "SigningError",
     "SchemaError",
     "StoreError",
+    "TsaError",
     "TokenError",
     "TokenNotFoundError",
     "UnknownProfileError",
     "UnsupportedAlgorithmError",
+    "ValidationError",
+    "ValidationInputError",
+    "CertificateValidationError",
+    "NoTrustedPathError",
+    "InvalidPathError",
+    "BadSignatureError",
+    "NameChainingError",
+    "PathLengthError",
+    "CertificateExpiredError",
+    "CertificateNotYetValidError",
+    "CertificateRevokedError",
+    "RevocationUnknownError",
+    "KeyUsageError",
+    "PolicyNotAcceptableError",
     "Violation",
 ]
 
@@ -186,3 +218,103 @@ class CrlError(IranPkiError):
 
 class OcspError(IranPkiError):
     """An OCSP responder that cannot start or sign (no responder certificate, wrong key, ...)."""
+
+
+class ValidationError(IranPkiError):
+    """Relying-party validation failed or could not start (see :mod:`iranpki.validation`)."""
+
+
+class ValidationInputError(ValidationError):
+    """A file or option that validation cannot use: not a certificate, an unreadable CRL, a bad level."""
+
+
+class CertificateValidationError(ValidationError):
+    """A certificate that does not validate.
+
+    ``certificate`` is the DER of the certificate the verdict is about (the end entity, or the
+    CA certificate in its chain that fails); ``subject`` its subject as text; ``path`` the
+    subjects of the chain as far as it was built, from the root down.
+    """
+
+    def __init__(self, message: str, *, certificate: bytes | None = None, subject: str | None = None,
+                 path: tuple[str, ...] = ()):
+        self.certificate = certificate
+        self.subject = subject
+        self.path = path
+        super().__init__(message)
+
+
+class NoTrustedPathError(CertificateValidationError):
+    """No chain leads from the certificate to a trusted root (missing intermediate, other root)."""
+
+
+class InvalidPathError(CertificateValidationError):
+    """A chain was built but breaks a rule of RFC 5280 6.1 (signature, names, basic constraints, ...)."""
+
+
+class BadSignatureError(InvalidPathError):
+    """A certificate's signature does not verify with its issuer's key (tampered or wrongly chained)."""
+
+
+class NameChainingError(InvalidPathError):
+    """A certificate's issuer name is not the subject name of the CA whose key signed it (6.1.3 a 4)."""
+
+
+class PathLengthError(InvalidPathError):
+    """A CA certificate below a CA whose pathLenConstraint forbids more CAs (4.2.1.9, 6.1.4 l)."""
+
+
+class CertificateExpiredError(CertificateValidationError):
+    def __init__(self, message: str, *, not_after: datetime, **kw: object):
+        self.not_after = not_after
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class CertificateNotYetValidError(CertificateValidationError):
+    def __init__(self, message: str, *, not_before: datetime, **kw: object):
+        self.not_before = not_before
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class CertificateRevokedError(CertificateValidationError):
+    """Revoked (or on hold): ``reason`` is the RFC 5280 5.3.1 name, e.g. ``keyCompromise``;
+    ``source`` says who said so (``CRL`` or ``OCSP``)."""
+
+    def __init__(self, message: str, *, revoked_at: datetime, reason: str, source: str, **kw: object):
+        self.revoked_at = revoked_at
+        self.reason = reason
+        self.source = source
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class RevocationUnknownError(CertificateValidationError):
+    """The revocation status could not be established and the mode demands it (hard-fail, require)."""
+
+
+class KeyUsageError(CertificateValidationError):
+    """The certificate's key usage or extended key usage does not allow the purpose asked for."""
+
+    def __init__(self, message: str, *, purpose: str, has: tuple[str, ...], **kw: object):
+        self.purpose = purpose
+        self.has = has
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class PolicyNotAcceptableError(CertificateValidationError):
+    """The chain does not carry a national policy of the assurance level asked for (or a higher one)."""
+
+    def __init__(self, message: str, *, level: int, policies: tuple[str, ...] = (), **kw: object):
+        self.level = level
+        self.policies = policies
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class SigningError(IranPkiError):
+    """Signing refused (wrong key for the certificate, missing TSA, unreadable input), or a
+    signature that cannot be read at all. A signature that reads but does not validate is a
+    result with its problems listed, not this error (see :mod:`iranpki.signing`)."""
+
+
+class TsaError(IranPkiError):
+    """A time-stamp authority that cannot start or sign (RFC 3161), or a time-stamp reply that a
+    client refuses (not granted, or not for its request)."""

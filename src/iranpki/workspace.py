@@ -29,7 +29,7 @@ from .keys import PASSPHRASE_ENV, KeySpec, SecretSource, SignatureScheme, Signer
 from .store import AuditEvent, CertificateRecord, KeyRecord, SqliteStore
 
 if TYPE_CHECKING:
-    from . import ocsp
+    from . import ocsp, validation
 
 __all__ = ["CONFIG_NAME", "HOME_ENV", "Workspace", "WorkspaceConfig"]
 
@@ -319,6 +319,73 @@ class Workspace:
             return Workspace.open(home, clock=clock).ocsp_service(cas, renew_responders=refresher, **options)  # type: ignore[arg-type]
 
         server.serve(open_service, settings, on_ready=on_ready)
+
+    # ---- validation (relying party) ---------------------------------------------------------
+
+    def trust_anchors(self) -> list[bytes]:
+        """DER certificates of the workspace's root CAs: the trust anchors its operator validates against."""
+        return [r.certificate for r in self.store.list_cas() if r.kind == "root"]
+
+    def ca_certificates(self) -> list[bytes]:
+        """DER certificates of the workspace's intermediate CAs, offered to chain building."""
+        return [r.certificate for r in self.store.list_cas() if r.kind != "root"]
+
+    def validate_certificate(self, cert: validation.CertificateInput, **options: object) -> validation.ValidationResult:
+        """Validate ``cert`` as :func:`iranpki.validation.validate_certificate` does, trusting this
+        workspace's roots (unless ``trust_roots`` is given) and offering its CA certificates as
+        intermediates (besides any given)."""
+        from . import validation
+
+        if options.get("trust_roots") is None:
+            roots = self.trust_anchors()
+            if not roots:
+                raise ConfigError(
+                    f"the workspace {self.home} has no root CA to trust; create one (iranpki ca create-root) "
+                    "or give the trust roots (--trust FILE)")
+            options["trust_roots"] = roots
+        options["intermediates"] = [*options.get("intermediates", ()), *self.ca_certificates()]  # type: ignore[misc]
+        return validation.validate_certificate(cert, **options)  # type: ignore[arg-type]
+
+    # ---- time-stamping ----------------------------------------------------------------------
+
+    def tsa_authority(self, ca: str, key: str, *, certificate: str | None = None,
+                      secret: SecretSource | None = None, serial_block: int = 100) -> tsa.TimeStampAuthority:
+        """A time-stamp authority signing with ``key`` under its ``tsa``-profile certificate from
+        CA ``ca`` (the newest valid one for the key, or the one whose serial is ``certificate``),
+        numbering its stamps from the store counter ``tsa:<ca>`` in blocks of ``serial_block``."""
+        from . import tsa
+
+        signer = self.open_key(key, secret)
+        try:
+            serial = parse_serial(certificate) if certificate else None
+            cert = tsa.find_tsa_certificate(self.store, ca, signer, self.clock.now(), serial)
+            return tsa.TimeStampAuthority(signer, cert, tsa.SerialBlocks(self.store, f"tsa:{ca}", serial_block),
+                                          clock=self.clock)
+        except BaseException:
+            signer.close()
+            raise
+
+    def serve_tsa(self, ca: str, key: str, *, certificate: str | None = None, host: str = "127.0.0.1",
+                  port: int = 8080, workers: int = 2, secret: SecretSource | None = None,
+                  request_timeout: float = 10.0, on_ready: Callable[[str], None] | None = None) -> None:
+        """Run the time-stamp authority until SIGTERM or SIGINT (see :mod:`iranpki.tsa.server`);
+        ``on_ready(url)`` is called once every worker answers."""
+        from .ocsp.server import RememberedSecret
+        from .tsa import server
+
+        settings = server.TsaSettings(host=host, port=port, workers=workers, request_timeout=request_timeout)
+        # Asked once here and remembered, so the processes forked below open the key unasked.
+        remembered = RememberedSecret(secret) if secret is not None else None
+        # Opened once before any fork: an unknown CA, a wrong key, passphrase or certificate is
+        # reported here, with the command's exit status.
+        self.tsa_authority(ca, key, certificate=certificate, secret=remembered).close()
+        self.close()  # a store connection must not cross a fork; each process opens its own
+        home, clock = self.home, self.clock
+
+        def open_authority() -> tsa.TimeStampAuthority:
+            return Workspace.open(home, clock=clock).tsa_authority(ca, key, certificate=certificate, secret=remembered)
+
+        server.serve(open_authority, settings, on_ready=on_ready)
 
     def certificate(self, serial: int) -> CertificateRecord:
         return self.store.get_certificate(serial)

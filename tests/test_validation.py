@@ -1,0 +1,323 @@
+"""Relying-party validation (iranpki.validation, `iranpki verify`), NIST PKITS style: each case is a
+certificate the test makes (with iranpki's CA or, where iranpki refuses to make it, with
+``cryptography`` directly), the expected error class, and the message it must carry. Revocation
+comes from our own CRLs (iranpki.crl) and our own OCSP responder (`iranpki ocsp serve`).
+
+PKITS itself (the certificates pyhanko-certvalidator's test fixtures use) is not in the wheel and
+could not be fetched here; the cases below follow PKITS section 4 where one applies (4.1.2
+invalid signature, 4.2.1/4.2.2 validity, 4.3.1 name chaining, 4.4 revocation, 4.6 basic
+constraints, 4.8 policies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from iranpki import crl
+from iranpki.ca import CertificateAuthority, IssueRequest, create_intermediate, create_root, parse_subject, revoke
+from iranpki.clock import FixedClock
+from iranpki.errors import (
+    BadSignatureError,
+    CertificateExpiredError,
+    CertificateNotYetValidError,
+    CertificateRevokedError,
+    CertificateValidationError,
+    KeyUsageError,
+    NameChainingError,
+    NoTrustedPathError,
+    PathLengthError,
+    PolicyNotAcceptableError,
+    RevocationUnknownError,
+    ValidationInputError,
+)
+from iranpki.keys import PASSPHRASE_ENV, KeySpec, SoftwareSigner
+from iranpki.policy import load_policy
+from iranpki.store import SqliteStore
+from iranpki.validation import PURPOSES, national_anchors, validate_certificate
+from iranpki.workspace import Workspace
+from iranpki_cli.main import cli
+
+from .conftest import OCSP, REPO, ROOT_SUBJECT, VECTORS, new_key, utc
+from .samples import request
+from .test_ocsp import HOST, PASSPHRASE, Server, free_port
+
+T0 = utc(2026, 11, 23, 9, 0, 0)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+G3_SHA256 = "aa7ff637d061295a6a003e9d6621a54f4780bae7aef96043a71b7c2af276d556"
+
+
+@dataclass
+class Pki:
+    """A root and a level-1 intermediate with software keys, on a frozen clock."""
+
+    store: SqliteStore
+    clock: FixedClock
+    root: CertificateAuthority
+    ica: CertificateAuthority
+    ica_key: ec.EllipticCurvePrivateKey
+    dir: Path
+
+    def issue(self, profile: str = "ssl-server", ca: CertificateAuthority | None = None, **kw: object) -> x509.Certificate:
+        key = new_key("rsa3072" if profile == "code-signing" else "p256")
+        return (ca or self.ica).issue(profile, request(profile, key.public_key(), **kw)).certificate
+
+    def check(self, cert: x509.Certificate, **kw: object):  # noqa: ANN201 - a ValidationResult
+        kw.setdefault("at", T0 + HOUR)
+        kw.setdefault("trust_roots", [self.root.certificate])
+        kw.setdefault("intermediates", [self.ica.certificate])
+        return validate_certificate(cert, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    base = tmp_path_factory.mktemp("validation")
+    clock = FixedClock(T0)
+    store = SqliteStore(str(base / "store.sqlite3"), clock, create=True)
+    root = create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP384R1())), "root",
+                       parse_subject(ROOT_SUBJECT), repository_url=REPO, ocsp_url=OCSP, clock=clock)
+    ica_key = ec.generate_private_key(ec.SECP256R1())
+    ica = create_intermediate(root, SoftwareSigner(ica_key), "gica1", 1,
+                              parse_subject("C=IR,O=GICA,CN=GICA Level 1 (test)"))
+    return Pki(store, clock, root, ica, ica_key, base)
+
+
+def _crls(pki: Pki, *cas: CertificateAuthority) -> list[bytes]:
+    return [crl.generate_crl(pki.store, ca.record, ca.signer, pki.dir / "crls", clock=pki.clock).der for ca in cas]
+
+
+def _forge(issuer: x509.Certificate, key: ec.EllipticCurvePrivateKey, *, subject: str, ca: bool = False,
+           path_length: int | None = None, issuer_name: x509.Name | None = None,
+           key_usage: dict[str, bool] | None = None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A certificate iranpki's CA would refuse to make, signed with ``key`` (the issuer's key)."""
+    own = ec.generate_private_key(ec.SECP256R1())
+    usage = dict(digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                 key_agreement=False, key_cert_sign=ca, crl_sign=ca, encipher_only=False, decipher_only=False)
+    usage.update(key_usage or {"digital_signature": True})
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "IR"),
+                                        x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+               .issuer_name(issuer_name or issuer.subject).public_key(own.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(T0).not_valid_after(T0 + 30 * DAY)
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
+               .add_extension(x509.KeyUsage(**usage), critical=True)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()), critical=False)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(own.public_key()), critical=False))
+    return builder.sign(key, hashes.SHA256()), own
+
+
+# ---- PKITS 4.1-4.3: signatures, validity, names -----------------------------------------------------
+
+def test_valid_chain(pki: Pki) -> None:
+    leaf = pki.issue()
+    result = pki.check(leaf, purpose="server")
+    assert result.subjects == (ROOT_SUBJECT_TEXT(pki), "CN=GICA Level 1 (test),O=GICA,C=IR", result.subject)
+    assert result.certificate == leaf and result.purpose == "server"
+    assert result.level == 1 and load_policy().level(1).policy_oid in result.policies
+    # soft-fail without CRLs or OCSP: the result says that nothing was checked, and for which certificate.
+    assert [r.source for r in result.revocation] == [None, None]
+    assert all("not checked" in r.detail for r in result.revocation)
+    assert result.to_dict()["valid"] is True
+
+
+def ROOT_SUBJECT_TEXT(pki: Pki) -> str:  # noqa: N802 - reads as the constant it stands for
+    from iranpki.profiles import subject_text
+
+    return subject_text(pki.root.certificate.subject)
+
+
+def test_tampered_certificate_fails_its_signature(pki: Pki) -> None:
+    der = bytearray(pki.issue().public_bytes(Encoding.DER))
+    der[-3] ^= 0x01  # inside the ECDSA signature's s
+    with pytest.raises(BadSignatureError, match="does not verify with the key of its issuer") as err:
+        pki.check(bytes(der))
+    assert "GICA Level 1 (test)" in str(err.value)
+
+
+def test_expired_leaf(pki: Pki) -> None:
+    leaf = pki.issue(validity_days=1)
+    with pytest.raises(CertificateExpiredError, match=r"expired at 2026-11-24 08:59:59 UTC") as err:
+        pki.check(leaf, at=T0 + 2 * DAY)
+    assert err.value.not_after == leaf.not_valid_after_utc
+    assert err.value.certificate == leaf.public_bytes(Encoding.DER)
+    assert "validation time 2026-11-25 09:00:00 UTC" in str(err.value)
+
+
+def test_valid_in_the_past(pki: Pki) -> None:
+    """--at: a certificate that has expired since was valid at a time of its life."""
+    leaf = pki.issue(validity_days=1)
+    assert pki.check(leaf, at=T0 + 12 * HOUR).at == T0 + 12 * HOUR
+
+
+def test_not_yet_valid(pki: Pki) -> None:
+    leaf = pki.issue(not_before=T0 + 10 * DAY)
+    with pytest.raises(CertificateNotYetValidError, match=r"is not yet valid until 2026-12-03 09:00:00 UTC") as err:
+        pki.check(leaf, at=T0 + DAY)
+    assert err.value.not_before == T0 + 10 * DAY
+
+
+def test_expired_intermediate(pki: Pki) -> None:
+    short = create_intermediate(pki.root, SoftwareSigner(ec.generate_private_key(ec.SECP256R1())), "short1", 1,
+                                parse_subject("C=IR,O=GICA,CN=Short-lived CA (test)"), validity_days=2)
+    leaf = pki.issue(ca=short, validity_days=1)
+    assert pki.check(leaf, intermediates=[short.certificate], at=T0 + HOUR)
+    with pytest.raises(CertificateExpiredError, match=r"CA certificate 'CN=Short-lived CA \(test\),O=GICA,C=IR'.* expired at") as err:
+        pki.check(leaf, intermediates=[short.certificate], at=T0 + 3 * DAY)
+    assert err.value.subject == "CN=Short-lived CA (test),O=GICA,C=IR"
+
+
+def test_name_chaining_broken(pki: Pki) -> None:
+    """PKITS 4.3.1: signed by the intermediate's key, but naming another issuer."""
+    leaf, _ = _forge(pki.ica.certificate, pki.ica_key, subject="Wrongly chained",
+                     issuer_name=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "GICA Level 1 (other)")]))
+    with pytest.raises(NameChainingError, match="is not the subject name") as err:
+        pki.check(leaf)
+    assert "CN=GICA Level 1 (other)" in str(err.value)
+
+
+def test_path_length_violated(pki: Pki) -> None:
+    """PKITS 4.6: the level-1 intermediate (pathLenConstraint 0) certifies another CA."""
+    sub, sub_key = _forge(pki.ica.certificate, pki.ica_key, subject="Unlicensed Sub-CA", ca=True, path_length=0)
+    leaf, _ = _forge(sub, sub_key, subject="Leaf under the sub-CA")
+    with pytest.raises(PathLengthError, match="pathLenConstraint") as err:
+        pki.check(leaf, intermediates=[pki.ica.certificate, sub])
+    assert isinstance(err.value, CertificateValidationError)
+
+
+def test_untrusted_root(pki: Pki) -> None:
+    leaf = pki.issue()
+    # Default anchors: the national Root CA-G3, which did not issue the test hierarchy.
+    with pytest.raises(NoTrustedPathError, match="no path to a trusted root") as err:
+        validate_certificate(leaf, intermediates=[pki.ica.certificate], at=T0 + HOUR)
+    assert "Root CA-G3" in str(err.value) and "--chain" in str(err.value)
+    # A chain that does end in a root, but not one that is trusted.
+    with pytest.raises(NoTrustedPathError, match="no path to a trusted root"):
+        validate_certificate(leaf, intermediates=[pki.ica.certificate, pki.root.certificate], at=T0 + HOUR)
+    with pytest.raises(NoTrustedPathError, match="self-signed"):
+        validate_certificate(pki.root.certificate, at=T0 + HOUR)
+
+
+def test_missing_intermediate(pki: Pki) -> None:
+    with pytest.raises(NoTrustedPathError, match="GICA Level 1"):
+        pki.check(pki.issue(), intermediates=[])
+
+
+def test_shipped_national_anchor_is_root_ca_g3() -> None:
+    [anchor] = national_anchors()
+    assert hashlib.sha256(anchor.public_bytes(Encoding.DER)).hexdigest() == G3_SHA256
+    vector = x509.load_pem_x509_certificate((VECTORS / "shared" / "iran-root-ca-g3.pem").read_bytes())
+    assert anchor == vector
+
+
+# ---- PKITS 4.4: revocation from our CRLs and our OCSP responder ------------------------------------------
+
+def test_revoked_on_our_crl(pki: Pki) -> None:
+    good, bad = pki.issue(), pki.issue()
+    revoke(pki.store, bad.serial_number, "keyCompromise", clock=pki.clock)
+    crls = _crls(pki, pki.root, pki.ica)
+    with pytest.raises(CertificateRevokedError,
+                       match=r"was revoked on 2026-11-23 09:00:00 UTC for reason keyCompromise \(according to its CRL\)") as err:
+        pki.check(bad, crls=crls)
+    assert (err.value.reason, err.value.source, err.value.revoked_at) == ("keyCompromise", "CRL", T0)
+    # hard-fail: with both CRLs, every certificate's status is established from a CRL.
+    result = pki.check(good, crls=crls, revocation="hard-fail")
+    assert [r.source for r in result.revocation] == ["CRL", "CRL"]
+
+
+def test_on_hold(pki: Pki) -> None:
+    held = pki.issue()
+    revoke(pki.store, held.serial_number, "certificateHold", clock=pki.clock)
+    with pytest.raises(CertificateRevokedError, match="is on hold since 2026-11-23 09:00:00 UTC") as err:
+        pki.check(held, crls=_crls(pki, pki.root, pki.ica))
+    assert err.value.reason == "certificateHold"
+
+
+def test_hard_fail_without_revocation_data(pki: Pki) -> None:
+    with pytest.raises(RevocationUnknownError, match="could not be established.*--crl"):
+        pki.check(pki.issue(), revocation="hard-fail")
+
+
+# ---- purposes ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("profile", "purpose"), [("ssl-server", "server"), ("personal-signature", "signature"),
+                                                   ("personal-signature", "email"), ("code-signing", "code-signing"),
+                                                   ("tsa", "timestamping"), ("ocsp-signer", "ocsp-signing"),
+                                                   ("ssl-server", "any")])
+def test_purpose_allowed(pki: Pki, profile: str, purpose: str) -> None:
+    assert pki.check(pki.issue(profile), purpose=purpose).purpose == purpose
+
+
+@pytest.mark.parametrize(("profile", "purpose", "has"), [
+    ("ssl-server", "email", "digitalSignature, serverAuth"),
+    ("ssl-server", "code-signing", "digitalSignature, serverAuth"),
+    ("tsa", "server", "digitalSignature, timeStamping"),
+    ("personal-signature", "timestamping", "digitalSignature, nonRepudiation, clientAuth, emailProtection"),
+])
+def test_wrong_extended_key_usage(pki: Pki, profile: str, purpose: str, has: str) -> None:
+    with pytest.raises(KeyUsageError, match=f"key usage does not allow {purpose}: .* has {has}") as err:
+        pki.check(pki.issue(profile), purpose=purpose)
+    assert err.value.purpose == purpose
+
+
+def test_wrong_key_usage(pki: Pki) -> None:
+    leaf, _ = _forge(pki.ica.certificate, pki.ica_key, subject="Encryption only",
+                     key_usage={"key_encipherment": True})
+    with pytest.raises(KeyUsageError, match="key usage does not allow signature: .* has keyEncipherment; "
+                                            "signature needs keyUsage digitalSignature or nonRepudiation") as err:
+        pki.check(leaf, purpose="signature")
+    assert err.value.has == ("keyEncipherment",)
+
+
+# ---- PKITS 4.8: assurance levels through certificate policies -------------------------------------------
+
+def test_level_1_certificate_asked_for_level_3(pki: Pki) -> None:
+    leaf = pki.issue()
+    assert pki.check(leaf, level=1).level == 1
+    with pytest.raises(PolicyNotAcceptableError, match="policy not acceptable at assurance level 3") as err:
+        pki.check(leaf, level=3)
+    assert "not issued under a national policy of assurance level 3" in str(err.value)
+    assert err.value.level == 3 and load_policy().level(1).policy_oid in err.value.policies
+
+
+def test_higher_level_satisfies_lower(hierarchy: dict) -> None:
+    """The level-2 intermediate on a token: its certificates satisfy level 1 and 2, not 3."""
+    gica2, root = hierarchy["gica2"], hierarchy["root"]
+    leaf = gica2.issue("personal-signature", request("personal-signature", new_key().public_key())).certificate
+    options = {"trust_roots": [root.certificate], "intermediates": [gica2.certificate], "purpose": "signature"}
+    for asked in (1, 2):
+        result = validate_certificate(leaf, level=asked, **options)
+        assert (result.level, result.level_required) == (2, asked)
+    with pytest.raises(PolicyNotAcceptableError, match="assurance level 3"):
+        validate_certificate(leaf, level=3, **options)
+
+
+# ---- inputs --------------------------------------------------------------------------------------------
+
+def test_unusable_inputs(pki: Pki) -> None:
+    with pytest.raises(ValidationInputError, match="not an X.509 certificate"):
+        validate_certificate(b"hello")
+    with pytest.raises(ValidationInputError, match="unknown purpose 'signing'; must be one of: signature"):
+        pki.check(pki.issue(), purpose="signing")
+    with pytest.raises(ValidationInputError, match="assurance level 5 does not exist"):
+        pki.check(pki.issue(), level=5)
+    with pytest.raises(ValidationInputError, match="is not a CRL"):
+        pki.check(pki.issue(), crls=[b"not a crl"])
+    with pytest.raises(ValidationInputError, match="no time zone"):
+        pki.check(pki.issue(), at=datetime(2026, 11, 23))
+    assert set(PURPOSES) >= {"signature", "server", "email", "code-signing", "timestamping", "ocsp-signing", "any"}
