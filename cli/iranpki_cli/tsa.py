@@ -1,10 +1,99 @@
-"""`iranpki tsa serve|stamp` (in progress)."""
+"""`iranpki tsa serve|stamp`."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import sys
+
 import click
+
+from iranpki.tsa import fetch_stamp
+
+from .common import KeySecret, handle_errors, home_option, json_option, workspace
+from .render import console, emit_json
 
 
 @click.group()
 def tsa() -> None:
-    """Time-stamp authority (RFC 3161 with RFC 5816)."""
+    """Time-stamp authority (RFC 3161 with RFC 5816 ESSCertIDv2) over HTTP, and a client.
+
+    The TSA signs with --key under a certificate of the tsa profile (critical timeStamping
+    EKU) that --ca issued for that key: the newest valid one, or the one named by --cert.
+
+    \b
+    Example:
+      export IRANPKI_KEY_PASSPHRASE=...            # or IRANPKI_PKCS11_PIN for a token key
+      iranpki key generate --label tsa1 --algorithm rsa2048
+      iranpki cert issue --ca gica2 --profile tsa --public-key tsa1.pub.pem \\
+          --subject 'C=IR,O=Example,CN=Example TSA 1' --out tsa1.pem
+      iranpki tsa serve --ca gica2 --key tsa1 --host 127.0.0.1 --port 3161 --workers 2
+      iranpki tsa stamp contract.pdf --url http://127.0.0.1:3161/ --out contract.tsr
+      openssl ts -verify -data contract.pdf -in contract.tsr -CAfile root.pem -untrusted chain.pem
+    """
+
+
+@tsa.command()
+@home_option
+@click.option("--ca", "ca_name", required=True, help="The CA that issued the TSA certificate.")
+@click.option("--key", "key_ref", required=True, metavar="REF",
+              help="The TSA key: a pkcs11: URI or a software key name of the workspace.")
+@click.option("--cert", "cert_serial", default=None, metavar="SERIAL",
+              help="The TSA certificate's serial (hex, as `iranpki cert list` shows it); default: the newest "
+                   "valid tsa certificate --ca issued for --key.")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None,
+              help="Passphrase of a software key (else IRANPKI_KEY_PASSPHRASE or a prompt).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=3161, show_default=True,
+              help="Port to listen on (0: any free port; the line 'listening on URL' names it).")
+@click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True,
+              help="Worker processes answering HTTP (one per core).")
+@click.option("--timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
+              help="Seconds a client may take to send a whole request before it is cut off.")
+@handle_errors
+def serve(home: str, ca_name: str, key_ref: str, cert_serial: str | None, passphrase_file: str | None,
+          host: str, port: int, workers: int, timeout: float) -> None:
+    """Answer time-stamp requests (POST application/timestamp-query, any path) until SIGTERM or Ctrl-C.
+
+    Prints 'listening on http://HOST:PORT' on stderr once every worker answers. Refuses to start
+    with a certificate that is not a TSA certificate, is not valid now, or is for another key.
+    """
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s iranpki-tsa[%(process)d] %(levelname)s %(message)s")
+
+    def ready(url: str) -> None:
+        click.echo(f"listening on {url}", err=True)
+
+    workspace(home).serve_tsa(ca_name, key_ref, certificate=cert_serial, host=host, port=port, workers=workers,
+                              secret=KeySecret(passphrase_file), request_timeout=timeout, on_ready=ready)
+
+
+@tsa.command()
+@click.argument("file", type=click.File("rb"))
+@click.option("--url", required=True, help="The TSA's URL (http:// or https://); nothing else is contacted.")
+@click.option("--hash", "hash_name", type=click.Choice(["sha256", "sha384", "sha512"]), default="sha256",
+              show_default=True, help="Hash of FILE sent as the message imprint.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the whole reply (DER TimeStampResp, as openssl ts -verify -in reads it).")
+@click.option("--timeout", type=click.FloatRange(0.1, 300), default=30.0, show_default=True)
+@json_option
+@handle_errors
+def stamp(file: click.utils.LazyFile, url: str, hash_name: str, out: str | None, timeout: float,
+          as_json: bool) -> None:
+    """Get a time-stamp for FILE (- for stdin) from the TSA at --url, check that it is granted and
+    answers this request (imprint and nonce), and print its time, serial and policy."""
+    h = hashlib.new(hash_name)
+    while chunk := file.read(1 << 20):
+        h.update(chunk)
+    result = fetch_stamp(url, h.digest(), hash_name, timeout=timeout)
+    if out:
+        with open(out, "wb") as f:
+            f.write(result.reply)
+    info = {"gen_time": result.gen_time.isoformat(), "serial": result.serial, "serial_hex": f"{result.serial:x}",
+            "policy": result.policy, "accuracy_ms": result.accuracy_ms, "hash": result.hash_name,
+            "nonce": result.nonce, "out": out}
+    if as_json:
+        emit_json(info)
+    else:
+        console.print(f"granted: {info['gen_time']} serial {info['serial_hex']} policy {result.policy} "
+                      f"accuracy {result.accuracy_ms} ms" + (f" -> {out}" if out else ""), highlight=False)
