@@ -1,11 +1,227 @@
-"""`iranpki verify FILE` (in progress)."""
+"""`iranpki verify FILE`: validate a certificate (and, as they are added, signed files) as a relying party.
+
+The command reads the file, finds its kind in :data:`KINDS`, and hands it to that kind's
+verifier: one library call, then rendering. A new kind (signed PDF, CMS) is one :func:`register`
+call from its own module; the options and the exit statuses stay the same:
+
+- 0: valid; 1: invalid (the reason is printed, or is in the JSON); 2: the input or an option
+  cannot be used (not a certificate, unreadable CRL, ...).
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
 import click
+from click.core import ParameterSource
+from cryptography.hazmat.primitives.serialization import Encoding
+from rich.markup import escape
+
+from iranpki import validation
+from iranpki.errors import CertificateValidationError, ValidationInputError
+from iranpki.workspace import CONFIG_NAME, Workspace
+
+from .common import handle_errors, home_option, json_option
+from .render import emit_json, err_console, fields, when
+
+__all__ = ["KINDS", "FileKind", "Verdict", "VerifyOptions", "register", "verify"]
+
+#: The largest file `iranpki verify` reads (a signed PDF may be large; a certificate is a few KiB).
+MAX_FILE = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What the command line asked for, for every kind of file."""
+
+    purpose: str | None
+    at: datetime | None
+    level: int | None
+    chain: tuple[bytes, ...]
+    crls: tuple[bytes, ...]
+    ocsp: bool
+    fetch: bool
+    trust: tuple[bytes, ...] | None
+    revocation: str
+    workspace: Workspace | None
+
+    def validation_options(self) -> dict[str, object]:
+        """The keyword arguments of :func:`iranpki.validation.validate_certificate` these stand for."""
+        return {"purpose": self.purpose, "at": self.at, "level": self.level, "intermediates": list(self.chain),
+                "crls": list(self.crls), "ocsp": self.ocsp, "fetch": self.fetch, "revocation": self.revocation,
+                "trust_roots": list(self.trust) if self.trust is not None else None}
+
+    def validate(self, cert: validation.CertificateInput, **overrides: object) -> validation.ValidationResult:
+        """Validate ``cert`` with these options, against the workspace's roots when there is one."""
+        options = {**self.validation_options(), **overrides}
+        if self.workspace is not None:
+            return self.workspace.validate_certificate(cert, **options)
+        return validation.validate_certificate(cert, **options)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A valid file: a title and rows for people, and the JSON for scripts."""
+
+    title: str
+    rows: list[tuple[str, str]]
+    data: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FileKind:
+    name: str
+    detect: Callable[[bytes], bool]
+    verify: Callable[[bytes, VerifyOptions], Verdict]
+
+
+KINDS: list[FileKind] = []
+
+
+def register(kind: FileKind) -> None:
+    """Add a kind of file to `iranpki verify` (tried in order of registration)."""
+    KINDS.append(kind)
+
+
+# ---- certificates -----------------------------------------------------------------------------
+
+def _is_certificate(data: bytes) -> bool:
+    if b"-----BEGIN CERTIFICATE-----" in data[:65536]:
+        return True
+    try:
+        validation.load_certificates(data)
+        return True
+    except ValidationInputError:
+        return False
+
+
+def certificate_rows(result: validation.ValidationResult) -> list[tuple[str, str]]:
+    """The rows of a validated certificate (for other kinds that show their signer's)."""
+    level = "-" if result.level is None else str(result.level)
+    if result.level_required is not None:
+        level += f" (asked for {result.level_required} or higher)"
+    rows = [("subject", result.subject), ("serial", f"{result.certificate.serial_number:x}"),
+            ("path", "\n".join(f"{'  ' * i}{s}" for i, s in enumerate(result.subjects))),
+            ("validated at", when(result.at)), ("purpose", result.purpose), ("assurance level", level),
+            ("policies", ", ".join(result.policies) or "-"),
+            ("revocation", f"{result.revocation_mode}\n" + "\n".join(
+                f"{r.subject}: {r.source or '-'} {r.detail}" for r in result.revocation))]
+    rows += [("warning", w) for w in result.warnings]
+    return rows
+
+
+def _verify_certificate(data: bytes, options: VerifyOptions) -> Verdict:
+    certs = validation.load_certificates(data, "the file")
+    # A PEM file may carry its chain after the certificate, as servers send it.
+    result = options.validate(certs[0], intermediates=[*options.chain, *(c.public_bytes(Encoding.PEM) for c in certs[1:])])
+    return Verdict(f"valid: {result.subject}", certificate_rows(result), result.to_dict())
+
+
+register(FileKind("certificate", _is_certificate, _verify_certificate))
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+def _read(path: str, what: str) -> bytes:
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_FILE:
+            raise click.UsageError(f"{what} {path} is {p.stat().st_size} bytes; at most {MAX_FILE} are read")
+        return p.read_bytes()
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a time; write ISO 8601, e.g. 2026-11-23T09:00:00Z or 2026-11-23",
+                                 param_hint="--at") from None
+    # A time without a zone is taken as UTC, as every time iranpki prints is.
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
 @click.command()
-def verify() -> None:
-    """Validate a certificate, a signed PDF or a CMS signature against the national root."""
-    raise click.UsageError("iranpki verify is not built yet")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--purpose", type=click.Choice(list(validation.PURPOSES)), default=None,
+              help="What the certificate is relied on for (key usage and extended key usage); default any.")
+@click.option("--at", "at_text", metavar="TIME", default=None,
+              help="Validate at this time (ISO 8601, UTC unless a zone is given) instead of now.")
+@click.option("--level", type=click.IntRange(1, 4), default=None,
+              help="Require a national policy of this assurance level or higher.")
+@click.option("--chain", "chain_files", multiple=True, type=click.Path(dir_okay=False),
+              help="A file of CA certificates that may complete the chain (repeatable).")
+@click.option("--crl", "crl_files", multiple=True, type=click.Path(dir_okay=False),
+              help="A CRL (DER or PEM) to check revocation against (repeatable).")
+@click.option("--ocsp/--no-ocsp", default=False, show_default=True,
+              help="Ask the OCSP responders the certificates name (network).")
+@click.option("--fetch", is_flag=True, help="Download CRLs and missing CA certificates the certificates name (network).")
+@click.option("--trust", "trust_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Trust these root certificates instead of the workspace's roots or the national root (repeatable).")
+@click.option("--revocation", type=click.Choice(list(validation.REVOCATION_MODES)), default="soft-fail",
+              show_default=True, help="hard-fail: an unknown revocation status fails; require: every certificate "
+                                      "needs a status.")
+@home_option
+@json_option
+@handle_errors
+def verify(file: str, purpose: str | None, at_text: str | None, level: int | None, chain_files: tuple[str, ...],
+           crl_files: tuple[str, ...], ocsp: bool, fetch: bool, trust_files: tuple[str, ...], revocation: str,
+           home: str, as_json: bool) -> None:
+    """Validate a certificate as a relying party: chain to a trusted root, validity, revocation
+    (CRL, OCSP), key usage for --purpose, national assurance --level.
+
+    Trusted: the root CAs of the workspace (--home) if there is one, else the national root
+    Root CA-G3 shipped with iranpki; --trust replaces both. Nothing is fetched unless --ocsp or
+    --fetch. Exit status: 0 valid, 1 invalid, 2 unusable input.
+
+    \b
+    Example:
+      iranpki verify site.pem --purpose server --chain gica2.pem --ocsp
+      iranpki verify signer.pem --purpose signature --level 2 --crl gica2.crl --revocation hard-fail
+      iranpki verify old.pem --at 2025-06-01 --crl gica2-2025-06.crl --json
+    """
+    ctx = click.get_current_context()
+    explicit_home = ctx.get_parameter_source("home") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    ws = Workspace.open(home) if explicit_home or (Path(home) / CONFIG_NAME).exists() else None
+    data = _read(file, "the file")
+    options = VerifyOptions(
+        purpose=purpose, at=_parse_time(at_text), level=level,
+        chain=tuple(_read(f, "the chain file") for f in chain_files),
+        crls=tuple(_read(f, "the CRL file") for f in crl_files), ocsp=ocsp, fetch=fetch,
+        trust=tuple(_read(f, "the trust file") for f in trust_files) or None, revocation=revocation, workspace=ws)
+    kind = next((k for k in KINDS if k.detect(data)), None)
+    if kind is None:
+        raise click.UsageError(f"{file} is not a file iranpki verify reads; it reads: "
+                               f"{', '.join(k.name for k in KINDS)} (PEM or DER)")
+    try:
+        verdict = kind.verify(data, options)
+    except ValidationInputError as exc:
+        raise click.UsageError(str(exc)) from None
+    except CertificateValidationError as exc:
+        if as_json:
+            emit_json({"valid": False, "kind": kind.name, "error": type(exc).__name__, "message": str(exc),
+                       **_error_data(exc)})
+        else:
+            err_console.print("[bold red]invalid:[/] " + escape(str(exc)), highlight=False)
+        sys.stdout.flush()
+        ctx.exit(1)
+    if as_json:
+        emit_json({"kind": kind.name, **verdict.data})
+    else:
+        fields(verdict.title, verdict.rows)
+
+
+def _error_data(exc: CertificateValidationError) -> dict[str, object]:
+    out: dict[str, object] = {"subject": exc.subject, "path": list(exc.path)}
+    for name in ("not_after", "not_before", "revoked_at", "reason", "source", "purpose", "has", "level", "policies"):
+        if hasattr(exc, name):
+            value = getattr(exc, name)
+            out[name] = value.isoformat() if isinstance(value, datetime) else value
+    return out

@@ -471,7 +471,7 @@ def _check_usage(leaf: x509.Certificate, use: Purpose, chain: tuple[x509.Certifi
     if use.key_usage and ku is not None and not ku & use.key_usage:
         want = " or ".join(sorted(_KU_TEXT[k] for k in use.key_usage))
         raise KeyUsageError(
-            f"key usage does not allow {use.name}: {_describe(leaf)} has {shown}; {use.name} needs keyUsage {want}. "
+            f"{_describe(leaf)}: key usage does not allow {use.name}: has {shown}; {use.name} needs keyUsage {want}. "
             "Use a certificate issued for this purpose (its profile decides the key usage)",
             purpose=use.name, has=has, **data)
     if use.eku:
@@ -482,7 +482,7 @@ def _check_usage(leaf: x509.Certificate, use: Purpose, chain: tuple[x509.Certifi
         if not ok:
             want = " or ".join(sorted(_EKU_TEXT[e] for e in use.eku))
             raise KeyUsageError(
-                f"extended key usage does not allow {use.name}: {_describe(leaf)} has {shown}; {use.name} needs "
+                f"{_describe(leaf)}: extended key usage does not allow {use.name}: has {shown}; {use.name} needs "
                 f"extendedKeyUsage {want}. Use a certificate issued for this purpose",
                 purpose=use.name, has=has, **data)
 
