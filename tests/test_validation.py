@@ -15,6 +15,10 @@ import hashlib
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -339,12 +343,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A workspace (root and level-1 CA, software keys) whose certificates name a responder on
     127.0.0.1, and that responder running for both CAs."""
     base = tmp_path_factory.mktemp("validation-ocsp")
-    port = free_port()
+    port, repo_port = free_port(), free_port()
     saved = os.environ.get(PASSPHRASE_ENV)
     os.environ[PASSPHRASE_ENV] = PASSPHRASE
-    server = None
+    server = repository = None
     try:
-        ws = Workspace.init(base / "ws", repository_url="http://127.0.0.1:1/repo", ocsp_url=f"http://{HOST}:{port}")
+        ws = Workspace.init(base / "ws", repository_url=f"http://{HOST}:{repo_port}/repo",
+                            ocsp_url=f"http://{HOST}:{port}")
         for label, spec in (("root", "p384"), ("gica1", "p256")):
             ws.generate_key(KeySpec.parse(spec), label=label)
         ws.create_root("root", "root", "C=IR,O=I.R.Government,OU=Root CA,CN=Validation Test Root")
@@ -354,6 +359,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                                                              dns=[f"{name}.example.ir"])).certificate
                  for name in ("good", "revoked")}
         ws.revoke(certs["revoked"].serial_number, "keyCompromise")
+        for ca in ("root", "gica1"):
+            ws.generate_crls(ca)
+        ws.publish(base / "www" / "repo")
+        repository = _serve_folder(base / "www", repo_port)
         pems = {name: _pem_file(base / f"{name}.pem", c) for name, c in certs.items()}
         chain = [x509.load_der_x509_certificate(d) for d in ws.chain("gica1")]
         ws.close()
@@ -361,12 +370,30 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                         {**os.environ}, port).start()
         yield Served(base / "ws", certs, pems, _pem_file(base / "root.pem", chain[1]), _pem_file(base / "ca.pem", chain[0]))
     finally:
+        if repository is not None:
+            repository.terminate()
+            repository.wait(10)
         if server is not None:
             assert server.stop(signal.SIGTERM) == 0
         if saved is None:
             os.environ.pop(PASSPHRASE_ENV, None)
         else:
             os.environ[PASSPHRASE_ENV] = saved
+
+
+def _serve_folder(folder: Path, port: int) -> subprocess.Popen[bytes]:
+    """The CA's repository (certificates and CRLs, as `iranpki crl publish` lays them out) over HTTP."""
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", HOST, "--directory", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the repository web server did not start")
 
 
 def _pem_file(path: Path, cert: x509.Certificate) -> Path:
@@ -386,6 +413,17 @@ def test_ocsp_good_and_revoked(served: Served) -> None:
         # Without --ocsp nothing is asked: hard-fail then cannot establish the status.
         with pytest.raises(RevocationUnknownError):
             ws.validate_certificate(served.certs["good"], revocation="hard-fail")
+    finally:
+        ws.close()
+
+
+def test_crls_fetched_from_the_distribution_points(served: Served) -> None:
+    ws = Workspace.open(served.home)
+    try:
+        result = ws.validate_certificate(served.certs["good"], fetch=True, revocation="hard-fail")
+        assert [r.source for r in result.revocation] == ["CRL", "CRL"]
+        with pytest.raises(CertificateRevokedError, match=r"for reason keyCompromise \(according to its CRL\)"):
+            ws.validate_certificate(served.certs["revoked"], fetch=True)
     finally:
         ws.close()
 
@@ -445,3 +483,23 @@ def test_cli_files_and_exit_statuses(pki: Pki, tmp_path: Path, monkeypatch: pyte
         assert out.exit_code == 2 and says in out.output, (args, out.output)
     not_a_workspace = runner.invoke(cli, ["verify", str(files["leaf"]), "--home", str(tmp_path)])
     assert not_a_workspace.exit_code == 1 and "is not an iranpki workspace" in not_a_workspace.stderr
+
+
+def test_revoked_intermediate(pki: Pki) -> None:
+    """PKITS 4.4.x: the end entity is fine, its CA is revoked on the root's CRL."""
+    doomed = create_intermediate(pki.root, SoftwareSigner(ec.generate_private_key(ec.SECP256R1())), "doomed1", 1,
+                                 parse_subject("C=IR,O=GICA,CN=Compromised CA (test)"))
+    leaf = pki.issue(ca=doomed)
+    revoke(pki.store, doomed.certificate.serial_number, "cACompromise", clock=pki.clock)
+    with pytest.raises(CertificateRevokedError, match=r"CA certificate 'CN=Compromised CA \(test\),O=GICA,C=IR' .*"
+                                                      r"for reason cACompromise") as err:
+        pki.check(leaf, intermediates=[doomed.certificate], crls=_crls(pki, pki.root, doomed))
+    assert err.value.subject == "CN=Compromised CA (test),O=GICA,C=IR"
+
+
+def test_stale_crl(pki: Pki) -> None:
+    leaf = pki.issue("personal-signature")
+    crls = _crls(pki, pki.root, pki.ica)  # the CA's CRL is valid for 168 hours (the CP)
+    assert pki.check(leaf, crls=crls, at=T0 + 6 * DAY)
+    with pytest.raises(RevocationUnknownError, match="out of date at the validation time 2026-12-01 09:00:00 UTC"):
+        pki.check(leaf, crls=crls, at=T0 + 8 * DAY)

@@ -437,7 +437,7 @@ async def async_validate_certificate(cert: CertificateInput, *, purpose: str | N
         except (pv_errors.PathBuildingError, pv_errors.InvalidCertificateError) as exc:
             raise _no_path(leaf, roots, others, exc) from None
         except pv_errors.PathValidationError as exc:
-            raise _translate(exc, leaf, level, cp, context.moment) from None
+            raise _translate(exc, leaf, level, cp, context.moment, revocation) from None
         except pv_errors.ValidationError as exc:
             raise CertificateValidationError(
                 f"{_describe(leaf)} does not validate: {exc}", certificate=leaf.public_bytes(Encoding.DER),
@@ -551,7 +551,7 @@ def _culprit(exc: pv_errors.PathValidationError) -> asn1_x509.Certificate | None
 
 
 def _translate(exc: pv_errors.PathValidationError, leaf: x509.Certificate, level: int | None,
-               cp: CertificatePolicy, moment: datetime) -> CertificateValidationError:
+               cp: CertificatePolicy, moment: datetime, mode: str) -> CertificateValidationError:
     culprit = _culprit(exc)
     bad = x509.load_der_x509_certificate(culprit.dump()) if culprit is not None else leaf
     who = _describe(bad)
@@ -579,10 +579,17 @@ def _translate(exc: pv_errors.PathValidationError, leaf: x509.Certificate, level
         return CertificateNotYetValidError(
             f"{who} is not yet valid until {_when(exc.valid_from)}. Check the clock of this machine, or "
             "validate at a later time (at= / --at)", not_before=exc.valid_from, **data)
+    if isinstance(exc, pv_errors.StaleRevinfoError):
+        return RevocationUnknownError(
+            f"the revocation status of {who} could not be established: the CRL or OCSP response for it is "
+            f"out of date at the validation time {_when(moment)} ({_strip(text)}). Give revocation data "
+            "current at that time (crls= / --crl), or fetch fresh data (ocsp=True, fetch=True / --ocsp, --fetch)",
+            **data)
     if isinstance(exc, pv_errors.InsufficientRevinfoError):
+        lenient = "" if mode == "soft-fail" else ", or accept an unknown status (revocation='soft-fail')"
         return RevocationUnknownError(
             f"the revocation status of {who} could not be established ({_strip(text)}). Give its CRL "
-            "(crls= / --crl), allow fetching (ocsp=True, fetch=True / --ocsp, --fetch), or accept soft-fail",
+            f"(crls= / --crl) or allow fetching (ocsp=True, fetch=True / --ocsp, --fetch){lenient}",
             **data)
     if "could not be verified" in text and "signature" in text:
         return BadSignatureError(
