@@ -44,6 +44,8 @@ from datetime import datetime, timezone
 from enum import IntEnum
 from urllib.parse import urlsplit
 
+from asn1crypto import cms as asn1_cms
+from asn1crypto import core as asn1_core
 from asn1crypto import tsp as asn1_tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -411,6 +413,14 @@ def find_tsa_certificate(store: Store, ca: str, signer: Signer, now: datetime, s
 
 # ---- the client side ------------------------------------------------------------------------------
 
+class _TimeStampResp(asn1_core.Sequence):
+    """RFC 3161 2.4.2 TimeStampResp, whose timeStampToken is OPTIONAL (absent in a rejection);
+    asn1crypto's ``tsp.TimeStampResp`` requires it."""
+
+    _fields = [("status", asn1_tsp.PKIStatusInfo),
+               ("time_stamp_token", asn1_cms.ContentInfo, {"optional": True})]
+
+
 def make_request(digest: bytes, hash_name: str = "sha256", *, nonce: int | None = None, cert_req: bool = True,
                  policy: str | None = None) -> bytes:
     """A DER TimeStampReq for ``digest`` (already hashed with ``hash_name``)."""
@@ -447,7 +457,7 @@ def check_reply(reply: bytes, request: bytes) -> Stamp:
     (The signature and the certificate path are the validator's concern, not this check's.)"""
     req = asn1_tsp.TimeStampReq.load(request)
     try:
-        resp = asn1_tsp.TimeStampResp.load(reply, strict=True)
+        resp = _TimeStampResp.load(reply, strict=True)
         status = resp["status"]["status"].native
         if status not in ("granted", "granted_with_mods"):
             text = " ".join(resp["status"]["status_string"].native or [])
