@@ -41,6 +41,7 @@ from iranpki.errors import (
     CertificateNotYetValidError,
     CertificateRevokedError,
     CertificateValidationError,
+    InvalidPathError,
     KeyUsageError,
     NameChainingError,
     NoTrustedPathError,
@@ -75,6 +76,7 @@ class Pki:
     root: CertificateAuthority
     ica: CertificateAuthority
     ica_key: ec.EllipticCurvePrivateKey
+    root_key: ec.EllipticCurvePrivateKey
     dir: Path
 
     def issue(self, profile: str = "ssl-server", ca: CertificateAuthority | None = None, **kw: object) -> x509.Certificate:
@@ -93,12 +95,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     base = tmp_path_factory.mktemp("validation")
     clock = FixedClock(T0)
     store = SqliteStore(str(base / "store.sqlite3"), clock, create=True)
-    root = create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP384R1())), "root",
-                       parse_subject(ROOT_SUBJECT), repository_url=REPO, ocsp_url=OCSP, clock=clock)
+    root_key = ec.generate_private_key(ec.SECP384R1())
+    root = create_root(store, SoftwareSigner(root_key), "root", parse_subject(ROOT_SUBJECT), repository_url=REPO,
+                       ocsp_url=OCSP, clock=clock)
     ica_key = ec.generate_private_key(ec.SECP256R1())
     ica = create_intermediate(root, SoftwareSigner(ica_key), "gica1", 1,
                               parse_subject("C=IR,O=GICA,CN=GICA Level 1 (test)"))
-    return Pki(store, clock, root, ica, ica_key, base)
+    return Pki(store, clock, root, ica, ica_key, root_key, base)
 
 
 def _crls(pki: Pki, *cas: CertificateAuthority) -> list[bytes]:
@@ -199,9 +202,9 @@ def test_path_length_violated(pki: Pki) -> None:
     """PKITS 4.6: the level-1 intermediate (pathLenConstraint 0) certifies another CA."""
     sub, sub_key = _forge(pki.ica.certificate, pki.ica_key, subject="Unlicensed Sub-CA", ca=True, path_length=0)
     leaf, _ = _forge(sub, sub_key, subject="Leaf under the sub-CA")
-    with pytest.raises(PathLengthError, match="pathLenConstraint") as err:
+    with pytest.raises(PathLengthError, match="'CN=Unlicensed Sub-CA,C=IR' .* breaks a pathLenConstraint") as err:
         pki.check(leaf, intermediates=[pki.ica.certificate, sub])
-    assert isinstance(err.value, CertificateValidationError)
+    assert isinstance(err.value, CertificateValidationError) and err.value.subject == "CN=Unlicensed Sub-CA,C=IR"
 
 
 def test_untrusted_root(pki: Pki) -> None:
@@ -503,3 +506,37 @@ def test_stale_crl(pki: Pki) -> None:
     assert pki.check(leaf, crls=crls, at=T0 + 6 * DAY)
     with pytest.raises(RevocationUnknownError, match="out of date at the validation time 2026-12-01 09:00:00 UTC"):
         pki.check(leaf, crls=crls, at=T0 + 8 * DAY)
+
+
+def test_end_entity_as_issuer(pki: Pki) -> None:
+    """PKITS 4.6.1-style: a certificate without cA=TRUE that signed another one."""
+    ee, ee_key = _forge(pki.ica.certificate, pki.ica_key, subject="Not a CA")
+    leaf, _ = _forge(ee, ee_key, subject="Issued by an end entity")
+    with pytest.raises(InvalidPathError, match="'CN=Not a CA,C=IR' .* is not a CA") as err:
+        pki.check(leaf, intermediates=[pki.ica.certificate, ee])
+    assert err.value.subject == "CN=Not a CA,C=IR"
+
+
+def test_ca_without_key_cert_sign(pki: Pki) -> None:
+    """PKITS 4.7.1-style: a CA certificate whose keyUsage lacks keyCertSign."""
+    sub, sub_key = _forge(pki.root.certificate, pki.root_key, subject="CA without keyCertSign", ca=True,
+                          key_usage={"digital_signature": True, "key_cert_sign": False, "crl_sign": True})
+    leaf, _ = _forge(sub, sub_key, subject="Leaf")
+    with pytest.raises(InvalidPathError, match="'CN=CA without keyCertSign,C=IR' .* lacks keyCertSign"):
+        pki.check(leaf, intermediates=[sub])
+
+
+def test_revoked_later_valid_at_signing_time(pki: Pki) -> None:
+    """A signature made before the revocation: today's CRL, used retroactively, says it was valid then."""
+    later = FixedClock(T0 + 2 * DAY)
+    cert = pki.issue("personal-signature")
+    revoke(pki.store, cert.serial_number, "superseded", clock=later)
+    crls = [crl.generate_crl(pki.store, ca.record, ca.signer, pki.dir / "crls", clock=later).der
+            for ca in (pki.root, pki.ica)]
+    with pytest.raises(CertificateRevokedError, match="for reason superseded"):
+        pki.check(cert, crls=crls, at=T0 + 3 * DAY)
+    # At the signing time the CRL is from the future: not used, unless asked.
+    with pytest.raises(RevocationUnknownError):
+        pki.check(cert, crls=crls, at=T0 + HOUR)
+    result = pki.check(cert, crls=crls, at=T0 + HOUR, retroactive=True, revocation="hard-fail")
+    assert [r.source for r in result.revocation] == ["CRL", "CRL"]

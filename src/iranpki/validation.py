@@ -40,7 +40,7 @@ where its status came from, so a soft-fail caller sees what was not checked.
 Network. Nothing is fetched unless asked: ``ocsp=True`` asks the OCSP responders,
 ``fetch=True`` downloads CRLs and missing CA certificates. Validation at a past time (``at``)
 works with the CRLs and OCSP responses of that time given by the caller; revocation data
-fetched now is newer than ``at`` and is not used for it.
+issued after ``at`` (such as any fetched now) is not used for it unless ``retroactive=True``.
 
 Every failure raises a :class:`~iranpki.errors.CertificateValidationError` subclass whose
 message names the certificate, the value that fails, what was expected and what to do.
@@ -347,7 +347,7 @@ def validate_certificate(cert: CertificateInput, *, purpose: str | None = None, 
                          crls: Iterable[bytes] = (), ocsp_responses: Iterable[bytes] = (),
                          ocsp: bool = False, fetch: bool = False, revocation: RevocationMode = "soft-fail",
                          level: int | None = None, policy: CertificatePolicy | None = None,
-                         timeout: float = 10.0) -> ValidationResult:
+                         retroactive: bool = False, timeout: float = 10.0) -> ValidationResult:
     """Validate ``cert`` for ``purpose`` at ``at`` (default: now); return the path or raise.
 
     - ``purpose``: a key of :data:`PURPOSES` (default ``any``).
@@ -358,6 +358,10 @@ def validate_certificate(cert: CertificateInput, *, purpose: str | None = None, 
       their distribution points and missing CA certificates from caIssuers. Both off by default.
     - ``revocation``: ``soft-fail``, ``hard-fail`` or ``require`` (see the module's docstring).
     - ``level``: require a national policy of this assurance level or a higher one.
+    - ``retroactive``: with ``at`` in the past, also use revocation data issued after ``at``: a
+      CRL of today then says whether the certificate had been revoked by ``at`` (what a signature
+      made at ``at`` needs). Wrong for a certificate put on hold and released in between, whose
+      hold today's CRL no longer shows; off by default.
 
     Raises a :class:`~iranpki.errors.CertificateValidationError` subclass when the certificate
     does not validate, :class:`~iranpki.errors.ValidationInputError` when an input is unusable.
@@ -366,7 +370,7 @@ def validate_certificate(cert: CertificateInput, *, purpose: str | None = None, 
     return asyncio.run(async_validate_certificate(
         cert, purpose=purpose, at=at, intermediates=intermediates, trust_roots=trust_roots, crls=crls,
         ocsp_responses=ocsp_responses, ocsp=ocsp, fetch=fetch, revocation=revocation, level=level,
-        policy=policy, timeout=timeout))
+        policy=policy, retroactive=retroactive, timeout=timeout))
 
 
 async def async_validate_certificate(cert: CertificateInput, *, purpose: str | None = None,
@@ -375,7 +379,7 @@ async def async_validate_certificate(cert: CertificateInput, *, purpose: str | N
                                      crls: Iterable[bytes] = (), ocsp_responses: Iterable[bytes] = (),
                                      ocsp: bool = False, fetch: bool = False,
                                      revocation: RevocationMode = "soft-fail", level: int | None = None,
-                                     policy: CertificatePolicy | None = None,
+                                     policy: CertificatePolicy | None = None, retroactive: bool = False,
                                      timeout: float = 10.0) -> ValidationResult:
     """:func:`validate_certificate` for callers that run an event loop (pyHanko's validation is async)."""
     leaf = _to_cryptography(cert, "the certificate")
@@ -424,7 +428,7 @@ async def async_validate_certificate(cert: CertificateInput, *, purpose: str | N
             context = ValidationContext(
                 trust_roots=[_asn1(r) for r in roots], other_certs=[_asn1(c) for c in others], moment=moment,
                 allow_fetching=fetchers is not None, fetchers=fetchers, crls=crl_ders, ocsps=ocsp_ders,
-                revocation_mode=revocation)
+                revocation_mode=revocation, retroactive_revinfo=retroactive)
         except ValueError as exc:
             # "require" with nothing to check against: say what to give.
             raise ValidationInputError(
@@ -539,6 +543,8 @@ def _culprit(exc: pv_errors.PathValidationError) -> asn1_x509.Certificate | None
     if exc.is_ee_cert and not exc.is_side_validation:
         leaf = path.leaf
         return leaf if isinstance(leaf, asn1_x509.Certificate) else None
+    if "maximum path length" in str(exc):
+        return _path_length_culprit(path)
     # Messages name a CA of the path by its position ("intermediate certificate 2").
     found = re.search(r"intermediate certificate (\d+)", str(exc))
     if found:
@@ -547,6 +553,21 @@ def _culprit(exc: pv_errors.PathValidationError) -> asn1_x509.Certificate | None
             return cert if isinstance(cert, asn1_x509.Certificate) else None
         except (IndexError, KeyError, TypeError):
             return None
+    return None
+
+
+def _path_length_culprit(path: ValidationPath) -> asn1_x509.Certificate | None:
+    """The first CA certificate that a pathLenConstraint above it forbids (RFC 5280 6.1.4 l, m)."""
+    remaining: int | None = None
+    certs = [c for c in path.iter_certs(include_root=False) if isinstance(c, asn1_x509.Certificate)]
+    for cert in certs[:-1]:  # the end entity is not counted
+        if cert.self_issued:
+            continue
+        if remaining == 0:
+            return cert
+        remaining = None if remaining is None else remaining - 1
+        if cert.max_path_length is not None:
+            remaining = cert.max_path_length if remaining is None else min(remaining, cert.max_path_length)
     return None
 
 
@@ -600,10 +621,19 @@ def _translate(exc: pv_errors.PathValidationError, leaf: x509.Certificate, level
         return NameChainingError(
             f"the issuer name of {who}, {_issuer_text(bad)!r}, is not the subject name of the CA above it in "
             "the path (RFC 5280 6.1.3 a 4). The chain is broken; obtain the right CA certificate", **data)
+    if "is not a CA" in text:
+        return InvalidPathError(
+            f"{who} stands in the path as the issuer of another certificate but is not a CA (its "
+            "basicConstraints does not say cA, RFC 5280 6.1.4 k): an end entity cannot issue certificates. "
+            "The chain is not valid; obtain the certificate from a licensed CA", **data)
+    if "not allowed to sign certificates" in text:
+        return InvalidPathError(
+            f"{who} issued a certificate but its keyUsage lacks keyCertSign (RFC 5280 6.1.4 n). The chain is "
+            "not valid; the CA certificate must be reissued with keyCertSign", **data)
     if "maximum path length" in text:
         return PathLengthError(
             f"{who} breaks a pathLenConstraint: a CA above it allows no further CAs below it (RFC 5280 "
-            "4.2.1.9). The CA that issued it was not licensed to create subordinate CAs", **data)
+            f"4.2.1.9). Its issuer {_issuer_text(bad)!r} was not licensed to create subordinate CAs", **data)
     if level is not None and "set of policies" in text:
         want = cp.level(level)
         held = _cert_policies(leaf)
