@@ -468,6 +468,8 @@ def test_cli_files_and_exit_statuses(pki: Pki, tmp_path: Path, monkeypatch: pyte
     ok = runner.invoke(cli, ["verify", str(der), *base, "--at", "2026-11-23T12:00:00Z", "--level", "1", "--purpose", "server"])
     assert ok.exit_code == 0, ok.output
     assert "valid:" in ok.stdout and "2.16.364.101.1.1" in ok.stdout
+    jalali = runner.invoke(cli, ["verify", str(files["leaf"]), *base, "--at", "1405-09-02T12:00:00", "--json"])
+    assert jalali.exit_code == 0 and json.loads(jalali.stdout)["at"] == "2026-11-23T12:00:00+00:00", jalali.output
     expired = runner.invoke(cli, ["verify", str(files["leaf"]), *base, "--at", "2026-11-30", "--json"])
     assert expired.exit_code == 1 and json.loads(expired.stdout)["error"] == "CertificateExpiredError"
     assert json.loads(expired.stdout)["not_after"] == leaf.not_valid_after_utc.isoformat()

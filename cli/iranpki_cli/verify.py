@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
+import jdatetime
 from click.core import ParameterSource
 from cryptography.hazmat.primitives.serialization import Encoding
 from rich.markup import escape
@@ -139,11 +140,17 @@ def _read(path: str, what: str) -> bytes:
 def _parse_time(text: str | None) -> datetime | None:
     if text is None:
         return None
+    value = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
     try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        if len(value) >= 10 and value[:4].isdigit() and int(value[:4]) < 1600:
+            # No Gregorian date that early is a validation time: it is a Solar Hijri (Jalali) date,
+            # as Iranian documents and iranpki's tables show them (1405-09-02).
+            year, month, day = (int(p) for p in value[:10].split("-"))
+            value = jdatetime.date(year, month, day).togregorian().isoformat() + value[10:]
+        moment = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a time; write ISO 8601, e.g. 2026-11-23T09:00:00Z or 2026-11-23",
-                                 param_hint="--at") from None
+        raise click.BadParameter(f"{text!r} is not a time; write ISO 8601, e.g. 2026-11-23T09:00:00Z, 2026-11-23 "
+                                 "or the Solar Hijri 1405-09-02", param_hint="--at") from None
     # A time without a zone is taken as UTC, as every time iranpki prints is.
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
@@ -153,7 +160,8 @@ def _parse_time(text: str | None) -> datetime | None:
 @click.option("--purpose", type=click.Choice(list(validation.PURPOSES)), default=None,
               help="What the certificate is relied on for (key usage and extended key usage); default any.")
 @click.option("--at", "at_text", metavar="TIME", default=None,
-              help="Validate at this time (ISO 8601, UTC unless a zone is given) instead of now.")
+              help="Validate at this time instead of now: ISO 8601, UTC unless a zone is given; a Solar Hijri "
+                   "date (1405-09-02) is read as such.")
 @click.option("--level", type=click.IntRange(1, 4), default=None,
               help="Require a national policy of this assurance level or higher.")
 @click.option("--chain", "chain_files", multiple=True, type=click.Path(dir_okay=False),

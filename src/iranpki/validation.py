@@ -255,17 +255,18 @@ def load_crls(data: bytes, what: str = "the CRL") -> list[bytes]:
         raise ValidationInputError(f"{what} is {len(data)} bytes; more than any CRL iranpki reads")
     try:
         if data.lstrip().startswith(b"-----"):
-            return [der for kind, _, der in asn1_pem.unarmor(data, multiple=True) if kind == "X509 CRL"] or _none(what)
-        x509.load_der_x509_crl(data)  # asn1crypto parses lazily; cryptography checks the DER now
-        return [data]
+            ders = [der for kind, _, der in asn1_pem.unarmor(data, multiple=True) if kind == "X509 CRL"]
+            if not ders:
+                raise ValueError("no 'X509 CRL' PEM block in it")
+        else:
+            ders = [data]
+        for der in ders:
+            x509.load_der_x509_crl(der)  # asn1crypto parses lazily, mid-validation; check the DER now
+        return ders
     except ValueError as exc:
         raise ValidationInputError(
             f"{what} is not a CRL ({exc}); give a DER or PEM certificate revocation list "
             "(openssl crl -in FILE -noout -text shows whether it is one)") from None
-
-
-def _none(what: str) -> list[bytes]:
-    raise ValueError(f"{what} holds no 'X509 CRL' PEM block")
 
 
 def _to_cryptography(cert: CertificateInput, what: str) -> x509.Certificate:
