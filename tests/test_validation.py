@@ -542,3 +542,24 @@ def test_revoked_later_valid_at_signing_time(pki: Pki) -> None:
         pki.check(cert, crls=crls, at=T0 + HOUR)
     result = pki.check(cert, crls=crls, at=T0 + HOUR, retroactive=True, revocation="hard-fail")
     assert [r.source for r in result.revocation] == ["CRL", "CRL"]
+
+
+def test_translate_errors_of_callers_own_pyhanko_validation(pki: Pki) -> None:
+    """The signing code runs pyHanko's validation itself; its failures read as ours."""
+    import asyncio
+
+    from asn1crypto import x509 as asn1_x509
+    from pyhanko_certvalidator import CertificateValidator, ValidationContext
+    from pyhanko_certvalidator.errors import PathValidationError
+
+    from iranpki.validation import translate_error
+
+    leaf = pki.issue(validity_days=1)
+    load = lambda c: asn1_x509.Certificate.load(c.public_bytes(Encoding.DER))  # noqa: E731
+    at = T0 + 2 * DAY
+    context = ValidationContext(trust_roots=[load(pki.root.certificate)], other_certs=[load(pki.ica.certificate)],
+                                moment=at)
+    with pytest.raises(PathValidationError) as raised:
+        asyncio.run(CertificateValidator(load(leaf), validation_context=context).async_validate_usage(set()))
+    err = translate_error(raised.value, load(leaf), at=at)
+    assert isinstance(err, CertificateExpiredError) and "expired at 2026-11-24 08:59:59 UTC" in str(err)

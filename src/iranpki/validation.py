@@ -98,6 +98,7 @@ __all__ = [
     "load_certificates",
     "load_crls",
     "national_anchors",
+    "translate_error",
     "validate_certificate",
 ]
 
@@ -439,14 +440,9 @@ async def async_validate_certificate(cert: CertificateInput, *, purpose: str | N
         validator = CertificateValidator(leaf_asn1, validation_context=context, pkix_params=params)
         try:
             path = await validator.async_validate_path()
-        except (pv_errors.PathBuildingError, pv_errors.InvalidCertificateError) as exc:
-            raise _no_path(leaf, roots, others, exc) from None
-        except pv_errors.PathValidationError as exc:
-            raise _translate(exc, leaf, level, cp, context.moment, revocation) from None
-        except pv_errors.ValidationError as exc:
-            raise CertificateValidationError(
-                f"{_describe(leaf)} does not validate: {exc}", certificate=leaf.public_bytes(Encoding.DER),
-                subject=subject_text(leaf.subject)) from None
+        except (pv_errors.PathError, pv_errors.ValidationError) as exc:
+            raise translate_error(exc, leaf, at=context.moment, level=level, revocation=revocation,
+                                  trust_roots=roots, intermediates=others, policy=cp) from None
         chain = tuple(x509.load_der_x509_certificate(c.dump()) for c in path.iter_certs(include_root=True))
         _check_usage(leaf, use, chain)
         policies = _qualified(path)
@@ -555,6 +551,28 @@ def _culprit(exc: pv_errors.PathValidationError) -> asn1_x509.Certificate | None
         except (IndexError, KeyError, TypeError):
             return None
     return None
+
+
+def translate_error(exc: Exception, certificate: CertificateInput, *, at: datetime | None = None,
+                    level: int | None = None, revocation: str = "soft-fail",
+                    trust_roots: Iterable[CertificateInput] | None = None,
+                    intermediates: Iterable[CertificateInput] = (),
+                    policy: CertificatePolicy | None = None) -> CertificateValidationError:
+    """iranpki's error, with its message and data, for a pyhanko-certvalidator failure about
+    ``certificate``: for callers that run pyHanko's validation themselves (signatures).
+
+    ``at``, ``level`` and ``revocation`` are what the validation used; ``trust_roots`` and
+    ``intermediates`` what it had, for the "no path" diagnosis (default: the national root).
+    """
+    leaf = _to_cryptography(certificate, "the certificate")
+    moment = utc(at) if at is not None else datetime.now(timezone.utc)
+    if isinstance(exc, (pv_errors.PathBuildingError, pv_errors.InvalidCertificateError)):
+        roots = national_anchors() if trust_roots is None else _many(trust_roots, "a trust root")
+        return _no_path(leaf, roots, _many(intermediates, "an intermediate certificate"), exc)
+    if isinstance(exc, pv_errors.PathValidationError):
+        return _translate(exc, leaf, level, policy or load_policy(), moment, revocation)
+    return CertificateValidationError(f"{_describe(leaf)} does not validate: {exc}",
+                                      certificate=leaf.public_bytes(Encoding.DER), subject=subject_text(leaf.subject))
 
 
 def _path_length_culprit(path: ValidationPath) -> asn1_x509.Certificate | None:
