@@ -41,19 +41,17 @@ class ThrowawayPki:
         return SoftwareSigner(key), issued.pem
 
     def local_timestamper(self):  # noqa: ANN201 - a pyHanko TimeStamper
-        """An in-process RFC 3161 time-stamper with a TSA certificate of this PKI: a stand-in for
-        the national TSA (`iranpki tsa serve`) when the example is run without one."""
-        from asn1crypto import keys
-        from pyhanko.sign.timestamps import DummyTimeStamper
+        """Our RFC 3161 time-stamp authority (:mod:`iranpki.tsa`) in this process, with a TSA
+        certificate of this PKI; over HTTP it is `iranpki tsa serve` (give its URL instead)."""
+        import itertools
 
-        from iranpki.signing import load_certificates
+        from iranpki.signing import RespondingTimeStamper
+        from iranpki.tsa import TimeStampAuthority
 
-        key = rsa.generate_private_key(65537, 2048)  # pyHanko's stand-in signs with RSA only
-        cert = self.ca.issue("tsa", IssueRequest(parse_subject("C=IR,O=Example,CN=Example TSA"), key.public_key())).pem
-        pkcs8 = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption())
-        certs = load_certificates([cert, *self.chain])
-        return DummyTimeStamper(tsa_cert=certs[0], tsa_key=keys.PrivateKeyInfo.load(pkcs8), certs_to_embed=certs[1:])
+        key = ec.generate_private_key(ec.SECP256R1())
+        issued = self.ca.issue("tsa", IssueRequest(parse_subject("C=IR,O=Example,CN=Example TSA"), key.public_key()))
+        authority = TimeStampAuthority(SoftwareSigner(key), issued.record.certificate, itertools.count(1).__next__)
+        return RespondingTimeStamper(authority.respond)
 
     def crls(self) -> list[bytes]:
         """A fresh CRL of the root and of the level-1 CA (for PAdES B-LT)."""

@@ -4,8 +4,8 @@
 
 The key here is a software key; a key on a token works the same way:
 ``iranpki.keys.open_signer("pkcs11:token=Ali;object=sign")`` (PIN from IRANPKI_PKCS11_PIN).
-B-LT needs a time-stamp: give our TSA's URL (`iranpki tsa serve`), or the example uses a
-throw-away in-process time-stamper.
+B-LT needs a time-stamp: give our TSA's URL (`iranpki tsa serve`), or the example runs our
+time-stamp authority in this process.
 """
 
 from __future__ import annotations

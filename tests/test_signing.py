@@ -5,27 +5,30 @@ Every test also shows the check failing on a tampered or untrusted input."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
+import re
+import signal
 import struct
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from asn1crypto import cms, keys, tsp
+from asn1crypto import cms
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from iranpki import crl, signing
 from iranpki.ca import IssueRequest, create_intermediate, create_root, parse_subject
-from iranpki.keys import KeySpec, SecretSource, SignatureScheme, SoftwareSigner, generate_software_key
+from iranpki.keys import PASSPHRASE_ENV, KeySpec, SecretSource, SignatureScheme, SoftwareSigner, generate_software_key
 from iranpki.store import SqliteStore
+from iranpki.workspace import Workspace
 
 from .conftest import REPO, ROOT_SUBJECT, run
 from .samples import SUBJECTS
@@ -64,38 +67,53 @@ def minimal_pe() -> bytes:
     return head.ljust(0x200, b"\0") + b"\xc3".ljust(0x200, b"\0")
 
 
-def _pkcs8(key) -> keys.PrivateKeyInfo:  # noqa: ANN001
-    return keys.PrivateKeyInfo.load(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                                      serialization.NoEncryption()))
+PASSPHRASE = "signing-tests-" + os.urandom(6).hex()
+IRANPKI = str(Path(sys.executable).parent / "iranpki")
 
 
-class _TsaHandler(BaseHTTPRequestHandler):
-    stamper = None
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        req = tsp.TimeStampReq.load(self.rfile.read(int(self.headers["Content-Length"])))
-        body = self.stamper.request_tsa_response(req).dump()  # type: ignore[union-attr]
-        self.send_response(200)
-        self.send_header("Content-Type", "application/timestamp-reply")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+@contextlib.contextmanager
+def _our_tsa(home: Path) -> Iterator[str]:
+    """`iranpki tsa serve` on a free port of 127.0.0.1, in a process group of its own; its URL."""
+    env = {**os.environ, PASSPHRASE_ENV: PASSPHRASE}
+    proc = subprocess.Popen([IRANPKI, "tsa", "serve", "--home", str(home), "--ca", "gica1", "--key", "tsa",
+                             "--port", "0", "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:  # the server prints this once every worker answers
+            seen.append(line)
+            m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+            if m:
+                threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
+                yield m.group(1) + "/"
+                break
+        else:
+            raise AssertionError("iranpki tsa serve did not start:\n" + "".join(seen))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A software root and level-1 CA; signers' certificates of each profile; a TSA; CRLs."""
-    from pyhanko.sign.timestamps import DummyTimeStamper
-
+    """A workspace with a software root and level-1 CA, signers' certificates of each profile,
+    CRLs, and our TSA (`iranpki tsa serve`) with a certificate of the tsa profile."""
     base = tmp_path_factory.mktemp("signing")
-    store = SqliteStore(str(base / "store.sqlite3"), create=True)
-    root = create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP384R1())), "root",
-                       parse_subject(ROOT_SUBJECT), repository_url=REPO, ocsp_url="")
-    gica1 = create_intermediate(root, SoftwareSigner(ec.generate_private_key(ec.SECP256R1())), "gica1", 1,
-                                parse_subject("C=IR,O=GICA,CN=GICA Level 1 (test)"))
+    secret = SecretSource(prompt=lambda _: PASSPHRASE)
+    ws = Workspace.init(base / "ws", repository_url=REPO)
+    ws.generate_key(KeySpec.parse("p384"), label="root", secret=secret)
+    ws.generate_key(KeySpec.parse("p256"), label="gica1", secret=secret)
+    ws.create_root("root", "root", ROOT_SUBJECT, secret=secret)
+    ws.create_intermediate("gica1", "root", 1, "gica1", "C=IR,O=GICA,CN=GICA Level 1 (test)",
+                           parent_secret=secret, secret=secret)
+    root, gica1 = ws.open_ca("root", secret), ws.open_ca("gica1", secret)
+    store = ws.store
     p = {"base": base, "store": store, "root": root, "gica1": gica1}
     (base / "root.pem").write_bytes(root.certificate.public_bytes(PEM))
     (base / "gica1.pem").write_bytes(gica1.certificate.public_bytes(PEM))
@@ -118,26 +136,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     (base / "reza.pem").write_bytes(p["reza"])
     (base / "reza.key").write_bytes(p["reza_key"].private_bytes(PEM, serialization.PrivateFormat.PKCS8,
                                                                 serialization.NoEncryption()))
-    tsa_key = rsa.generate_private_key(65537, 2048)  # pyHanko's dummy TSA signs with RSA only
-    tsa_cert = issue("tsa", tsa_key, "tsa")
-    chain_asn1 = signing.load_certificates([tsa_cert, *p["chain"]])
-    p["stamper"] = DummyTimeStamper(tsa_cert=chain_asn1[0], tsa_key=_pkcs8(tsa_key), certs_to_embed=chain_asn1[1:])
+    tsa_key = ws.generate_key(KeySpec.parse("p256"), label="tsa", secret=secret)
+    (base / "tsa.pem").write_bytes(gica1.issue("tsa", IssueRequest(parse_subject(SUBJECTS["tsa"]),
+                                                                   tsa_key.public_key)).pem)
     crls = []
-    for name, signer in (("root", root.signer), ("gica1", gica1.signer)):
-        crls.append(crl.generate_crl(store, store.get_ca(name), signer, base / "crls").der)
+    for ca in (root, gica1):
+        crls.append(crl.generate_crl(store, store.get_ca(ca.name), ca.signer, base / "crls").der)
     p["crls"] = crls
     for i, c in enumerate(crls):
         (base / f"ca{i}.crl").write_bytes(c)
-
-    # A local RFC 3161 responder over HTTP, so that --tsa URL is exercised end to end.
-    handler = type("Handler", (_TsaHandler,), {"stamper": p["stamper"]})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    p["tsa_url"] = f"http://127.0.0.1:{server.server_address[1]}/"
-    yield p
-    server.shutdown()
-    server.server_close()
+    with _our_tsa(base / "ws") as url:
+        p["tsa_url"] = url
+        yield p
+    ws.close()
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +289,8 @@ def test_cms_time_stamped_and_untrusted(pki: dict) -> None:
     assert r.ok  # an intermediate may be a trust anchor
     r = signing.verify_cms(b"log line", p7s, [(pki["base"] / "tsa.pem").read_bytes()])
     assert not r.trusted and not r.ok
+    r = signing.verify_cms(b"log line", p7s)  # the national root by default: not our test root
+    assert r.intact and r.valid and not r.trusted and not r.ok
     with pytest.raises(signing.SigningError, match="not a CMS SignedData"):
         signing.verify_cms(b"x", b"garbage", [pki["root_pem"]])
     with pytest.raises(signing.SigningError, match="detached; give the signed file"):
@@ -442,3 +455,15 @@ def test_examples_run(name: str) -> None:
     out = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ok" in out.stdout.lower()
+
+
+def test_detect_signed_kind(pki: dict) -> None:
+    signer = SoftwareSigner(pki["person_key"])
+    p7s = signing.sign_cms(b"x", signer, pki["person"])
+    pem_p7s = b"-----BEGIN CMS-----\n" + base64.encodebytes(p7s) + b"-----END CMS-----\n"
+    mail = signing.sign_mail(MESSAGE, signer, pki["person"])
+    cases = {minimal_pdf(): "pdf", p7s: "cms", pem_p7s: "cms", mail: "smime",
+             signing.encrypt_mail(MESSAGE, [pki["reza"]]): "smime", minimal_pe(): "pe", pki["root_pem"]: None,
+             b"hello": None}
+    for data, kind in cases.items():
+        assert signing.detect_signed_kind(data) == kind, (kind, data[:40])

@@ -29,7 +29,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,9 +54,11 @@ __all__ = [
     "PdfSignatureResult",
     "PeResult",
     "PyHankoSigner",
+    "RespondingTimeStamper",
     "SigningError",
     "encrypt_mail",
     "envelope",
+    "detect_signed_kind",
     "load_certificates",
     "load_crls",
     "sign_cms",
@@ -191,6 +193,31 @@ class PyHankoSigner(_pyhanko_signer_base()):  # type: ignore[misc]
         return await asyncio.to_thread(self.iranpki_signer.sign, data, self.scheme)
 
 
+def _timestamper_base() -> type:
+    from pyhanko.sign.timestamps import TimeStamper
+
+    return TimeStamper
+
+
+class RespondingTimeStamper(_timestamper_base()):  # type: ignore[misc]
+    """A pyHanko time-stamper that asks a local RFC 3161 responder instead of a URL.
+
+    ``respond`` takes a DER TimeStampReq and returns a DER TimeStampResp, as
+    :meth:`iranpki.tsa.TimeStampAuthority.respond` does: a process that holds the TSA key (an
+    organisation running its own time-stamping unit) stamps its signatures without HTTP. The
+    signing layer takes the callable, not the TSA module, so that it stays below the services.
+    """
+
+    def __init__(self, respond: Callable[[bytes], bytes], *, include_nonce: bool = True):
+        super().__init__(include_nonce=include_nonce)
+        self._respond = respond
+
+    async def async_request_tsa_response(self, req):  # noqa: ANN001, ANN201 - pyHanko's signature
+        from asn1crypto import tsp
+
+        return tsp.TimeStampResp.load(await asyncio.to_thread(self._respond, req.dump()))
+
+
 def _timestamper(tsa_url: str | None, timestamper: object | None) -> object | None:
     if timestamper is not None:
         return timestamper
@@ -203,14 +230,24 @@ def _timestamper(tsa_url: str | None, timestamper: object | None) -> object | No
     return HTTPTimeStamper(tsa_url, timeout=10)
 
 
-def _validation_context(trust_roots: Sequence[CertificateInput], *, other_certs: Sequence[CertificateInput] = (),
+def _roots(trust_roots: Sequence[CertificateInput] | None) -> list[asn1_x509.Certificate]:
+    """The trust anchors: those given, or (None) the national root shipped with iranpki."""
+    if trust_roots is None:
+        from .validation import national_anchors
+
+        trust_roots = national_anchors()
+    roots = load_certificates(list(trust_roots))
+    if not roots:
+        raise SigningError("no trust root given; give the national root certificate (e.g. root.pem)")
+    return roots
+
+
+def _validation_context(trust_roots: Sequence[CertificateInput] | None, *, other_certs: Sequence[CertificateInput] = (),
                         crls: Sequence[bytes] | Sequence[asn1_crl.CertificateList] = (), allow_fetching: bool = False,
                         revocation_mode: str = "soft-fail", moment: datetime | None = None):  # noqa: ANN202
     from pyhanko_certvalidator import ValidationContext
 
-    roots = load_certificates(list(trust_roots))
-    if not roots:
-        raise SigningError("no trust root given; give the national root certificate (e.g. root.pem)")
+    roots = _roots(trust_roots)
     crl_objs = [c if isinstance(c, asn1_crl.CertificateList) else load_crls(c)[0] for c in crls]
     kwargs: dict[str, object] = {}
     if moment is not None:
@@ -221,6 +258,32 @@ def _validation_context(trust_roots: Sequence[CertificateInput], *, other_certs:
 
 def _pyhanko_error(exc: Exception, what: str) -> SigningError:
     return SigningError(f"{what} failed: {exc}")
+
+
+SignedKind = Literal["pdf", "smime", "cms", "pe"]
+
+
+def detect_signed_kind(data: bytes) -> SignedKind | None:
+    """What kind of signed file ``data`` is, for a verifier that dispatches: a PDF, an S/MIME
+    message, a CMS SignedData (DER or PEM), a Windows PE; None if none of these."""
+    head = data[:1024]
+    if b"%PDF-" in head:
+        return "pdf"
+    if head.startswith(b"MZ") and len(data) > 0x40:
+        return "pe"
+    if re.search(rb"(?im)^content-type:\s*(multipart/signed|application/(x-)?pkcs7-mime)", data[:65536]):
+        return "smime"
+    raw = data
+    if data.lstrip().startswith(b"-----BEGIN"):
+        try:
+            raw = pem.unarmor(data.strip())[2]
+        except ValueError:
+            return None
+    try:
+        info = cms.ContentInfo.load(raw)
+        return "cms" if info["content_type"].native == "signed_data" else None
+    except (ValueError, TypeError):
+        return None
 
 
 # ---- PDF (PAdES) --------------------------------------------------------------------------------
@@ -296,10 +359,15 @@ class PdfSignatureResult:
         return not self.problems
 
 
-def verify_pdf(data: bytes, trust_roots: Sequence[CertificateInput], *, crls: Sequence[bytes] = (),
-               allow_fetching: bool = False, require_revocation: bool = False, ltv: bool = False,
+def verify_pdf(data: bytes, trust_roots: Sequence[CertificateInput] | None = None, *, crls: Sequence[bytes] = (),
+               intermediates: Sequence[CertificateInput] = (), allow_fetching: bool = False,
+               require_revocation: bool = False, ltv: bool = False,
                moment: datetime | None = None) -> list[PdfSignatureResult]:
     """Validate every signature in a PDF against ``trust_roots``.
+
+    Paths are built from the certificates in each signature, ``intermediates``, and the
+    document security store: a time-stamp token usually holds the TSA's certificate alone, and
+    its issuing CA is found among the signer's.
 
     ``ltv``: validate from what the document carries alone (its document security store and
     the signature's own certificates, no fetching), with revocation data required: the check
@@ -324,25 +392,31 @@ def verify_pdf(data: bytes, trust_roots: Sequence[CertificateInput], *, crls: Se
     mode = "hard-fail" if (ltv or require_revocation) else "soft-fail"
     usage = KeyUsageConstraints(key_usage=_SIGNER_KEY_USAGES, match_all_key_usages=False)
     results = []
+    extra = load_certificates(list(intermediates))
     for sig in sigs:
+        embedded = _embedded_certificates(sig.signed_data)
         if ltv:
             if dss is None:
                 raise SigningError("the PDF has no document security store, so no long-term validation data; "
                                    "it is not a B-LT signature")
-            roots = load_certificates(list(trust_roots))
-            kwargs: dict[str, object] = {"trust_roots": roots, "allow_fetching": False, "revocation_mode": mode}
+            kwargs: dict[str, object] = {"trust_roots": _roots(trust_roots), "allow_fetching": False, "revocation_mode": mode,
+                                         "other_certs": [*embedded, *extra]}
             if moment is not None:
                 kwargs["moment"] = moment
             vc = dss.as_validation_context(kwargs)
         else:
-            vc = _validation_context(trust_roots, crls=crls, allow_fetching=allow_fetching, revocation_mode=mode,
-                                     moment=moment)
+            vc = _validation_context(trust_roots, other_certs=[*embedded, *extra], crls=crls,
+                                     allow_fetching=allow_fetching, revocation_mode=mode, moment=moment)
         try:
             status = validate_pdf_signature(sig, signer_validation_context=vc, key_usage_settings=usage)
         except Exception as exc:  # noqa: BLE001 - a malformed signature dictionary or CMS object
             raise _pyhanko_error(exc, f"validating signature {sig.field_name!r}") from None
         results.append(_pdf_result(sig, status, has_dss))
     return results
+
+
+def _embedded_certificates(sd: cms.SignedData) -> list[asn1_x509.Certificate]:
+    return [c.chosen for c in (sd["certificates"] or []) if c.name == "certificate"]
 
 
 def _pdf_result(sig: object, status: object, has_dss: bool) -> PdfSignatureResult:
@@ -445,14 +519,20 @@ def _load_signed_data(signature: bytes) -> cms.SignedData:
         if info["content_type"].native != "signed_data":
             raise ValueError(f"content type is {info['content_type'].native}")
         sd = info["content"]
-        sd.native  # noqa: B018 - parse now, so a broken file fails here
+        # Parse the parts read below now, so that a broken file fails here. (Not ``.native`` of
+        # the whole: asn1crypto takes seconds on a SignedData holding a time-stamp token.)
+        if len(sd["signer_infos"]) != 1:
+            raise ValueError(f"{len(sd['signer_infos'])} signers; iranpki verifies signatures by one signer")
+        sd["encap_content_info"]["content_type"].native  # noqa: B018
+        sd["signer_infos"][0]["signed_attrs"].native  # noqa: B018
         return sd
     except (ValueError, TypeError, KeyError) as exc:
         raise SigningError(f"not a CMS SignedData signature ({exc}); give a .p7s/.p7m in DER or PEM") from None
 
 
 def verify_cms(data: bytes | str | os.PathLike[str] | IO[bytes] | None, signature: bytes,
-               trust_roots: Sequence[CertificateInput], *, crls: Sequence[bytes] = (), allow_fetching: bool = False,
+               trust_roots: Sequence[CertificateInput] | None = None, *, crls: Sequence[bytes] = (),
+               intermediates: Sequence[CertificateInput] = (), allow_fetching: bool = False,
                require_revocation: bool = False, moment: datetime | None = None) -> CmsResult:
     """Validate a CMS signature: detached over ``data``, or attached (``data`` None).
 
@@ -468,8 +548,8 @@ def verify_cms(data: bytes | str | os.PathLike[str] | IO[bytes] | None, signatur
     if data is None and not attached:
         raise SigningError("the signature is detached; give the signed file as well")
     mode = "hard-fail" if require_revocation else "soft-fail"
-    vc = _validation_context(trust_roots, crls=crls, allow_fetching=allow_fetching, revocation_mode=mode,
-                             moment=moment)
+    vc = _validation_context(trust_roots, other_certs=[*_embedded_certificates(sd), *load_certificates(list(intermediates))],
+                             crls=crls, allow_fetching=allow_fetching, revocation_mode=mode, moment=moment)
     usage = KeyUsageConstraints(key_usage=_SIGNER_KEY_USAGES, match_all_key_usages=False)
     embedded: bytes | None = None
     if attached:
@@ -659,7 +739,7 @@ def _header_param(header: bytes, name: bytes) -> bytes | None:
     return None if m is None else (m.group(1) if m.group(1) is not None else m.group(2))
 
 
-def verify_mail(message: bytes, trust_roots: Sequence[CertificateInput], **kw: object) -> CmsResult:
+def verify_mail(message: bytes, trust_roots: Sequence[CertificateInput] | None = None, **kw: object) -> CmsResult:
     """Validate an S/MIME multipart/signed message (RFC 8551 3.4.3); keyword arguments as
     :func:`verify_cms`. The result's ``content`` is the signed MIME entity."""
     _, content, body = _split_message(message)
@@ -777,7 +857,7 @@ class PeResult:
     output: str  #: osslsigncode's report, for people
 
 
-def verify_pe(path: str | os.PathLike[str], trust_roots: Sequence[CertificateInput], *,
+def verify_pe(path: str | os.PathLike[str], trust_roots: Sequence[CertificateInput] | None = None, *,
               crls: Sequence[bytes] = ()) -> PeResult:
     """Verify a signed PE against ``trust_roots`` with ``osslsigncode verify``.
 
@@ -787,7 +867,7 @@ def verify_pe(path: str | os.PathLike[str], trust_roots: Sequence[CertificateInp
     exe = _osslsigncode()
     with tempfile.TemporaryDirectory(prefix="iranpki-pe-") as tmp:
         roots = Path(tmp) / "roots.pem"
-        roots.write_bytes(_pem_bundle(load_certificates(list(trust_roots))))
+        roots.write_bytes(_pem_bundle(_roots(trust_roots)))
         cmd = [exe, "verify", "-CAfile", str(roots)]
         if crls:
             crl_file = Path(tmp) / "crls.pem"
