@@ -426,18 +426,13 @@ async def async_validate_certificate(cert: CertificateInput, *, purpose: str | N
         oids = frozenset(cp.level(n).policy_oid for n in range(level, 5))
         params = PKIXValidationParams(user_initial_policy_set=oids, initial_explicit_policy=True)
     try:
-        try:
-            context = ValidationContext(
-                trust_roots=[_asn1(r) for r in roots], other_certs=[_asn1(c) for c in others], moment=moment,
-                allow_fetching=fetchers is not None, fetchers=fetchers, crls=crl_ders, ocsps=ocsp_ders,
-                revocation_mode=revocation, retroactive_revinfo=retroactive)
-        except ValueError as exc:
-            # "require" with nothing to check against: say what to give.
-            raise ValidationInputError(
-                f"revocation mode {revocation!r} needs revocation data: give CRLs or OCSP responses, or allow "
-                f"fetching (ocsp=True / fetch=True) ({exc})") from None
-        leaf_asn1 = _asn1(leaf)
-        validator = CertificateValidator(leaf_asn1, validation_context=context, pkix_params=params)
+        # crls and ocsps are passed even when empty: pyhanko-certvalidator then lets hard-fail and
+        # require run without data and fail per certificate, with a message that names it.
+        context = ValidationContext(
+            trust_roots=[_asn1(r) for r in roots], other_certs=[_asn1(c) for c in others], moment=moment,
+            allow_fetching=fetchers is not None, fetchers=fetchers, crls=crl_ders, ocsps=ocsp_ders,
+            revocation_mode=revocation, retroactive_revinfo=retroactive)
+        validator = CertificateValidator(_asn1(leaf), validation_context=context, pkix_params=params)
         try:
             path = await validator.async_validate_path()
         except (pv_errors.PathError, pv_errors.ValidationError) as exc:
