@@ -40,6 +40,8 @@ from iranpki.keys import PASSPHRASE_ENV, KeySpec
 from iranpki.policy import load_policy
 from iranpki.tsa import (
     FailureInfo,
+    _asn1_fields,
+    _fast_fields,
     RejectedRequestError,
     check_reply,
     check_tsa_certificate,
@@ -352,6 +354,26 @@ def test_request_round_trip(hash_name: str, raw: bytes, nonce: int | None, cert_
     parsed = parse_request(data, POLICY)
     assert (parsed.hash_name, parsed.digest, parsed.nonce, parsed.cert_req) == (hash_name, raw[:size], nonce, cert_req)
     assert asn1_tsp.TimeStampReq.load(data).dump(force=True) == data  # our encoding is DER
+    assert _fast_fields(data, POLICY) == _asn1_fields(data)  # the fast path reads what asn1crypto reads
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 200), st.integers(0, 255), st.booleans(), st.binary(max_size=4))
+def test_mutated_requests_are_answered(at: int, value: int, with_policy: bool, tail: bytes) -> None:
+    """Any byte changed, any bytes added: a TimeStampRequest or a RejectedRequestError, and the
+    fast path never reads differently from asn1crypto."""
+    good = make_request(hashlib.sha256(b"m").digest(), nonce=99, policy=POLICY.policy_oid if with_policy else None)
+    data = bytearray(good)
+    data[at % len(data)] = value
+    data = bytes(data) + tail
+    fast = _fast_fields(data, POLICY)
+    try:
+        slow = _asn1_fields(data)
+    except RejectedRequestError:
+        slow = None
+    assert fast is None or fast == slow
+    with contextlib.suppress(RejectedRequestError):
+        parse_request(data, POLICY)
 
 
 # ---- the client -----------------------------------------------------------------------------------------

@@ -147,23 +147,8 @@ def parse_request(data: bytes, policy: TsaPolicy | None = None) -> TimeStampRequ
     if not data or len(data) > MAX_REQUEST_BYTES or data[0] != 0x30:
         raise RejectedRequestError(FailureInfo.badDataFormat,
                                    "the request is not a DER TimeStampReq (RFC 3161 2.4.1)")
-    try:
-        req = asn1_tsp.TimeStampReq.load(data, strict=True)
-        version = req["version"].native
-        imprint = req["message_imprint"]
-        alg = imprint["hash_algorithm"]
-        alg_oid = alg["algorithm"].dotted
-        params = alg["parameters"]
-        digest = imprint["hashed_message"].native
-        req_policy = req["req_policy"].dotted if req["req_policy"].native is not None else None
-        nonce = req["nonce"].native
-        cert_req = bool(req["cert_req"].native)
-        extensions = [(e["extn_id"].dotted, bool(e["critical"].native)) for e in req["extensions"]] \
-            if req["extensions"].native is not None else []
-        imprint_der = imprint.dump()
-    except Exception as exc:  # noqa: BLE001 - asn1crypto parses lazily and raises many kinds
-        raise RejectedRequestError(FailureInfo.badDataFormat,
-                                   f"the request is not a DER TimeStampReq (RFC 3161 2.4.1): {exc}") from None
+    fields = _fast_fields(data, policy) or _asn1_fields(data)
+    version, alg_oid, has_params, digest, imprint_der, req_policy, nonce, cert_req, extensions = fields
     if version != "v1":
         raise RejectedRequestError(FailureInfo.badDataFormat, f"request version {version!r} is not v1 (RFC 3161 2.4.1)")
     hash_name = _HASH_BY_OID.get(alg_oid)
@@ -171,7 +156,7 @@ def parse_request(data: bytes, policy: TsaPolicy | None = None) -> TimeStampRequ
         raise RejectedRequestError(
             FailureInfo.badAlg, f"the imprint hash {hash_name or alg_oid} is not accepted; "
                                 f"use one of {', '.join(policy.hashes)} (RFC 3161 2.4.1)")
-    if params.native is not None:
+    if has_params:
         raise RejectedRequestError(FailureInfo.badDataFormat,
                                    f"the {hash_name} AlgorithmIdentifier has parameters; it takes none or NULL")
     if len(digest) != _HASH_SIZE[hash_name]:
@@ -190,6 +175,85 @@ def parse_request(data: bytes, policy: TsaPolicy | None = None) -> TimeStampRequ
         raise RejectedRequestError(FailureInfo.unacceptedExtension,
                                    f"critical request extension {critical[0]} is not supported (RFC 3161 2.4.1)")
     return TimeStampRequest(hash_name, digest, imprint_der, req_policy, nonce, cert_req)
+
+
+_Fields = tuple[str, str, bool, bytes, bytes, "str | None", "int | None", bool, list[tuple[str, bool]]]
+_HASH_DER = {der.oid(oid): oid for oid in HASH_OIDS.values()}
+
+
+def _asn1_fields(data: bytes) -> _Fields:
+    """The fields of any TimeStampReq, read by asn1crypto (strict: no bytes after it)."""
+    try:
+        req = asn1_tsp.TimeStampReq.load(data, strict=True)
+        imprint = req["message_imprint"]
+        alg = imprint["hash_algorithm"]
+        return (req["version"].native, alg["algorithm"].dotted, alg["parameters"].native is not None,
+                imprint["hashed_message"].native, imprint.dump(),
+                req["req_policy"].dotted if req["req_policy"].native is not None else None, req["nonce"].native,
+                bool(req["cert_req"].native),
+                [(e["extn_id"].dotted, bool(e["critical"].native)) for e in req["extensions"]]
+                if req["extensions"].native is not None else [])
+    except Exception as exc:  # noqa: BLE001 - asn1crypto parses lazily and raises many kinds
+        raise RejectedRequestError(FailureInfo.badDataFormat,
+                                   f"the request is not a DER TimeStampReq (RFC 3161 2.4.1): {exc}") from None
+
+
+def _tlv(data: bytes, at: int) -> tuple[int, int, int]:
+    """Tag, start of content and end of the DER TLV at ``at`` (short or 1-2 octet long lengths)."""
+    tag, size = data[at], data[at + 1]
+    at += 2
+    if size & 0x80:
+        width = size & 0x7F
+        if not 1 <= width <= 2:
+            raise ValueError("length")
+        size = int.from_bytes(data[at:at + width], "big")
+        at += width
+    if at + size > len(data):
+        raise ValueError("short")
+    return tag, at, at + size
+
+
+def _fast_fields(data: bytes, policy: TsaPolicy) -> _Fields | None:
+    """The fields of the usual TimeStampReq (version 1, a known hash, our policy or none, a nonce,
+    certReq, no extensions) read straight from the DER, about ten times faster than asn1crypto;
+    None for anything else, which :func:`_asn1_fields` then reads and judges."""
+    try:
+        tag, at, end = _tlv(data, 0)
+        if tag != 0x30 or end != len(data) or data[at:at + 3] != b"\x02\x01\x01":
+            return None
+        at += 3
+        tag, start, imprint_end = _tlv(data, at)
+        alg_tag, alg_at, alg_end = _tlv(data, start)
+        _, _, oid_end = _tlv(data, alg_at)
+        alg_oid = _HASH_DER.get(data[alg_at:oid_end])
+        rest = data[oid_end:alg_end]
+        if tag != 0x30 or alg_tag != 0x30 or alg_oid is None or rest not in (b"", b"\x05\x00"):
+            return None
+        dtag, dstart, dend = _tlv(data, alg_end)
+        if dtag != 0x04 or dend != imprint_end:
+            return None
+        imprint_der = data[at:imprint_end]
+        at = imprint_end
+        req_policy = nonce = None
+        cert_req = False
+        if at < end and data[at] == 0x06:
+            _, _, pend = _tlv(data, at)
+            if data[at:pend] != der.oid(policy.policy_oid):
+                return None  # another policy: asn1crypto names it in the refusal
+            req_policy, at = policy.policy_oid, pend
+        if at < end and data[at] == 0x02:
+            _, nstart, nend = _tlv(data, at)
+            body = data[nstart:nend]
+            if not body or len(body) > 1 and (body[0] == 0 and body[1] < 0x80 or body[0] == 0xFF and body[1] >= 0x80):
+                return None  # empty or not minimal: not DER
+            nonce, at = int.from_bytes(body, "big", signed=True), nend
+        if data[at:end] == b"\x01\x01\xff":
+            cert_req, at = True, end
+        if at != end:
+            return None
+        return "v1", alg_oid, False, data[dstart:dend], imprint_der, req_policy, nonce, cert_req, []
+    except (IndexError, ValueError):
+        return None
 
 
 # ---- responses ------------------------------------------------------------------------------------
