@@ -20,6 +20,7 @@ def test_wheel_carries_profiles_policy_and_cli(tmp_path: Path) -> None:
     profiles = {p.name for p in (ROOT / "profiles").glob("*.yaml")}
     assert {n.rsplit("/", 1)[1] for n in names if n.startswith("iranpki/_data/profiles/")} == profiles
     assert "iranpki/_data/policies/national-cp.yaml" in names
+    assert "iranpki/_data/anchors/iran-root-ca-g3.pem" in names  # the national trust anchor
     assert "iranpki_cli/main.py" in names and "iranpki/py.typed" in names
     assert any(n.endswith("entry_points.txt") for n in names)
     # Installed away from the checkout, the package finds its data.
@@ -27,11 +28,12 @@ def test_wheel_carries_profiles_policy_and_cli(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import iranpki, iranpki.profiles as p, iranpki.policy as c;"
+            "import iranpki.validation as v;"
             "assert iranpki.__file__.startswith(sys.argv[1]), iranpki.__file__;"
-            "print(len(p.list_profiles()), c.load_policy().level(2).policy_oid)")
+            "print(len(p.list_profiles()), c.load_policy().level(2).policy_oid, len(v.national_anchors()))")
     run = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == [str(len(profiles)), "2.16.364.101.1.2"]
+    assert run.stdout.split() == [str(len(profiles)), "2.16.364.101.1.2", "1"]
 
 
 def test_library_example_runs() -> None:
@@ -42,7 +44,8 @@ def test_library_example_runs() -> None:
 
 
 def test_the_library_never_imports_click_or_rich() -> None:
-    code = ("import sys, iranpki.ca, iranpki.workspace, iranpki.keys.pkcs11, iranpki.store;"
+    code = ("import sys, iranpki.ca, iranpki.workspace, iranpki.keys.pkcs11, iranpki.store, iranpki.crl, iranpki.ocsp,"
+            " iranpki.ocsp.server, iranpki.tsa, iranpki.validation;"
             "bad = [m for m in ('click', 'rich') if m in sys.modules]; assert not bad, bad")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
