@@ -387,7 +387,13 @@ def test_pe_signed_by_osslsigncode(pki: dict, monkeypatch: pytest.MonkeyPatch) -
                "-in", str(base / "app-signed.exe")])
     assert out.returncode == 0 and "Signature verification: ok" in out.stdout, out.stdout + out.stderr
     r = signing.verify_pe(base / "app-signed.exe", [pki["root_pem"]], crls=pki["crls"])
-    assert r.ok and r.revocation_checked, r.output
+    assert r.ok and r.revocation_checked and not r.timestamped, r.output
+    signing.sign_pe(base / "app.exe", base / "app-ts.exe", key_file=key_path, certificate=cert, chain=pki["chain"],
+                    passphrase=SecretSource(prompt=lambda _: passphrase), timestamp_url=pki["tsa_url"])
+    r = signing.verify_pe(base / "app-ts.exe", [pki["root_pem"]])
+    assert not r.ok and not r.timestamped, r.output  # our TSA's token holds its own certificate alone
+    r = signing.verify_pe(base / "app-ts.exe", [pki["root_pem"]], intermediates=pki["chain"])
+    assert r.ok and r.timestamped, r.output
     assert not signing.verify_pe(base / "app-signed.exe", [pki["root_pem"]], crls=pki["crls"][:1]).ok
 
     signed = bytearray((base / "app-signed.exe").read_bytes())
@@ -467,3 +473,26 @@ def test_detect_signed_kind(pki: dict) -> None:
              b"hello": None}
     for data, kind in cases.items():
         assert signing.detect_signed_kind(data) == kind, (kind, data[:40])
+
+
+def test_revoked_signer(pki: dict) -> None:
+    from iranpki.ca import revoke
+
+    key = rsa.generate_private_key(65537, 2048)
+    issued = pki["gica1"].issue("personal-signature", IssueRequest(parse_subject(SUBJECTS["personal-signature"]),
+                                                                   key.public_key()))
+    signer = SoftwareSigner(key)
+    p7s = signing.sign_cms(b"order", signer, issued.pem, chain=pki["chain"])
+    pdf = signing.sign_pdf(minimal_pdf(), signer, issued.pem, chain=pki["chain"])
+    assert signing.verify_cms(b"order", p7s, [pki["root_pem"]], crls=pki["crls"]).ok  # the CRL before revocation
+    store = pki["store"]
+    revoke(store, issued.record.serial, "keyCompromise")
+    fresh = crl.generate_crl(store, store.get_ca("gica1"), pki["gica1"].signer, pki["base"] / "crls").der
+    crls = [pki["crls"][0], fresh]
+    r = signing.verify_cms(b"order", p7s, [pki["root_pem"]], crls=crls)
+    assert r.intact and r.valid and not r.trusted and not r.ok
+    assert r.problems == ["the signer's certificate (or a CA's) is revoked, and nothing proves the signature older (REVOKED_NO_POE)"]
+    assert not _one(signing.verify_pdf(pdf, [pki["root_pem"]], crls=crls)).ok
+    with pytest.raises(signing.SigningError, match="could not be validated: .*revoked"):
+        signing.sign_pdf(minimal_pdf(), signer, issued.pem, chain=pki["chain"], level="B-LT", tsa_url=pki["tsa_url"],
+                         trust_roots=[pki["root_pem"]], crls=crls)

@@ -256,8 +256,14 @@ def _validation_context(trust_roots: Sequence[CertificateInput] | None, *, other
                              allow_fetching=allow_fetching, revocation_mode=revocation_mode, **kwargs)
 
 
-def _pyhanko_error(exc: Exception, what: str) -> SigningError:
-    return SigningError(f"{what} failed: {exc}")
+def _pyhanko_error(exc: BaseException, what: str) -> SigningError:
+    # pyHanko wraps the certvalidator error that says why (revoked, expired, no path): show it.
+    reasons = [str(exc)]
+    cause = exc.__cause__
+    while cause is not None and len(reasons) < 4:
+        reasons.append(str(cause))
+        cause = cause.__cause__
+    return SigningError(f"{what} failed: " + ": ".join(r for r in reasons if r))
 
 
 SignedKind = Literal["pdf", "smime", "cms", "pe"]
@@ -415,6 +421,27 @@ def verify_pdf(data: bytes, trust_roots: Sequence[CertificateInput] | None = Non
     return results
 
 
+#: pyHanko's AdES indications (ETSI EN 319 102-1 5.1.3) in a relying party's words.
+_TRUST_PROBLEMS = {
+    "REVOKED": "the signer's certificate (or a CA's) is revoked",
+    "REVOKED_NO_POE": "the signer's certificate (or a CA's) is revoked, and nothing proves the signature older",
+    "REVOKED_CA_NO_POE": "a CA certificate in the path is revoked",
+    "EXPIRED": "the signer's certificate has expired",
+    "OUT_OF_BOUNDS_NO_POE": "the signer's certificate was not valid at the validation time",
+    "NOT_YET_VALID": "the signer's certificate is not yet valid",
+    "NO_CERTIFICATE_CHAIN_FOUND": "no path from the signer's certificate to the given roots",
+    "CERTIFICATE_CHAIN_GENERAL_FAILURE": "the certificate path does not validate",
+    "TRY_LATER": "the revocation status of a certificate in the path is not known",
+    "CHAIN_CONSTRAINTS_FAILURE": "the certificate path breaks a constraint (key usage, policy, names)",
+}
+
+
+def _trust_problem(status: object) -> str:
+    indic = getattr(status, "trust_problem_indic", None)
+    name = getattr(indic, "name", None) or str(indic or "")
+    return _TRUST_PROBLEMS.get(name, "no trusted path to the given roots") + (f" ({name})" if name else "")
+
+
 def _embedded_certificates(sd: cms.SignedData) -> list[asn1_x509.Certificate]:
     return [c.chosen for c in (sd["certificates"] or []) if c.name == "certificate"]
 
@@ -427,8 +454,7 @@ def _pdf_result(sig: object, status: object, has_dss: bool) -> PdfSignatureResul
     if not s.valid:  # type: ignore[attr-defined]
         problems.append("the signature does not check with the signer's key")
     if s.intact and s.valid and not s.trusted:  # type: ignore[attr-defined] - else never checked
-        why = getattr(s, "trust_problem_indic", None)
-        problems.append(f"no trusted path to the given roots{f' ({why})' if why else ''}")
+        problems.append(_trust_problem(s))
     coverage = s.coverage.name if s.coverage is not None else "UNKNOWN"  # type: ignore[attr-defined]
     if coverage != "ENTIRE_FILE" and s.modification_level is not None \
             and s.modification_level.name not in ("NONE", "LTA_UPDATES"):  # type: ignore[attr-defined]
@@ -580,8 +606,7 @@ def verify_cms(data: bytes | str | os.PathLike[str] | IO[bytes] | None, signatur
     if not status.valid:
         problems.append("the signature does not check with the signer's key")
     if status.intact and status.valid and not status.trusted:  # else the path was never checked
-        why = getattr(status, "trust_problem_indic", None)
-        problems.append(f"no trusted path to the given roots{f' ({why})' if why else ''}")
+        problems.append(_trust_problem(status))
     ts = status.timestamp_validity
     if ts is not None and not (ts.intact and ts.valid and ts.trusted):
         problems.append("the signature time-stamp does not validate")
@@ -853,27 +878,34 @@ class PeResult:
     signer: str | None
     digest_ok: bool
     chain_ok: bool
+    timestamped: bool  #: an RFC 3161 time-stamp is present and verified
     revocation_checked: bool
     output: str  #: osslsigncode's report, for people
 
 
 def verify_pe(path: str | os.PathLike[str], trust_roots: Sequence[CertificateInput] | None = None, *,
-              crls: Sequence[bytes] = ()) -> PeResult:
+              intermediates: Sequence[CertificateInput] = (), crls: Sequence[bytes] = ()) -> PeResult:
     """Verify a signed PE against ``trust_roots`` with ``osslsigncode verify``.
 
     With ``crls`` (PEM or DER; one per CA in the chain), revocation is checked against them;
     without, it is not checked (``revocation_checked`` is False). Nothing is fetched.
+    ``intermediates`` complete the time-stamp's chain: a time-stamp token usually carries the
+    TSA's certificate alone, and osslsigncode looks for its issuer only there and in the roots.
+    A time-stamp that is present but does not verify makes the result not ``ok``.
     """
     exe = _osslsigncode()
     with tempfile.TemporaryDirectory(prefix="iranpki-pe-") as tmp:
         roots = Path(tmp) / "roots.pem"
         roots.write_bytes(_pem_bundle(_roots(trust_roots)))
-        cmd = [exe, "verify", "-CAfile", str(roots)]
+        # The time-stamp (if any) is judged against the same roots, not the system's store.
+        tsa_roots = Path(tmp) / "tsa-roots.pem"
+        tsa_roots.write_bytes(roots.read_bytes() + _pem_bundle(load_certificates(list(intermediates))))
+        cmd = [exe, "verify", "-CAfile", str(roots), "-TSA-CAfile", str(tsa_roots)]
         if crls:
             crl_file = Path(tmp) / "crls.pem"
             crl_file.write_bytes(b"".join(pem.armor("X509 CRL", c.dump()) for c in load_crls(list(crls))))
             # Never fetched: the CRLs given must cover every CA in the chain, or verification fails.
-            cmd += ["-CRLfile", str(crl_file), "-ignore-cdp"]
+            cmd += ["-CRLfile", str(crl_file), "-TSA-CRLfile", str(crl_file), "-ignore-cdp"]
         else:
             # osslsigncode 2.9 fails a chain whose certificates name a CRL it was not given.
             cmd += ["-ignore-crl"]
@@ -883,6 +915,10 @@ def verify_pe(path: str | os.PathLike[str], trust_roots: Sequence[CertificateInp
     m = re.search(r"Signer's certificate:.*?Subject:\s*([^\n]+)", text, re.S)
     digests = re.findall(r"(?:Current|Calculated) message digest\s*:\s*([0-9A-F]+)", text)
     digest_ok = len(digests) == 2 and digests[0] == digests[1]
-    chain_ok = "Signature verification: ok" in text
-    return PeResult(ok=done.returncode == 0 and chain_ok and digest_ok, signer=m.group(1).strip() if m else None,
-                    digest_ok=digest_ok, chain_ok=chain_ok, revocation_checked=bool(crls), output=text)
+    chain_ok = "\nSignature verification: ok" in text
+    stamp_present = "Timestamp is not available" not in text
+    stamp_ok = "Timestamp Server Signature verification: ok" in text
+    # osslsigncode 2.9 exits 0 when a time-stamp fails but the signature holds; we do not accept it.
+    ok = done.returncode == 0 and chain_ok and digest_ok and (stamp_ok or not stamp_present)
+    return PeResult(ok=ok, signer=m.group(1).strip() if m else None, digest_ok=digest_ok, chain_ok=chain_ok,
+                    timestamped=stamp_present and stamp_ok, revocation_checked=bool(crls), output=text)
