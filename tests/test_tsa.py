@@ -411,6 +411,22 @@ def test_client_refuses_replies_for_other_requests(tsa: Tsa) -> None:
 
 # ---- pyHanko -----------------------------------------------------------------------------------------
 
+def _self_signed(common_name: str):  # noqa: ANN202 - a P-256 key and its certificate
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=10))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
+            .sign(key, hashes.SHA256()))
+    return key, cert
+
+
 def test_pyhanko_gets_and_validates_a_token(pki: Pki, tsa: Tsa) -> None:
     import asyncio
 
@@ -427,8 +443,9 @@ def test_pyhanko_gets_and_validates_a_token(pki: Pki, tsa: Tsa) -> None:
         token = await HTTPTimeStamper(tsa.url).async_timestamp(digest, "sha256")
         trusted = ValidationContext(trust_roots=[load(pki.root_pem)], other_certs=[load(pki.chain_pem)])
         good = await validate_tst_signed_data(token["content"], trusted, lambda _algo: digest)
-        # Trusting another root only (the intermediate as anchor is not ours): not valid.
-        untrusted = ValidationContext(trust_roots=[load(pki.chain_pem)])
+        # Trusting an unrelated root only: intact, but not valid.
+        other = asn1_x509.Certificate.load(_self_signed("unrelated")[1].public_bytes(serialization.Encoding.DER))
+        untrusted = ValidationContext(trust_roots=[other], other_certs=[load(pki.chain_pem)])
         wrong = await validate_tst_signed_data(token["content"], untrusted, lambda _algo: digest)
         return good, wrong
 
@@ -436,8 +453,59 @@ def test_pyhanko_gets_and_validates_a_token(pki: Pki, tsa: Tsa) -> None:
     assert good["intact"] and good["valid"] and good["trust_problem_indic"] is None, good
     assert abs(good["timestamp"] - datetime.now(timezone.utc)) < timedelta(seconds=30)
     assert good["signing_cert"]["tbs_certificate"]["serial_number"].native == int(pki.tsa_serial, 16)
-    assert wrong["intact"]  # the signature is intact either way; trust is what differs
-    assert wrong["valid"] or wrong["trust_problem_indic"] is not None
+    assert wrong["intact"] and wrong["trust_problem_indic"] is not None  # intact either way; trust differs
+
+
+def test_pyhanko_pades_b_t_signature_with_our_timestamp(pki: Pki, tsa: Tsa) -> None:
+    """A PAdES B-T signature by pyHanko with our TSA as its timestamper; pyHanko's validator finds
+    the signature timestamp valid against our root (and not against a root it does not trust)."""
+    import io
+
+    from asn1crypto import keys as asn1_keys
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.pdf_utils.writer import PdfFileWriter
+    from pyhanko.sign import fields, signers, timestamps
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+
+    writer = PdfFileWriter()
+    box = generic.ArrayObject([generic.NumberObject(n) for n in (0, 0, 200, 200)])
+    writer.insert_page(generic.DictionaryObject({generic.NameObject("/Type"): generic.NameObject("/Page"),
+                                                 generic.NameObject("/MediaBox"): box}))
+    pdf = io.BytesIO()
+    writer.write(pdf)
+    pdf.seek(0)
+    # The document signer: a self-signed P-256 certificate, trusted as such; the point here is the timestamp.
+    key, cert = _self_signed("PDF signer (test)")
+    now = datetime.now(timezone.utc)
+    signer_cert = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    signer = signers.SimpleSigner(
+        signing_cert=signer_cert, cert_registry=None,  # type: ignore[arg-type]
+        signing_key=asn1_keys.PrivateKeyInfo.load(key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())))
+    meta = signers.PdfSignatureMetadata(field_name="Sig1", subfilter=fields.SigSeedSubFilter.PADES,
+                                        md_algorithm="sha256")
+    signed = signers.sign_pdf(IncrementalPdfFileWriter(pdf), meta, signer=signer,
+                              timestamper=timestamps.HTTPTimeStamper(tsa.url))
+
+    def load(path: Path) -> asn1_x509.Certificate:
+        return asn1_x509.Certificate.load(asn1_pem.unarmor(path.read_bytes())[2])
+
+    def validate(roots: list[asn1_x509.Certificate]):  # noqa: ANN202 - a pyHanko status
+        signed.seek(0)
+        embedded = PdfFileReader(signed).embedded_signatures[0]
+        context = ValidationContext(trust_roots=[signer_cert, *roots], other_certs=[load(pki.chain_pem)])
+        return validate_pdf_signature(embedded, signer_validation_context=context, ts_validation_context=context)
+
+    status = validate([load(pki.root_pem)])
+    assert status.intact and status.valid and status.timestamp_validity is not None, status.pretty_print_details()
+    assert status.timestamp_validity.valid and status.timestamp_validity.intact, status.pretty_print_details()
+    assert status.timestamp_validity.trusted
+    assert abs(status.timestamp_validity.timestamp - now) < timedelta(seconds=60)
+    untrusted = validate([])
+    assert untrusted.timestamp_validity is not None and not untrusted.timestamp_validity.trusted
 
 
 # ---- serial numbers ----------------------------------------------------------------------------------
