@@ -396,6 +396,17 @@ def test_pe_signed_by_osslsigncode(pki: dict, monkeypatch: pytest.MonkeyPatch) -
     assert r.ok and r.timestamped, r.output
     assert not signing.verify_pe(base / "app-signed.exe", [pki["root_pem"]], crls=pki["crls"][:1]).ok
 
+    assert signing.verify_signed((base / "app-signed.exe").read_bytes(), trust_roots=[pki["root_pem"]]).ok
+
+    from iranpki_cli.main import cli
+
+    (base / "pass-code.txt").write_text(passphrase + "\n")
+    res = CliRunner().invoke(cli, ["sign", "pe", str(base / "app.exe"), "--out", str(base / "app-cli.exe"),
+                                   "--key", str(key_path), "--passphrase-file", str(base / "pass-code.txt"),
+                                   "--cert", str(base / "code.pem"), "--chain", str(base / "gica1.pem"), "--json"])
+    assert res.exit_code == 0 and passphrase not in res.output, res.output
+    assert signing.verify_pe(base / "app-cli.exe", [pki["root_pem"]]).ok
+
     signed = bytearray((base / "app-signed.exe").read_bytes())
     signed[0x200] = 0x90  # the `ret` becomes a `nop`: the code changed after signing
     (base / "app-forged.exe").write_bytes(bytes(signed))
@@ -496,3 +507,20 @@ def test_revoked_signer(pki: dict) -> None:
     with pytest.raises(signing.SigningError, match="could not be validated: .*revoked"):
         signing.sign_pdf(minimal_pdf(), signer, issued.pem, chain=pki["chain"], level="B-LT", tsa_url=pki["tsa_url"],
                          trust_roots=[pki["root_pem"]], crls=crls)
+
+
+def test_verify_signed_dispatches(pki: dict) -> None:
+    signer = SoftwareSigner(pki["person_key"])
+    root = [pki["root_pem"]]
+    pdf = signing.sign_pdf(minimal_pdf(), signer, pki["person"], chain=pki["chain"])
+    p7s = signing.sign_cms(b"data", signer, pki["person"], chain=pki["chain"])
+    mail = signing.sign_mail(MESSAGE, signer, pki["person"], chain=pki["chain"])
+    for data, content, kind in ((pdf, None, "pdf"), (p7s, b"data", "cms"), (mail, None, "smime")):
+        r = signing.verify_signed(data, content=content, trust_roots=root)
+        assert r.kind == kind and r.ok, r.problems
+        info = json.loads(json.dumps(r.to_dict()))
+        assert info["ok"] and info["signatures"][0]["intact"] and "0499370899" in info["signatures"][0]["signer"]
+    assert not signing.verify_signed(p7s, content=b"dat4", trust_roots=root).ok
+    assert not signing.verify_signed(pdf).ok  # the national root by default
+    with pytest.raises(signing.SigningError, match="not a signed file"):
+        signing.verify_signed(b"plain text")

@@ -55,6 +55,7 @@ __all__ = [
     "PeResult",
     "PyHankoSigner",
     "RespondingTimeStamper",
+    "SignedFileResult",
     "SigningError",
     "encrypt_mail",
     "envelope",
@@ -69,6 +70,7 @@ __all__ = [
     "verify_mail",
     "verify_pdf",
     "verify_pe",
+    "verify_signed",
 ]
 
 PadesLevel = Literal["B-B", "B-T", "B-LT"]
@@ -364,6 +366,22 @@ class PdfSignatureResult:
     def ok(self) -> bool:
         return not self.problems
 
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready fields (times in ISO 8601), with ``ok``."""
+        return _as_dict(self)
+
+
+def _as_dict(result: object) -> dict[str, object]:
+    out: dict[str, object] = {"ok": getattr(result, "ok")}
+    for name, value in result.__dict__.items():
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, bytes):
+            value = len(value)  # the size of embedded content, not the content
+            name = f"{name}_bytes"
+        out[name] = value
+    return out
+
 
 def verify_pdf(data: bytes, trust_roots: Sequence[CertificateInput] | None = None, *, crls: Sequence[bytes] = (),
                intermediates: Sequence[CertificateInput] = (), allow_fetching: bool = False,
@@ -534,6 +552,10 @@ class CmsResult:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready fields (times in ISO 8601; the content as its size), with ``ok``."""
+        return _as_dict(self)
 
 
 def _load_signed_data(signature: bytes) -> cms.SignedData:
@@ -882,6 +904,9 @@ class PeResult:
     revocation_checked: bool
     output: str  #: osslsigncode's report, for people
 
+    def to_dict(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "output"}
+
 
 def verify_pe(path: str | os.PathLike[str], trust_roots: Sequence[CertificateInput] | None = None, *,
               intermediates: Sequence[CertificateInput] = (), crls: Sequence[bytes] = ()) -> PeResult:
@@ -922,3 +947,52 @@ def verify_pe(path: str | os.PathLike[str], trust_roots: Sequence[CertificateInp
     ok = done.returncode == 0 and chain_ok and digest_ok and (stamp_ok or not stamp_present)
     return PeResult(ok=ok, signer=m.group(1).strip() if m else None, digest_ok=digest_ok, chain_ok=chain_ok,
                     timestamped=stamp_present and stamp_ok, revocation_checked=bool(crls), output=text)
+
+
+# ---- one entry point for a verifier -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SignedFileResult:
+    """The verification of a signed file of any kind :func:`detect_signed_kind` knows."""
+
+    kind: SignedKind
+    results: list[PdfSignatureResult] | list[CmsResult] | list[PeResult]
+
+    @property
+    def ok(self) -> bool:
+        """Every signature in the file validates (a PDF may hold several)."""
+        return bool(self.results) and all(r.ok for r in self.results)
+
+    @property
+    def problems(self) -> list[str]:
+        return [p for r in self.results for p in getattr(r, "problems", [] if r.ok else ["osslsigncode refused it"])]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "ok": self.ok, "signatures": [r.to_dict() for r in self.results]}
+
+
+def verify_signed(data: bytes, *, content: bytes | None = None, trust_roots: Sequence[CertificateInput] | None = None,
+                  intermediates: Sequence[CertificateInput] = (), crls: Sequence[bytes] = (),
+                  allow_fetching: bool = False, require_revocation: bool = False,
+                  moment: datetime | None = None) -> SignedFileResult:
+    """Verify a signed PDF, S/MIME message, CMS signature (``content``: the signed file of a
+    detached one) or Windows PE, whichever ``data`` is; trust ``trust_roots`` (default: the
+    national root). An S/MIME message must be signed (multipart/signed), not encrypted."""
+    kind = detect_signed_kind(data)
+    if kind is None:
+        raise SigningError("not a signed file iranpki reads; it reads signed PDF, S/MIME (.eml), "
+                           "CMS (.p7s/.p7m, DER or PEM) and Windows PE (.exe, .dll)")
+    common = {"trust_roots": trust_roots, "intermediates": intermediates, "crls": crls}
+    if kind == "pe":
+        if moment is not None or allow_fetching:
+            raise SigningError("a PE signature is verified now and from the given CRLs only (osslsigncode)")
+        with tempfile.TemporaryDirectory(prefix="iranpki-pe-") as tmp:
+            path = Path(tmp) / "file.exe"
+            path.write_bytes(data)
+            return SignedFileResult("pe", [verify_pe(path, **common)])  # type: ignore[arg-type]
+    more = {"allow_fetching": allow_fetching, "require_revocation": require_revocation, "moment": moment}
+    if kind == "pdf":
+        return SignedFileResult("pdf", verify_pdf(data, **common, **more))  # type: ignore[arg-type]
+    if kind == "smime":
+        return SignedFileResult("smime", [verify_mail(data, **common, **more)])
+    return SignedFileResult("cms", [verify_cms(content, data, **common, **more)])  # type: ignore[arg-type]
