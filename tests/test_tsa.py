@@ -578,8 +578,8 @@ def test_expired_certificate_refused(pki: Pki) -> None:
         ws.close()
 
 
-def test_critical_eku_required() -> None:
-    """A certificate whose timeStamping EKU is not critical is refused (RFC 3161 2.3)."""
+def _tsa_certificate(critical: bool = True):  # noqa: ANN202 - a software signer and its DER certificate
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -590,10 +590,33 @@ def test_critical_eku_required() -> None:
     now = datetime.now(timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(5).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=False)
-            .sign(key, __import__("cryptography.hazmat.primitives.hashes", fromlist=["SHA256"]).SHA256()))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=critical)
+            .sign(key, hashes.SHA256()))
+    return SoftwareSigner(key), cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_critical_eku_required() -> None:
+    """A certificate whose timeStamping EKU is not critical is refused (RFC 3161 2.3)."""
+    signer, cert = _tsa_certificate(critical=False)
     with pytest.raises(TsaError, match=r"\(critical: False\)"):
-        check_tsa_certificate(cert.public_bytes(serialization.Encoding.DER), SoftwareSigner(key), now)
+        check_tsa_certificate(cert, signer, datetime.now(timezone.utc))
+
+
+def test_faulty_signer_gets_system_failure(caplog: pytest.LogCaptureFixture) -> None:
+    """A signature that does not verify (a faulty token) never leaves: the client gets systemFailure."""
+    import itertools
+
+    from iranpki.tsa import TimeStampAuthority
+
+    signer, cert = _tsa_certificate()
+    authority = TimeStampAuthority(signer, cert, itertools.count(1).__next__, policy=POLICY)
+    request = make_request(hashlib.sha256(b"x").digest(), nonce=5)
+    assert check_reply(authority.respond(request), request).serial == 1
+    good_sign = signer.sign
+    signer.sign = lambda data, scheme: good_sign(data + b"!", scheme)  # type: ignore[method-assign]
+    resp = TimeStampResp.load(authority.respond(request))
+    assert resp["status"]["fail_info"].native == {"system_failure"} and resp["time_stamp_token"].native is None
+    assert "does not verify" in caplog.text
 
 
 # ---- a key on SoftHSM2 -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ def tsa() -> None:
     Example:
       export IRANPKI_KEY_PASSPHRASE=...            # or IRANPKI_PKCS11_PIN for a token key
       iranpki key generate --label tsa1 --algorithm rsa2048
+      openssl pkey -in keys/tsa1.pem -pubout -out tsa1.pub.pem   # the public key (asks the passphrase)
       iranpki cert issue --ca gica2 --profile tsa --public-key tsa1.pub.pem \\
           --subject 'C=IR,O=Example,CN=Example TSA 1' --out tsa1.pem
       iranpki tsa serve --ca gica2 --key tsa1 --host 127.0.0.1 --port 3161 --workers 2
