@@ -114,7 +114,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                            parent_secret=secret, secret=secret)
     root, gica1 = ws.open_ca("root", secret), ws.open_ca("gica1", secret)
     store = ws.store
-    p = {"base": base, "store": store, "root": root, "gica1": gica1}
+    p = {"base": base, "store": store, "root": root, "gica1": gica1, "ws": ws}
     (base / "root.pem").write_bytes(root.certificate.public_bytes(PEM))
     (base / "gica1.pem").write_bytes(gica1.certificate.public_bytes(PEM))
     p["root_pem"], p["chain"] = (base / "root.pem").read_bytes(), [(base / "gica1.pem").read_bytes()]
@@ -456,6 +456,17 @@ def test_cli_sign_pdf_cms_mail(pki: dict, token_keys: dict, monkeypatch: pytest.
                "-in", str(base / "note-s.eml")])
     assert out.returncode == 0 and "multipart/signed" in out.stdout
     assert passphrase not in res.output
+
+    # A key by its name in a workspace (--home), passphrase from the environment.
+    seal = pki["ws"].generate_key(KeySpec.parse("p256"), label="seal", secret=SecretSource(prompt=lambda _: PASSPHRASE))
+    (base / "seal.pem").write_bytes(pki["gica1"].issue("organisational-seal", IssueRequest(
+        parse_subject(SUBJECTS["organisational-seal"]), seal.public_key)).pem)
+    res = runner.invoke(cli, ["sign", "cms", str(base / "doc.pdf"), "--out", str(base / "seal.p7s"), "--attached",
+                              "--home", str(base / "ws"), "--key", "seal", "--cert", str(base / "seal.pem")],
+                        env={PASSPHRASE_ENV: PASSPHRASE})
+    assert res.exit_code == 0, res.output
+    assert signing.verify_cms(None, (base / "seal.p7s").read_bytes(), [pki["root_pem"]],
+                              intermediates=pki["chain"]).content == minimal_pdf()
 
     # Errors are one clean line: a key that does not match the certificate, and B-T without a TSA.
     res = runner.invoke(cli, ["sign", "cms", str(base / "doc.pdf"), "--out", str(base / "x.p7s"),

@@ -10,6 +10,7 @@ import click
 
 from iranpki import signing
 from iranpki.keys import SignatureScheme, Signer, open_signer
+from iranpki.workspace import HOME_ENV, Workspace
 
 from .common import KeySecret, handle_errors, json_option
 from .render import emit_json, fields
@@ -35,8 +36,14 @@ def sign() -> None:
     """
 
 
+_optional_home = click.option(
+    "--home", type=click.Path(file_okay=False), envvar=HOME_ENV, default=None,
+    help=f"A workspace whose PKCS#11 module and key names --key may use (or set {HOME_ENV}); not needed otherwise.")
+
+
 def _key_options(func: F) -> F:
     func = json_option(func)
+    func = _optional_home(func)
     func = click.option("--signature", default=None,
                         help="Signature scheme: HASH or HASH-pss (sha256, sha384-pss, ...); default by key size.")(func)
     func = click.option("--passphrase-file", type=_FILE, default=None,
@@ -48,7 +55,10 @@ def _key_options(func: F) -> F:
                         help="The signing key: a PKCS#11 URI (pkcs11:token=...;object=...) or a key file.")(func)  # type: ignore[return-value]
 
 
-def _open(key_ref: str, passphrase_file: str | None) -> Signer:
+def _open(key_ref: str, passphrase_file: str | None, home: str | None) -> Signer:
+    """The key: through the workspace when there is one (its module, its key names), else as given."""
+    if home is not None:
+        return Workspace.open(home).open_key(key_ref, KeySecret(passphrase_file))
     return open_signer(key_ref, KeySecret(passphrase_file))
 
 
@@ -88,12 +98,12 @@ def _subject(cert: bytes) -> str:
 @click.option("--field", "field_name", default="Signature1", show_default=True, help="The signature field's name.")
 @handle_errors
 def pdf(pdf: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[str, ...], passphrase_file: str | None,
-        signature: str | None, as_json: bool, level: str, tsa_url: str | None, root_files: tuple[str, ...],
+        signature: str | None, home: str | None, as_json: bool, level: str, tsa_url: str | None, root_files: tuple[str, ...],
         crl_files: tuple[str, ...], fetch: bool, reason: str | None, location: str | None, field_name: str) -> None:
     """Sign a PDF as PAdES B-B, B-T or B-LT (an incremental update; earlier signatures stay valid)."""
     cert = Path(cert_file).read_bytes()
     roots = [c.dump() for f in root_files for c in signing.load_certificates(Path(f).read_bytes())]
-    with _open(key_ref, passphrase_file) as signer:
+    with _open(key_ref, passphrase_file, home) as signer:
         data = signing.sign_pdf(Path(pdf).read_bytes(), signer, cert, chain=_chain(chain_files), level=level,  # type: ignore[arg-type]
                                 tsa_url=tsa_url, trust_roots=roots, crls=[Path(f).read_bytes() for f in crl_files],
                                 allow_fetching=fetch, field_name=field_name, reason=reason, location=location,
@@ -111,13 +121,13 @@ def pdf(pdf: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[str
 @click.option("--tsa", "tsa_url", default=None, help="RFC 3161 time-stamping URL for a signature time-stamp.")
 @handle_errors
 def cms(file: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[str, ...], passphrase_file: str | None,
-        signature: str | None, as_json: bool, attached: bool, tsa_url: str | None) -> None:
+        signature: str | None, home: str | None, as_json: bool, attached: bool, tsa_url: str | None) -> None:
     """Sign any file (script, archive, document) as CMS SignedData, detached or attached.
 
     Check it with: openssl cms -verify -binary -inform DER -in F.p7s -content FILE -CAfile root.pem -purpose any
     """
     cert = Path(cert_file).read_bytes()
-    with _open(key_ref, passphrase_file) as signer:
+    with _open(key_ref, passphrase_file, home) as signer:
         data = signing.sign_cms(file, signer, cert, chain=_chain(chain_files), attached=attached,
                                 scheme=_scheme(signature), tsa_url=tsa_url)
     Path(out).write_bytes(data)
@@ -133,10 +143,10 @@ def cms(file: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[st
               help="Also encrypt to this recipient's certificate (repeatable; RSA S/MIME certificates).")
 @handle_errors
 def mail(msg: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[str, ...], passphrase_file: str | None,
-         signature: str | None, as_json: bool, recipients: tuple[str, ...]) -> None:
+         signature: str | None, home: str | None, as_json: bool, recipients: tuple[str, ...]) -> None:
     """Sign a mail message as S/MIME (multipart/signed); with --encrypt-to, sign then encrypt it."""
     cert = Path(cert_file).read_bytes()
-    with _open(key_ref, passphrase_file) as signer:
+    with _open(key_ref, passphrase_file, home) as signer:
         data = signing.sign_mail(Path(msg).read_bytes(), signer, cert, chain=_chain(chain_files),
                                  scheme=_scheme(signature), encrypt_to=[Path(r).read_bytes() for r in recipients])
     Path(out).write_bytes(data)
