@@ -39,8 +39,9 @@ from email.utils import formatdate
 from typing import Any, ClassVar
 
 from .errors import IranPkiError
+from .keys.base import SecretSource
 
-__all__ = ["Child", "HttpSettings", "Site", "bind", "run_worker", "supervise"]
+__all__ = ["Child", "HttpSettings", "RememberedSecret", "Site", "bind", "run_worker", "supervise"]
 
 log = logging.getLogger("iranpki.http")
 
@@ -73,6 +74,25 @@ class HttpSettings:
     @property
     def url_host(self) -> str:
         return f"[{self.host}]" if ":" in self.host else self.host
+
+
+class RememberedSecret(SecretSource):
+    """A secret source that asks ``source`` once per key and remembers the answer, so that the
+    processes forked later open their keys without asking again (one prompt, not one per worker).
+    Lives only in memory, like the keys it opens."""
+
+    def __init__(self, source: SecretSource):
+        super().__init__(what=source.what)
+        self._source = source
+        self._known: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"RememberedSecret({self._source!r})"
+
+    def get(self, for_what: str) -> str:
+        if for_what not in self._known:
+            self._known[for_what] = self._source.get(for_what)
+        return self._known[for_what]
 
 
 # ---- HTTP -----------------------------------------------------------------------------------------

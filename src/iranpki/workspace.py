@@ -370,7 +370,7 @@ class Workspace:
                   request_timeout: float = 10.0, on_ready: Callable[[str], None] | None = None) -> None:
         """Run the time-stamp authority until SIGTERM or SIGINT (see :mod:`iranpki.tsa.server`);
         ``on_ready(url)`` is called once every worker answers."""
-        from .ocsp.server import RememberedSecret
+        from .httpserve import RememberedSecret
         from .tsa import server
 
         settings = server.TsaSettings(host=host, port=port, workers=workers, request_timeout=request_timeout)

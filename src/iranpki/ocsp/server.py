@@ -39,8 +39,7 @@ from typing import Any, ClassVar
 from urllib.parse import unquote_to_bytes
 
 from ..errors import IranPkiError, OcspError
-from ..httpserve import Child, HttpSettings, Site, bind, run_worker, supervise
-from ..keys.base import SecretSource
+from ..httpserve import Child, HttpSettings, RememberedSecret, Site, bind, run_worker, supervise
 from . import OcspService, Reply
 
 __all__ = ["RememberedSecret", "ServerSettings", "serve"]
@@ -59,25 +58,6 @@ class ServerSettings(HttpSettings):
     #: How often the refresher looks for responses near nextUpdate and new certificates, and
     #: renews the responder certificate; the workers reload it as often.
     maintenance_interval: float = 60.0
-
-
-class RememberedSecret(SecretSource):
-    """A secret source that asks ``source`` once per key and remembers the answer, so that the
-    processes forked later open their keys without asking again (one prompt, not one per worker).
-    Lives only in memory, like the keys it opens."""
-
-    def __init__(self, source: SecretSource):
-        super().__init__(what=source.what)
-        self._source = source
-        self._known: dict[str, str] = {}
-
-    def __repr__(self) -> str:
-        return f"RememberedSecret({self._source!r})"
-
-    def get(self, for_what: str) -> str:
-        if for_what not in self._known:
-            self._known[for_what] = self._source.get(for_what)
-        return self._known[for_what]
 
 
 # ---- HTTP ---------------------------------------------------------------------------------------------
