@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from iranpki import crl, signing
-from iranpki.ca import IssueRequest, create_intermediate, create_root, parse_subject
+from iranpki.ca import IssueRequest, create_root, parse_subject
 from iranpki.keys import PASSPHRASE_ENV, KeySpec, SecretSource, SignatureScheme, SoftwareSigner, generate_software_key
 from iranpki.store import SqliteStore
 from iranpki.workspace import Workspace

@@ -8,7 +8,7 @@ Implemented here, each on a named standard:
   the key layer and its per-module lock (DESIGN.md).
 - CMS SignedData (RFC 5652 section 5), detached or attached, with the ESS
   signing-certificate-v2 attribute (RFC 5035) and CMS algorithm protection (RFC 6211).
-- S/MIME 4.0 (RFC 8551): multipart/signed (RFC 1847, section 3.4.3) and
+- S/MIME 4.0 (RFC 8551): multipart/signed (RFC 1847; RFC 8551 section 3.5.3) and
   application/pkcs7-mime enveloped-data (section 3.3) with RSAES-OAEP key transport (RFC 8017,
   parameters per RFC 4055 section 4) and AES-256-CBC (RFC 3565); signed then encrypted.
 - Authenticode over Windows PE files through ``osslsigncode`` (no Python library signs PE).
@@ -79,7 +79,7 @@ PADES_LEVELS: tuple[str, ...] = ("B-B", "B-T", "B-LT")
 CertificateInput = bytes | cx509.Certificate | asn1_x509.Certificate
 #: Key usages a signer's certificate may carry for a document signature: either one suffices.
 _SIGNER_KEY_USAGES = {"digital_signature", "non_repudiation"}
-#: The S/MIME micalg names of RFC 8551 section 3.4.3.2.
+#: The S/MIME micalg names of RFC 8551 section 3.5.3.2.
 _MICALG = {"sha256": "sha-256", "sha384": "sha-384", "sha512": "sha-512"}
 _OSSLSIGNCODE_TIMEOUT = 120
 
@@ -746,7 +746,7 @@ def _enveloped_entity(entity: bytes, recipients: Sequence[CertificateInput]) -> 
 
 def envelope(content: bytes, recipients: Sequence[CertificateInput]) -> bytes:
     """CMS EnvelopedData (DER): AES-256-CBC content, its key wrapped with RSAES-OAEP (SHA-256)
-    for each RSA recipient (RFC 5652 6.2.1 key transport, RFC 8551 2.7 mandatory algorithms)."""
+    for each RSA recipient (RFC 5652 6.2.1 key transport, RFC 8551 2.7 content encryption)."""
     certs = load_certificates(list(recipients))
     if not certs:
         raise SigningError("no recipient certificate; give at least one (--encrypt-to CERT)")
@@ -787,7 +787,7 @@ def _header_param(header: bytes, name: bytes) -> bytes | None:
 
 
 def verify_mail(message: bytes, trust_roots: Sequence[CertificateInput] | None = None, **kw: object) -> CmsResult:
-    """Validate an S/MIME multipart/signed message (RFC 8551 3.4.3); keyword arguments as
+    """Validate an S/MIME multipart/signed message (RFC 8551 3.5.3); keyword arguments as
     :func:`verify_cms`. The result's ``content`` is the signed MIME entity."""
     _, content, body = _split_message(message)
     ctype = next((h for h in content if h.lower().startswith(b"content-type:")), b"")
