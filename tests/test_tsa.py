@@ -35,6 +35,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iranpki import der
+from iranpki.clock import FixedClock
 from iranpki.errors import TsaError
 from iranpki.keys import PASSPHRASE_ENV, KeySpec
 from iranpki.policy import load_policy
@@ -602,8 +603,9 @@ def test_critical_eku_required() -> None:
         check_tsa_certificate(cert, signer, datetime.now(timezone.utc))
 
 
-def test_faulty_signer_gets_system_failure(caplog: pytest.LogCaptureFixture) -> None:
-    """A signature that does not verify (a faulty token) never leaves: the client gets systemFailure."""
+def test_faulty_signer_and_expired_certificate_get_system_failure(caplog: pytest.LogCaptureFixture) -> None:
+    """A signature that does not verify (a faulty token) never leaves, nor a token past the TSA
+    certificate's end: the client gets systemFailure."""
     import itertools
 
     from iranpki.tsa import TimeStampAuthority
@@ -617,6 +619,15 @@ def test_faulty_signer_gets_system_failure(caplog: pytest.LogCaptureFixture) -> 
     resp = TimeStampResp.load(authority.respond(request))
     assert resp["status"]["fail_info"].native == {"system_failure"} and resp["time_stamp_token"].native is None
     assert "does not verify" in caplog.text
+    # Past the certificate's end: no more tokens.
+    signer.sign = good_sign  # type: ignore[method-assign]
+    clock = FixedClock(datetime.now(timezone.utc))
+    authority = TimeStampAuthority(signer, cert, itertools.count(1).__next__, policy=POLICY, clock=clock)
+    assert check_reply(authority.respond(request), request).gen_time == clock.moment.replace(
+        microsecond=clock.moment.microsecond // 1000 * 1000)
+    clock.moment += timedelta(days=2)
+    resp = TimeStampResp.load(authority.respond(request))
+    assert resp["status"]["fail_info"].native == {"system_failure"} and "expired on" in caplog.text
 
 
 # ---- a key on SoftHSM2 -------------------------------------------------------------------------------

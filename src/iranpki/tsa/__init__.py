@@ -346,6 +346,7 @@ class TimeStampAuthority:
                  policy: TsaPolicy | None = None, clock: Clock | None = None):
         self.clock = clock or SystemClock()
         check_tsa_certificate(certificate, signer, self.clock.now())
+        self.not_after = x509.load_der_x509_certificate(certificate).not_valid_after_utc
         self.signer = signer
         self.certificate = certificate
         self.serials = serials
@@ -389,13 +390,18 @@ class TimeStampAuthority:
 
     def token(self, request: TimeStampRequest, at: datetime | None = None) -> bytes:
         """The TimeStampToken (a DER ContentInfo holding SignedData) for a checked request."""
+        at = at or self.clock.now()
+        if at > self.not_after:
+            # A TSA that ran past its certificate's end would issue tokens no one can validate.
+            raise TsaError(f"the TSA certificate expired on {self.not_after:%Y-%m-%d %H:%M} UTC; issue a new one "
+                           "with --profile tsa and restart the TSA")
         ident = self._id
         tst = der.sequence(
             b"\x02\x01\x01",  # version v1
             self._policy_der,
             request.imprint_der,
             der.integer(self.serials()),
-            _gentime(at or self.clock.now()),
+            _gentime(at),
             self._accuracy_der,
             der.integer(request.nonce) if request.nonce is not None else b"",
         )
