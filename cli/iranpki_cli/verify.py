@@ -22,8 +22,8 @@ from click.core import ParameterSource
 from cryptography.hazmat.primitives.serialization import Encoding
 from rich.markup import escape
 
-from iranpki import validation
-from iranpki.errors import CertificateValidationError, ValidationInputError
+from iranpki import signing, validation
+from iranpki.errors import CertificateValidationError, SigningError, ValidationInputError
 from iranpki.workspace import CONFIG_NAME, Workspace
 
 from .common import handle_errors, home_option, json_option
@@ -49,6 +49,8 @@ class VerifyOptions:
     trust: tuple[bytes, ...] | None
     revocation: str
     workspace: Workspace | None
+    #: The signed file of a detached CMS signature (--content).
+    content: bytes | None = None
 
     def validation_options(self) -> dict[str, object]:
         """The keyword arguments of :func:`iranpki.validation.validate_certificate` these stand for."""
@@ -125,6 +127,48 @@ def _verify_certificate(data: bytes, options: VerifyOptions) -> Verdict:
 register(FileKind("certificate", _is_certificate, _verify_certificate))
 
 
+# ---- signed files (PDF, S/MIME, CMS, Windows PE) -----------------------------------------------
+
+class SignatureInvalid(Exception):
+    """A signed file whose signature does not validate (exit status 1), with the JSON of why."""
+
+    def __init__(self, message: str, data: dict[str, object]):
+        super().__init__(message)
+        self.data = data
+
+
+def _is_signed(data: bytes) -> bool:
+    return signing.detect_signed_kind(data) is not None
+
+
+def _verify_signed(data: bytes, options: VerifyOptions) -> Verdict:
+    trust: list[bytes] | None = list(options.trust) if options.trust is not None else None
+    intermediates = list(options.chain)
+    if options.workspace is not None:
+        trust = trust if trust is not None else options.workspace.trust_anchors() or None
+        intermediates += options.workspace.ca_certificates()
+    try:
+        result = signing.verify_signed(
+            data, content=options.content, trust_roots=trust, intermediates=intermediates, crls=list(options.crls),
+            allow_fetching=options.fetch or options.ocsp, require_revocation=options.revocation != "soft-fail",
+            moment=options.at)
+    except SigningError as exc:
+        raise ValidationInputError(str(exc)) from None
+    if not result.ok:
+        raise SignatureInvalid(f"the {result.kind} signature does not validate: " + "; ".join(result.problems),
+                               result.to_dict())
+    rows: list[tuple[str, str]] = [("kind", result.kind), ("signatures", str(len(result.results)))]
+    for i, item in enumerate(result.to_dict()["signatures"], 1):  # type: ignore[union-attr]
+        for key in ("signer", "field", "signing_time", "timestamp", "coverage", "level", "digest_algorithm"):
+            if isinstance(item, dict) and item.get(key) not in (None, ""):
+                rows.append((f"{i}: {key.replace('_', ' ')}", str(item[key])))
+    return Verdict(f"valid {result.kind} signature", rows, result.to_dict())
+
+
+# Signed files first: a PEM CMS or an S/MIME message may hold certificates too.
+KINDS.insert(0, FileKind("signed file", _is_signed, _verify_signed))
+
+
 # ---- the command ------------------------------------------------------------------------------
 
 def _read(path: str, what: str) -> bytes:
@@ -176,14 +220,18 @@ def _parse_time(text: str | None) -> datetime | None:
 @click.option("--revocation", type=click.Choice(list(validation.REVOCATION_MODES)), default="soft-fail",
               show_default=True, help="hard-fail: an unknown revocation status fails; require: every certificate "
                                       "needs a status.")
+@click.option("--content", "content_file", type=click.Path(dir_okay=False), default=None,
+              help="The signed file of a detached CMS signature (default: FILE without its .p7s).")
 @home_option
 @json_option
 @handle_errors
 def verify(file: str, purpose: str | None, at_text: str | None, level: int | None, chain_files: tuple[str, ...],
            crl_files: tuple[str, ...], ocsp: bool, fetch: bool, trust_files: tuple[str, ...], revocation: str,
-           home: str, as_json: bool) -> None:
+           content_file: str | None, home: str, as_json: bool) -> None:
     """Validate a certificate as a relying party: chain to a trusted root, validity, revocation
-    (CRL, OCSP), key usage for --purpose, national assurance --level.
+    (CRL, OCSP), key usage for --purpose, national assurance --level. Or validate a signed file:
+    a PDF (PAdES), an S/MIME message, a CMS signature (attached, or detached with --content) or a
+    Windows PE (Authenticode, through osslsigncode).
 
     Trusted: the root CAs of the workspace (--home) if there is one, else the national root
     Root CA-G3 shipped with iranpki; --trust replaces both. Nothing is fetched unless --ocsp or
@@ -194,6 +242,8 @@ def verify(file: str, purpose: str | None, at_text: str | None, level: int | Non
       iranpki verify site.pem --purpose server --chain gica2.pem --ocsp
       iranpki verify signer.pem --purpose signature --level 2 --crl gica2.crl --revocation hard-fail
       iranpki verify old.pem --at 2025-06-01 --crl gica2-2025-06.crl --json
+      iranpki verify contract.pdf --crl gica2.crl
+      iranpki verify report.tar.gz.p7s              # detached: checks report.tar.gz
     """
     ctx = click.get_current_context()
     explicit_home = ctx.get_parameter_source("home") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
@@ -203,7 +253,8 @@ def verify(file: str, purpose: str | None, at_text: str | None, level: int | Non
         purpose=purpose, at=_parse_time(at_text), level=level,
         chain=tuple(_read(f, "the chain file") for f in chain_files),
         crls=tuple(_read(f, "the CRL file") for f in crl_files), ocsp=ocsp, fetch=fetch,
-        trust=tuple(_read(f, "the trust file") for f in trust_files) or None, revocation=revocation, workspace=ws)
+        trust=tuple(_read(f, "the trust file") for f in trust_files) or None, revocation=revocation, workspace=ws,
+        content=_content(file, content_file))
     kind = next((k for k in KINDS if k.detect(data)), None)
     if kind is None:
         raise click.UsageError(f"{file} is not a file iranpki verify reads; it reads: "
@@ -212,10 +263,10 @@ def verify(file: str, purpose: str | None, at_text: str | None, level: int | Non
         verdict = kind.verify(data, options)
     except ValidationInputError as exc:
         raise click.UsageError(str(exc)) from None
-    except CertificateValidationError as exc:
+    except (CertificateValidationError, SignatureInvalid) as exc:
         if as_json:
-            emit_json({"valid": False, "kind": kind.name, "error": type(exc).__name__, "message": str(exc),
-                       **_error_data(exc)})
+            extra = exc.data if isinstance(exc, SignatureInvalid) else _error_data(exc)
+            emit_json({"valid": False, "kind": kind.name, "error": type(exc).__name__, "message": str(exc), **extra})
         else:
             err_console.print("[bold red]invalid:[/] " + escape(str(exc)), highlight=False)
         sys.stdout.flush()
@@ -224,6 +275,14 @@ def verify(file: str, purpose: str | None, at_text: str | None, level: int | Non
         emit_json({"kind": kind.name, **verdict.data})
     else:
         fields(verdict.title, verdict.rows)
+
+
+def _content(file: str, content_file: str | None) -> bytes | None:
+    if content_file is not None:
+        return _read(content_file, "the signed content")
+    if file.endswith((".p7s", ".sig")) and Path(file[: file.rfind(".")]).is_file():
+        return _read(file[: file.rfind(".")], "the signed content")
+    return None
 
 
 def _error_data(exc: CertificateValidationError) -> dict[str, object]:
