@@ -325,8 +325,16 @@ def test_token_structure(pki: Pki, tsa: Tsa) -> None:
     gen = tst["gen_time"].native
     assert abs(gen - datetime.now(timezone.utc)) < timedelta(seconds=10)
     assert not tst["gen_time"].contents.rstrip(b"Z").endswith(b"0") or b"." not in tst["gen_time"].contents
-    certs = sd["certificates"]
-    assert len(certs) == 1 and certs[0].chosen["tbs_certificate"]["serial_number"].native == int(pki.tsa_serial, 16)
+    # certReq: the TSA certificate and its issuing CA (not the root), so a relying party holding
+    # only the root builds the path.
+    certs = [c.chosen for c in sd["certificates"]]
+    serials = {c["tbs_certificate"]["serial_number"].native for c in certs}
+    subjects = {c["tbs_certificate"]["subject"].native.get("common_name") for c in certs}
+    assert len(certs) == 2 and int(pki.tsa_serial, 16) in serials
+    issuer = next(c for c in certs if c["tbs_certificate"]["serial_number"].native != int(pki.tsa_serial, 16))
+    assert issuer.ca and issuer.self_signed == "no"  # the issuing CA, not the root
+    assert len(subjects) == 2
+    tsa_cert = next(c for c in certs if c["tbs_certificate"]["serial_number"].native == int(pki.tsa_serial, 16))
     si = sd["signer_infos"][0]
     attrs = {a["type"].native: a["values"][0] for a in si["signed_attrs"]}
     assert set(attrs) == {"content_type", "message_digest", "signing_certificate_v2"}
@@ -335,10 +343,10 @@ def test_token_structure(pki: Pki, tsa: Tsa) -> None:
     assert attrs["message_digest"].native == hashlib.sha256(tst_bytes).digest()
     ess = attrs["signing_certificate_v2"]["certs"][0]
     assert ess["hash_algorithm"]["algorithm"].native == "sha256"  # the default, left out in DER
-    assert ess["cert_hash"].native == hashlib.sha256(certs[0].chosen.dump()).digest()
+    assert ess["cert_hash"].native == hashlib.sha256(tsa_cert.dump()).digest()
     assert ess["issuer_serial"]["serial_number"].native == int(pki.tsa_serial, 16)
     # The signature over the DER SET OF signed attributes, with the TSA certificate's key.
-    cert = x509.load_der_x509_certificate(certs[0].chosen.dump())
+    cert = x509.load_der_x509_certificate(tsa_cert.dump())
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
     signed = si["signed_attrs"].dump(force=True)

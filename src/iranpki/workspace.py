@@ -360,7 +360,7 @@ class Workspace:
             serial = parse_serial(certificate) if certificate else None
             cert = tsa.find_tsa_certificate(self.store, ca, signer, self.clock.now(), serial)
             return tsa.TimeStampAuthority(signer, cert, tsa.SerialBlocks(self.store, f"tsa:{ca}", serial_block),
-                                          clock=self.clock)
+                                          clock=self.clock, chain=self.chain(ca)[:-1])
         except BaseException:
             signer.close()
             raise

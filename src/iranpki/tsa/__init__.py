@@ -38,7 +38,7 @@ import http.client
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import IntEnum
@@ -340,10 +340,14 @@ class _Identity:
 
 class TimeStampAuthority:
     """Answers TimeStampReqs with TimeStampResps signed by ``signer`` under ``certificate`` (DER),
-    with serial numbers from ``serials`` (a :class:`SerialBlocks`)."""
+    with serial numbers from ``serials`` (a :class:`SerialBlocks`).
+
+    ``chain``: the issuing CA certificates (DER, without the root), sent with the TSA certificate
+    when a request sets certReq (RFC 3161 2.4.1 allows more than the TSA's own), so that a
+    relying party holding only the national root can build the TSA's path."""
 
     def __init__(self, signer: Signer, certificate: bytes, serials: Callable[[], int], *,
-                 policy: TsaPolicy | None = None, clock: Clock | None = None):
+                 policy: TsaPolicy | None = None, clock: Clock | None = None, chain: Sequence[bytes] = ()):
         self.clock = clock or SystemClock()
         check_tsa_certificate(certificate, signer, self.clock.now())
         self.not_after = x509.load_der_x509_certificate(certificate).not_valid_after_utc
@@ -368,7 +372,8 @@ class TimeStampAuthority:
             signature_alg=scheme.algorithm_identifier(signer.key_spec),
             sid=der.sequence(issuer, serial),
             signing_cert_attr=der.sequence(_ID_SIGNING_CERT_V2, der.tlv(0x31, der.sequence(der.sequence(ess)))),
-            certificates=der.tlv(0xA0, certificate),
+            # certificates [0] IMPLICIT SET OF: DER orders the members by their encodings.
+            certificates=der.tlv(0xA0, b"".join(sorted([certificate, *chain]))),
         )
         self._hash = getattr(hashlib, scheme.hash)
 
