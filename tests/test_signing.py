@@ -477,7 +477,7 @@ def test_cli_sign_pdf_cms_mail(pki: dict, token_keys: dict, monkeypatch: pytest.
     assert os.environ["IRANPKI_PKCS11_PIN"] not in res.output
 
 
-@pytest.mark.parametrize("name", ["sign_pdf.py", "sign_cms.py", "sign_mail.py"])
+@pytest.mark.parametrize("name", ["sign_pdf.py", "sign_cms.py", "sign_mail.py", "timestamp_and_validate.py"])
 def test_examples_run(name: str) -> None:
     out = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
