@@ -7,7 +7,9 @@
 #      subscriber's CSR, and each checked with `openssl verify -x509_strict -purpose ...`;
 #   5. revocation: complete and delta CRLs (the level-2 CA's in two shards), published into a
 #      repository folder as the certificates' URLs say, and judged by `openssl verify -crl_check_all`;
-#   6. the OCSP responder on 127.0.0.1, asked by `openssl ocsp` about a good and a revoked certificate.
+#   6. the OCSP responder on 127.0.0.1, asked by `openssl ocsp` about a good and a revoked certificate;
+#   7. a relying party's check with `iranpki verify` (chain, level, CRLs);
+#   8. the time-stamp authority (key on the token), its stamp checked by `openssl ts -verify`.
 # Output goes to ./demo-out (made afresh on each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -126,20 +128,24 @@ crl_check personal-signature good
 crl_check ssl-server revoked
 crl_check tsa good
 
+serve_bg() {  # log file, then the server command: start it, wait for "listening on URL", set $url
+  local log=$1; shift
+  "$@" 2>"$log" &
+  server_pids+=("$!")
+  url=""
+  for _ in $(seq 1 300); do  # at most 30 s (pre-produced responses are signed before it listens)
+    url=$(grep -o 'listening on http://[0-9.:]*' "$log" | head -1 | cut -d' ' -f3 || true)
+    [ -n "$url" ] && return 0
+    kill -0 "${server_pids[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "  the server did not start:" >&2; cat "$log" >&2; fail=1; return 1
+}
+server_pids=()
+trap 'kill "${server_pids[@]}" 2>/dev/null || true' EXIT
+
 step "OCSP: iranpki ocsp serve on 127.0.0.1, asked by openssl ocsp"
-iranpki ocsp serve --ca gica2 --host 127.0.0.1 --port 0 --workers 2 2>"$out/ocsp.log" &
-ocsp_pid=$!
-trap 'kill "$ocsp_pid" 2>/dev/null || true' EXIT
-url=""
-for _ in $(seq 1 300); do  # at most 30 s for the pre-produced responses to be signed
-  url=$(grep -o 'listening on http://[0-9.:]*' "$out/ocsp.log" | head -1 | cut -d' ' -f3 || true)
-  [ -n "$url" ] && break
-  kill -0 "$ocsp_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$url" ]; then
-  echo "  the OCSP responder did not start:" >&2; cat "$out/ocsp.log" >&2; fail=1
-else
+if serve_bg "$out/ocsp.log" iranpki ocsp serve --ca gica2 --host 127.0.0.1 --port 0 --workers 2; then
   ocsp_check() {  # profile, expected status
     local profile=$1 expected=$2 got
     got=$(openssl ocsp -issuer "$out/gica2.pem" -cert "$out/$profile.pem" -url "$url/gica2" \
@@ -154,8 +160,35 @@ else
   ocsp_check ssl-server revoked
   ocsp_check smime revoked
 fi
-kill "$ocsp_pid" 2>/dev/null || true
-wait "$ocsp_pid" 2>/dev/null || true
+
+step "a relying party: iranpki verify with the published CRLs"
+{ openssl crl -inform DER -in "$out/repository/crl/root.crl"; for f in "$out"/repository/crl/gica2-*.crl; do
+    openssl crl -inform DER -in "$f"; done; } > "$out/all-crls.pem"
+for profile in personal-signature ssl-server; do
+  if iranpki verify "$out/$profile.pem" --chain "$out/gica2.pem" --crl "$out/all-crls.pem" --level 2 \
+       --revocation hard-fail >"$out/$profile.verify-rp.txt" 2>&1; then got=valid; else got=invalid; fi
+  printf '  %-20s iranpki verify --level 2: %s\n' "$profile" "$got"
+  [ "$got" = valid ] || grep -o 'revoked on [^;]*' "$out/$profile.verify-rp.txt" | sed 's/^/    /'
+done
+grep -q "revoked on" "$out/ssl-server.verify-rp.txt" || { echo "  the revoked certificate was not refused" >&2; fail=1; }
+
+step "time-stamping: iranpki tsa serve (key on token GICA), checked by openssl ts -verify"
+iranpki key generate --token GICA --label tsa --algorithm p256 --pubout "$out/tsa.pub.pem" >/dev/null
+iranpki cert issue --ca gica2 --profile tsa --public-key "$out/tsa.pub.pem" \
+  --subject 'C=IR,O=E-Commerce Development Center,CN=National TSA on token (demo)' --out "$out/tsa-token.pem" --json >/dev/null
+if serve_bg "$out/tsa.log" iranpki tsa serve --ca gica2 --key 'pkcs11:token=GICA;object=tsa' --host 127.0.0.1 \
+     --port 0 --workers 2; then
+  printf 'قرارداد شماره ۱۲۳\n' > "$out/contract.txt"
+  iranpki tsa stamp "$out/contract.txt" --url "$url/" --out "$out/contract.tsr"
+  if openssl ts -verify -data "$out/contract.txt" -in "$out/contract.tsr" -CAfile "$out/root.pem" \
+       >"$out/contract.ts-verify.txt" 2>&1 && grep -q "Verification: OK" "$out/contract.ts-verify.txt"; then
+    echo "  openssl ts -verify: Verification: OK"
+  else
+    echo "  openssl ts -verify failed:" >&2; cat "$out/contract.ts-verify.txt" >&2; fail=1
+  fi
+fi
+kill "${server_pids[@]}" 2>/dev/null || true
+wait "${server_pids[@]}" 2>/dev/null || true
 
 step "the store"
 iranpki cert list --ca gica2

@@ -173,8 +173,17 @@ def test_software_keys_through_the_cli(tmp_path: Path, monkeypatch: pytest.Monke
                                  "--name", "l2", "--key", "l1", "--subject", "C=IR,O=T,CN=T L2",
                                  "--passphrase-file", str(pass_file)])
     assert result.exit_code == 1 and "requires the CA key on a lab-approved token or HSM" in result.output
+    pub = tmp_path / "tsa.pub.pem"
+    made = json.loads(ok("key", "generate", "--home", home, "--label", "tsa", "--algorithm", "p256",
+                         "--pubout", str(pub), "--json"))
+    # The public key, for `cert issue --public-key`, matches the key written encrypted.
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+
+    private = load_pem_private_key((tmp_path / "ws" / "keys" / "tsa.pem").read_bytes(), b"env passphrase 456")
+    assert load_pem_public_key(pub.read_bytes()) == private.public_key()
+    assert made["public_key"] == pub.read_text()
     keys = json.loads(ok("key", "list", "--home", home, "--json"))
-    assert {k["label"]: k["backend"] for k in keys} == {"root": "software", "l1": "software"}
+    assert {k["label"]: k["backend"] for k in keys} == {"root": "software", "l1": "software", "tsa": "software"}
     for key_file in (tmp_path / "ws" / "keys").iterdir():
         text = key_file.read_bytes()
         assert b"ENCRYPTED PRIVATE KEY" in text and b"passphrase" not in text

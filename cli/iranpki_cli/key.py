@@ -28,17 +28,26 @@ def key() -> None:
 @click.option("--token", default=None, help="Token label; without it the key is a software key (level 1 only).")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None,
               help="File whose first line is the software key's passphrase (else IRANPKI_KEY_PASSPHRASE or a prompt).")
+@click.option("--pubout", type=click.Path(dir_okay=False), default=None,
+              help="Also write the public key here (PEM), e.g. for `iranpki cert issue --public-key`.")
 @json_option
 @handle_errors
 def generate(home: str, algorithm: str, label: str, token: str | None, passphrase_file: str | None,
-             as_json: bool) -> None:
+             pubout: str | None, as_json: bool) -> None:
     """Generate a key pair: private, sensitive and non-extractable on a token."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     spec = KeySpec.parse(algorithm)
     ws = workspace(home)
     signer = ws.generate_key(spec, label=label, token=token,
                              secret=pin_source() if token else KeySecret(passphrase_file))
+    public_pem = signer.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    if pubout:
+        with open(pubout, "wb") as f:
+            f.write(public_pem)
     if as_json:
-        emit_json({"reference": signer.reference, "algorithm": str(spec), "label": label})
+        emit_json({"reference": signer.reference, "algorithm": str(spec), "label": label,
+                   "public_key": public_pem.decode("ascii")})
     else:
         console.print(f"generated {spec} key [bold]{label}[/]\nreference: {signer.reference}", highlight=False)
 
