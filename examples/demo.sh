@@ -179,7 +179,7 @@ iranpki cert issue --ca gica2 --profile tsa --public-key "$out/tsa.pub.pem" \
 if serve_bg "$out/tsa.log" iranpki tsa serve --ca gica2 --key 'pkcs11:token=GICA;object=tsa' --host 127.0.0.1 \
      --port 0 --workers 2; then
   printf 'قرارداد شماره ۱۲۳\n' > "$out/contract.txt"
-  iranpki tsa stamp "$out/contract.txt" --url "$url/" --out "$out/contract.tsr"
+  iranpki tsa stamp "$out/contract.txt" --url "$url/" --trust "$out/root.pem" --out "$out/contract.tsr"
   if openssl ts -verify -data "$out/contract.txt" -in "$out/contract.tsr" -CAfile "$out/root.pem" \
        >"$out/contract.ts-verify.txt" 2>&1 && grep -q "Verification: OK" "$out/contract.ts-verify.txt"; then
     echo "  openssl ts -verify: Verification: OK"

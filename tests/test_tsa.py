@@ -49,6 +49,7 @@ from iranpki.tsa import (
     fetch_stamp,
     make_request,
     parse_request,
+    verify_token,
 )
 from iranpki.workspace import Workspace
 
@@ -390,17 +391,41 @@ def test_mutated_requests_are_answered(at: int, value: int, with_policy: bool, t
 def test_stamp_command(pki: Pki, tsa: Tsa, tmp_path: Path) -> None:
     data = tmp_path / "doc.bin"
     data.write_bytes(os.urandom(5000))
-    out = subprocess.run([IRANPKI, "tsa", "stamp", str(data), "--url", tsa.url, "--hash", "sha512",
-                          "--out", str(tmp_path / "doc.tsr"), "--json"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([IRANPKI, "tsa", "stamp", str(data), "--url", tsa.url, "--hash", "sha512", "--trust",
+                          str(pki.root_pem), "--out", str(tmp_path / "doc.tsr"), "--json"],
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     assert info["policy"] == POLICY.policy_oid and info["hash"] == "sha512" and info["serial"] > 0
+    assert info["verified"] is True and "TSA" in info["tsa"]
+    # The client verifies the token: against the national root alone, our test TSA is not trusted.
+    untrusted = subprocess.run([IRANPKI, "tsa", "stamp", str(data), "--url", tsa.url], capture_output=True,
+                               text=True, timeout=60)
+    assert untrusted.returncode == 1 and "trusted root" in untrusted.stderr, untrusted.stderr
     verify = run(["openssl", "ts", "-verify", "-data", str(data), "-in", str(tmp_path / "doc.tsr"),
                   "-CAfile", str(pki.root_pem), "-untrusted", str(pki.chain_pem)])
     assert "Verification: OK" in verify.stdout, verify.stdout + verify.stderr
-    human = subprocess.run([IRANPKI, "tsa", "stamp", str(data), "--url", tsa.url], capture_output=True, text=True,
-                           timeout=60)
+    human = subprocess.run([IRANPKI, "tsa", "stamp", str(data), "--url", tsa.url, "--no-verify"],
+                           capture_output=True, text=True, timeout=60)
     assert human.returncode == 0 and "granted:" in human.stdout and POLICY.policy_oid in human.stdout
+    assert "verified" not in human.stdout
+
+
+def test_verify_token_checks_signature_and_tsa_certificate(pki: Pki, tsa: Tsa) -> None:
+    from iranpki.errors import CertificateValidationError
+
+    stamp = fetch_stamp(tsa.url, hashlib.sha256(b"doc").digest())
+    root = pki.root_pem.read_bytes()
+    result = verify_token(stamp.token, [root])
+    assert result.purpose == "timestamping" and len(result.subjects) == 3
+    # A token whose TSTInfo was altered (a byte of the genTime) no longer verifies.
+    token = bytearray(stamp.token)
+    at = token.find(stamp.gen_time.strftime("%Y%m%d%H%M%S").encode())
+    token[at + 3] ^= 1
+    with pytest.raises(TsaError, match="does not verify"):
+        verify_token(bytes(token), [root])
+    with pytest.raises(CertificateValidationError, match="trusted root"):
+        verify_token(stamp.token)  # the national root does not vouch for the test TSA
 
 
 def test_client_refuses_replies_for_other_requests(tsa: Tsa) -> None:

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from iranpki.tsa import fetch_stamp
+from iranpki.tsa import fetch_stamp, verify_token
 
 from .common import KeySecret, handle_errors, home_option, json_option, workspace
 from .render import console, emit_json
@@ -29,7 +29,7 @@ def tsa() -> None:
       iranpki cert issue --ca gica2 --profile tsa --public-key tsa1.pub.pem \\
           --subject 'C=IR,O=Example,CN=Example TSA 1' --out tsa1.pem
       iranpki tsa serve --ca gica2 --key tsa1 --host 127.0.0.1 --port 3161 --workers 2
-      iranpki tsa stamp contract.pdf --url http://127.0.0.1:3161/ --out contract.tsr
+      iranpki tsa stamp contract.pdf --url http://127.0.0.1:3161/ --trust root.pem --out contract.tsr
       openssl ts -verify -data contract.pdf -in contract.tsr -CAfile root.pem -untrusted chain.pem
     """
 
@@ -77,24 +77,35 @@ def serve(home: str, ca_name: str, key_ref: str, cert_serial: str | None, passph
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the whole reply (DER TimeStampResp, as openssl ts -verify -in reads it).")
 @click.option("--timeout", type=click.FloatRange(0.1, 300), default=30.0, show_default=True)
+@click.option("--trust", "trust_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Root certificate(s) the TSA must chain to (default: the national root).")
+@click.option("--no-verify", is_flag=True, help="Do not verify the token's signature and the TSA's certificate.")
 @json_option
 @handle_errors
 def stamp(file: click.utils.LazyFile, url: str, hash_name: str, out: str | None, timeout: float,
-          as_json: bool) -> None:
+          trust_files: tuple[str, ...], no_verify: bool, as_json: bool) -> None:
     """Get a time-stamp for FILE (- for stdin) from the TSA at --url, check that it is granted and
-    answers this request (imprint and nonce), and print its time, serial and policy."""
+    answers this request (imprint and nonce), verify its signature and the TSA's certificate
+    (chain to --trust or the national root, timeStamping usage), and print its time, serial and
+    policy."""
     h = hashlib.new(hash_name)
     while chunk := file.read(1 << 20):
         h.update(chunk)
     result = fetch_stamp(url, h.digest(), hash_name, timeout=timeout)
+    tsa_subject = None
+    if not no_verify:
+        roots = [open(f, "rb").read() for f in trust_files] or None  # noqa: SIM115 - small files
+        tsa_subject = verify_token(result.token, roots).subject  # type: ignore[attr-defined]
     if out:
         with open(out, "wb") as f:
             f.write(result.reply)
     info = {"gen_time": result.gen_time.isoformat(), "serial": result.serial, "serial_hex": f"{result.serial:x}",
             "policy": result.policy, "accuracy_ms": result.accuracy_ms, "hash": result.hash_name,
-            "nonce": result.nonce, "out": out}
+            "nonce": result.nonce, "out": out, "tsa": tsa_subject, "verified": not no_verify}
     if as_json:
         emit_json(info)
     else:
         console.print(f"granted: {info['gen_time']} serial {info['serial_hex']} policy {result.policy} "
                       f"accuracy {result.accuracy_ms} ms" + (f" -> {out}" if out else ""), highlight=False)
+        if tsa_subject:
+            console.print(f"verified: signed by {tsa_subject}", highlight=False)

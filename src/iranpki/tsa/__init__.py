@@ -70,6 +70,7 @@ __all__ = [
     "TimeStampRequest",
     "check_reply",
     "check_tsa_certificate",
+    "verify_token",
     "fetch_stamp",
     "find_tsa_certificate",
     "make_request",
@@ -567,6 +568,38 @@ def check_reply(reply: bytes, request: bytes) -> Stamp:
         raise
     except Exception as exc:  # noqa: BLE001 - asn1crypto parses lazily and raises many kinds
         raise TsaError(f"the reply is not a DER TimeStampResp (RFC 3161 2.4.2): {exc}; is the URL a TSA?") from None
+
+
+def verify_token(token: bytes, trust_roots: Sequence[bytes] | None = None, *,
+                 intermediates: Sequence[bytes] = (), crls: Sequence[bytes] = ()) -> object:
+    """Verify a TimeStampToken as a relying party: its CMS signature over the TSTInfo (intact,
+    valid), and its signer's certificate: a path to ``trust_roots`` (default: the national root),
+    the timeStamping extended key usage, valid at the token's genTime. Returns the signer's
+    :class:`~iranpki.validation.ValidationResult`; raises :class:`TsaError` for a bad signature and
+    a :class:`~iranpki.errors.CertificateValidationError` for a certificate that fails."""
+    from .. import signing, validation
+
+    checked = signing.verify_cms(None, token, trust_roots, intermediates=intermediates, crls=crls)
+    if not (checked.intact and checked.valid):
+        raise TsaError("the time-stamp token's signature does not verify: " + "; ".join(checked.problems)
+                       + ". Do not rely on it; ask the TSA again")
+    signed_data = asn1_cms.ContentInfo.load(token)["content"]
+    tst = signed_data["encap_content_info"]["content"].parsed
+    sid = signed_data["signer_infos"][0]["sid"].chosen
+    certs = [c.chosen.dump() for c in (signed_data["certificates"] or [])]
+    signer_cert = next((c for c in certs if _issuer_serial(c) == (sid["issuer"].dump(), sid["serial_number"].native)),
+                       None)
+    if signer_cert is None:
+        raise TsaError("the time-stamp token does not carry its TSA's certificate; request it with certReq")
+    others = [c for c in certs if c != signer_cert]
+    return validation.validate_certificate(signer_cert, purpose="timestamping", at=tst["gen_time"].native,
+                                           trust_roots=trust_roots, intermediates=[*others, *intermediates],
+                                           crls=list(crls))
+
+
+def _issuer_serial(certificate: bytes) -> tuple[bytes, int]:
+    tbs = asn1_x509.Certificate.load(certificate)["tbs_certificate"]
+    return tbs["issuer"].dump(), tbs["serial_number"].native
 
 
 def fetch_stamp(url: str, digest: bytes, hash_name: str = "sha256", *, timeout: float = 30.0,
