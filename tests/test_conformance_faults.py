@@ -1,0 +1,195 @@
+"""Proof that the conformance suite judges (issue 5): a PKCS#11 shim (tests/shim/pkcs11_fault_shim.c)
+wraps SoftHSM2 and injects one fault at a time, chosen by FAULTSHIM_FAULT.
+
+First the shim itself is checked with python-pkcs11 (each fault shows where it should, and the
+pass-through changes nothing); then the suite is run against it and must name the right case.
+Every probe runs in a child process: the fault is read when the module loads, and crash and hang
+faults must not take pytest with them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from iranpki.keys import SecretSource
+
+from .conftest import SOFTHSM_MODULE
+
+SHIM_SOURCE = Path(__file__).parent / "shim" / "pkcs11_fault_shim.c"
+TOKEN = "Faults"
+
+FAULTS = ("corrupt_signature", "extractable_sensitive", "verify_accepts_all", "repeat_random", "wrong_rv",
+          "crash_sign", "hang_sign", "slow", "leak_handles")
+
+
+@pytest.fixture(scope="session")
+def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fault shim compiled with gcc into a temporary directory, once per test session."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is missing: the fault shim is C compiled at test time (apt-get install gcc)")
+    out = tmp_path_factory.mktemp("shim") / "libfaultshim.so"
+    done = subprocess.run([gcc, "-Wall", "-Werror", "-shared", "-fPIC", "-O2", "-o", str(out), str(SHIM_SOURCE),
+                           "-ldl"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def fault_token(softhsm: dict[str, str]) -> dict[str, str]:
+    """A token of its own, so wrong-PIN tries and leaked objects touch no other test's token."""
+    from iranpki.keys.pkcs11 import init_token
+
+    init_token(TOKEN, SecretSource(env=None, prompt=lambda _: softhsm["so_pin"]),
+               SecretSource(prompt=lambda _: softhsm["pin"]), module=SOFTHSM_MODULE)
+    return softhsm
+
+
+# One probe, run in a child process against a module: it prints what it saw as JSON.
+PROBE = r'''
+import json, sys, time
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+module, token_label, pin, what = sys.argv[1:5]
+tok = pkcs11.lib(module).get_token(token_label=token_label)
+seen = {}
+if what == "wrong_pin":
+    try:
+        tok.open(user_pin="0" * 8).close()
+        seen["login"] = "ok"
+    except pkcs11.PKCS11Error as exc:
+        seen["login"] = type(exc).__name__
+    print(json.dumps(seen)); sys.exit()
+with tok.open(rw=True, user_pin=pin) as s:
+    if what in ("sign", "crash", "hang"):
+        pub, priv = s.generate_keypair(KeyType.RSA, 2048, store=False)
+        data = b"iranpki conformance"
+        sig = priv.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS)
+        key = rsa.RSAPublicNumbers(int.from_bytes(pub[Attribute.PUBLIC_EXPONENT], "big"),
+                                   int.from_bytes(pub[Attribute.MODULUS], "big")).public_key()
+        try:
+            key.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
+            seen["signature_valid"] = True
+        except Exception:
+            seen["signature_valid"] = False
+        bad = bytes([sig[0] ^ 0x80]) + sig[1:]
+        seen["bad_signature_accepted"] = pub.verify(data, bad, mechanism=Mechanism.SHA256_RSA_PKCS)
+        seen["good_signature_accepted"] = pub.verify(data, sig, mechanism=Mechanism.SHA256_RSA_PKCS)
+        t = time.perf_counter()
+        for _ in range(10):
+            priv.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS)
+        seen["sign_ms"] = (time.perf_counter() - t) * 100
+    elif what == "random":
+        seen["repeats"] = s.generate_random(256) == s.generate_random(256)
+    elif what == "sensitive":
+        pub, priv = s.generate_keypair(KeyType.RSA, 2048, store=False,
+                                       private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False})
+        try:
+            seen["private_exponent"] = priv[Attribute.PRIVATE_EXPONENT].hex()
+        except pkcs11.AttributeSensitive:
+            seen["private_exponent"] = "AttributeSensitive"
+        seen["extractable"] = bool(priv[Attribute.EXTRACTABLE])
+    elif what == "sign_with_wrong_mechanism":
+        # python-pkcs11 gives a key without CKA_SIGN no sign(), so: an RSA key with HMAC.
+        # (SoftHSM2 answers CKR_GENERAL_ERROR itself for an RSA key with CKM_ECDSA.)
+        pub, priv = s.generate_keypair(KeyType.RSA, 2048, store=False)
+        try:
+            priv.sign(b"x" * 32, mechanism=Mechanism.SHA256_HMAC)
+            seen["sign"] = "ok"
+        except pkcs11.PKCS11Error as exc:
+            seen["sign"] = type(exc).__name__
+    elif what == "session_objects":
+        label = "faultshim-leak-probe"
+        other = tok.open(rw=True)
+        other.create_object({Attribute.CLASS: ObjectClass.DATA, Attribute.TOKEN: False,
+                             Attribute.LABEL: label, Attribute.VALUE: b"x"})
+        other.close()
+        seen["left_after_close"] = len(list(s.get_objects({Attribute.LABEL: label})))
+print(json.dumps(seen))
+'''
+
+
+def probe(module: Path | str, what: str, env: dict[str, str], fault: str | None = None,
+          timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    child_env = {**os.environ, "SOFTHSM2_CONF": env["conf"], "FAULTSHIM_MODULE": SOFTHSM_MODULE}
+    child_env.pop("FAULTSHIM_FAULT", None)
+    if fault:
+        child_env["FAULTSHIM_FAULT"] = fault
+    return subprocess.run([sys.executable, "-c", PROBE, str(module), TOKEN, env["pin"], what],
+                          capture_output=True, text=True, timeout=timeout, env=child_env)
+
+
+def seen(module: Path | str, what: str, env: dict[str, str], fault: str | None = None) -> dict:
+    done = probe(module, what, env, fault)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+CLEAN = {
+    "sign": {"signature_valid": True, "bad_signature_accepted": False, "good_signature_accepted": True},
+    "random": {"repeats": False},
+    "sensitive": {"private_exponent": "AttributeSensitive", "extractable": False},
+    "wrong_pin": {"login": "PinIncorrect"},
+    "sign_with_wrong_mechanism": {"sign": "KeyTypeInconsistent"},
+    "session_objects": {"left_after_close": 0},
+}
+
+
+@pytest.mark.parametrize("what", sorted(CLEAN))
+def test_shim_without_fault_is_softhsm(shim: Path, fault_token: dict[str, str], what: str) -> None:
+    """Through the shim with no fault, every probe sees what SoftHSM2 itself shows."""
+    direct = seen(SOFTHSM_MODULE, what, fault_token)
+    through = seen(shim, what, fault_token)
+    direct.pop("sign_ms", None), through.pop("sign_ms", None)
+    assert direct == through == CLEAN[what]
+
+
+# What each fault changes in the probes, against CLEAN.
+SHIM_FAULTS = {
+    "corrupt_signature": ("sign", {"signature_valid": False, "good_signature_accepted": False}),
+    "verify_accepts_all": ("sign", {"bad_signature_accepted": True}),
+    "repeat_random": ("random", {"repeats": True}),
+    "extractable_sensitive": ("sensitive", {"private_exponent": "5a" * 32, "extractable": True}),
+    "wrong_rv": ("wrong_pin", {"login": "GeneralError"}),
+    "leak_handles": ("session_objects", {"left_after_close": 1}),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(SHIM_FAULTS))
+def test_shim_injects_fault(shim: Path, fault_token: dict[str, str], fault: str) -> None:
+    what, changed = SHIM_FAULTS[fault]
+    got = seen(shim, what, fault_token, fault)
+    got.pop("sign_ms", None)
+    assert got == {**CLEAN[what], **changed}
+
+
+def test_shim_wrong_rv_on_sign_with_wrong_mechanism(shim: Path, fault_token: dict[str, str]) -> None:
+    assert seen(shim, "sign_with_wrong_mechanism", fault_token, "wrong_rv") == {"sign": "GeneralError"}
+
+
+def test_shim_crash_and_hang(shim: Path, fault_token: dict[str, str]) -> None:
+    crashed = probe(shim, "crash", fault_token, "crash_sign")
+    assert crashed.returncode == -6, crashed.stderr  # SIGABRT
+    with pytest.raises(subprocess.TimeoutExpired):
+        probe(shim, "hang", fault_token, "hang_sign", timeout=5)
+
+
+def test_shim_slow(shim: Path, fault_token: dict[str, str]) -> None:
+    fast = seen(shim, "sign", fault_token)["sign_ms"]
+    slow = seen(shim, "sign", fault_token, "slow")["sign_ms"]
+    assert slow >= 50 > fast, (fast, slow)
+
+
+def test_shim_rejects_unknown_fault(shim: Path, fault_token: dict[str, str]) -> None:
+    done = probe(shim, "random", fault_token, "no_such_fault")
+    assert done.returncode != 0 and "unknown FAULTSHIM_FAULT no_such_fault" in done.stderr
