@@ -1,0 +1,242 @@
+"""The conformance report for people: one self-contained HTML page.
+
+The page holds the device's identity, a summary (counts per verdict and per category), one
+table per category (id, clause, verdict in colour, title, detail), and inline SVG bar charts
+of the performance measurements (operations per second per mechanism, p50/p99 latencies).
+It needs no template engine, no JavaScript and nothing fetched: a lab archives one file, and
+a browser opened years later shows the same page.
+
+Everything that comes from the device or the suite (labels, serial numbers, details, error
+messages) is escaped with :func:`html.escape`: a token can name itself ``<script>``, and the
+page must still be inert. The JSON report (``Report.to_json()``) stays the record; this page
+is rendered from it and says nothing the JSON does not.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "VERDICTS",
+    "bar_chart_svg",
+    "count_verdicts",
+    "performance_series",
+    "render_html",
+    "report_dict",
+    "write_all",
+    "write_html",
+]
+
+#: The verdicts in the order a summary shows them, with the colour each is drawn in.
+VERDICTS: tuple[str, ...] = ("pass", "fail", "error", "not_applicable")
+_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "error": "#9a6700", "not_applicable": "#6e7781"}
+#: A latency percentile measurement: ``p50``, ``p99_ms``, ``p99.9_us``.
+_PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)(?:_(\w+))?$")
+_BAR_COLOURS = ("#0969da", "#8250df", "#bf3989", "#1a7f37")
+
+
+def report_dict(report: object) -> dict[str, Any]:
+    """The report as plain JSON data: from a ``Report`` (its ``to_json()``), JSON text or bytes,
+    or a mapping. Rendering from the JSON form means the page shows exactly what the signed
+    JSON says."""
+    if hasattr(report, "to_json"):
+        return json.loads(report.to_json())  # type: ignore[union-attr]
+    if isinstance(report, (bytes, bytearray, str)):
+        return json.loads(report)
+    if isinstance(report, Mapping):
+        return dict(report)
+    raise TypeError(f"not a report: {type(report).__name__}; give a Report, its JSON, or a dict")
+
+
+def _verdict(result: Mapping[str, Any]) -> str:
+    v = result.get("verdict")
+    return str(v.get("value", v) if isinstance(v, Mapping) else v)
+
+
+def count_verdicts(report: object) -> dict[str, dict[str, int]]:
+    """Counts of each verdict: ``{"all": {...}, "<category>": {...}}``, every verdict present
+    (zero when none), categories in the order they first appear."""
+    data = report_dict(report)
+    out: dict[str, dict[str, int]] = {"all": dict.fromkeys(VERDICTS, 0)}
+    for r in data.get("results", []):
+        v, cat = _verdict(r), str(r.get("category", "-"))
+        out.setdefault(cat, dict.fromkeys(VERDICTS, 0))
+        for key in ("all", cat):
+            out[key][v] = out[key].get(v, 0) + 1
+    return out
+
+
+def performance_series(report: object) -> dict[str, list[tuple[str, dict[str, float]]]]:
+    """The measurements to chart: ``{chart: [(case label, {series: value})]}``.
+
+    Percentile measurements of one unit (``p50_ms``, ``p99_ms``) share a chart, one bar per
+    percentile; every other measurement (``ops_per_s``) is a chart of its own.
+    """
+    charts: dict[str, list[tuple[str, dict[str, float]]]] = {}
+    for r in report_dict(report).get("results", []):
+        measurements = r.get("measurements") or {}
+        label = str(r.get("title") or r.get("id"))
+        rows: dict[str, dict[str, float]] = {}
+        for key, value in measurements.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            m = _PERCENTILE.match(key)
+            chart = f"latency ({m.group(2)})" if m and m.group(2) else ("latency" if m else key)
+            rows.setdefault(chart, {})[key] = float(value)
+        for chart, series in rows.items():
+            charts.setdefault(chart, []).append((label, series))
+    return charts
+
+
+def _e(value: object) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _number(value: float) -> str:
+    if value >= 100 or value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:,.3g}"
+
+
+def bar_chart_svg(title: str, rows: Sequence[tuple[str, Mapping[str, float]]]) -> str:
+    """A horizontal bar chart as inline SVG: one group per row, one bar per series, values
+    written at the bar's end so that the chart reads without a scale."""
+    series = sorted({s for _, values in rows for s in values}, key=_series_order)
+    top = max((v for _, values in rows for v in values.values()), default=0.0) or 1.0
+    label_w, bar_w, bar_h, gap = 260, 420, 16, 10
+    group_h = bar_h * len(series) + gap
+    legend_h = 22 if len(series) > 1 else 0
+    height = 30 + legend_h + group_h * len(rows)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" width="{label_w + bar_w + 110}" '
+             f'height="{height}" aria-label="{_e(title)}">',
+             f'<text x="0" y="16" font-weight="bold">{_e(title)}</text>']
+    for i, s in enumerate(series if legend_h else ()):
+        x = label_w + i * 110
+        parts.append(f'<rect x="{x}" y="26" width="12" height="12" fill="{_BAR_COLOURS[i % len(_BAR_COLOURS)]}"/>'
+                     f'<text x="{x + 16}" y="37">{_e(s)}</text>')
+    y = 30 + legend_h
+    for label, values in rows:
+        parts.append(f'<text x="{label_w - 6}" y="{y + bar_h * len(series) / 2 + 4:.0f}" text-anchor="end">'
+                     f'{_e(label[:40])}</text>')
+        for i, s in enumerate(series):
+            if s in values:
+                w = max(1.0, bar_w * values[s] / top)
+                parts.append(f'<rect x="{label_w}" y="{y + i * bar_h}" width="{w:.1f}" height="{bar_h - 2}" '
+                             f'fill="{_BAR_COLOURS[i % len(_BAR_COLOURS)]}"><title>{_e(label)} {_e(s)}: '
+                             f'{_e(values[s])}</title></rect>'
+                             f'<text x="{label_w + w + 4:.1f}" y="{y + i * bar_h + bar_h - 4}">{_e(_number(values[s]))}'
+                             '</text>')
+        y += group_h
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _series_order(name: str) -> tuple[int, float, str]:
+    m = _PERCENTILE.match(name)
+    return (0, float(m.group(1)), name) if m else (1, 0.0, name)
+
+
+_STYLE = """
+body { font-family: "Vazirmatn", "DejaVu Sans", sans-serif; margin: 2em; color: #1f2328; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; }
+.verdict { font-weight: bold; color: #fff; border-radius: 4px; padding: 1px 6px; white-space: nowrap; }
+""" + "".join(f".v-{v} {{ background: {c}; }}\n" for v, c in _COLOURS.items()) + """
+.detail { white-space: pre-wrap; font-family: monospace; font-size: 90%; }
+.chart text { font-size: 12px; }
+"""
+
+
+def _badge(verdict: str) -> str:
+    cls = verdict if verdict in _COLOURS else "error"
+    return f'<span class="verdict v-{_e(cls)}">{_e(verdict)}</span>'
+
+
+def _value(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        return _e(", ".join(str(v) for v in value)) if value else "-"
+    if isinstance(value, Mapping):
+        return _e(json.dumps(value, ensure_ascii=False, sort_keys=True))
+    return _e("-" if value in (None, "") else value)
+
+
+def _device_table(device: Mapping[str, Any]) -> str:
+    rows = "".join(f"<tr><th>{_e(k.replace('_', ' '))}</th><td>{_value(v)}</td></tr>" for k, v in device.items())
+    return f'<table class="device">{rows}</table>'
+
+
+def _summary_table(counts: Mapping[str, Mapping[str, int]]) -> str:
+    head = "".join(f"<th>{_badge(v)}</th>" for v in VERDICTS)
+    rows = "".join(f"<tr><th>{_e(cat)}</th>" + "".join(f"<td>{c.get(v, 0)}</td>" for v in VERDICTS)
+                   + f"<td>{sum(c.values())}</td></tr>" for cat, c in counts.items())
+    return f'<table class="summary"><tr><th>category</th>{head}<th>total</th></tr>{rows}</table>'
+
+
+def _category_table(results: Sequence[Mapping[str, Any]]) -> str:
+    rows = []
+    for r in results:
+        duration = r.get("duration_s")
+        shown = f"{duration:.3f} s" if isinstance(duration, (int, float)) else "-"
+        rows.append(f"<tr><td>{_e(r.get('id'))}</td><td>{_e(r.get('clause'))}</td><td>{_badge(_verdict(r))}</td>"
+                    f"<td>{_e(r.get('title'))}</td><td class=\"detail\">{_e(r.get('detail'))}</td>"
+                    f"<td>{_e(shown)}</td></tr>")
+    return ("<table class=\"results\"><tr><th>id</th><th>clause</th><th>verdict</th><th>title</th><th>detail</th>"
+            "<th>time</th></tr>" + "".join(rows) + "</table>")
+
+
+def render_html(report: object) -> str:
+    """The report as one HTML page (UTF-8, no scripts, no external resources)."""
+    data = report_dict(report)
+    counts = count_verdicts(data)
+    device = data.get("device") or {}
+    results = data.get("results") or []
+    by_category: dict[str, list[Mapping[str, Any]]] = {}
+    for r in results:
+        by_category.setdefault(str(r.get("category", "-")), []).append(r)
+    total = counts["all"]
+    failed = total.get("fail", 0) + total.get("error", 0)
+    outcome = ("passed: no test failed or erred" if not failed and results
+               else f"not passed: {failed} test(s) failed or erred" if failed else "no tests were run")
+    title = f"Conformance report: {device.get('token_label') or device.get('library_description') or 'device'}"
+    charts = performance_series(data)
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
+           f"<h1>{_e(title)}</h1>",
+           f"<p>Tool: {_e(data.get('tool'))}; started {_e(data.get('started_at'))}, "
+           f"finished {_e(data.get('finished_at'))}.</p>",
+           f"<p><strong>{_e(outcome)}</strong></p>",
+           "<h2>Summary</h2>", _summary_table(counts),
+           "<h2>Device</h2>", _device_table(device)]
+    if charts:
+        out.append("<h2>Performance</h2>")
+        out.extend(f"<div>{bar_chart_svg(name, rows)}</div>" for name, rows in charts.items())
+    for cat, rows in by_category.items():
+        out += [f'<h2 id="cat-{_e(cat)}">{_e(cat)}</h2>', _category_table(rows)]
+    out.append("</body></html>\n")
+    return "\n".join(out)
+
+
+def write_html(report: object, out_dir: str | Path, name: str = "report.html") -> Path:
+    """Write :func:`render_html` of ``report`` to ``out_dir/name``; return the path."""
+    path = Path(out_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(report), encoding="utf-8")
+    return path
+
+
+def write_all(report: object, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``report.json`` (the exact bytes of ``report.to_json()``, the bytes a lab signs)
+    and ``report.html`` to ``out_dir``; return their paths by kind."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = report.to_json() if hasattr(report, "to_json") else json.dumps(report_dict(report), ensure_ascii=False,
+                                                                           indent=2)
+    json_path = out / "report.json"
+    json_path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    return {"json": json_path, "html": write_html(report, out)}
