@@ -122,6 +122,7 @@ def test_html_report(lab: dict) -> None:
         assert text in page
     for cat in ("functional", "security", "stability", "performance"):
         assert f'<h2 id="cat-{cat}">{cat}</h2>' in page
+    assert "2026-11-01 09:00:00 UTC (1405-08-10)" in page and "Settings of the run" in page
     assert '<span class="verdict v-fail">fail</span>' in page and "PKCS#11 2.40 5.6 C_Login" in page
     # Performance: ops/s in one chart, the percentiles side by side in another; no JavaScript.
     charts = reporting.performance_series(report)
@@ -278,3 +279,12 @@ def test_cli_sign_approve_verify(lab: dict, tmp_path: Path) -> None:
     assert res.exit_code == 1 and "REFUSED" in res.output
     res = runner.invoke(cli, ["verify-report", str(lab["failed"]), *trust])
     assert res.exit_code == 2 and "nothing to verify" in res.output
+
+
+def test_terminal_summary(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    from iranpki_cli import conformance_reports
+
+    conformance_reports.print_summary(sample_report(lab["module"], fail=True))
+    out = capsys.readouterr().out
+    assert "Conformance summary" in out and "security" in out and "SEC-PIN-LOCK" in out
+    assert '<script>alert("x")</script>' in out  # shown as text, not taken as rich markup

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import jdatetime
 
 __all__ = [
     "VERDICTS",
@@ -38,6 +42,8 @@ _COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "error": "#9a6700", "not_appli
 #: A latency percentile measurement: ``p50``, ``p99_ms``, ``p99.9_us``.
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)(?:_(\w+))?$")
 _BAR_COLOURS = ("#0969da", "#8250df", "#bf3989", "#1a7f37")
+#: Chart titles for the measurements the suite is known to make; others are titled by their key.
+_TITLES = {"ops_per_s": "operations per second (higher is better)"}
 
 
 def report_dict(report: object) -> dict[str, Any]:
@@ -95,6 +101,16 @@ def performance_series(report: object) -> dict[str, list[tuple[str, dict[str, fl
 
 def _e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
+
+
+def _when(text: object) -> str:
+    """An ISO 8601 time as UTC with its Solar Hijri (Jalali) date, as Iranian readers expect."""
+    try:
+        moment = datetime.fromisoformat(str(text)).astimezone(timezone.utc)
+    except ValueError:
+        return str(text)
+    jalali = jdatetime.datetime.fromgregorian(datetime=moment).strftime("%Y-%m-%d")
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC ({jalali})"
 
 
 def _number(value: float) -> str:
@@ -166,7 +182,7 @@ def _value(value: object) -> str:
     return _e("-" if value in (None, "") else value)
 
 
-def _device_table(device: Mapping[str, Any]) -> str:
+def _device_table(device: Mapping[str, Any]) -> str:  # also the run's settings: names and values
     rows = "".join(f"<tr><th>{_e(k.replace('_', ' '))}</th><td>{_value(v)}</td></tr>" for k, v in device.items())
     return f'<table class="device">{rows}</table>'
 
@@ -208,14 +224,16 @@ def render_html(report: object) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
            f"<h1>{_e(title)}</h1>",
-           f"<p>Tool: {_e(data.get('tool'))}; started {_e(data.get('started_at'))}, "
-           f"finished {_e(data.get('finished_at'))}.</p>",
+           f"<p>Tool: {_e(data.get('tool'))}; started {_e(_when(data.get('started_at')))}, "
+           f"finished {_e(_when(data.get('finished_at')))}.</p>",
            f"<p><strong>{_e(outcome)}</strong></p>",
            "<h2>Summary</h2>", _summary_table(counts),
            "<h2>Device</h2>", _device_table(device)]
+    if data.get("settings"):
+        out += ["<h2>Settings of the run</h2>", _device_table(data["settings"])]
     if charts:
         out.append("<h2>Performance</h2>")
-        out.extend(f"<div>{bar_chart_svg(name, rows)}</div>" for name, rows in charts.items())
+        out.extend(f"<div>{bar_chart_svg(_TITLES.get(name, name), rows)}</div>" for name, rows in charts.items())
     for cat, rows in by_category.items():
         out += [f'<h2 id="cat-{_e(cat)}">{_e(cat)}</h2>', _category_table(rows)]
     out.append("</body></html>\n")
@@ -226,7 +244,9 @@ def write_html(report: object, out_dir: str | Path, name: str = "report.html") -
     """Write :func:`render_html` of ``report`` to ``out_dir/name``; return the path."""
     path = Path(out_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(report), encoding="utf-8")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render_html(report), encoding="utf-8")
+    os.replace(tmp, path)  # a browser never shows half a page
     return path
 
 
