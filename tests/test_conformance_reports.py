@@ -80,7 +80,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict:
                              ("lab.key", key.private_bytes(PEM, serialization.PrivateFormat.PKCS8,
                                                            serialization.BestAvailableEncryption(PASSPHRASE.encode())))):
             (base / f"{name}-{suffix}").write_bytes(data)
-        return {"signer": SoftwareSigner(key), "cert": cert, "chain": [ca.certificate.public_bytes(PEM)],
+        return {"ca": ca, "signer": SoftwareSigner(key), "cert": cert, "chain": [ca.certificate.public_bytes(PEM)],
                 "root": root.certificate.public_bytes(PEM), "files": {s: base / f"{name}-{s}.pem" for s in
                                                                       ("root", "ca", "lab")},
                 "key": base / f"{name}-lab.key"}
@@ -288,3 +288,24 @@ def test_terminal_summary(lab: dict, capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert "Conformance summary" in out and "security" in out and "SEC-PIN-LOCK" in out
     assert '<script>alert("x")</script>' in out  # shown as text, not taken as rich markup
+
+
+def test_cli_with_the_lab_key_on_a_token(softhsm: dict[str, str], lab: dict, tmp_path: Path) -> None:
+    """The lab's key on a (SoftHSM2) token, PIN from the environment, never in the output."""
+    from iranpki.keys import KeySpec
+    from iranpki.keys.pkcs11 import generate_keypair
+
+    signer = generate_keypair("Test", "conformance-lab", KeySpec.parse("p256"))
+    ca = lab["ours"]["ca"]
+    cert = tmp_path / "lab-token.pem"
+    cert.write_bytes(ca.issue("organisational-seal", IssueRequest(parse_subject(SUBJECTS["organisational-seal"]),
+                                                                   signer.public_key)).pem)
+    cli, runner = _cli(), CliRunner()
+    key = ["--key", "pkcs11:token=Test;object=conformance-lab", "--cert", str(cert), "--chain",
+           str(lab["ours"]["files"]["ca"])]
+    res = runner.invoke(cli, ["approve", str(lab["report"]), *key, "--days", "30", "--out", str(tmp_path / "a.p7m")])
+    assert res.exit_code == 0, res.output
+    assert softhsm["pin"] not in res.output
+    a = attestation.verify_approval((tmp_path / "a.p7m").read_bytes(), [lab["ours"]["root"]],
+                                    report_json=lab["report"].read_bytes(), module_path=lab["module"])
+    assert (a.valid_until - a.issued_at).days == 30
