@@ -50,9 +50,13 @@ def sample_report(module: Path, *, fail: bool = False) -> Report:
                    Verdict.NOT_APPLICABLE, "CKM_DES_CBC not claimed"),
         CaseResult("SEC-PIN-LOCK", "security", "PKCS#11 2.40 5.6 C_Login", "PIN lock-out",
                    Verdict.FAIL if fail else Verdict.PASS, HOSTILE),
-        CaseResult("STAB-1H", "stability", "profiles 2.40 3", "Sign for an hour", Verdict.PASS, "no error"),
+        CaseResult("STAB-1H", "stability", "profiles 2.40 3", "Sign for an hour", Verdict.PASS, "no error",
+                   {"signatures": 100000.0, "ops_per_s": 900.0}),
         CaseResult("PERF-SIGN-RSA2048", "performance", "PKCS#11 2.40 5.13", "CKM_RSA_PKCS sign",
-                   Verdict.PASS, "", {"ops_per_s": 1234.5, "p50_ms": 0.78, "p99_ms": 1.9}, 5.0),
+                   Verdict.PASS, "", {"ops_per_s": 1234.5, "p50_ms": 0.78, "p99_ms": 1.9, "bound_p50_ms": 2000.0},
+                   5.0),
+        CaseResult("PERF-DIGEST", "performance", "PKCS#11 2.40 5.12", "SHA-256 round trip", Verdict.PASS, "",
+                   {"digest_p50_ms": 0.01, "digest_p99_ms": 0.03, "random_p50_ms": 0.012}),
         CaseResult("PERF-SIGN-P256", "performance", "PKCS#11 2.40 5.13", "CKM_ECDSA sign",
                    Verdict.PASS, "", {"ops_per_s": 12000.0, "p50_ms": 0.08, "p99_ms": 0.2}, 5.0),
     ]
@@ -114,8 +118,8 @@ def test_html_report(lab: dict) -> None:
     assert "توکن آزمون &lt;b&gt;" in page and "<b>" not in page
     # The summary: counts per verdict, overall and per category; the outcome in words.
     counts = reporting.count_verdicts(report)
-    assert counts["all"] == {"pass": 4, "fail": 1, "error": 0, "not_applicable": 1}
-    assert counts["security"]["fail"] == 1 and counts["performance"]["pass"] == 2
+    assert counts["all"] == {"pass": 5, "fail": 1, "error": 0, "not_applicable": 1}
+    assert counts["security"]["fail"] == 1 and counts["performance"]["pass"] == 3
     assert "not passed: 1 test(s) failed or erred" in page
     # The device's identity, and one table per category with id, clause and coloured verdict.
     for text in ("0123456789abcdef", "SoftHSM v2", "CKM_RSA_PKCS, CKM_ECDSA, CKM_SHA256", report.device.module_sha256):
@@ -124,11 +128,16 @@ def test_html_report(lab: dict) -> None:
         assert f'<h2 id="cat-{cat}">{cat}</h2>' in page
     assert "2026-11-01 09:00:00 UTC (1405-08-10)" in page and "Settings of the run" in page
     assert '<span class="verdict v-fail">fail</span>' in page and "PKCS#11 2.40 5.6 C_Login" in page
-    # Performance: ops/s in one chart, the percentiles side by side in another; no JavaScript.
+    # Performance: ops/s in one chart, the percentiles side by side in another, pass bounds and
+    # other categories' numbers left out of the charts (they are in the tables); no JavaScript.
     charts = reporting.performance_series(report)
     assert set(charts) == {"ops_per_s", "latency (ms)"}
-    assert charts["latency (ms)"][1] == ("CKM_ECDSA sign", {"p50_ms": 0.08, "p99_ms": 0.2})
+    assert [label for label, _ in charts["ops_per_s"]] == ["CKM_RSA_PKCS sign", "CKM_ECDSA sign"]
+    assert charts["latency (ms)"] == [("CKM_RSA_PKCS sign", {"p50": 0.78, "p99": 1.9}),
+                                      ("SHA-256 round trip", {"digest p50": 0.01, "digest p99": 0.03, "random p50": 0.012}),
+                                      ("CKM_ECDSA sign", {"p50": 0.08, "p99": 0.2})]
     assert page.count("<svg") == 2 and "12,000" in page and "1,234" in page
+    assert "ops_per_s 900, signatures 100,000" in page and "bound_p50_ms 2,000" in page
 
 
 def test_html_without_performance_and_write_all(lab: dict, tmp_path: Path) -> None:
@@ -191,7 +200,7 @@ def test_approval_verifies_and_names_the_module(lab: dict) -> None:
     assert a.module == {"file": "libvendor-pkcs11.so", "sha256": hashlib.sha256(lab["module"].read_bytes()).hexdigest(),
                         "library_description": "Implementation of PKCS11", "library_version": "2.6",
                         "token_manufacturer": "SoftHSM project", "token_model": "SoftHSM v2", "firmware_version": "2.6"}
-    assert a.report_sha256 == hashlib.sha256(data).hexdigest() and a.summary["total"] == 6
+    assert a.report_sha256 == hashlib.sha256(data).hexdigest() and a.summary["total"] == 7
     assert (a.valid_until - a.issued_at) == timedelta(days=365) and "NTRIR-10380284790" in a.lab
     # The document is canonical JSON that openssl prints, with the signature checked.
     (lab["base"] / "approval.p7m").write_bytes(p7m)

@@ -40,7 +40,9 @@ __all__ = [
 VERDICTS: tuple[str, ...] = ("pass", "fail", "error", "not_applicable")
 _COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "error": "#9a6700", "not_applicable": "#6e7781"}
 #: A latency percentile measurement: ``p50``, ``p99_ms``, ``p99.9_us``.
-_PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)(?:_(\w+))?$")
+_PERCENTILE = re.compile(r"^(?:(?P<what>[a-z0-9]+)_)?p(?P<q>\d+(?:\.\d+)?)_(?P<unit>ms|us|s)$")
+#: A series of a latency chart, as :func:`performance_series` names it: ``p50``, ``digest p99``.
+_SERIES = re.compile(r"^(?:(\S+) )?p(\d+(?:\.\d+)?)$")
 _BAR_COLOURS = ("#0969da", "#8250df", "#bf3989", "#1a7f37")
 #: Chart titles for the measurements the suite is known to make; others are titled by their key.
 _TITLES = {"ops_per_s": "operations per second (higher is better)"}
@@ -78,24 +80,31 @@ def count_verdicts(report: object) -> dict[str, dict[str, int]]:
 
 
 def performance_series(report: object) -> dict[str, list[tuple[str, dict[str, float]]]]:
-    """The measurements to chart: ``{chart: [(case label, {series: value})]}``.
+    """The performance measurements to chart: ``{chart: [(case title, {series: value})]}``.
 
-    Percentile measurements of one unit (``p50_ms``, ``p99_ms``) share a chart, one bar per
-    percentile; every other measurement (``ops_per_s``) is a chart of its own.
+    Latency percentiles of one unit (``p50_ms``, ``p99_ms``, ``digest_p50_ms``) share a chart,
+    one bar per percentile (series ``p50``, ``digest p50``); each rate (``ops_per_s``) is a
+    chart of its own. Pass bounds (``bound_*``) stay in the detail text: drawn, a smartcard's
+    bound of seconds would flatten every measured bar. Other categories' counts are not charted.
     """
     charts: dict[str, list[tuple[str, dict[str, float]]]] = {}
     for r in report_dict(report).get("results", []):
-        measurements = r.get("measurements") or {}
-        label = str(r.get("title") or r.get("id"))
+        if r.get("category") != "performance":
+            continue
         rows: dict[str, dict[str, float]] = {}
-        for key, value in measurements.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
+        for key, value in (r.get("measurements") or {}).items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or key.startswith("bound"):
                 continue
             m = _PERCENTILE.match(key)
-            chart = f"latency ({m.group(2)})" if m and m.group(2) else ("latency" if m else key)
-            rows.setdefault(chart, {})[key] = float(value)
-        for chart, series in rows.items():
-            charts.setdefault(chart, []).append((label, series))
+            if m:
+                chart, series = f"latency ({m['unit']})", " ".join(filter(None, (m["what"], f"p{m['q']}")))
+            elif key.endswith("_per_s"):
+                chart = series = key
+            else:
+                continue
+            rows.setdefault(chart, {})[series] = float(value)
+        for chart, values in rows.items():
+            charts.setdefault(chart, []).append((str(r.get("title") or r.get("id")), values))
     return charts
 
 
@@ -128,7 +137,8 @@ def bar_chart_svg(title: str, rows: Sequence[tuple[str, Mapping[str, float]]]) -
     group_h = bar_h * len(series) + gap
     legend_h = 22 if len(series) > 1 else 0
     height = 30 + legend_h + group_h * len(rows)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" width="{label_w + bar_w + 110}" '
+    width = max(label_w + bar_w + 110, label_w + 110 * len(series))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" width="{width}" '
              f'height="{height}" aria-label="{_e(title)}">',
              f'<text x="0" y="16" font-weight="bold">{_e(title)}</text>']
     for i, s in enumerate(series if legend_h else ()):
@@ -152,9 +162,9 @@ def bar_chart_svg(title: str, rows: Sequence[tuple[str, Mapping[str, float]]]) -
     return "".join(parts)
 
 
-def _series_order(name: str) -> tuple[int, float, str]:
-    m = _PERCENTILE.match(name)
-    return (0, float(m.group(1)), name) if m else (1, 0.0, name)
+def _series_order(name: str) -> tuple[str, float, str]:
+    m = _SERIES.match(name)
+    return (m.group(1) or "", float(m.group(2)), name) if m else (name, 0.0, name)
 
 
 _STYLE = """
@@ -194,16 +204,23 @@ def _summary_table(counts: Mapping[str, Mapping[str, int]]) -> str:
     return f'<table class="summary"><tr><th>category</th>{head}<th>total</th></tr>{rows}</table>'
 
 
+def _measured(measurements: Mapping[str, Any] | None) -> str:
+    return _e(", ".join(f"{k} {_number(v) if isinstance(v, (int, float)) else v}"
+                        for k, v in (measurements or {}).items()) or "-")
+
+
 def _category_table(results: Sequence[Mapping[str, Any]]) -> str:
+    measured = any(r.get("measurements") for r in results)
     rows = []
     for r in results:
         duration = r.get("duration_s")
         shown = f"{duration:.3f} s" if isinstance(duration, (int, float)) else "-"
         rows.append(f"<tr><td>{_e(r.get('id'))}</td><td>{_e(r.get('clause'))}</td><td>{_badge(_verdict(r))}</td>"
                     f"<td>{_e(r.get('title'))}</td><td class=\"detail\">{_e(r.get('detail'))}</td>"
-                    f"<td>{_e(shown)}</td></tr>")
+                    + (f"<td>{_measured(r.get('measurements'))}</td>" if measured else "")
+                    + f"<td>{_e(shown)}</td></tr>")
     return ("<table class=\"results\"><tr><th>id</th><th>clause</th><th>verdict</th><th>title</th><th>detail</th>"
-            "<th>time</th></tr>" + "".join(rows) + "</table>")
+            + ("<th>measurements</th>" if measured else "") + "<th>time</th></tr>" + "".join(rows) + "</table>")
 
 
 def render_html(report: object) -> str:
