@@ -126,6 +126,7 @@ def test_html_report(lab: dict) -> None:
         assert text in page
     for cat in ("functional", "security", "stability", "performance"):
         assert f'<h2 id="cat-{cat}">{cat}</h2>' in page
+    assert hashlib.sha256(report.to_json().encode()).hexdigest() in page
     assert "2026-11-01 09:00:00 UTC (1405-08-10)" in page and "Settings of the run" in page
     assert '<span class="verdict v-fail">fail</span>' in page and "PKCS#11 2.40 5.6 C_Login" in page
     # Performance: ops/s in one chart, the percentiles side by side in another, pass bounds and

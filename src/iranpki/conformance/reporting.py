@@ -14,6 +14,7 @@ is rendered from it and says nothing the JSON does not.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import os
@@ -59,6 +60,15 @@ def report_dict(report: object) -> dict[str, Any]:
     if isinstance(report, Mapping):
         return dict(report)
     raise TypeError(f"not a report: {type(report).__name__}; give a Report, its JSON, or a dict")
+
+
+def _json_sha256(report: object) -> str | None:
+    """The SHA-256 of the report's JSON bytes, as an approval names it; None for a bare dict
+    (whose JSON text, and so its hash, is not known)."""
+    text = report.to_json() if hasattr(report, "to_json") else report  # type: ignore[union-attr]
+    if isinstance(text, str):
+        text = text.encode("utf-8")
+    return hashlib.sha256(text).hexdigest() if isinstance(text, (bytes, bytearray)) else None
 
 
 def _verdict(result: Mapping[str, Any]) -> str:
@@ -244,6 +254,7 @@ def render_html(report: object) -> str:
            f"<p>Tool: {_e(data.get('tool'))}; started {_e(_when(data.get('started_at')))}, "
            f"finished {_e(_when(data.get('finished_at')))}.</p>",
            f"<p><strong>{_e(outcome)}</strong></p>",
+           f"<p>report.json SHA-256 (named by an approval): <code>{_e(_json_sha256(report) or '-')}</code></p>",
            "<h2>Summary</h2>", _summary_table(counts),
            "<h2>Device</h2>", _device_table(device)]
     if data.get("settings"):
