@@ -23,7 +23,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the context lives with the worker, which loads python-pkcs11
-    from .worker import Context
+    from .runner import Context
 
 __all__ = [
     "CATEGORIES",
@@ -38,6 +38,7 @@ __all__ = [
     "Report",
     "Verdict",
     "case",
+    "passed",
     "select",
 ]
 
@@ -70,6 +71,11 @@ class Outcome:
     detail: str
     measurements: dict[str, float] = field(default_factory=dict)
     duration_s: float = 0.0
+
+
+def passed(detail: str, **measurements: float) -> Outcome:
+    """A passing outcome: ``detail`` says what the device did that the clause requires."""
+    return Outcome(Verdict.PASS, detail, dict(measurements))
 
 
 @dataclass(frozen=True)

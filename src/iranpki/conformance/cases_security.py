@@ -1,0 +1,1 @@
+"""Security cases (filled in next)."""
