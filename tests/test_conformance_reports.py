@@ -141,12 +141,14 @@ def test_html_report(lab: dict) -> None:
     assert "ops_per_s 900, signatures 100,000" in page and "bound_p50_ms 2,000" in page
 
 
-def test_html_without_performance_and_write_all(lab: dict, tmp_path: Path) -> None:
+def test_html_without_performance_and_write_reports(lab: dict, tmp_path: Path) -> None:
+    from iranpki.conformance.runner import write_reports
+
     report = sample_report(lab["module"])
     report.results = [r for r in report.results if r.category != "performance"]
-    paths = reporting.write_all(report, tmp_path / "out")
-    assert paths["json"].read_text(encoding="utf-8") == report.to_json()
-    page = paths["html"].read_text(encoding="utf-8")
+    json_path, html_path = write_reports(report, tmp_path / "out")
+    assert json_path.read_text(encoding="utf-8") == report.to_json()
+    page = html_path.read_text(encoding="utf-8")
     assert "<svg" not in page and "Performance" not in page and "passed: no test failed" in page
 
 

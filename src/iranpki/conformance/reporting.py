@@ -9,7 +9,7 @@ a browser opened years later shows the same page.
 Everything that comes from the device or the suite (labels, serial numbers, details, error
 messages) is escaped with :func:`html.escape`: a token can name itself ``<script>``, and the
 page must still be inert. The JSON report (``Report.to_json()``) stays the record; this page
-is rendered from it and says nothing the JSON does not.
+is rendered from it and says nothing the JSON does not; ``runner.write_reports`` writes both.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ __all__ = [
     "performance_series",
     "render_html",
     "report_dict",
-    "write_all",
     "write_html",
 ]
 
@@ -276,15 +275,3 @@ def write_html(report: object, out_dir: str | Path, name: str = "report.html") -
     tmp.write_text(render_html(report), encoding="utf-8")
     os.replace(tmp, path)  # a browser never shows half a page
     return path
-
-
-def write_all(report: object, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``report.json`` (the exact bytes of ``report.to_json()``, the bytes a lab signs)
-    and ``report.html`` to ``out_dir``; return their paths by kind."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    text = report.to_json() if hasattr(report, "to_json") else json.dumps(report_dict(report), ensure_ascii=False,
-                                                                           indent=2)
-    json_path = out / "report.json"
-    json_path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
-    return {"json": json_path, "html": write_html(report, out)}

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import ConfigError, PinError, TokenError
 from .model import Case, CaseFailed, CaseResult, DeviceIdentity, NotApplicable, Outcome, Report, Verdict, select
+from .reporting import write_html
 
 __all__ = [
     "CKR",
@@ -443,9 +444,9 @@ def run_suite(options: RunOptions, user_pin: Any, so_pin: Any = None,
 
 
 def write_reports(report: Report, out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Write the report files into ``out_dir`` and return their paths. Now: ``report.json``.
-
-    The reports engineer extends this hook (HTML, the lab's CMS signature, the attestation).
+    """Write the report files into ``out_dir`` and return their paths: ``report.json`` and
+    ``report.html`` (:mod:`.reporting`). The lab's signature and the approval are later steps
+    with the lab's key (:mod:`.attestation`, `iranpki conformance sign-report|approve`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -453,7 +454,7 @@ def write_reports(report: Report, out_dir: str | os.PathLike[str]) -> list[Path]
     tmp = path.with_suffix(".json.tmp")
     tmp.write_bytes(report.to_json().encode("utf-8"))
     os.replace(tmp, path)  # a reader never sees half a report
-    return [path]
+    return [path, write_html(report, out)]
 
 
 # -- the worker ---------------------------------------------------------------------------------
