@@ -193,3 +193,69 @@ def test_shim_slow(shim: Path, fault_token: dict[str, str]) -> None:
 def test_shim_rejects_unknown_fault(shim: Path, fault_token: dict[str, str]) -> None:
     done = probe(shim, "random", fault_token, "no_such_fault")
     assert done.returncode != 0 and "unknown FAULTSHIM_FAULT no_such_fault" in done.stderr
+
+
+# -- the suite against the shim ------------------------------------------------------------------
+
+def _suite_ready() -> str | None:
+    """Why the suite cannot run yet, or None. The worker imports every module of CASE_MODULES."""
+    import importlib.util
+
+    from iranpki.conformance import runner
+
+    missing = [m for m in runner.CASE_MODULES if importlib.util.find_spec(m) is None]
+    return f"the suite's case modules {', '.join(missing)} have not landed yet" if missing else None
+
+
+PLUGINS = ("iranpki.conformance.cases_stability", "iranpki.conformance.cases_performance")
+
+# Per fault: the cases that must come out fail or error, and unrelated cases that must still pass.
+# Cases are chosen to keep the whole file under about a minute and a half.
+SUITE_FAULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "corrupt_signature": (("STAB-SIGN-SOAK",), ("STAB-SESSION-CHURN", "PERF-DIGEST-ROUNDTRIP")),
+    "wrong_rv": (("STAB-SESSION-CHURN",), ("STAB-SESSION-OBJECTS-DESTROYED", "PERF-DIGEST-ROUNDTRIP")),
+    "crash_sign": (("STAB-SIGN-SOAK",), ("STAB-SESSION-CHURN",)),
+    "hang_sign": (("STAB-SIGN-SOAK",), ("STAB-SESSION-CHURN",)),
+    "slow": (("PERF-SIGN-P256", "PERF-DIGEST-ROUNDTRIP"), ("STAB-SESSION-CHURN",)),
+    "leak_handles": (("STAB-SESSION-CHURN", "STAB-SESSION-OBJECTS-DESTROYED"), ("PERF-SIGN-P256",)),
+}
+# Faults a case must name with "error" (the suite could not judge), not "fail".
+MUST_ERROR = {"crash_sign", "hang_sign"}
+TIMEOUT_S = 8.0
+
+
+def run_suite_on(shim: Path, env: dict[str, str], fault: str | None, ids: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """Run ``ids`` against the shim with ``fault``; each case id's verdict and detail."""
+    from iranpki.conformance.runner import RunOptions, run_suite
+
+    options = RunOptions(module=str(shim), token=TOKEN, ids=list(ids), timeout_s=TIMEOUT_S, disposable=True,
+                         plugins=PLUGINS, env={"SOFTHSM2_CONF": env["conf"], "FAULTSHIM_MODULE": SOFTHSM_MODULE,
+                                               "FAULTSHIM_FAULT": fault or ""})
+    report = run_suite(options, SecretSource(env=None, prompt=lambda _: env["pin"]))
+    return {r.id: (r.verdict.value, r.detail) for r in report.results}
+
+
+@pytest.fixture(scope="module")
+def suite_ready() -> None:
+    why = _suite_ready()
+    if why:
+        pytest.skip(why)
+
+
+def test_suite_passes_unmodified_softhsm_through_shim(shim: Path, fault_token: dict[str, str],
+                                                      suite_ready: None) -> None:
+    ids = tuple(dict.fromkeys(i for bad, good in SUITE_FAULTS.values() for i in (*bad, *good)))
+    got = run_suite_on(shim, fault_token, None, ids)
+    wrong = {i: v for i, v in got.items() if v[0] not in ("pass", "not_applicable")}
+    assert not wrong
+
+
+@pytest.mark.parametrize("fault", sorted(SUITE_FAULTS))
+def test_suite_catches_fault(shim: Path, fault_token: dict[str, str], suite_ready: None, fault: str) -> None:
+    bad, good = SUITE_FAULTS[fault]
+    got = run_suite_on(shim, fault_token, fault, (*bad, *good))
+    expected = {"error"} if fault in MUST_ERROR else {"fail", "error"}
+    missed = {i: got[i] for i in bad if got[i][0] not in expected}
+    assert not missed, f"fault {fault} not caught: {missed}"
+    # The run goes on after a crash or a hang, and unrelated cases still pass.
+    assert {i: got[i][0] for i in good} == dict.fromkeys(good, "pass"), got

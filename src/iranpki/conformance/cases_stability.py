@@ -1,0 +1,140 @@
+"""Stability cases: a device that works once must keep working, and give back what it takes.
+
+PKCS#11 2.40 base specification section 5.6 (C_CloseSession: "When a session is closed, all
+session objects created by the session are destroyed automatically", and the handle becomes
+invalid), section 5.2 (C_Finalize and C_Initialize again) and the general rule of section 5.1
+that a function's return value says what happened. A long run of signatures must give valid
+signatures every time and leave the token's objects as they were.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import secrets
+import time
+from typing import Any
+
+from .model import CaseFailed, Outcome, Verdict, case
+from .runner import CKR, Context, ckr_name
+
+__all__: list[str] = []
+
+CKF_RW_SESSION = 0x2
+CKF_SERIAL_SESSION = 0x4
+SOAK_SIGNATURES = 2000
+CHURN_SESSIONS = 300
+
+
+class _SessionInfo(ctypes.Structure):
+    _fields_ = [("slotID", ctypes.c_ulong), ("state", ctypes.c_ulong), ("flags", ctypes.c_ulong),
+                ("ulDeviceError", ctypes.c_ulong)]
+
+
+def _p256_pair(ctx: Context) -> tuple[Any, Any]:
+    from pkcs11 import Attribute, KeyType
+    from pkcs11.util.ec import encode_named_curve_parameters
+
+    params = ctx.session.create_domain_parameters(
+        KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
+    return params.generate_keypair(store=False)
+
+
+def _p256_verifier(pub: Any) -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from pkcs11 import Attribute
+
+    raw = pub[Attribute.EC_POINT]
+    # CKA_EC_POINT is the DER OCTET STRING around the uncompressed point (PKCS#11 2.40
+    # current mechanisms section 2.3.3); SoftHSM2 and most HSMs follow it, a few give it bare.
+    if raw[:1] == b"\x04" and len(raw) == 2 + 65 and raw[1] == 65:
+        raw = raw[2:]
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+
+
+@case("STAB-SIGN-SOAK", category="stability", clause="PKCS#11 2.40 base 5.12 (C_Sign)",
+      title=f"{SOAK_SIGNATURES} ECDSA P-256 signatures in a row: every one valid, no object left behind",
+      needs=("CKM_EC_KEY_PAIR_GEN", "CKM_ECDSA"))
+def sign_soak(ctx: Context) -> Outcome:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+    from pkcs11 import Mechanism
+
+    before = len(list(ctx.session.get_objects()))
+    pub, priv = _p256_pair(ctx)
+    verifier = _p256_verifier(pub)
+    bad = 0
+    t0 = time.perf_counter()
+    for _ in range(SOAK_SIGNATURES):
+        digest = secrets.token_bytes(32)
+        sig = priv.sign(digest, mechanism=Mechanism.ECDSA)
+        r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+        try:
+            verifier.verify(encode_dss_signature(r, s), digest, ec.ECDSA(_Prehashed()))
+        except Exception:  # noqa: BLE001 - any refusal is a bad signature
+            bad += 1
+    took = time.perf_counter() - t0
+    pub.destroy(), priv.destroy()
+    after = len(list(ctx.session.get_objects()))
+    if bad:
+        raise CaseFailed(f"{bad} of {SOAK_SIGNATURES} signatures did not verify against the key's public key")
+    if after != before:
+        raise CaseFailed(f"the token showed {before} objects before the soak and {after} after; expected no change")
+    return Outcome(Verdict.PASS, f"{SOAK_SIGNATURES} signatures, all valid, objects unchanged ({before})",
+                   measurements={"signatures": SOAK_SIGNATURES, "ops_per_s": round(SOAK_SIGNATURES / took, 1)})
+
+
+def _Prehashed() -> Any:  # noqa: N802 - reads like the class it returns
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    return Prehashed(hashes.SHA256())
+
+
+@case("STAB-SESSION-CHURN", category="stability", clause="PKCS#11 2.40 base 5.6 (C_OpenSession, C_CloseSession)",
+      title=f"{CHURN_SESSIONS} sessions opened and closed: each closed handle is invalid afterwards")
+def session_churn(ctx: Context) -> Outcome:
+    slot = ctypes.c_ulong(ctx.token.slot.slot_id)
+    handles: set[int] = set()
+    for i in range(CHURN_SESSIONS):
+        h = ctypes.c_ulong()
+        rv = ctx.raw("C_OpenSession", slot, ctypes.c_ulong(CKF_SERIAL_SESSION | CKF_RW_SESSION), None, None,
+                     ctypes.byref(h))
+        if rv != CKR["CKR_OK"]:
+            raise CaseFailed(f"C_OpenSession number {i + 1} returned {ckr_name(rv)}; expected CKR_OK")
+        handles.add(h.value)
+        rv = ctx.raw("C_CloseSession", ctypes.c_ulong(h.value))
+        if rv != CKR["CKR_OK"]:
+            raise CaseFailed(f"C_CloseSession of handle {h.value} returned {ckr_name(rv)}; expected CKR_OK")
+        info = _SessionInfo()
+        rv = ctx.raw("C_GetSessionInfo", ctypes.c_ulong(h.value), ctypes.byref(info))
+        if rv != CKR["CKR_SESSION_HANDLE_INVALID"]:
+            raise CaseFailed(f"C_GetSessionInfo on closed session handle {h.value} returned {ckr_name(rv)}; "
+                             "expected CKR_SESSION_HANDLE_INVALID (the session was not released)")
+    return Outcome(Verdict.PASS, f"{CHURN_SESSIONS} sessions opened and closed, every closed handle invalid",
+                   measurements={"sessions": CHURN_SESSIONS, "distinct_handles": len(handles)})
+
+
+@case("STAB-SESSION-OBJECTS-DESTROYED", category="stability",
+      clause="PKCS#11 2.40 base 5.6 (C_CloseSession destroys the session's objects)",
+      title="A session object does not outlive the session that created it")
+def session_objects_destroyed(ctx: Context) -> Outcome:
+    from pkcs11 import Attribute, ObjectClass
+
+    label = f"iranpki-conformance-{secrets.token_hex(6)}"
+    other = ctx.token.open(rw=True)
+    obj = other.create_object({Attribute.CLASS: ObjectClass.DATA, Attribute.TOKEN: False,
+                               Attribute.LABEL: label, Attribute.VALUE: b"session object"})
+    seen = len(list(ctx.session.get_objects({Attribute.LABEL: label})))
+    other.close()
+    left = list(ctx.session.get_objects({Attribute.LABEL: label}))
+    if left:
+        for o in left:
+            ctx.track(o)
+        raise CaseFailed(f"{len(left)} session object(s) labelled {label!r} are still on the token after "
+                         "C_CloseSession of the session that created them; expected none")
+    del obj
+    if seen != 1:
+        raise CaseFailed(f"the session object was visible {seen} time(s) from another session of the application "
+                         "before the close; expected once (PKCS#11 2.40 base 4.4: session objects are "
+                         "visible to every session of the application)")
+    return Outcome(Verdict.PASS, "the session object was gone after C_CloseSession")
