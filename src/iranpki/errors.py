@@ -24,6 +24,9 @@ Catch :class:`IranPkiError` to catch them all; catch a subtree to handle one con
     ├── TsaError                    a time-stamp authority that cannot start or sign, a reply a client refuses
     ├── IdentifierError             an Iranian identifier that fails its format or checksum
     ├── SigningError                PDF, CMS, S/MIME or code signing refused, or a signature unreadable (iranpki.signing)
+    ├── ConformanceError            the evaluation lab's reports (iranpki.conformance)
+    │   ├── ApprovalRefusedError    no approval for a report with failed or erred cases (``cases``)
+    │   └── AttestationError        a signed report or approval that does not verify (``problems``)
     └── ValidationError             relying-party validation (RFC 5280 section 6), iranpki.validation
         ├── ValidationInputError    a file or option validation cannot use (not a certificate, bad CRL, ...)
         └── CertificateValidationError    a certificate that does not validate (carries the certificate)
@@ -50,7 +53,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 __all__ = [
+    "ApprovalRefusedError",
+    "AttestationError",
     "ConfigError",
+    "ConformanceError",
     "CrlError",
     "DuplicateError",
     "IdentifierError",
@@ -318,3 +324,25 @@ class SigningError(IranPkiError):
 class TsaError(IranPkiError):
     """A time-stamp authority that cannot start or sign (RFC 3161), or a time-stamp reply that a
     client refuses (not granted, or not for its request)."""
+
+
+class ConformanceError(IranPkiError):
+    """The evaluation lab's conformance reports: a signature or an approval refused."""
+
+
+class ApprovalRefusedError(ConformanceError):
+    """The lab refuses an approval: the report has failed or erred cases (``cases``: their ids),
+    none passed, or the report cannot be read."""
+
+    def __init__(self, message: str, cases: list[str] | tuple[str, ...] = ()):
+        self.cases = list(cases)
+        super().__init__(message)
+
+
+class AttestationError(ConformanceError):
+    """A signed report or an approval that does not verify; ``problems`` lists every reason."""
+
+    def __init__(self, what: str, problems: list[str] | tuple[str, ...]):
+        self.what = what
+        self.problems = list(problems)
+        super().__init__(f"{what} does not verify: " + "; ".join(self.problems))

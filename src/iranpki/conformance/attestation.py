@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import Clock, SystemClock, utc
-from ..errors import IranPkiError, SigningError
+from ..errors import ApprovalRefusedError, AttestationError, SigningError
 from ..keys.base import SignatureScheme, Signer
 from ..signing import CertificateInput, load_certificates, sign_cms, verify_cms
 from .model import REPORT_FORMAT, Report, Verdict
@@ -61,23 +61,6 @@ APPROVAL_TYPE = "iranpki-device-approval"
 APPROVAL_VERSION = 1
 #: The longest approval the lab may issue: five years (a module is evaluated again after that).
 MAX_VALID_DAYS = 5 * 366
-
-
-class AttestationError(IranPkiError):
-    """A signed report or an approval that does not verify; ``problems`` lists every reason."""
-
-    def __init__(self, what: str, problems: Sequence[str]):
-        self.what = what
-        self.problems = list(problems)
-        super().__init__(f"{what} does not verify: " + "; ".join(self.problems))
-
-
-class ApprovalRefusedError(IranPkiError):
-    """The lab refuses an approval: the report has failed or erred cases (``cases``: their ids)."""
-
-    def __init__(self, message: str, cases: Sequence[str] = ()):
-        self.cases = list(cases)
-        super().__init__(message)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
