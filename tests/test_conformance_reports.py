@@ -133,10 +133,10 @@ def test_html_report(lab: dict) -> None:
     # other categories' numbers left out of the charts (they are in the tables); no JavaScript.
     charts = reporting.performance_series(report)
     assert set(charts) == {"ops_per_s", "latency (ms)"}
-    assert [label for label, _ in charts["ops_per_s"]] == ["CKM_RSA_PKCS sign", "CKM_ECDSA sign"]
-    assert charts["latency (ms)"] == [("CKM_RSA_PKCS sign", {"p50": 0.78, "p99": 1.9}),
-                                      ("SHA-256 round trip", {"digest p50": 0.01, "digest p99": 0.03, "random p50": 0.012}),
-                                      ("CKM_ECDSA sign", {"p50": 0.08, "p99": 0.2})]
+    assert [label for label, _ in charts["ops_per_s"]] == ["PERF-SIGN-RSA2048", "PERF-SIGN-P256"]
+    assert charts["latency (ms)"] == [("PERF-SIGN-RSA2048", {"p50": 0.78, "p99": 1.9}),
+                                      ("PERF-DIGEST", {"digest p50": 0.01, "digest p99": 0.03, "random p50": 0.012}),
+                                      ("PERF-SIGN-P256", {"p50": 0.08, "p99": 0.2})]
     assert page.count("<svg") == 2 and "12,000" in page and "1,234" in page
     assert "ops_per_s 900, signatures 100,000" in page and "bound_p50_ms 2,000" in page
 
@@ -189,6 +189,10 @@ def test_approval_refused_for_a_failed_report(lab: dict) -> None:
     with pytest.raises(attestation.ApprovalRefusedError, match=r"SEC-PIN-LOCK \(fail\)") as err:
         _approve(lab, lab["failed"].read_bytes())
     assert err.value.cases == ["SEC-PIN-LOCK"]
+    partial = sample_report(lab["module"])
+    partial.results = [r for r in partial.results if r.category != "stability"]
+    with pytest.raises(attestation.ApprovalRefusedError, match="the report has no stability cases"):
+        _approve(lab, partial.to_json().encode())
     with pytest.raises(attestation.ApprovalRefusedError, match="valid_days 0"):
         _approve(lab, lab["report"].read_bytes(), valid_days=0)
     with pytest.raises(attestation.ApprovalRefusedError, match="not a conformance report"):

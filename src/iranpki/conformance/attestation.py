@@ -40,7 +40,7 @@ from ..clock import Clock, SystemClock, utc
 from ..errors import ApprovalRefusedError, AttestationError, SigningError
 from ..keys.base import SignatureScheme, Signer
 from ..signing import CertificateInput, load_certificates, sign_cms, verify_cms
-from .model import REPORT_FORMAT, Report, Verdict
+from .model import CATEGORIES, REPORT_FORMAT, Report, Verdict
 
 __all__ = [
     "APPROVAL_TYPE",
@@ -182,7 +182,8 @@ def approve(report_json: bytes, signer: Signer, certificate: CertificateInput,
     :func:`approval_document`, signed by the lab.
 
     Refused (:class:`ApprovalRefusedError`, naming the cases) when any case failed or ended in
-    error, or when no case passed at all. ``valid_days`` runs from now (``clock``: frozen in
+    error, when a category (functional, security, stability, performance) was not run, or when
+    no case passed at all. ``valid_days`` runs from now (``clock``: frozen in
     tests); ``approval_id`` defaults to a random UUID; ``scheme`` as in :func:`sign_report`.
     """
     report_json = bytes(report_json)
@@ -192,6 +193,10 @@ def approve(report_json: bytes, signer: Signer, certificate: CertificateInput,
         names = ", ".join(f"{r.id} ({r.verdict.value})" for r in bad)
         raise ApprovalRefusedError(f"no approval: {len(bad)} case(s) did not pass: {names}; the vendor fixes "
                                    "the device and the lab runs the suite again", [r.id for r in bad])
+    missing = [c for c in CATEGORIES if not any(r.category == c for r in report.results)]
+    if missing:
+        raise ApprovalRefusedError(f"no approval: the report has no {', '.join(missing)} cases; the lab evaluates "
+                                   f"every category ({', '.join(CATEGORIES)}): run the whole suite")
     if not any(r.verdict is Verdict.PASS for r in report.results):
         raise ApprovalRefusedError("no approval: no case passed (every case was not applicable, or none ran); "
                                    "run the suite with the categories the device claims")

@@ -89,7 +89,7 @@ def count_verdicts(report: object) -> dict[str, dict[str, int]]:
 
 
 def performance_series(report: object) -> dict[str, list[tuple[str, dict[str, float]]]]:
-    """The performance measurements to chart: ``{chart: [(case title, {series: value})]}``.
+    """The performance measurements to chart: ``{chart: [(case id, {series: value})]}``.
 
     Latency percentiles of one unit (``p50_ms``, ``p99_ms``, ``digest_p50_ms``) share a chart,
     one bar per percentile (series ``p50``, ``digest p50``); each rate (``ops_per_s``) is a
@@ -113,7 +113,8 @@ def performance_series(report: object) -> dict[str, list[tuple[str, dict[str, fl
                 continue
             rows.setdefault(chart, {})[series] = float(value)
         for chart, values in rows.items():
-            charts.setdefault(chart, []).append((str(r.get("title") or r.get("id")), values))
+            # The case id names the mechanism in a few characters; titles are sentences.
+            charts.setdefault(chart, []).append((str(r.get("id")), values))
     return charts
 
 
