@@ -209,19 +209,51 @@ def _suite_ready() -> str | None:
 
 PLUGINS = ("iranpki.conformance.cases_stability", "iranpki.conformance.cases_performance")
 
-# Per fault: the cases that must come out fail or error, and unrelated cases that must still pass.
-# Cases are chosen to keep the whole file under about a minute and a half.
+# Per fault: the cases that must come out fail (or error), and unrelated cases run after them that
+# must still pass. Expected ids not registered yet (the security cases land separately) are left
+# out, but each fault keeps at least one registered case. Chosen to keep the file near a minute.
 SUITE_FAULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "corrupt_signature": (("STAB-SIGN-SOAK",), ("STAB-SESSION-CHURN", "PERF-DIGEST-ROUNDTRIP")),
-    "wrong_rv": (("STAB-SESSION-CHURN",), ("STAB-SESSION-OBJECTS-DESTROYED", "PERF-DIGEST-ROUNDTRIP")),
-    "crash_sign": (("STAB-SIGN-SOAK",), ("STAB-SESSION-CHURN",)),
-    "hang_sign": (("STAB-SIGN-SOAK",), ("STAB-SESSION-CHURN",)),
-    "slow": (("PERF-SIGN-P256", "PERF-DIGEST-ROUNDTRIP"), ("STAB-SESSION-CHURN",)),
-    "leak_handles": (("STAB-SESSION-CHURN", "STAB-SESSION-OBJECTS-DESTROYED"), ("PERF-SIGN-P256",)),
+    "corrupt_signature": (("FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256", "FUNC-SIGN-RSA2048-SHA256-PKCS1",
+                           "SEC-VERIFY-REJECTS-TAMPERED-SIGNATURE-ECDSA-P256", "STAB-SIGN-SOAK"),
+                          ("FUNC-RANDOM-32", "FUNC-LOGIN-WRONG-PIN")),
+    "extractable_sensitive": (("SEC-SENSITIVE-READ-RSA-PRIVATE-EXPONENT", "SEC-SENSITIVE-READ-P256-VALUE",
+                               "SEC-STICKY-EXTRACTABLE-RSA", "FUNC-KEYGEN-RSA-2048", "FUNC-KEYGEN-EC-P256"),
+                              ("FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256", "FUNC-RANDOM-32")),
+    "verify_accepts_all": (("SEC-VERIFY-REJECTS-TAMPERED-SIGNATURE-ECDSA-P256",
+                            "SEC-VERIFY-REJECTS-TAMPERED-MESSAGE-ECDSA-P256", "FUNC-ERR-VERIFY-SIGNATURE-LEN-RANGE"),
+                           ("FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256", "FUNC-RANDOM-32")),
+    "repeat_random": (("SEC-RNG-REPEATS", "FUNC-RANDOM-32"),
+                      ("FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256", "FUNC-LOGIN-WRONG-PIN")),
+    "wrong_rv": (("FUNC-LOGIN-WRONG-PIN", "FUNC-ERR-SIGN-KEY-FUNCTION-NOT-PERMITTED", "STAB-SESSION-CHURN"),
+                 ("FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256", "STAB-SESSION-OBJECTS-DESTROYED")),
+    "crash_sign": (("FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256", "STAB-SIGN-SOAK"),
+                   ("FUNC-RANDOM-32", "STAB-SESSION-CHURN")),
+    "hang_sign": (("FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256",), ("FUNC-RANDOM-32", "STAB-SESSION-CHURN")),
+    "slow": (("PERF-SIGN-P256", "PERF-DIGEST-ROUNDTRIP"), ("FUNC-RANDOM-32", "STAB-SESSION-CHURN")),
+    "leak_handles": (("FUNC-SESSION-CLOSE-INVALIDATES", "STAB-SESSION-CHURN", "STAB-SESSION-OBJECTS-DESTROYED"),
+                     ("FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256", "PERF-SIGN-P256")),
 }
 # Faults a case must name with "error" (the suite could not judge), not "fail".
 MUST_ERROR = {"crash_sign", "hang_sign"}
 TIMEOUT_S = 8.0
+# Verdicts unmodified SoftHSM2 2.6.1 gets that the suite has yet to mark as its known quirks
+# (hsm/README.md): a second C_Logout answers CKR_OK, and C_SignInit(CKM_ECDSA) accepts an RSA key
+# (CKR_GENERAL_ERROR comes only at C_Sign). To be emptied when the suite marks them.
+SOFTHSM_PENDING_QUIRKS = {"FUNC-LOGIN-LOGOUT", "FUNC-ERR-KEY-TYPE-INCONSISTENT"}
+
+
+def test_fault_table_covers_every_fault() -> None:
+    assert set(SUITE_FAULTS) == set(FAULTS)
+
+
+def registered(ids: tuple[str, ...]) -> tuple[str, ...]:
+    import importlib
+
+    from iranpki.conformance import REGISTRY, runner
+
+    for m in (*runner.CASE_MODULES, *PLUGINS):
+        importlib.import_module(m)
+    return tuple(i for i in ids if i in REGISTRY)
 
 
 def run_suite_on(shim: Path, env: dict[str, str], fault: str | None, ids: tuple[str, ...]) -> dict[str, tuple[str, str]]:
@@ -244,15 +276,23 @@ def suite_ready() -> None:
 
 def test_suite_passes_unmodified_softhsm_through_shim(shim: Path, fault_token: dict[str, str],
                                                       suite_ready: None) -> None:
-    ids = tuple(dict.fromkeys(i for bad, good in SUITE_FAULTS.values() for i in (*bad, *good)))
-    got = run_suite_on(shim, fault_token, None, ids)
-    wrong = {i: v for i, v in got.items() if v[0] not in ("pass", "not_applicable")}
+    """The whole suite through the shim without a fault: nothing fails, nothing errs."""
+    from iranpki.conformance.runner import RunOptions, run_suite
+
+    options = RunOptions(module=str(shim), token=TOKEN, timeout_s=30, disposable=True, plugins=PLUGINS,
+                         env={"SOFTHSM2_CONF": fault_token["conf"], "FAULTSHIM_MODULE": SOFTHSM_MODULE,
+                              "FAULTSHIM_FAULT": ""})
+    report = run_suite(options, SecretSource(env=None, prompt=lambda _: fault_token["pin"]))
+    assert len(report.results) > 200
+    wrong = {r.id: (r.verdict.value, r.detail) for r in report.results
+             if r.verdict.value in ("fail", "error") and r.id not in SOFTHSM_PENDING_QUIRKS}
     assert not wrong
 
 
 @pytest.mark.parametrize("fault", sorted(SUITE_FAULTS))
 def test_suite_catches_fault(shim: Path, fault_token: dict[str, str], suite_ready: None, fault: str) -> None:
-    bad, good = SUITE_FAULTS[fault]
+    bad, good = (registered(ids) for ids in SUITE_FAULTS[fault])
+    assert bad, f"no case of the table for fault {fault} is registered"
     got = run_suite_on(shim, fault_token, fault, (*bad, *good))
     expected = {"error"} if fault in MUST_ERROR else {"fail", "error"}
     missed = {i: got[i] for i in bad if got[i][0] not in expected}
