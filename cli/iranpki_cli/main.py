@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import click
 
-from . import ca, cert, crl, init, key, ocsp, profile, sign, token, tsa, verify
+from . import ca, cert, conformance, crl, init, key, ocsp, profile, sign, token, tsa, verify
 
 
 @click.group(help=__doc__, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -39,6 +39,7 @@ cli.add_command(ocsp.ocsp)
 cli.add_command(tsa.tsa)
 cli.add_command(sign.sign)
 cli.add_command(verify.verify)
+cli.add_command(conformance.conformance)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from .model import (
     Report,
     Verdict,
     case,
+    passed,
     select,
 )
 
@@ -34,5 +35,6 @@ __all__ = [
     "Report",
     "Verdict",
     "case",
+    "passed",
     "select",
 ]

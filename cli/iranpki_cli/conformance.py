@@ -1,0 +1,136 @@
+"""`iranpki conformance run|list`: the PKCS#11 conformance suite of the national evaluation lab."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from iranpki.conformance import CATEGORIES, CaseResult, Report, Verdict, select
+from iranpki.conformance.runner import RunOptions, load_cases, run_suite, write_reports
+from iranpki.keys import SecretSource
+
+from .common import _prompt, handle_errors, json_option, pin_source
+from .render import console, emit_json, err_console, table
+
+SO_PIN_ENV = "IRANPKI_PKCS11_SO_PIN"
+_STYLE = {Verdict.PASS: "green", Verdict.FAIL: "bold red", Verdict.NOT_APPLICABLE: "dim", Verdict.ERROR: "bold magenta"}
+
+
+@click.group()
+def conformance() -> None:
+    """The PKCS#11 conformance suite the lab runs against tokens and HSMs before approval.
+
+    Every case runs in a worker process: a module that crashes or hangs gets the verdict
+    "error" for that case and the run goes on. PINs come from IRANPKI_PKCS11_PIN and
+    IRANPKI_PKCS11_SO_PIN (or a prompt), never from the command line.
+
+    \b
+    Example:
+      export IRANPKI_PKCS11_PIN=... IRANPKI_PKCS11_SO_PIN=...
+      iranpki conformance list --categories security
+      iranpki conformance run --module /usr/lib/softhsm/libsofthsm2.so --token "Lab Test" --out ./report
+    """
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _so_pin() -> SecretSource | None:
+    """The SO PIN from IRANPKI_PKCS11_SO_PIN or a prompt. It is optional: without it (no
+    terminal to ask on), the cases that need it are judged not applicable."""
+    if os.environ.get(SO_PIN_ENV) or sys.stdin.isatty():
+        return SecretSource(env=SO_PIN_ENV, prompt=_prompt, what="SO PIN")
+    return None
+
+
+@conformance.command("list")
+@click.option("--categories", default=None, help=f"Comma-separated, among {', '.join(CATEGORIES)} (default: all).")
+@json_option
+@handle_errors
+def list_(categories: str | None, as_json: bool) -> None:
+    """List the cases: id, category, the clause each checks, and what it needs from the device."""
+    load_cases()
+    try:
+        cases = select(_split(categories))
+    except (KeyError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        emit_json([{"id": c.id, "category": c.category, "clause": c.clause, "title": c.title,
+                    "needs": list(c.needs)} for c in cases])
+        return
+    table(f"{len(cases)} conformance cases", ["id", "category", "clause", "needs"],
+          [[c.id, c.category, c.clause, ", ".join(c.needs) or "-"] for c in cases])
+
+
+def _summary(report: Report) -> None:
+    s = report.summary
+    verdicts = [v.value for v in Verdict]
+    rows = [[cat, *[str(counts[v]) for v in verdicts]] for cat, counts in s["by_category"].items()]
+    rows.append(["total", *[str(s["by_verdict"][v]) for v in verdicts]])
+    table(f"{report.device.token_label} ({report.device.token_manufacturer}, {report.device.token_model})",
+          ["category", *verdicts], rows)
+    bad = [r for r in report.results if r.verdict in (Verdict.FAIL, Verdict.ERROR)]
+    for r in bad:
+        console.print(f"[{_STYLE[r.verdict]}]{r.verdict.value}[/] {escape(r.id)}: {escape(r.detail)}", highlight=False)
+
+
+@conformance.command()
+@click.option("--module", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="The vendor's PKCS#11 module (.so) under test.")
+@click.option("--token", "token_label", required=True, help="The label of the token under test.")
+@click.option("--categories", default=None, help=f"Comma-separated, among {', '.join(CATEGORIES)} (default: all).")
+@click.option("--cases", "case_ids", default=None, help="Comma-separated case ids (see `conformance list`).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the report (report.json).")
+@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
+              help="Seconds a case may take before its worker is killed and the case judged 'error'.")
+@click.option("--disposable", is_flag=True,
+              help="Run even though the token holds objects (the suite changes and destroys objects and the PIN).")
+@click.option("--plugin", "plugins", multiple=True, hidden=True, help="A module or .py file with more cases.")
+@json_option
+@handle_errors
+def run(module: str, token_label: str, categories: str | None, case_ids: str | None, out_dir: str | None,
+        timeout_s: float, disposable: bool, plugins: tuple[str, ...], as_json: bool) -> None:
+    """Run the suite against one token; exit status 1 if any case fails or ends in error."""
+    options = RunOptions(module=module, token=token_label, categories=_split(categories), ids=_split(case_ids),
+                         timeout_s=timeout_s, disposable=disposable, plugins=plugins,
+                         log_path=os.path.join(out_dir, "workers.log") if out_dir else None)
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+    try:
+        load_cases(plugins)
+        select(options.categories, options.ids)
+    except (KeyError, ValueError) as exc:
+        raise click.UsageError(str(exc).strip('"')) from None
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.fields[case]}"), console=err_console,
+                        disable=as_json, transient=True)
+    task = progress.add_task("conformance", total=None, case="")
+
+    def on_start(cases: list) -> None:
+        progress.update(task, total=len(cases))
+
+    def on_result(r: CaseResult) -> None:
+        progress.update(task, advance=1, case=r.id)
+        if r.verdict in (Verdict.FAIL, Verdict.ERROR):
+            progress.console.print(f"[{_STYLE[r.verdict]}]{r.verdict.value}[/] {escape(r.id)}: {escape(r.detail)}",
+                                   highlight=False)
+
+    with progress:
+        report = run_suite(options, pin_source(), _so_pin(), on_start=on_start, on_result=on_result)
+    written = write_reports(report, out_dir) if out_dir else []
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        _summary(report)
+        for p in written:
+            console.print(f"report written: {escape(str(p))}", highlight=False)
+    click.get_current_context().exit(0 if report.ok else 1)
+
+
+__all__ = ["conformance"]
