@@ -297,15 +297,6 @@ def test_cli_sign_approve_verify(lab: dict, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "nothing to verify" in res.output
 
 
-def test_terminal_summary(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
-    from iranpki_cli import conformance_reports
-
-    conformance_reports.print_summary(sample_report(lab["module"], fail=True))
-    out = capsys.readouterr().out
-    assert "Conformance summary" in out and "security" in out and "SEC-PIN-LOCK" in out
-    assert '<script>alert("x")</script>' in out  # shown as text, not taken as rich markup
-
-
 def test_cli_with_the_lab_key_on_a_token(softhsm: dict[str, str], lab: dict, tmp_path: Path) -> None:
     """The lab's key on a (SoftHSM2) token, PIN from the environment, never in the output."""
     from iranpki.keys import KeySpec

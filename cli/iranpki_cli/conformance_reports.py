@@ -17,17 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
-from iranpki.conformance import attestation, reporting
+from iranpki.conformance import attestation
 from iranpki.signing import load_certificates
 
 from .common import handle_errors, json_option
-from rich.markup import escape
-
-from .render import console, emit_json, err_console, table
+from .render import emit_json, err_console, table
 from .sign import _chain, _done, _key_options, _open, _scheme, _subject
 
-__all__ = ["approve", "print_summary", "register", "sign_report", "verify_report"]
+__all__ = ["approve", "register", "sign_report", "verify_report"]
 
 _FILE = click.Path(exists=True, dir_okay=False)
 
@@ -118,32 +117,6 @@ def verify_report(report: str, signature_file: str | None, approval_file: str | 
                 err_console.print(f"[bold red]refused:[/] {c['check']}: {escape(p)}", highlight=False)
     if not ok:
         click.get_current_context().exit(1)
-
-
-_STYLES = {"pass": "green", "fail": "bold red", "error": "yellow", "not_applicable": "dim"}
-
-
-def print_summary(report: object) -> None:
-    """The terminal's summary of a run: verdict counts per category, then every failed or
-    erred case with its detail (for `iranpki conformance run` after its progress bar)."""
-    from rich.table import Table
-
-    counts = reporting.count_verdicts(report)
-    t = Table(title="Conformance summary")
-    t.add_column("category", style="bold")
-    for v in reporting.VERDICTS:
-        t.add_column(v, justify="right", style=_STYLES[v])
-    t.add_column("total", justify="right")
-    for cat, c in [*((k, v) for k, v in counts.items() if k != "all"), ("all", counts["all"])]:
-        if cat == "all":
-            t.add_section()
-        t.add_row(escape(cat), *(str(c.get(v, 0)) for v in reporting.VERDICTS), str(sum(c.values())))
-    console.print(t)
-    for r in reporting.report_dict(report).get("results", []):
-        verdict = str(r.get("verdict"))
-        if verdict in ("fail", "error"):
-            console.print(f"[{_STYLES[verdict]}]{verdict}[/] {escape(str(r.get('id')))} "
-                          f"({escape(str(r.get('clause')))}): {escape(str(r.get('detail')))}", highlight=False)
 
 
 def _said(check: dict[str, Any]) -> str:
