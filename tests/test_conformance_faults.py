@@ -214,7 +214,8 @@ PLUGINS = ("iranpki.conformance.cases_stability", "iranpki.conformance.cases_per
 # out, but each fault keeps at least one registered case. Chosen to keep the file near a minute.
 SUITE_FAULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "corrupt_signature": (("FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256", "FUNC-SIGN-RSA2048-SHA256-PKCS1",
-                           "SEC-VERIFY-REJECTS-TAMPERED-SIGNATURE-ECDSA-P256", "STAB-SIGN-SOAK"),
+                           "SEC-VERIFY-REJECTS-TAMPERED-SIGNATURE-ECDSA-P256", "STAB-SIGN-SOAK",
+                           "STAB-CONCURRENT-PROCESSES"),
                           ("FUNC-RANDOM-32", "FUNC-LOGIN-WRONG-PIN")),
     "extractable_sensitive": (("SEC-SENSITIVE-READ-RSA-PRIVATE-EXPONENT", "SEC-SENSITIVE-READ-P256-VALUE",
                                "SEC-STICKY-EXTRACTABLE-RSA", "FUNC-KEYGEN-RSA-2048", "FUNC-KEYGEN-EC-P256"),
@@ -223,7 +224,7 @@ SUITE_FAULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                             "SEC-VERIFY-REJECTS-TAMPERED-MESSAGE-ECDSA-P256", "FUNC-ERR-VERIFY-SIGNATURE-LEN-RANGE"),
                            ("FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256", "FUNC-RANDOM-32")),
     "repeat_random": (("SEC-RNG-REPEATS", "FUNC-RANDOM-32"),
-                      ("FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256", "FUNC-LOGIN-WRONG-PIN")),
+                      ("FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256", "FUNC-LOGIN-WRONG-PIN", "STAB-REINITIALIZE")),
     "wrong_rv": (("FUNC-LOGIN-WRONG-PIN", "FUNC-ERR-SIGN-KEY-FUNCTION-NOT-PERMITTED", "STAB-SESSION-CHURN"),
                  ("FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256", "STAB-SESSION-OBJECTS-DESTROYED")),
     "crash_sign": (("FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256", "STAB-SIGN-SOAK"),

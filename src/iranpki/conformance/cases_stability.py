@@ -138,3 +138,124 @@ def session_objects_destroyed(ctx: Context) -> Outcome:
                          "before the close; expected once (PKCS#11 2.40 base 4.4: session objects are "
                          "visible to every session of the application)")
     return Outcome(Verdict.PASS, "the session object was gone after C_CloseSession")
+
+
+CKU_USER = 1
+CONCURRENT_PROCESSES = 4
+CONCURRENT_SIGNATURES = 300
+
+
+class _TokenInfo(ctypes.Structure):
+    # CK_TOKEN_INFO (PKCS#11 2.40 base 3.2): only the label is read; the rest is room.
+    _fields_ = [("label", ctypes.c_char * 32), ("rest", ctypes.c_byte * 512)]
+
+
+def _expect(rv: int, what: str) -> None:
+    if rv != CKR["CKR_OK"]:
+        raise CaseFailed(f"{what} returned {ckr_name(rv)}; expected CKR_OK")
+
+
+@case("STAB-REINITIALIZE", category="stability", clause="PKCS#11 2.40 base 5.4 (C_Finalize, C_Initialize)",
+      title="C_Finalize then C_Initialize again: the token is found, a login and a call work", isolated=True)
+def reinitialize(ctx: Context) -> Outcome:
+    raw = ctx.raw
+    _expect(raw("C_Finalize", None), "C_Finalize")
+    _expect(raw("C_Initialize", None), "C_Initialize after C_Finalize")
+    count = ctypes.c_ulong()
+    _expect(raw("C_GetSlotList", ctypes.c_ubyte(1), None, ctypes.byref(count)), "C_GetSlotList (count)")
+    slots = (ctypes.c_ulong * max(count.value, 1))()
+    _expect(raw("C_GetSlotList", ctypes.c_ubyte(1), slots, ctypes.byref(count)), "C_GetSlotList")
+    found = None
+    for slot in slots[:count.value]:
+        info = _TokenInfo()
+        _expect(raw("C_GetTokenInfo", ctypes.c_ulong(slot), ctypes.byref(info)), "C_GetTokenInfo")
+        if info.label.decode("utf-8", "replace").rstrip() == ctx.token_label:
+            found = slot
+    if found is None:
+        raise CaseFailed(f"after C_Initialize again no slot holds token {ctx.token_label!r}")
+    h = ctypes.c_ulong()
+    _expect(raw("C_OpenSession", ctypes.c_ulong(found), ctypes.c_ulong(CKF_SERIAL_SESSION | CKF_RW_SESSION), None,
+                None, ctypes.byref(h)), "C_OpenSession after C_Initialize again")
+    pin = ctx.user_pin.encode()
+    _expect(raw("C_Login", h, ctypes.c_ulong(CKU_USER), ctypes.create_string_buffer(pin, len(pin)),
+                ctypes.c_ulong(len(pin))), "C_Login after C_Initialize again")
+    buf = ctypes.create_string_buffer(32)
+    _expect(raw("C_GenerateRandom", h, buf, ctypes.c_ulong(32)), "C_GenerateRandom after C_Initialize again")
+    _expect(raw("C_CloseSession", h), "C_CloseSession")
+    return Outcome(Verdict.PASS, f"finalised, initialised again, found token {ctx.token_label!r} in slot {found}, "
+                                 "logged in and generated random data")
+
+
+_CONCURRENT_WORKER = r"""
+import secrets, sys
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism
+from pkcs11.util.ec import encode_named_curve_parameters
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+
+module, label, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+pin = sys.stdin.readline().rstrip("\n")
+tok = [t for t in pkcs11.lib(module).get_tokens() if t.label == label][0]
+with tok.open(rw=True, user_pin=pin) as s:
+    params = s.create_domain_parameters(KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")},
+                                        local=True)
+    pub, priv = params.generate_keypair(store=False)
+    raw = pub[Attribute.EC_POINT]
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw[2:] if len(raw) == 67 else raw)
+    bad = 0
+    for _ in range(n):
+        d = secrets.token_bytes(32)
+        sig = priv.sign(d, mechanism=Mechanism.ECDSA)
+        try:
+            key.verify(encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")), d,
+                       ec.ECDSA(Prehashed(hashes.SHA256())))
+        except Exception:
+            bad += 1
+print(bad)
+"""
+
+
+@case("STAB-CONCURRENT-PROCESSES", category="stability", clause="PKCS#11 2.40 base 5.1 (one application per process)",
+      title=f"{CONCURRENT_PROCESSES} processes sign at once, {CONCURRENT_SIGNATURES} ECDSA P-256 signatures each, "
+            "all valid", needs=("CKM_EC_KEY_PAIR_GEN", "CKM_ECDSA"))
+def concurrent_processes(ctx: Context) -> Outcome:
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT_WORKER, ctx.module_path, ctx.token_label,
+                               str(CONCURRENT_SIGNATURES)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for _ in range(CONCURRENT_PROCESSES)]
+    problems = []
+    t0 = time.perf_counter()
+    # Every process gets its PIN before any is waited for, so they sign at the same time.
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write(ctx.user_pin + "\n")
+        p.stdin.close()
+    # The processes stay in the worker's process group, so a worker killed for a hang takes them along.
+    deadline = time.monotonic() + 20
+    for i, p in enumerate(procs):
+        try:
+            p.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            problems.append(f"process {i + 1} did not finish within 20 s")
+            continue
+        assert p.stdout is not None and p.stderr is not None
+        out, err = p.stdout.read(), p.stderr.read()
+        if p.returncode != 0:
+            last = (err.strip().splitlines() or ["no message"])[-1]
+            problems.append(f"process {i + 1} ended with status {p.returncode}: {last}")
+        elif out.strip() != "0":
+            problems.append(f"process {i + 1}: {out.strip()} of {CONCURRENT_SIGNATURES} signatures did not verify")
+    took = time.perf_counter() - t0
+    if problems:
+        raise CaseFailed("; ".join(problems))
+    total = CONCURRENT_PROCESSES * CONCURRENT_SIGNATURES
+    return Outcome(Verdict.PASS, f"{CONCURRENT_PROCESSES} processes made {total} valid signatures at once",
+                   measurements={"processes": CONCURRENT_PROCESSES, "signatures": total,
+                                 "ops_per_s": round(total / took, 1)})
