@@ -248,11 +248,9 @@ def test_approval_refused_for_another_module_report_time_or_root(lab: dict, tmp_
 # ---- the command --------------------------------------------------------------------------------
 
 def _cli() -> click.Group:
-    from iranpki_cli import conformance_reports
+    from iranpki_cli.conformance import conformance
 
-    group = click.Group("conformance")
-    conformance_reports.register(group)
-    return group
+    return conformance
 
 
 def test_cli_sign_approve_verify(lab: dict, tmp_path: Path) -> None:

@@ -134,3 +134,8 @@ def run(module: str, token_label: str, categories: str | None, case_ids: str | N
 
 
 __all__ = ["conformance"]
+
+
+from . import conformance_reports  # noqa: E402 - the lab's sign-report, approve, verify-report join the group
+
+conformance_reports.register(conformance)
