@@ -13,6 +13,7 @@ Example (the lab's key on a token, its organisational-seal certificate):
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,14 @@ _FILE = click.Path(exists=True, dir_okay=False)
 @handle_errors
 def sign_report(report: str, out: str | None, key_ref: str, cert_file: str, chain_files: tuple[str, ...],
                 passphrase_file: str | None, signature: str | None, home: str | None, as_json: bool) -> None:
-    """Sign a report.json with the lab's key (detached CMS over its exact bytes)."""
+    """Sign a report.json with the lab's key (detached CMS over its exact bytes).
+
+    \b
+    Example:
+      iranpki conformance sign-report out/report.json --key lab.key --cert lab.pem --chain gica1.pem
+    Check it with: openssl cms -verify -binary -inform DER -in out/report.json.p7s \\
+      -content out/report.json -CAfile root.pem -purpose any
+    """
     cert = Path(cert_file).read_bytes()
     out = out or report + ".p7s"
     with _open(key_ref, passphrase_file, home) as signer:
@@ -60,7 +68,16 @@ def sign_report(report: str, out: str | None, key_ref: str, cert_file: str, chai
 def approve(report: str, out: str, valid_days: int, approval_id: str | None, key_ref: str, cert_file: str,
             chain_files: tuple[str, ...], passphrase_file: str | None, signature: str | None, home: str | None,
             as_json: bool) -> None:
-    """Issue the approval certificate for a report with no failed or erred case."""
+    """Issue the approval certificate for a report with no failed or erred case.
+
+    The approval is CMS SignedData holding JSON that names the module (file, SHA-256, library
+    and token), the report's SHA-256 and summary, the validity period and the lab.
+
+    \b
+    Example:
+      iranpki conformance approve out/report.json --key 'pkcs11:token=Lab;object=seal' \\
+          --cert lab.pem --chain gica2.pem --days 365 --out approval.p7m
+    """
     cert = Path(cert_file).read_bytes()
     with _open(key_ref, passphrase_file, home) as signer:
         data = attestation.approve(Path(report).read_bytes(), signer, cert, _chain(chain_files),
@@ -83,13 +100,23 @@ def approve(report: str, out: str, valid_days: int, approval_id: str | None, key
 @handle_errors
 def verify_report(report: str, signature_file: str | None, approval_file: str | None, module_path: str | None,
                   trust_files: tuple[str, ...], as_json: bool) -> None:
-    """Verify a report's signature and/or approval; exit 0 when everything given verifies, else 1."""
+    """Verify a report's signature and/or approval; exit 0 when everything given verifies, else 1.
+
+    \b
+    Example:
+      iranpki conformance verify-report report.json --approval approval.p7m \\
+          --module /usr/lib/vendor/libpkcs11.so --trust root.pem --json
+    """
     if signature_file is None and Path(report + ".p7s").is_file():
         signature_file = report + ".p7s"
     if signature_file is None and approval_file is None:
         raise click.UsageError(f"nothing to verify: no {report}.p7s beside the report; give --signature or --approval")
     if module_path is not None and approval_file is None:
         raise click.UsageError("--module is checked against an approval; give --approval as well")
+    if not click.get_current_context().find_root().params.get("verbose"):
+        # pyHanko logs each refused path as a warning with its stack trace; the refusal and its
+        # reason are this command's output, so the trace is shown only with --verbose.
+        logging.getLogger("pyhanko").setLevel(logging.ERROR)
     roots = [c.dump() for f in trust_files for c in load_certificates(Path(f).read_bytes())] or None
     data = Path(report).read_bytes()
     checks: list[dict[str, Any]] = []
