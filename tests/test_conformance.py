@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from iranpki.conformance import REGISTRY, Report, Verdict
+from iranpki.conformance.cases_functional import NIST_CURVES
 from iranpki.conformance.cases_security import block_frequency, monobit, runs
 from iranpki.conformance.runner import RunOptions, load_cases, run_suite, write_reports
 from iranpki.errors import TokenError
@@ -36,7 +37,7 @@ KNOWN_QUIRKS: dict[str, Verdict] = {
     "FUNC-ERR-KEY-TYPE-INCONSISTENT": Verdict.FAIL,
     # CKM_ECDSA_SHA* (hash-and-sign ECDSA) are not offered.
     **{f"FUNC-SIGN-ECDSA-{c}-TOKENHASH-{h}": Verdict.NOT_APPLICABLE
-       for c in ("P256", "P384", "P521") for h in ("SHA256", "SHA384", "SHA512")},
+       for c in NIST_CURVES for h in ("SHA256", "SHA384", "SHA512")},
     "FUNC-MECHINFO-ECDSA_SHA256": Verdict.NOT_APPLICABLE,
     "FUNC-MECHINFO-ECDSA_SHA384": Verdict.NOT_APPLICABLE,
     # OAEP with SHA-2 is refused (CKR_ARGUMENTS_BAD): only SHA-1 OAEP works.

@@ -76,7 +76,8 @@ def _summary(report: Report) -> None:
           ["category", *verdicts], rows)
     bad = [r for r in report.results if r.verdict in (Verdict.FAIL, Verdict.ERROR)]
     for r in bad:
-        console.print(f"[{_STYLE[r.verdict]}]{r.verdict.value}[/] {escape(r.id)}: {escape(r.detail)}", highlight=False)
+        console.print(f"[{_STYLE[r.verdict]}]{r.verdict.value}[/] {escape(r.id)}: {escape(r.detail)}", highlight=False,
+                      soft_wrap=True)
 
 
 @conformance.command()
