@@ -5,6 +5,7 @@ another report, an expired approval, an untrusted root."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -14,6 +15,8 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -139,6 +142,22 @@ def test_html_report(lab: dict) -> None:
                                       ("PERF-SIGN-P256", {"p50": 0.08, "p99": 0.2})]
     assert page.count("<svg") == 2 and "12,000" in page and "1,234" in page
     assert "ops_per_s 900, signatures 100,000" in page and "bound_p50_ms 2,000" in page
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(min_size=1, max_size=40))
+def test_html_escapes_any_text_the_device_gives(lab: dict, text: str) -> None:
+    """Whatever a token calls itself or a case reports, the page's markup is the same: every
+    ``<`` in the page is ours (the count does not change with the text)."""
+    def page(value: str) -> str:
+        report = sample_report(lab["module"])
+        report.device = dataclasses.replace(report.device, token_label=value, token_serial=value)
+        report.results[0].detail = value
+        report.results[0].id = value
+        report.results[3].measurements = {value: 1.0}  # a stability count: tabled, not charted
+        return reporting.render_html(report)
+
+    assert page(text).count("<") == page("x").count("<")
 
 
 def test_html_without_performance_and_write_reports(lab: dict, tmp_path: Path) -> None:
