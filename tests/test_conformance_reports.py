@@ -84,8 +84,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict:
                                                              key.public_key())).pem
         for suffix, data in (("root.pem", root.certificate.public_bytes(PEM)),
                              ("ca.pem", ca.certificate.public_bytes(PEM)), ("lab.pem", cert),
-                             ("lab.key", key.private_bytes(PEM, serialization.PrivateFormat.PKCS8,
-                                                           serialization.BestAvailableEncryption(PASSPHRASE.encode())))):
+                             ("lab.key", key.private_bytes(
+                                 PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.BestAvailableEncryption(PASSPHRASE.encode())))):
             (base / f"{name}-{suffix}").write_bytes(data)
         return {"ca": ca, "signer": SoftwareSigner(key), "cert": cert, "chain": [ca.certificate.public_bytes(PEM)],
                 "root": root.certificate.public_bytes(PEM), "files": {s: base / f"{name}-{s}.pem" for s in

@@ -225,7 +225,8 @@ def verify_approval(attestation: bytes, trust_roots: Sequence[CertificateInput] 
         doc = json.loads(result.content or b"")
         if not isinstance(doc, dict) or doc.get("type") != APPROVAL_TYPE or doc.get("version") != APPROVAL_VERSION:
             raise ValueError(f"type {doc.get('type') if isinstance(doc, dict) else None!r}")
-        issued, until = datetime.fromisoformat(doc["issued_at"]), datetime.fromisoformat(doc["valid_until"])
+        # utc() refuses a time without a zone, which could not be compared with ``moment``.
+        issued, until = utc(datetime.fromisoformat(doc["issued_at"])), utc(datetime.fromisoformat(doc["valid_until"]))
         module, report_sha = dict(doc["module"]), str(doc["report_sha256"])
     except (ValueError, KeyError, TypeError) as exc:
         raise AttestationError("the approval", [*problems, f"it does not hold an {APPROVAL_TYPE} version "
