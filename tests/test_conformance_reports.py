@@ -124,7 +124,7 @@ def test_html_report(lab: dict) -> None:
     counts = reporting.count_verdicts(report)
     assert counts["all"] == {"pass": 5, "fail": 1, "error": 0, "not_applicable": 1}
     assert counts["security"]["fail"] == 1 and counts["performance"]["pass"] == 3
-    assert "not passed: 1 test(s) failed or erred" in page
+    assert "not passed: 1 case(s) failed or erred" in page
     # The device's identity, and one table per category with id, clause and coloured verdict.
     for text in ("0123456789abcdef", "SoftHSM v2", "CKM_RSA_PKCS, CKM_ECDSA, CKM_SHA256", report.device.module_sha256):
         assert text in page
@@ -169,7 +169,7 @@ def test_html_without_performance_and_write_reports(lab: dict, tmp_path: Path) -
     json_path, html_path = write_reports(report, tmp_path / "out")
     assert json_path.read_text(encoding="utf-8") == report.to_json()
     page = html_path.read_text(encoding="utf-8")
-    assert "<svg" not in page and "Performance" not in page and "passed: no test failed" in page
+    assert "<svg" not in page and "Performance" not in page and "passed: no case failed" in page
 
 
 # ---- the signed report ----------------------------------------------------------------------------

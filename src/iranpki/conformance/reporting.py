@@ -210,7 +210,9 @@ def _device_table(device: Mapping[str, Any]) -> str:  # also the run's settings:
 def _summary_table(counts: Mapping[str, Mapping[str, int]]) -> str:
     head = "".join(f"<th>{_badge(v)}</th>" for v in VERDICTS)
     rows = "".join(f"<tr><th>{_e(cat)}</th>" + "".join(f"<td>{c.get(v, 0)}</td>" for v in VERDICTS)
-                   + f"<td>{sum(c.values())}</td></tr>" for cat, c in counts.items())
+                   + f"<td>{sum(c.values())}</td></tr>"
+                   # The categories first, the totals ("all") as the last row.
+                   for cat, c in sorted(counts.items(), key=lambda item: item[0] == "all"))
     return f'<table class="summary"><tr><th>category</th>{head}<th>total</th></tr>{rows}</table>'
 
 
@@ -244,8 +246,8 @@ def render_html(report: object) -> str:
         by_category.setdefault(str(r.get("category", "-")), []).append(r)
     total = counts["all"]
     failed = total.get("fail", 0) + total.get("error", 0)
-    outcome = ("passed: no test failed or erred" if not failed and results
-               else f"not passed: {failed} test(s) failed or erred" if failed else "no tests were run")
+    outcome = ("passed: no case failed or erred" if not failed and results
+               else f"not passed: {failed} case(s) failed or erred" if failed else "no cases were run")
     title = f"Conformance report: {device.get('token_label') or device.get('library_description') or 'device'}"
     charts = performance_series(data)
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
