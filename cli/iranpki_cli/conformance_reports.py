@@ -113,10 +113,6 @@ def verify_report(report: str, signature_file: str | None, approval_file: str | 
         raise click.UsageError(f"nothing to verify: no {report}.p7s beside the report; give --signature or --approval")
     if module_path is not None and approval_file is None:
         raise click.UsageError("--module is checked against an approval; give --approval as well")
-    if not click.get_current_context().find_root().params.get("verbose"):
-        # pyHanko logs each refused path as a warning with its stack trace; the refusal and its
-        # reason are this command's output, so the trace is shown only with --verbose.
-        logging.getLogger("pyhanko").setLevel(logging.ERROR)
     roots = [c.dump() for f in trust_files for c in load_certificates(Path(f).read_bytes())] or None
     data = Path(report).read_bytes()
     checks: list[dict[str, Any]] = []

@@ -16,6 +16,8 @@ Example: a root on a SoftHSM2 token, a level-2 intermediate, and an SSL certific
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from . import ca, cert, conformance, crl, init, key, ocsp, profile, sign, token, tsa, verify
@@ -25,7 +27,11 @@ from . import ca, cert, conformance, crl, init, key, ocsp, profile, sign, token,
 @click.option("--verbose", is_flag=True, help="Show the full trace of an error.")
 @click.version_option(package_name="iranpki")
 def cli(verbose: bool) -> None:
-    pass
+    if not verbose:
+        # pyHanko and its validator log each refused path or signature as a warning with a stack
+        # trace; the refusal and its reason are the command's own output, so traces need --verbose.
+        for name in ("pyhanko", "pyhanko_certvalidator"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 cli.add_command(init.init)
