@@ -204,6 +204,8 @@ with tok.open(rw=True, user_pin=pin) as s:
     pub, priv = params.generate_keypair(store=False)
     raw = pub[Attribute.EC_POINT]
     key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw[2:] if len(raw) == 67 else raw)
+    print("ready", flush=True)
+    sys.stdin.readline()
     bad = 0
     for _ in range(n):
         d = secrets.token_bytes(32)
@@ -224,18 +226,31 @@ def concurrent_processes(ctx: Context) -> Outcome:
     import subprocess
     import sys
 
-    procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT_WORKER, ctx.module_path, ctx.token_label,
-                               str(CONCURRENT_SIGNATURES)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-             for _ in range(CONCURRENT_PROCESSES)]
+    # The processes start and log in one after another (hsm/README.md: SoftHSM2 lost its tokens
+    # when processes initialised it at the same moment), then sign at the same time. They stay in
+    # the worker's process group, so a worker killed for a hang takes them along.
     problems = []
+    procs = []
+    for i in range(CONCURRENT_PROCESSES):
+        p = subprocess.Popen([sys.executable, "-c", _CONCURRENT_WORKER, ctx.module_path, ctx.token_label,
+                              str(CONCURRENT_SIGNATURES)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        assert p.stdin is not None and p.stdout is not None
+        p.stdin.write(ctx.user_pin + "\n")
+        p.stdin.flush()
+        procs.append(p)
+        if p.stdout.readline().strip() != "ready":
+            for q in procs:
+                q.kill()
+                q.wait()
+            assert p.stderr is not None
+            last = (p.stderr.read().strip().splitlines() or ["no message"])[-1]
+            raise CaseFailed(f"process {i + 1} did not log in and make its key (status {p.returncode}: {last})")
     t0 = time.perf_counter()
-    # Every process gets its PIN before any is waited for, so they sign at the same time.
     for p in procs:
         assert p.stdin is not None
-        p.stdin.write(ctx.user_pin + "\n")
+        p.stdin.write("go\n")
         p.stdin.close()
-    # The processes stay in the worker's process group, so a worker killed for a hang takes them along.
     deadline = time.monotonic() + 20
     for i, p in enumerate(procs):
         try:
