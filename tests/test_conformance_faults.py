@@ -277,3 +277,17 @@ def test_suite_catches_fault(shim: Path, fault_token: dict[str, str], fault: str
     assert not missed, f"fault {fault} not caught: {missed}"
     # The run goes on after a crash or a hang, and unrelated cases still pass.
     assert {i: got[i][0] for i in good} == dict.fromkeys(good, "pass"), got
+
+
+def test_command_reports_crash_and_goes_on(shim: Path, fault_token: dict[str, str]) -> None:
+    """The lab's command line: a crash in C_Sign is an error of that case, exit status 1, and the
+    next case still runs and passes."""
+    exe = Path(sys.executable).parent / "iranpki"
+    env = {**os.environ, "SOFTHSM2_CONF": fault_token["conf"], "IRANPKI_PKCS11_PIN": fault_token["pin"],
+           "FAULTSHIM_MODULE": SOFTHSM_MODULE, "FAULTSHIM_FAULT": "crash_sign"}
+    done = subprocess.run([str(exe), "conformance", "run", "--module", str(shim), "--token", TOKEN, "--disposable",
+                           "--cases", "FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256,FUNC-RANDOM-32", "--json"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1, done.stderr
+    verdicts = {r["id"]: r["verdict"] for r in json.loads(done.stdout)["results"]}
+    assert verdicts == {"FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256": "error", "FUNC-RANDOM-32": "pass"}
