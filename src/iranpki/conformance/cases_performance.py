@@ -130,3 +130,28 @@ def digest_roundtrip(ctx: Context) -> Outcome:
                          f"{bound:.2f} ms: the device stalls on operations")
     return Outcome(Verdict.PASS, f"digest p50 {digest['p50_ms']:.3f} ms, round trip p50 {trip['p50_ms']:.3f} ms",
                    measurements=m)
+
+
+PROCESSES = 4
+PROCESS_SIGNATURES = 300
+# More clients must not mean less work done: with PROCESSES processes the device must sign at
+# least this share of what one process gets (an OCSP responder or a TSA scales by processes,
+# DESIGN.md). A device that serialises clients stays near 1; one that thrashes falls below.
+SCALING_FLOOR = 0.8
+
+
+@case("PERF-SIGN-P256-PROCESSES", category="performance", clause="PKCS#11 2.40 base 5.12 (C_Sign)",
+      title=f"ECDSA P-256 signatures/s from 1 and {PROCESSES} processes: more clients never mean fewer signatures",
+      needs=("CKM_EC_KEY_PAIR_GEN", "CKM_ECDSA"))
+def sign_processes(ctx: Context) -> Outcome:
+    from .cases_stability import sign_in_processes
+
+    one = PROCESS_SIGNATURES / sign_in_processes(ctx, 1, PROCESS_SIGNATURES)
+    many = PROCESSES * PROCESS_SIGNATURES / sign_in_processes(ctx, PROCESSES, PROCESS_SIGNATURES)
+    m = {"ops_per_s_1": round(one, 1), f"ops_per_s_{PROCESSES}": round(many, 1), "scaling": round(many / one, 3),
+         "bound_scaling": SCALING_FLOOR}
+    if many < SCALING_FLOOR * one:
+        raise CaseFailed(f"{PROCESSES} processes made {many:.0f} signatures/s together against {one:.0f}/s from one; "
+                         f"the floor is {SCALING_FLOOR:g} of one process's rate")
+    return Outcome(Verdict.PASS, f"1 process {one:.0f}/s, {PROCESSES} processes {many:.0f}/s (x{many / one:.2f})",
+                   measurements=m)

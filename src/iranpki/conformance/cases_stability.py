@@ -219,10 +219,9 @@ print(bad)
 """
 
 
-@case("STAB-CONCURRENT-PROCESSES", category="stability", clause="PKCS#11 2.40 base 5.1 (one application per process)",
-      title=f"{CONCURRENT_PROCESSES} processes sign at once, {CONCURRENT_SIGNATURES} ECDSA P-256 signatures each, "
-            "all valid", needs=("CKM_EC_KEY_PAIR_GEN", "CKM_ECDSA"))
-def concurrent_processes(ctx: Context) -> Outcome:
+def sign_in_processes(ctx: Context, processes: int, signatures: int) -> float:
+    """``processes`` processes each make ``signatures`` ECDSA P-256 signatures at the same time and
+    check them; the seconds they took together. Raises CaseFailed with what went wrong."""
     import subprocess
     import sys
 
@@ -231,9 +230,9 @@ def concurrent_processes(ctx: Context) -> Outcome:
     # the worker's process group, so a worker killed for a hang takes them along.
     problems = []
     procs = []
-    for i in range(CONCURRENT_PROCESSES):
+    for i in range(processes):
         p = subprocess.Popen([sys.executable, "-c", _CONCURRENT_WORKER, ctx.module_path, ctx.token_label,
-                              str(CONCURRENT_SIGNATURES)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              str(signatures)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         assert p.stdin is not None and p.stdout is not None
         p.stdin.write(ctx.user_pin + "\n")
@@ -266,10 +265,18 @@ def concurrent_processes(ctx: Context) -> Outcome:
             last = (err.strip().splitlines() or ["no message"])[-1]
             problems.append(f"process {i + 1} ended with status {p.returncode}: {last}")
         elif out.strip() != "0":
-            problems.append(f"process {i + 1}: {out.strip()} of {CONCURRENT_SIGNATURES} signatures did not verify")
+            problems.append(f"process {i + 1}: {out.strip()} of {signatures} signatures did not verify")
     took = time.perf_counter() - t0
     if problems:
         raise CaseFailed("; ".join(problems))
+    return took
+
+
+@case("STAB-CONCURRENT-PROCESSES", category="stability", clause="PKCS#11 2.40 base 5.1 (one application per process)",
+      title=f"{CONCURRENT_PROCESSES} processes sign at once, {CONCURRENT_SIGNATURES} ECDSA P-256 signatures each, "
+            "all valid", needs=("CKM_EC_KEY_PAIR_GEN", "CKM_ECDSA"))
+def concurrent_processes(ctx: Context) -> Outcome:
+    took = sign_in_processes(ctx, CONCURRENT_PROCESSES, CONCURRENT_SIGNATURES)
     total = CONCURRENT_PROCESSES * CONCURRENT_SIGNATURES
     return Outcome(Verdict.PASS, f"{CONCURRENT_PROCESSES} processes made {total} valid signatures at once",
                    measurements={"processes": CONCURRENT_PROCESSES, "signatures": total,
