@@ -33,6 +33,10 @@ def conformance() -> None:
       export IRANPKI_PKCS11_PIN=... IRANPKI_PKCS11_SO_PIN=...
       iranpki conformance list --categories security
       iranpki conformance run --module /usr/lib/softhsm/libsofthsm2.so --token "Lab Test" --out ./report
+      iranpki conformance sign-report ./report/report.json --key 'pkcs11:token=Lab;object=seal' --cert lab.pem
+      iranpki conformance approve ./report/report.json --key 'pkcs11:token=Lab;object=seal' --cert lab.pem \\
+          --days 365 --out approval.p7m
+      iranpki conformance verify-report ./report/report.json --approval approval.p7m --module /path/to/module.so
     """
 
 
