@@ -47,7 +47,8 @@ __all__ = [
 
 #: The worker's modules that register cases; plugins (tests, lab extensions) add their own.
 CASE_MODULES = ("iranpki.conformance.cases_functional", "iranpki.conformance.cases_security",
-                "iranpki.conformance.cases_stability", "iranpki.conformance.cases_performance")
+                "iranpki.conformance.cases_stability", "iranpki.conformance.cases_performance",
+                "iranpki.conformance.cases_functional_more")
 
 # PKCS#11 2.40 section 3.6 (pkcs11t.h): the return values the cases name.
 CKR: dict[str, int] = {
