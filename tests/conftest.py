@@ -4,6 +4,7 @@ keys live on those tokens, and the independent checkers (openssl, pkilint, pkcs1
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -121,3 +122,39 @@ def pkilint(tool: str, *files: Path, extra: tuple[str, ...] = ()) -> list[str]:
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
+
+
+def start_listening(cmd: list[str], env: dict[str, str], what: str, timeout: float = 60.0,
+                    host: str = "127.0.0.1") -> tuple[subprocess.Popen[str], int, list[str]]:
+    """Start a server command in a process group of its own and wait for its line
+    'listening on http://HOST:PORT'. Returns the process, the port and the (growing) output lines;
+    a server that exits or stays silent past ``timeout`` is killed and fails the test."""
+    import re
+    import signal
+    import threading
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True, stdin=subprocess.DEVNULL)
+    lines: list[str] = []
+    port: list[int] = []
+    ready = threading.Event()
+
+    def drain() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            found = re.search(rf"listening on http://{re.escape(host)}:(\d+)", line)
+            if found and not ready.is_set():
+                port.append(int(found.group(1)))
+                ready.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not ready.wait(0.05):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            raise AssertionError(f"the {what} did not start:\n" + "\n".join(lines))
+    return proc, port[0], lines

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -54,7 +54,7 @@ from iranpki.ocsp import (
 from iranpki.store import SqliteStore
 from iranpki.workspace import Workspace
 
-from .conftest import pkilint, run
+from .conftest import pkilint, run, start_listening
 
 IRANPKI = str(Path(sys.executable).parent / "iranpki")
 HOST = "127.0.0.1"
@@ -91,26 +91,9 @@ class Server:
         return f"http://{HOST}:{self.port}/"
 
     def start(self) -> Server:
-        self.proc = subprocess.Popen([IRANPKI, "ocsp", "serve", *self.args, "--host", HOST, "--port", str(self.port)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
-                                     start_new_session=True)
-        ready = threading.Event()
-
-        def drain() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip())
-                found = re.search(rf"listening on http://{re.escape(HOST)}:(\d+)", line)
-                if found:
-                    self.port = int(found.group(1))
-                    ready.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError("the responder did not start:\n" + "\n".join(self.lines))
+        self.proc, self.port, self.lines = start_listening(
+            [IRANPKI, "ocsp", "serve", *self.args, "--host", HOST, "--port", str(self.port)], self.env,
+            "responder", START_TIMEOUT, HOST)
         return self
 
     def children(self) -> set[int]:

@@ -15,8 +15,6 @@ import re
 import secrets
 import signal
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,7 +51,7 @@ from iranpki.tsa import (
 )
 from iranpki.workspace import Workspace
 
-from .conftest import SOFTHSM_MODULE, run
+from .conftest import SOFTHSM_MODULE, run, start_listening
 from .test_ocsp import HOST, IRANPKI, PASSPHRASE
 
 POLICY = load_policy().status.tsa
@@ -119,29 +117,9 @@ class Tsa:
     """`iranpki tsa serve` in a process group of its own, stopped (cleanly) by `stop`."""
 
     def __init__(self, pki: Pki, *args: str, key: str = "tsa", home: Path | None = None):
-        self.lines: list[str] = []
         cmd = [IRANPKI, "tsa", "serve", "--home", str(home or pki.home), "--ca", "gica1", "--key", key,
                "--host", HOST, "--port", "0", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=pki.env,
-                                     start_new_session=True, stdin=subprocess.DEVNULL)
-        found = threading.Event()
-        self.port = 0
-
-        def drain() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip())
-                m = re.search(rf"listening on http://{re.escape(HOST)}:(\d+)", line)
-                if m:
-                    self.port = int(m.group(1))
-                    found.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        deadline = time.monotonic() + 60
-        while not found.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError("the TSA did not start:\n" + "\n".join(self.lines))
+        self.proc, self.port, self.lines = start_listening(cmd, pki.env, "TSA", 60, HOST)
 
     @property
     def url(self) -> str:
