@@ -344,8 +344,30 @@ def sign_pdf(data: bytes | IO[bytes], signer: Signer, certificate: CertificateIn
     return out.getvalue()
 
 
+class _Verdict:
+    """What the PDF and CMS results share: ``ok`` when there is no problem, and their JSON form."""
+
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready fields (times in ISO 8601; embedded content as its size), with ``ok``."""
+        out: dict[str, object] = {"ok": self.ok}
+        for name, value in self.__dict__.items():
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, bytes):
+                value = len(value)  # the size of embedded content, not the content
+                name = f"{name}_bytes"
+            out[name] = value
+        return out
+
+
 @dataclass(frozen=True)
-class PdfSignatureResult:
+class PdfSignatureResult(_Verdict):
     """The validation of one signature in a PDF (pyHanko's status, in iranpki's words)."""
 
     field_name: str
@@ -361,26 +383,6 @@ class PdfSignatureResult:
     ltv: bool  #: the document security store holds validation data (PAdES B-LT)
     level: str  #: B-B, B-T or B-LT as the document shows it
     problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready fields (times in ISO 8601), with ``ok``."""
-        return _as_dict(self)
-
-
-def _as_dict(result: object) -> dict[str, object]:
-    out: dict[str, object] = {"ok": getattr(result, "ok")}
-    for name, value in result.__dict__.items():
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, bytes):
-            value = len(value)  # the size of embedded content, not the content
-            name = f"{name}_bytes"
-        out[name] = value
-    return out
 
 
 def verify_pdf(data: bytes, trust_roots: Sequence[CertificateInput] | None = None, *, crls: Sequence[bytes] = (),
@@ -536,7 +538,7 @@ def sign_cms(data: bytes | str | os.PathLike[str] | IO[bytes], signer: Signer, c
 
 
 @dataclass(frozen=True)
-class CmsResult:
+class CmsResult(_Verdict):
     """The validation of one CMS SignedData signature."""
 
     signer: str  #: the signer certificate's subject
@@ -548,14 +550,6 @@ class CmsResult:
     digest_algorithm: str
     content: bytes | None = None  #: the encapsulated content of an attached signature
     problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready fields (times in ISO 8601; the content as its size), with ``ok``."""
-        return _as_dict(self)
 
 
 def _load_signed_data(signature: bytes) -> cms.SignedData:
