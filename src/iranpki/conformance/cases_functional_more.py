@@ -5,12 +5,14 @@ hashlib, or against the exact return value PKCS#11 2.40 requires.
 Covers: AES-128/192/256 in ECB, CBC, CBC-PAD, CTR and GCM over data lengths 0..1024 bytes,
 with CKR_DATA_LEN_RANGE / CKR_ENCRYPTED_DATA_LEN_RANGE for lengths a mode cannot take; RSA-4096
 signing (PKCS#1 v1.5 and PSS with SHA-256/384/512); the attributes a generated key must carry;
-object search by label and id, copying, read-only attributes; operation-state errors.
+object search by label and id, copying, read-only attributes; C_DigestKey of plain and sensitive
+keys; operation-state errors.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 from typing import Any
 
@@ -329,6 +331,51 @@ def ro_session_object(ctx: Context) -> Outcome:
         obj.destroy()
     check(value == b"x", "the session object's CKA_VALUE is not what was given")
     return passed("a session object was created, read back and destroyed in a read-only session")
+
+
+# -- C_DigestKey -------------------------------------------------------------------------------
+
+def _digest_key(ctx: Context, value: bytes, **attrs: Any) -> bytes:
+    """C_DigestInit(CKM_SHA256), C_DigestKey of an AES key holding ``value``, C_DigestFinal."""
+    key = aes_key(ctx, value, **attrs)
+    return ctx.session.digest(key, mechanism=M.SHA256)
+
+
+@case("FUNC-DIGEST-KEY-SHA256", category=F, clause=f"{BASE} §5.10 C_DigestInit, C_DigestKey, C_DigestFinal",
+      title="C_DigestKey of an AES-256 key (not sensitive, extractable) gives hashlib's SHA-256 of its CKA_VALUE",
+      needs=("CKM_SHA256",))
+def digest_key(ctx: Context) -> Outcome:
+    value = os.urandom(32)
+    try:
+        got = _digest_key(ctx, value)
+    except pkcs11.PKCS11Error as exc:
+        # CKR_KEY_INDIGESTIBLE is for a key that cannot be digested "for some implementation-specific
+        # reason"; a key whose value the device would hand out in plain has no such reason.
+        raise CaseFailed(f"C_DigestKey of a key that is neither sensitive nor unextractable refused with "
+                         f"{refused_with(exc)}; PKCS#11 requires CKR_OK") from None
+    want = hashlib.sha256(value).digest()
+    check(got == want, f"the digest of the key is {got.hex()[:32]}...; hashlib's SHA-256 of its value is "
+                       f"{want.hex()[:32]}...")
+    return passed("SHA-256 of the key's value, equal to hashlib's")
+
+
+@case("FUNC-DIGEST-KEY-SENSITIVE-SHA256", category=F, clause=f"{BASE} §5.10 C_DigestKey",
+      title="C_DigestKey of a sensitive, unextractable AES-256 key: hashlib's SHA-256 of its value, or "
+            "CKR_KEY_INDIGESTIBLE", needs=("CKM_SHA256",))
+def digest_key_sensitive(ctx: Context) -> Outcome:
+    # C_DigestKey exists to digest secret keys, which are usually sensitive, so the spec allows it;
+    # a device may still refuse with CKR_KEY_INDIGESTIBLE, its only code for "will not digest this key".
+    value = os.urandom(32)
+    try:
+        got = _digest_key(ctx, value, sensitive=True, extractable=False)
+    except pkcs11.exceptions.KeyIndigestible:
+        return passed("refused with CKR_KEY_INDIGESTIBLE")
+    except pkcs11.PKCS11Error as exc:
+        raise CaseFailed(f"C_DigestKey of a sensitive key refused with {refused_with(exc)}; PKCS#11 allows "
+                         "CKR_OK or CKR_KEY_INDIGESTIBLE") from None
+    check(got == hashlib.sha256(value).digest(), "the device digested the sensitive key, but the digest is not "
+                                                 "hashlib's SHA-256 of its value")
+    return passed("digested: SHA-256 of the key's value, equal to hashlib's")
 
 
 # -- operation state ---------------------------------------------------------------------------

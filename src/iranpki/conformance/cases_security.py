@@ -425,43 +425,123 @@ def _der_sig_to_raw(der: bytes, size: int) -> bytes | None:
     return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 
+def _public_key(ctx: Context, template: dict[Any, Any]) -> Any | None:
+    """A session public key for verifying, or None when the device refuses the key itself (a
+    public key off the curve, an exponent it does not take): such a key cannot verify anything."""
+    try:
+        pub = ctx.session.create_object({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.TOKEN: False,
+                                         Attribute.VERIFY: True, **template})
+    except pkcs11.PKCS11Error:
+        return None
+    ctx.track(pub)
+    return pub
+
+
+def _judge(data: dict[str, Any], key_of: Any, verify: Any) -> Outcome:
+    """Give every valid and invalid test of a Wycheproof file to the device.
+
+    ``key_of(group)`` is the group's key on the device or None; ``verify(key, test)`` is the
+    device's answer: True (valid), False (rejected as the spec requires), the name of another
+    error, or None for a test the device cannot be given. "Acceptable" tests are skipped: either
+    answer is right for them.
+    """
+    wrong: list[str] = []
+    count = 0
+    for group in data["testGroups"]:
+        key = key_of(group)
+        if key is None:
+            continue
+        for t in group["tests"]:
+            if t["result"] == "acceptable":
+                continue
+            said = verify(key, t)
+            if said is None:
+                continue
+            count += 1
+            if said is not (t["result"] == "valid"):
+                shown = said if isinstance(said, str) else ("valid" if said else "invalid")
+                wrong.append(f"tcId {t['tcId']} ({t['result']}, device said {shown})")
+    check(count > 0, "no Wycheproof vector could be given to the device: it refused every public key")
+    check(not wrong, f"{len(wrong)} of {count} Wycheproof vectors judged wrongly: {', '.join(wrong[:5])}")
+    return passed(f"{count} Wycheproof vectors judged as expected", vectors=float(count))
+
+
 for _curve, _file, _size in (("P256", "ecdsa_secp256r1_sha256_test.json", 32),
                              ("P384", "ecdsa_secp384r1_sha384_test.json", 48)):
     @case(f"SEC-WYCHEPROOF-ECDSA-{_curve}", category=S, clause=f"{BASE} §5.13 C_Verify; Wycheproof {_file}",
           title=f"C_Verify(CKM_ECDSA) on {_curve} agrees with every Wycheproof vector it can be given",
           needs=("CKM_ECDSA",), curve=_curve, file=_file, size=_size)
     def wycheproof_ecdsa(ctx: Context, curve: str, file: str, size: int) -> Outcome:
+        from asn1crypto.core import OctetString
+
         data = _wycheproof(file)
         hname = "sha256" if size == 32 else "sha384"
         params = encode_named_curve_parameters(CURVES[curve][0])
-        wrong: list[str] = []
-        count = 0
-        for group in data["testGroups"]:
-            point = bytes.fromhex(group.get("key", group.get("publicKey", {}))["uncompressed"])
-            from asn1crypto.core import OctetString
 
+        def key_of(group: dict[str, Any]) -> Any | None:
+            point = bytes.fromhex(group.get("key", group.get("publicKey", {}))["uncompressed"])
+            return _public_key(ctx, {Attribute.KEY_TYPE: KeyType.EC, Attribute.EC_PARAMS: params,
+                                     Attribute.EC_POINT: OctetString(point).dump()})
+
+        def verify(pub: Any, t: dict[str, Any]) -> bool | None:
+            raw = _der_sig_to_raw(bytes.fromhex(t["sig"]), size)
+            if raw is None:
+                return None
+            digest = hashlib.new(hname, bytes.fromhex(t["msg"])).digest()
             try:
-                pub = ctx.session.create_object({
-                    Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.EC, Attribute.TOKEN: False,
-                    Attribute.EC_PARAMS: params, Attribute.EC_POINT: OctetString(point).dump(),
-                    Attribute.VERIFY: True})
+                return bool(pub.verify(digest, raw, mechanism=M.ECDSA))
             except pkcs11.PKCS11Error:
-                continue  # a public key the device refuses (e.g. not on the curve) cannot verify anything
-            ctx.track(pub)
-            for t in group["tests"]:
-                raw = _der_sig_to_raw(bytes.fromhex(t["sig"]), size)
-                if raw is None or t["result"] == "acceptable":
-                    continue
-                digest = hashlib.new(hname, bytes.fromhex(t["msg"])).digest()
-                try:
-                    ok = pub.verify(digest, raw, mechanism=M.ECDSA)
-                except pkcs11.PKCS11Error:
-                    ok = False
-                count += 1
-                if ok != (t["result"] == "valid"):
-                    wrong.append(f"tcId {t['tcId']} ({t['result']}, device said {'valid' if ok else 'invalid'})")
-        check(not wrong, f"{len(wrong)} of {count} Wycheproof vectors judged wrongly: {', '.join(wrong[:5])}")
-        return passed(f"{count} Wycheproof vectors judged as expected", vectors=float(count))
+                return False
+
+        return _judge(data, key_of, verify)
+
+
+def _rsa_public(group: dict[str, Any]) -> tuple[bytes, bytes]:
+    """(n, e) of a Wycheproof RSA group: schema v1 nests them in ``publicKey`` as ``modulus`` and
+    ``publicExponent``; the older schema has ``n`` and ``e`` on the group. Both are hex with a
+    sign byte, which CKA_MODULUS (a big integer, base §2.1 Big integer) does not carry."""
+    pk = group.get("publicKey")
+    n, e = (pk["modulus"], pk["publicExponent"]) if isinstance(pk, dict) else (group["n"], group["e"])
+    return bytes.fromhex(n).lstrip(b"\0"), bytes.fromhex(e).lstrip(b"\0")
+
+
+# id suffix: (Wycheproof file, mechanism, PSS hash and salt length or None for PKCS#1 v1.5)
+_WYCHEPROOF_RSA = {
+    "PKCS1-2048-SHA256": ("rsa_signature_2048_sha256_test.json", "SHA256_RSA_PKCS", None),
+    "PKCS1-3072-SHA256": ("rsa_signature_3072_sha256_test.json", "SHA256_RSA_PKCS", None),
+    "PKCS1-4096-SHA512": ("rsa_signature_4096_sha512_test.json", "SHA512_RSA_PKCS", None),
+    "PSS-2048-SHA256": ("rsa_pss_2048_sha256_mgf1_32_test.json", "SHA256_RSA_PKCS_PSS", ("SHA256", 32)),
+    "PSS-3072-SHA256": ("rsa_pss_3072_sha256_mgf1_32_test.json", "SHA256_RSA_PKCS_PSS", ("SHA256", 32)),
+    "PSS-4096-SHA512": ("rsa_pss_4096_sha512_mgf1_32_test.json", "SHA512_RSA_PKCS_PSS", ("SHA512", 32)),
+}
+
+for _sfx, (_file, _mname, _pss) in _WYCHEPROOF_RSA.items():
+    @case(f"SEC-WYCHEPROOF-RSA-{_sfx}", category=S,
+          clause=f"{BASE} §5.13 C_Verify; {MECHS} §2.1 CKM_{_mname}; Wycheproof {_file}",
+          title=f"C_Verify(CKM_{_mname}) accepts every valid and rejects every invalid Wycheproof vector "
+                "(CKR_SIGNATURE_INVALID or CKR_SIGNATURE_LEN_RANGE)",
+          needs=(f"CKM_{_mname}",), file=_file, mech_name=_mname, pss=_pss)
+    def wycheproof_rsa(ctx: Context, file: str, mech_name: str, pss: tuple[str, int] | None) -> Outcome:
+        data = _wycheproof(file)
+        mech = getattr(M, mech_name)
+        # CK_RSA_PKCS_PSS_PARAMS: the hash, MGF1 with the same hash, the salt length (mechs §2.1.3).
+        param = (getattr(M, pss[0]), getattr(MGF, pss[0]), pss[1]) if pss else None
+
+        def key_of(group: dict[str, Any]) -> Any | None:
+            n, e = _rsa_public(group)
+            return _public_key(ctx, {Attribute.KEY_TYPE: KeyType.RSA, Attribute.MODULUS: n,
+                                     Attribute.PUBLIC_EXPONENT: e})
+
+        def verify(pub: Any, t: dict[str, Any]) -> bool | str:
+            # python-pkcs11 returns False for CKR_SIGNATURE_INVALID and CKR_SIGNATURE_LEN_RANGE, the
+            # two answers base §5.13 allows for a bad signature; any other error is a wrong answer.
+            try:
+                return bool(pub.verify(bytes.fromhex(t["msg"]), bytes.fromhex(t["sig"]), mechanism=mech,
+                                       mechanism_param=param))
+            except pkcs11.PKCS11Error as exc:
+                return f"refused with {refused_with(exc)}"
+
+        return _judge(data, key_of, verify)
 
 
 # -- the RNG -----------------------------------------------------------------------------------
