@@ -206,3 +206,24 @@ def test_case_ids_are_unique_and_cite_a_clause() -> None:
     load_cases()
     assert all(c.clause and c.title for c in REGISTRY.values())
     assert len({c.id for c in REGISTRY.values()}) == len(REGISTRY)
+
+
+def test_cli_performance_settings_reach_the_cases_and_the_report(device: dict[str, str]) -> None:
+    """--device-class, --perf-seconds and --parallel change how a performance case judges, and the
+    report records them, so a reader knows which bounds a device was held to."""
+    from iranpki_cli.main import cli
+
+    env = {"SOFTHSM2_CONF": device["conf"], "IRANPKI_PKCS11_PIN": device["pin"]}
+    out = CliRunner().invoke(cli, ["conformance", "run", "--module", MODULE, "--token", LABEL, "--cases",
+                                   "PERF-SIGN-ECDSA-P256", "--device-class", "smartcard", "--perf-seconds", "0.1",
+                                   "--parallel", "3", "--json"], env=env)
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert {k: data["settings"][k] for k in ("device_class", "perf_seconds", "parallel")} == {
+        "device_class": "smartcard", "perf_seconds": "0.1", "parallel": "3"}
+    m = data["results"][0]["measurements"]
+    assert m["bound_p50_ms"] == 1000 and m["p50_ms"] < m["bound_p50_ms"]
+    assert m["ops_per_s_3_sessions"] > 0 and m["ops_per_s_3_processes"] > 0
+    bad = CliRunner().invoke(cli, ["conformance", "run", "--module", MODULE, "--token", LABEL, "--cases",
+                                   "PERF-SIGN-ECDSA-P256", "--parallel", "1"], env=env)
+    assert bad.exit_code == 2 and "--parallel" in bad.output

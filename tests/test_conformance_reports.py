@@ -61,7 +61,8 @@ def sample_report(module: Path, *, fail: bool = False) -> Report:
         CaseResult("PERF-DIGEST", "performance", "PKCS#11 2.40 5.12", "SHA-256 round trip", Verdict.PASS, "",
                    {"digest_p50_ms": 0.01, "digest_p99_ms": 0.03, "random_p50_ms": 0.012}),
         CaseResult("PERF-SIGN-P256", "performance", "PKCS#11 2.40 5.13", "CKM_ECDSA sign",
-                   Verdict.PASS, "", {"ops_per_s": 12000.0, "p50_ms": 0.08, "p99_ms": 0.2}, 5.0),
+                   Verdict.PASS, "", {"ops_per_s": 12000.0, "p50_ms": 0.08, "p99_ms": 0.2,
+                                      "ops_per_s_4_processes": 30000.0, "ops_per_s_4_sessions": 11000.0}, 5.0),
     ]
     return Report(tool="iranpki 0.1 test", started_at=T0, finished_at=T0 + timedelta(minutes=70), device=device,
                   results=rows, settings={"categories": ["functional", "security", "stability", "performance"]})
@@ -137,7 +138,9 @@ def test_html_report(lab: dict) -> None:
     # other categories' numbers left out of the charts (they are in the tables); no JavaScript.
     charts = reporting.performance_series(report)
     assert set(charts) == {"ops_per_s", "latency (ms)"}
-    assert [label for label, _ in charts["ops_per_s"]] == ["PERF-SIGN-RSA2048", "PERF-SIGN-P256"]
+    assert charts["ops_per_s"] == [("PERF-SIGN-RSA2048", {"1 session": 1234.5}),
+                                   ("PERF-SIGN-P256", {"1 session": 12000.0, "4 processes": 30000.0,
+                                                       "4 sessions": 11000.0})]
     assert charts["latency (ms)"] == [("PERF-SIGN-RSA2048", {"p50": 0.78, "p99": 1.9}),
                                       ("PERF-DIGEST", {"digest p50": 0.01, "digest p99": 0.03, "random p50": 0.012}),
                                       ("PERF-SIGN-P256", {"p50": 0.08, "p99": 0.2})]

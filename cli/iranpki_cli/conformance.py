@@ -96,14 +96,23 @@ def _summary(report: Report) -> None:
               help="Seconds a case may take before its worker is killed and the case judged 'error'.")
 @click.option("--disposable", is_flag=True,
               help="Run even though the token holds objects (the suite changes and destroys objects and the PIN).")
+@click.option("--device-class", type=click.Choice(["hsm", "smartcard"]), default="hsm", show_default=True,
+              help="The performance bounds to judge by: an HSM serving a CA, OCSP or TSA, or a citizen's card.")
+@click.option("--perf-seconds", type=click.FloatRange(0.05), default=1.0, show_default=True,
+              help="Seconds each performance measurement runs (after a warm-up of a third of that).")
+@click.option("--parallel", type=click.IntRange(2), default=4, show_default=True,
+              help="N in the performance cases' N sessions and N processes.")
 @click.option("--plugin", "plugins", multiple=True, hidden=True, help="A module or .py file with more cases.")
 @json_option
 @handle_errors
 def run(module: str, token_label: str, categories: str | None, case_ids: str | None, out_dir: str | None,
-        timeout_s: float, disposable: bool, plugins: tuple[str, ...], as_json: bool) -> None:
+        timeout_s: float, disposable: bool, device_class: str, perf_seconds: float, parallel: int,
+        plugins: tuple[str, ...], as_json: bool) -> None:
     """Run the suite against one token; exit status 1 if any case fails or ends in error."""
+    perf = {"IRANPKI_CONFORMANCE_DEVICE_CLASS": device_class, "IRANPKI_CONFORMANCE_PERF_SECONDS": str(perf_seconds),
+            "IRANPKI_CONFORMANCE_PARALLEL": str(parallel)}
     options = RunOptions(module=module, token=token_label, categories=_split(categories), ids=_split(case_ids),
-                         timeout_s=timeout_s, disposable=disposable, plugins=plugins,
+                         timeout_s=timeout_s, disposable=disposable, plugins=plugins, env=perf,
                          log_path=os.path.join(out_dir, "workers.log") if out_dir else None)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)

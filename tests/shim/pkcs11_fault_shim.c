@@ -26,6 +26,8 @@
  *                          output, not the length query with a NULL buffer)
  *   leak_handles           C_CloseSession answers CKR_OK but closes nothing: the handle stays valid,
  *                          its session objects stay on the token, handles are never reused
+ *   session_drag           C_Sign sleeps 2 ms for each session this process has open beyond the
+ *                          first: a device that slows down as an application opens sessions
  *
  * Only C_GetFunctionList is exported: python-pkcs11, pkcs11-tool and p11-kit resolve that symbol
  * alone and call everything through the list.
@@ -112,17 +114,18 @@ typedef CK_RV (*get_function_list_fn)(CK_FUNCTION_LIST **);
 
 enum fault {
     NONE, CORRUPT_SIGNATURE, EXTRACTABLE_SENSITIVE, VERIFY_ACCEPTS_ALL, REPEAT_RANDOM, WRONG_RV,
-    CRASH_SIGN, HANG_SIGN, SLOW, LEAK_HANDLES
+    CRASH_SIGN, HANG_SIGN, SLOW, LEAK_HANDLES, SESSION_DRAG
 };
 static const char *const fault_names[] = {
     "", "corrupt_signature", "extractable_sensitive", "verify_accepts_all", "repeat_random",
-    "wrong_rv", "crash_sign", "hang_sign", "slow", "leak_handles"
+    "wrong_rv", "crash_sign", "hang_sign", "slow", "leak_handles", "session_drag"
 };
 
 static CK_FUNCTION_LIST *real;      /* the real module's list */
 static CK_FUNCTION_LIST shim;       /* our copy, with some entries replaced */
 static enum fault fault = NONE;
 static long slow_ms = 50;
+static volatile long open_sessions; /* session_drag: this process's open sessions */
 
 #define REAL(name, type) ((type)real->fn[F_##name])
 
@@ -150,6 +153,8 @@ static CK_RV shim_Sign(CK_SESSION_HANDLE s, CK_BYTE *data, CK_ULONG n, CK_BYTE *
             pause();
     if (fault == SLOW && sig != NULL)
         pause_ms(slow_ms);
+    if (fault == SESSION_DRAG && sig != NULL && open_sessions > 1)
+        pause_ms(2 * (open_sessions - 1));
     CK_RV rv = REAL(Sign, sign_fn)(s, data, n, sig, len);
     if (fault == CORRUPT_SIGNATURE && rv == CKR_OK)
         corrupt(sig, len);
@@ -285,16 +290,35 @@ static CK_RV shim_GetSessionInfo(CK_SESSION_HANDLE s, void *info) {
     return rv;
 }
 
-/* ---- leak_handles ---- */
+/* ---- leak_handles, session_drag ---- */
 
 typedef CK_RV (*close_fn)(CK_SESSION_HANDLE);
+typedef CK_RV (*close_all_fn)(CK_SLOT_ID);
+typedef CK_RV (*open_fn)(CK_SLOT_ID, CK_FLAGS, void *, void *, CK_SESSION_HANDLE *);
+
+static CK_RV shim_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, void *app, void *notify, CK_SESSION_HANDLE *out) {
+    CK_RV rv = REAL(OpenSession, open_fn)(slot, flags, app, notify, out);
+    if (rv == CKR_OK)
+        __sync_add_and_fetch(&open_sessions, 1);
+    return rv;
+}
 
 static CK_RV shim_CloseSession(CK_SESSION_HANDLE s) {
     if (fault == LEAK_HANDLES) {
         /* Say the session is closed and keep it: its handle stays valid and its objects stay. */
         return CKR_OK;
     }
-    return REAL(CloseSession, close_fn)(s);
+    CK_RV rv = REAL(CloseSession, close_fn)(s);
+    if (rv == CKR_OK)
+        __sync_sub_and_fetch(&open_sessions, 1);
+    return rv;
+}
+
+static CK_RV shim_CloseAllSessions(CK_SLOT_ID slot) {
+    CK_RV rv = REAL(CloseAllSessions, close_all_fn)(slot);
+    if (rv == CKR_OK)
+        open_sessions = 0; /* the suite's tokens are alone in their slots */
+    return rv;
 }
 
 /* ---- set-up ---- */
@@ -358,6 +382,8 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST **out) {
     shim.fn[F_SignInit] = (void *)shim_SignInit;
     shim.fn[F_GetSessionInfo] = (void *)shim_GetSessionInfo;
     shim.fn[F_CloseSession] = (void *)shim_CloseSession;
+    shim.fn[F_OpenSession] = (void *)shim_OpenSession;
+    shim.fn[F_CloseAllSessions] = (void *)shim_CloseAllSessions;
     *out = &shim;
     return CKR_OK;
 }

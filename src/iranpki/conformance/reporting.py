@@ -92,8 +92,9 @@ def performance_series(report: object) -> dict[str, list[tuple[str, dict[str, fl
     """The performance measurements to chart: ``{chart: [(case id, {series: value})]}``.
 
     Latency percentiles of one unit (``p50_ms``, ``p99_ms``, ``digest_p50_ms``) share a chart,
-    one bar per percentile (series ``p50``, ``digest p50``); each rate (``ops_per_s``) is a
-    chart of its own. Pass bounds (``bound_*``) stay in the detail text: drawn, a smartcard's
+    one bar per percentile (series ``p50``, ``digest p50``); operations per second share one
+    chart, one bar for one session (``ops_per_s``) and one for each ``ops_per_s_4_processes``
+    (series ``4 processes``); any other rate (``*_per_s``) is a chart of its own. Pass bounds (``bound_*``) stay in the detail text: drawn, a smartcard's
     bound of seconds would flatten every measured bar. Other categories' counts are not charted.
     """
     charts: dict[str, list[tuple[str, dict[str, float]]]] = {}
@@ -107,6 +108,9 @@ def performance_series(report: object) -> dict[str, list[tuple[str, dict[str, fl
             m = _PERCENTILE.match(key)
             if m:
                 chart, series = f"latency ({m['unit']})", " ".join(filter(None, (m["what"], f"p{m['q']}")))
+            elif key == "ops_per_s" or key.startswith("ops_per_s_"):
+                # One session's rate and the rates from N sessions and N processes side by side.
+                chart, series = "ops_per_s", key[len("ops_per_s_"):].replace("_", " ") or "1 session"
             elif key.endswith("_per_s"):
                 chart = series = key
             else:

@@ -226,6 +226,11 @@ class RunOptions:
     log_path: str | None = None
 
 
+# The workers' environment that sets how performance is judged (cases_performance).
+PERFORMANCE_SETTINGS = ("IRANPKI_CONFORMANCE_DEVICE_CLASS", "IRANPKI_CONFORMANCE_PERF_SECONDS",
+                        "IRANPKI_CONFORMANCE_PARALLEL")
+
+
 def _module_sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(os.path.realpath(path), "rb") as f:
@@ -440,7 +445,10 @@ def run_suite(options: RunOptions, user_pin: Any, so_pin: Any = None,
     results.sort(key=lambda r: order[r.id])
     settings = {"categories": list(options.categories) if options.categories else None,
                 "cases": list(options.ids) if options.ids else None, "timeout_s": options.timeout_s,
-                "disposable": options.disposable, "objects_before": objects}
+                "disposable": options.disposable, "objects_before": objects,
+                # How the performance cases judged (cases_performance): recorded so a reader knows.
+                **{k.removeprefix("IRANPKI_CONFORMANCE_").lower(): v for k, v in sorted(options.env.items())
+                   if k in PERFORMANCE_SETTINGS}}
     return Report(tool=_tool(), started_at=started_at, finished_at=datetime.now(timezone.utc),
                   device=device, results=results, settings=settings)
 
