@@ -6,7 +6,7 @@ alternating rounds, each side generates and signs the complete CRL in a child pr
 
 - iranpki: a Python process that opens the store and calls ``iranpki.crl.generate_crl``;
 - openssl: ``openssl ca -gencrl`` with the same CA key, certificate, digest, lifetime (7 days,
-  the national CP's ``ca_next_update_hours``), CRL number and authorityKeyIdentifier.
+  the national CP's level ``status.crl_next_update_hours``), CRL number and authorityKeyIdentifier.
 
 Time is the wall clock of the whole child process (start-up included on both sides); iranpki's
 time inside ``generate_crl`` is shown too. Peak memory is the child's ``ru_maxrss`` from
@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 AIM = 0.5
 CA_NAME = "bench-ca"
-CRL_DAYS = 7  # policies/national-cp.yaml status.crl.ca_next_update_hours = 168
+CRL_DAYS = 7  # policies/national-cp.yaml levels 1-3 status.crl_next_update_hours = 168
 DAY = 86400
 
 # Revocation reasons as RFC 5280 codes with their weights (per 100) and openssl index.txt names

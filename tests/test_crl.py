@@ -108,7 +108,7 @@ def test_complete_crl_on_token_lists_exactly_the_revoked(hierarchy, tmp_path: Pa
     assert ext["2.5.29.20"].value.crl_number == generated.record.number  # cRLNumber
     assert ext["2.5.29.35"].value.key_identifier == gica2.certificate.extensions.get_extension_for_class(
         x509.SubjectKeyIdentifier).value.digest  # authorityKeyIdentifier
-    assert parsed.next_update_utc - parsed.last_update_utc == timedelta(hours=168)  # the CP's ca_next_update
+    assert parsed.next_update_utc - parsed.last_update_utc == timedelta(hours=168)  # the CP: level 1 status.crl_next_update_hours
 
     chain = _pem(tmp_path / "chain.pem", root.certificate, gica2.certificate)
     crl_file = _crl_pem(tmp_path / "gica2.crl.pem", der)

@@ -496,6 +496,13 @@ class CertificateAuthority:
         dns, ips, emails = profile.check_sans(request.dns, request.ips, request.emails, violations)
         days = request.validity_days or profile.default_validity_days
         profile.check_validity(days, violations)
+        level = subject_level or self.record.level
+        cp_days = self.policy.max_validity_days(level, profile.name, profile.kind)
+        # The profile's own limit is reported above; the CP's is news only when the profile allows more.
+        if cp_days is not None and cp_days < days <= profile.max_validity_days:
+            violations.append(Violation("validity", f"{days} days",
+                                        f"the national CP allows {profile.name} certificates at assurance level "
+                                        f"{level} at most {cp_days} days"))
         now = self.clock.now().replace(microsecond=0)
         not_before = utc(request.not_before).replace(microsecond=0) if request.not_before else now
         # RFC 5280 4.1.2.5: the validity is inclusive, so N days end one second before N*24h.
@@ -561,6 +568,9 @@ def create_root(store: Store, signer: Signer, name: str, subject: list[tuple[str
     subj = prof.normalise_subject(subject, violations)
     days = validity_days or prof.default_validity_days
     prof.check_validity(days, violations)
+    cp_days = load_policy().root.max_validity_days
+    if days > cp_days:
+        violations.append(Violation("validity", f"{days} days", f"the national CP allows a root at most {cp_days} days"))
     if violations:
         raise ProfileViolationError(prof.name, violations)
     scheme = scheme or SignatureScheme(hash=prof.signature_hash or spec.default_hash)

@@ -3,7 +3,8 @@
 Implemented here:
 
 - 5.1 CertificateList / TBSCertList, version 2, with thisUpdate and nextUpdate from the national
-  CP (``status.crl`` in ``policies/national-cp.yaml``);
+  CP (``root.crl_next_update_hours``, each level's ``status.crl_next_update_hours`` and
+  ``status.crl.delta_next_update_hours`` in ``policies/national-cp.yaml``);
 - 5.1.2.6 revokedCertificates, absent when empty, in serial order, with the entry extensions of
   5.3.1 reasonCode (left out for ``unspecified``, as 5.3.1 advises) and 5.3.2 invalidityDate;
 - 5.2.1 authorityKeyIdentifier, 5.2.3 cRLNumber (one increasing sequence per CA, shared by
@@ -190,9 +191,8 @@ def generate_crl(store: Store, ca: CaRecord, signer: Signer, out_dir: str | os.P
             where = f" shard {shard}" if shard is not None else ""
             raise CrlError(f"CA {ca.name!r}{where} has no complete CRL yet, and a delta CRL needs one as its base; "
                            "generate a complete CRL first (iranpki crl generate without --delta)")
-    crl_policy = policy.status.crl
-    hours = (crl_policy.delta_next_update_hours if delta else
-             crl_policy.root_next_update_hours if ca.kind == "root" else crl_policy.ca_next_update_hours)
+    # A complete CRL lasts as long as the CP allows for its CA: the root's, or the CA's level's.
+    hours = policy.status.crl.delta_next_update_hours if delta else policy.crl_next_update_hours(ca.kind, ca.level)
     advertise_delta = not delta and store.latest_crl(ca.name, "delta", shard) is not None
 
     alg = scheme.algorithm_identifier(signer.key_spec)

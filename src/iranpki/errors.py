@@ -24,6 +24,7 @@ Catch :class:`IranPkiError` to catch them all; catch a subtree to handle one con
     ├── TsaError                    a time-stamp authority that cannot start or sign, a reply a client refuses
     ├── IdentifierError             an Iranian identifier that fails its format or checksum
     ├── SigningError                PDF, CMS, S/MIME or code signing refused, or a signature unreadable (iranpki.signing)
+    ├── ComplianceError             a CPS or artefact folder the checker cannot read (iranpki.compliance)
     ├── ConformanceError            the evaluation lab's reports (iranpki.conformance)
     │   ├── ApprovalRefusedError    no approval for a report with failed or erred cases (``cases``)
     │   └── AttestationError        a signed report or approval that does not verify (``problems``)
@@ -56,6 +57,7 @@ __all__ = [
     "ApprovalRefusedError",
     "AttestationError",
     "ConfigError",
+    "ComplianceError",
     "ConformanceError",
     "CrlError",
     "DuplicateError",
@@ -324,6 +326,13 @@ class SigningError(IranPkiError):
 class TsaError(IranPkiError):
     """A time-stamp authority that cannot start or sign (RFC 3161), or a time-stamp reply that a
     client refuses (not granted, or not for its request)."""
+
+
+class ComplianceError(IranPkiError):
+    """A CPS document or an artefact folder the compliance checker cannot read at all.
+
+    What the checker can read but finds wrong is a :class:`iranpki.compliance.Finding`, never
+    an exception."""
 
 
 class ConformanceError(IranPkiError):

@@ -23,7 +23,7 @@ Implemented here (the HTTP transport is in :mod:`iranpki.ocsp.server`):
   (id-kp-OCSPSigning, id-pkix-ocsp-nocheck), issued by the CA it answers for, renewed
   ``status.ocsp.renew_responder_before_days`` before it expires; or the CA's own key.
 - RFC 9919 4 (freshness) and BR 4.9.10: pre-produced responses, signed ahead for every
-  certificate of a CA with both CertID hashes, valid ``validity_hours``, re-signed
+  certificate of a CA with both CertID hashes, valid the CA level's ``status.ocsp_validity_hours``, re-signed
   ``refresh_before_hours`` before their nextUpdate and at once when a certificate's status
   changes (the store's status sequence, polled by one refresher process).
 
@@ -586,7 +586,7 @@ class OcspService:
     def _live(self, r: Responder, cert_ids: list[CertId], nonce: bytes | None, only: Responder | None = None,
               statuses: list | None = None) -> Reply:
         now = self.clock.now().replace(microsecond=0)
-        next_update = min(now + timedelta(hours=self._rules.validity_hours), r.not_after)
+        next_update = min(now + timedelta(hours=self.policy.ocsp_validity_hours(r.ca.level)), r.not_after)
         this_b, next_b = _gentime(now), _gentime(next_update)
         singles = []
         for i, cid in enumerate(cert_ids):
@@ -603,7 +603,7 @@ class OcspService:
 
     def _produce(self, r: Responder, hash_name: str, serials: Iterable[int]) -> int:
         now = self.clock.now().replace(microsecond=0)
-        next_update = min(now + timedelta(hours=self._rules.validity_hours), r.not_after)
+        next_update = min(now + timedelta(hours=self.policy.ocsp_validity_hours(r.ca.level)), r.not_after)
         this_b, next_b = _gentime(now), _gentime(next_update)
         records = []
         for serial in serials:
@@ -622,12 +622,13 @@ class OcspService:
         how many were signed."""
         signed = 0
         start = self.clock.now().replace(microsecond=0)
-        hours = self._rules.validity_hours if everything else self._rules.refresh_before_hours
         for r in self.responders.values():
+            validity = self.policy.ocsp_validity_hours(r.ca.level)
+            hours = validity if everything else self._rules.refresh_before_hours
             # A response made now lasts at least until ``due``, so each pass ends; a responder whose
             # certificate ends sooner makes shorter responses, refreshed as they run out.
             due = min(start + timedelta(hours=hours), r.not_after - timedelta(seconds=1))
-            if r.not_after < start + timedelta(hours=self._rules.validity_hours):
+            if r.not_after < start + timedelta(hours=validity):
                 log.warning("the certificate that signs for CA %s expires on %s, before the responses' nextUpdate; "
                             "they are cut short. Renew it", r.ca.name, r.not_after.isoformat())
             for hash_name in PREPRODUCED_HASHES:
