@@ -1,0 +1,301 @@
+"""The values a CPS states (iranpki.compliance.claims), read per assurance level and compared
+with the national CP: each break of the CP gives exactly one finding that names the values."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from iranpki.compliance.claims import (
+    CLAIM_NAMES, UNITS, check_claims, convert_duration, extract_claims, parse_duration,
+)
+from iranpki.compliance.document import parse_cps
+from iranpki.compliance.model import Claim, Severity, Stage
+from iranpki.policy import load_policy
+
+CP = load_policy()
+
+# A CPS fragment written the way the conventions say (tables with Level columns, per-level
+# sentences, several durations in one section).
+FRAGMENT = """\
+# General Intermediate CA CPS
+
+## 3.2.3 Authentication of individual identity
+
+| Level | Identity proofing |
+|---|---|
+| 1 | Online registration with automated inquiries against the civil registry; no visit |
+| 2 | Online registration, a tracking code, then the applicant appears in person at a registration office |
+| 3 | As level 2, with two documents: the national identity card and a birth certificate |
+| 4 | As level 3, plus a biometric check: the fingerprint is matched against the card's chip |
+
+### 4.9.5 Time within which CA must process the revocation request
+
+The CA revokes a certificate within 24 hours of a verified revocation request.
+
+### 4.9.7 CRL issuance frequency
+
+| Level | Complete CRL issued at least every | nextUpdate at most after thisUpdate |
+|---|---|---|
+| 1-3 | 24 hours | 7 days |
+| 4 | 12 hours | 24 hours |
+
+In addition, a new complete CRL is issued within 6 hours of a revocation.
+
+### 4.9.10 On-line revocation checking requirements
+
+OCSP responses are refreshed every 2 days and are valid for at most 96 hours (nextUpdate after thisUpdate).
+
+### 5.4.3 Retention period for audit log
+
+Audit logs are kept on site for 2 months and retained for 7 years.
+
+### 5.5.2 Retention period for archive
+
+Archived records are retained for 10 years.
+
+## 6.1.5 Key sizes
+
+| Algorithm | Level | Minimum size / curves |
+|---|---|---|
+| RSA | 1-3 | 2048 bits |
+| RSA | 4 | 3072 bits |
+| ECDSA | all | P-256, P-384 |
+
+### 6.2.1 Cryptographic module standards and controls
+
+The CA's own keys are generated and kept in an HSM validated to FIPS 140-2 level 3.
+Level 1 subscriber keys may be an encrypted software key file; level 2 and 3 subscriber keys are
+generated on a smart card or USB token (FIPS 140-2 level 2); level 4 subscriber keys are kept in a
+hardware security module.
+
+### 6.3.2 Certificate operational periods and key pair usage periods
+
+| Certificate | Level | Maximum validity |
+|---|---|---|
+| CA certificate | 1-4 | 10 years |
+| Personal signature | 1-4 | 2 years |
+| Organisational seal | 1-4 | 730 days |
+| SSL/TLS server | 1-4 | 199 days |
+| S/MIME | 1-4 | 27 months |
+| Code signing | 1-4 | 39 months |
+| Time-stamping (TSA) | 1-4 | 10 years |
+| OCSP signer | 1-4 | 1 year |
+| Root CA certificate | 1-4 | 20 years |
+
+### 7.1.3 Algorithm object identifiers
+
+Certificates and CRLs are signed with sha256WithRSAEncryption, sha384WithRSAEncryption,
+ecdsa-with-SHA256, ecdsa-with-SHA384 or RSASSA-PSS with SHA-512. SHA-1 and MD5 are never used.
+
+### 7.1.6 Certificate policy object identifier
+
+Level 1: 2.16.364.101.1.1; level 2: 2.16.364.101.1.2; level 3: 2.16.364.101.1.3; level 4: 2.16.364.101.1.4.
+
+## 8.1 Frequency or circumstances of assessment
+
+A compliance audit takes place at least once every 12 months, and within 3 months of a change of CA system.
+"""
+
+COMMON = {
+    ("validity_days", "intermediate"): 3650, ("validity_days", "personal-signature"): 730,
+    ("validity_days", "organisational-seal"): 730, ("validity_days", "ssl-server"): 199,
+    ("validity_days", "smime"): 822, ("validity_days", "code-signing"): 1187, ("validity_days", "tsa"): 3650,
+    ("validity_days", "ocsp-signer"): 365,
+    ("ec_curves", None): ("P-256", "P-384"),
+    ("hashes", None): ("sha256", "sha384", "sha512"),
+    ("crl_publish_within_hours", None): 6, ("revocation_processing_hours", None): 24,
+    ("ocsp_validity_hours", None): 96, ("audit_log_retention_years", None): 7,
+    ("archive_retention_years", None): 10, ("compliance_audit_months", None): 12,
+    ("policy_oids", None): ("2.16.364.101.1.1", "2.16.364.101.1.2", "2.16.364.101.1.3", "2.16.364.101.1.4"),
+}
+PER_LEVEL = {
+    1: {("rsa_min_bits", None): 2048, ("crl_next_update_hours", None): 168,
+        ("identity_proofing", None): "automated-inquiry", ("key_storage", None): "software"},
+    2: {("rsa_min_bits", None): 2048, ("crl_next_update_hours", None): 168,
+        ("identity_proofing", None): "in-person", ("key_storage", None): "token"},
+    3: {("rsa_min_bits", None): 2048, ("crl_next_update_hours", None): 168,
+        ("identity_proofing", None): "in-person-two-documents", ("key_storage", None): "token"},
+    4: {("rsa_min_bits", None): 3072, ("crl_next_update_hours", None): 24,
+        ("identity_proofing", None): "in-person-two-documents-biometric", ("key_storage", None): "hsm"},
+}
+
+
+def claims_of(text: str, level: int) -> tuple[dict[tuple[str, str | None], object], list]:
+    claims, unread = extract_claims(parse_cps(text, "cps.md"), level, CP)
+    got = {(c.name, c.kind): c.value for c in claims}
+    assert len(got) == len(claims), "one claim per name and kind"
+    return got, unread
+
+
+def findings_of(text: str, level: int) -> list:
+    claims, unread = extract_claims(parse_cps(text, "cps.md"), level, CP)
+    assert unread == []
+    return check_claims(claims, CP, level)
+
+
+@pytest.mark.parametrize("level", [1, 2, 3, 4])
+def test_fragment_gives_exactly_the_expected_claims(level: int) -> None:
+    got, unread = claims_of(FRAGMENT, level)
+    assert got == COMMON | PER_LEVEL[level]
+    assert unread == []
+    assert check_claims(extract_claims(parse_cps(FRAGMENT), level, CP)[0], CP, level) == []
+
+
+def test_claims_name_their_section_and_words() -> None:
+    claims, _ = extract_claims(parse_cps(FRAGMENT), 4, CP)
+    crl = next(c for c in claims if c.name == "crl_next_update_hours")
+    assert crl.section == "4.9.7" and crl.level == 4 and "24 hours" in crl.text
+    publish = next(c for c in claims if c.name == "crl_publish_within_hours")
+    assert publish.level is None and "of a revocation" in publish.text
+    assert {c.name for c in claims} == set(CLAIM_NAMES)
+
+
+def one(findings: list, rule: str) -> object:
+    assert [f.rule for f in findings] == [rule], [f.message for f in findings]
+    f = findings[0]
+    assert f.severity is Severity.ERROR and f.fix and f.requirement.startswith("national CP level ")
+    return f
+
+
+def test_validity_longer_than_the_cp() -> None:
+    f = one(findings_of(FRAGMENT.replace("| SSL/TLS server | 1-4 | 199 days |", "| SSL/TLS server | 1-4 | 398 days |"), 2),
+            "CPS-CLAIM-VALIDITY")
+    assert f.place == "CPS 6.3.2"
+    assert f.message == ("CPS 6.3.2 states SSL/TLS server certificates valid 398 days; the national CP allows at most "
+                         "199 days at level 2")
+    assert f.requirement == "national CP level 2, max_validity_days.ssl-server: at most 199 days"
+
+
+def test_rsa_1024_at_level_3() -> None:
+    f = one(findings_of(FRAGMENT.replace("| RSA | 1-3 | 2048 bits |", "| RSA | 1-3 | 1024 bits |"), 3),
+            "CPS-CLAIM-KEY-SIZE")
+    assert f.stage is Stage.TECHNICAL and "1024 bits" in f.message and "at least 2048 bits" in f.message
+
+
+def test_sha1_named_as_allowed() -> None:
+    text = FRAGMENT.replace("or RSASSA-PSS with SHA-512.", "or sha1WithRSAEncryption.")
+    f = one(findings_of(text, 1), "CPS-CLAIM-HASH")
+    assert f.stage is Stage.TECHNICAL and "sha1" in f.message and "sha256, sha384, sha512" in f.message
+
+
+def test_crl_next_update_10_days_at_level_4() -> None:
+    f = one(findings_of(FRAGMENT.replace("| 4 | 12 hours | 24 hours |", "| 4 | 12 hours | 10 days |"), 4),
+            "CPS-CLAIM-CRL-NEXT-UPDATE")
+    assert f.place == "CPS 4.9.7" and "240 hours" in f.message and "at most 24 hours" in f.message
+    # The same CPS is fine at level 2, where its rows 1-3 say 7 days.
+    assert findings_of(FRAGMENT.replace("| 4 | 12 hours | 24 hours |", "| 4 | 12 hours | 10 days |"), 2) == []
+
+
+def test_ocsp_valid_12_days() -> None:
+    f = one(findings_of(FRAGMENT.replace("valid for at most 96 hours", "valid for at most 12 days"), 1),
+            "CPS-CLAIM-OCSP-VALIDITY")
+    assert "288 hours" in f.message and "96 hours" in f.message
+
+
+def test_identity_by_automated_inquiry_at_level_2() -> None:
+    text = FRAGMENT.replace("| 2 | Online registration, a tracking code, then the applicant appears in person at a "
+                            "registration office |", "| 2 | Automated inquiries against the civil registry |")
+    f = one(findings_of(text, 2), "CPS-CLAIM-IDENTITY")
+    assert "automated-inquiry" in f.message and "in-person" in f.message and f.place == "CPS 3.2.3"
+
+
+def test_software_keys_at_level_2() -> None:
+    text = FRAGMENT.replace("Level 1 subscriber keys may be", "Level 1 and 2 subscriber keys may be").replace(
+        "level 2 and 3 subscriber keys are", "level 3 subscriber keys are")
+    f = one(findings_of(text, 2), "CPS-CLAIM-KEY-STORAGE")
+    assert f.stage is Stage.TECHNICAL and "software" in f.message and "token" in f.message
+
+
+def test_archive_kept_2_years() -> None:
+    f = one(findings_of(FRAGMENT.replace("retained for 10 years", "retained for 2 years"), 3),
+            "CPS-CLAIM-ARCHIVE-RETENTION")
+    assert "2 years" in f.message and "at least 10 years" in f.message
+
+
+def test_compliance_audit_every_24_months() -> None:
+    f = one(findings_of(FRAGMENT.replace("once every 12 months", "once every 24 months"), 1),
+            "CPS-CLAIM-COMPLIANCE-AUDIT")
+    assert f.place == "CPS 8.1" and "24 months" in f.message and "12 months" in f.message
+
+
+def test_missing_policy_oid() -> None:
+    f = one(findings_of(FRAGMENT.replace("; level 3: 2.16.364.101.1.3", ""), 3), "CPS-CLAIM-POLICY-OID")
+    assert "2.16.364.101.1.3" in f.message and f.place == "CPS 7.1.6"
+
+
+def test_persian_digits_and_units() -> None:
+    text = FRAGMENT.replace("retained for 7 years", "نگهداری ۷ سال").replace(
+        "within 24 hours of a verified", "ظرف ۴۸ ساعت پس از درخواست")
+    got, _ = claims_of(text, 1)
+    assert got[("audit_log_retention_years", None)] == 7
+    assert got[("revocation_processing_hours", None)] == 48
+    text = "حداکثر ۱۰ روز و ۲ هفته"
+    assert [(v, u, text[a:b]) for v, u, (a, b) in parse_duration(text)] == [(10, "day", "۱۰ روز"), (2, "week", "۲ هفته")]
+
+
+def test_two_durations_in_one_sentence_go_to_their_keywords() -> None:
+    text = FRAGMENT.replace("In addition, a new complete CRL is issued within 6 hours of a revocation.",
+                            "A new CRL follows within 2 hours of a revocation, and nextUpdate is at most 5 days "
+                            "after thisUpdate.")
+    text = text.replace("| 1-3 | 24 hours | 7 days |\n| 4 | 12 hours | 24 hours |\n", "")
+    got, _ = claims_of(text, 1)
+    assert got[("crl_publish_within_hours", None)] == 2
+    assert got[("crl_next_update_hours", None)] == 120
+
+
+def test_a_sentence_naming_several_levels() -> None:
+    text = FRAGMENT.replace(
+        "Audit logs are kept on site for 2 months and retained for 7 years.",
+        "Audit logs of level 1 are kept for 3 years, those of levels 2-4 for 8 years.")
+    assert claims_of(text, 1)[0][("audit_log_retention_years", None)] == 3
+    assert claims_of(text, 3)[0][("audit_log_retention_years", None)] == 8
+
+
+def test_unreadable_section_gives_unread() -> None:
+    text = FRAGMENT.replace("OCSP responses are refreshed every 2 days and are valid for at most 96 hours "
+                            "(nextUpdate after thisUpdate).", "OCSP responses are kept fresh.")
+    claims, unread = extract_claims(parse_cps(text), 2, CP)
+    assert "ocsp_validity_hours" not in {c.name for c in claims}
+    assert [(f.rule, f.severity, f.place) for f in unread] == [("CPS-CLAIM-UNREAD", Severity.WARNING, "CPS 4.9.10")]
+    assert "OCSP" in unread[0].message and "valid for at most 4 days" in unread[0].fix
+
+
+def test_missing_section_gives_unread_naming_it() -> None:
+    text = FRAGMENT.split("## 8.1")[0]
+    _, unread = extract_claims(parse_cps(text), 1, CP)
+    assert [f.place for f in unread] == ["CPS 8.1"] and "is missing" in unread[0].message
+
+
+def test_check_claims_built_by_hand() -> None:
+    claim = Claim(name="validity_days", value=3653, section="6.3.2", text="CA certificate | 3653 days",
+                  kind="intermediate")
+    assert check_claims([claim], CP, 1) == []
+    bigger = Claim(name="validity_days", value=3654, section="6.3.2", text="", kind="intermediate")
+    assert one(check_claims([bigger], CP, 1), "CPS-CLAIM-VALIDITY")
+
+
+def test_units_compare_sensibly() -> None:
+    assert convert_duration(2, "year", "day") == 730
+    assert convert_duration(12, "month", "year") == 1
+    assert convert_duration(39, "month", "day") == 1187
+    assert convert_duration(18, "month", "year", round_up=False) == 1
+    assert convert_duration(90, "minute", "hour") == 2
+    assert parse_duration("OID 2.16.364.101.1.2, FIPS 140-2, section 4.9.7") == []
+
+
+@given(st.integers(min_value=0, max_value=999_999), st.sampled_from(sorted(UNITS)),
+       st.sampled_from(["", "s"]), st.sampled_from([" ", "-", "  "]))
+def test_parse_duration_round_trip(value: int, unit: str, plural: str, gap: str) -> None:
+    text = f"at most {value}{gap}{unit}{plural} after"
+    assert parse_duration(text) == [(value, unit, (8, len(text) - len(" after")))]
+    assert convert_duration(value, unit, unit) == value
+
+
+@given(st.integers(min_value=0, max_value=999_999), st.sampled_from(["دقیقه", "ساعت", "روز", "هفته", "ماه", "سال"]))
+def test_parse_duration_round_trip_persian(value: int, word: str) -> None:
+    persian = str(value).translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹"))
+    [(got, unit, _)] = parse_duration(f"حداکثر {persian} {word}")
+    assert got == value and unit == dict(zip(["دقیقه", "ساعت", "روز", "هفته", "ماه", "سال"], sorted(
+        UNITS, key=UNITS.__getitem__)))[word]
