@@ -299,3 +299,50 @@ def test_parse_duration_round_trip_persian(value: int, word: str) -> None:
     [(got, unit, _)] = parse_duration(f"حداکثر {persian} {word}")
     assert got == value and unit == dict(zip(["دقیقه", "ساعت", "روز", "هفته", "ماه", "سال"], sorted(
         UNITS, key=UNITS.__getitem__)))[word]
+
+
+SENTENCES = """\
+### 3.2.3 Authentication of individual identity
+For level 1, identity is established by automated inquiries against the national registries, for level 2 by an
+in-person visit to a registration office. Level 3: as level 2, with a second identity document; level 4 adds a
+fingerprint match.
+
+### 4.9.7 CRL issuance frequency
+Complete CRLs are issued every 24 hours with a nextUpdate 7 days after thisUpdate; a new CRL is published within
+1 hour after any revocation.
+
+### 4.9.10 On-line revocation checking requirements
+OCSP responses carry a nextUpdate of 4 days and are re-signed at least 2 days before nextUpdate.
+
+### 6.1.5 Key sizes
+Subscriber RSA keys are at least 2048 bits (3072 bits at level 4); ECDSA keys use secp256r1 or secp384r1.
+
+### 6.2.1 Cryptographic module standards and controls
+The CA keys are in an HSM (FIPS 140-2 level 3). Subscriber keys at level 1 may be software keys or on a mobile
+phone. At levels 2 and 3 keys are generated on a token, never in software. Level 4 keys are kept in an HSM.
+
+### 6.3.2 Certificate operational periods
+The CA certificate is valid for 10 years. SSL/TLS server certificates are valid for at most 199 days, personal
+signature and organisational seal certificates for 2 years.
+
+### 8.1 Frequency or circumstances of assessment
+An annual compliance audit is performed.
+"""
+
+
+@pytest.mark.parametrize(("level", "identity", "storage", "bits"), [
+    (1, "automated-inquiry", "software", 2048), (2, "in-person", "token", 2048),
+    (3, "in-person-two-documents", "token", 2048), (4, "in-person-two-documents-biometric", "hsm", 3072)])
+def test_values_stated_in_sentences(level: int, identity: str, storage: str, bits: int) -> None:
+    got, _ = claims_of(SENTENCES, level)
+    assert got[("identity_proofing", None)] == identity
+    assert got[("key_storage", None)] == storage  # "FIPS 140-2 level 3" is not assurance level 3
+    assert got[("rsa_min_bits", None)] == bits
+    assert got[("validity_days", "intermediate")] == 3650
+    assert got[("validity_days", "ssl-server")] == 199
+    assert got[("validity_days", "personal-signature")] == got[("validity_days", "organisational-seal")] == 730
+    assert got[("crl_next_update_hours", None)] == 168
+    assert got[("crl_publish_within_hours", None)] == 1
+    assert got[("ocsp_validity_hours", None)] == 96
+    assert got[("compliance_audit_months", None)] == 12
+    assert got[("ec_curves", None)] == ("P-256", "P-384")

@@ -131,6 +131,7 @@ class _Piece:
     text: str
     levels: frozenset[int] | None  # None: every level
     table: bool
+    sentence: str  # the whole sentence (or row) the piece is part of, for context
 
 
 _NEGATION = re.compile(r"\b(?:not|never|no|nor|without|prohibited|forbidden|disallowed|refused|rejected|"
@@ -141,6 +142,9 @@ _LEVEL_MENTION = re.compile(
 # Levels that are not assurance levels: they are masked before looking for level mentions.
 _NOT_ASSURANCE = re.compile(r"fips(?:\s+pub)?\s*140-[123]\s*,?\s*(?:security\s+)?level\s*\d|security\s+level\s*\d",
                             re.IGNORECASE)
+
+
+_REFERENCE = re.compile(r"(?:\b(?:as|like|than|same as)|مانند|همانند|مثل)\s*$", re.IGNORECASE)
 
 
 def _level_set(spec: str) -> frozenset[int] | None:
@@ -157,6 +161,8 @@ def _mentions(text: str) -> list[tuple[int, frozenset[int]]]:
     masked = _NOT_ASSURANCE.sub(lambda m: " " * len(m.group()), normalise_digits(text))
     out = []
     for m in _LEVEL_MENTION.finditer(masked):
+        if _REFERENCE.search(masked[:m.start()]):
+            continue  # "as level 2, with ..." refers to another level, it does not scope the clause
         levels = _level_set(m.group(1) or m.group(2))
         if levels:
             out.append((m.start(), levels))
@@ -164,18 +170,17 @@ def _mentions(text: str) -> list[tuple[int, frozenset[int]]]:
 
 
 def _clauses(sentence: str) -> list[_Piece]:
-    mentions = _mentions(sentence)
-    if len(mentions) <= 1:
-        return [_Piece(sentence, mentions[0][1] if mentions else None, False)]
-    parts = [p for p in re.split(r"[,،;:]\s*|\s+(?:while|whereas)\s+", sentence) if p.strip()]
-    scoped: list[tuple[str, frozenset[int] | None]] = []
+    """A sentence cut into clauses, each with the levels it names, or inherits from the clause
+    before it; clauses before the first level mention are for every level."""
+    if not _mentions(sentence):
+        return [_Piece(sentence, None, False, sentence)]
+    parts = [p for p in re.split(r"\s*[,،;:()]\s*|\s+(?:while|whereas)\s+", sentence) if p.strip()]
+    pieces: list[_Piece] = []
+    current: frozenset[int] | None = None
     for part in parts:
         named = _mentions(part)
-        scoped.append((part, frozenset().union(*(lv for _, lv in named)) if named else None))
-    pieces, current = [], next((lv for _, lv in scoped if lv), None)
-    for part, levels in scoped:
-        current = levels or current
-        pieces.append(_Piece(part, current, False))
+        current = frozenset().union(*(lv for _, lv in named)) if named else current
+        pieces.append(_Piece(part, current, False, sentence))
     return pieces
 
 
@@ -230,7 +235,8 @@ def _table_rows(table: list[list[str]]) -> list[_Piece]:
                 levels = _level_set(row[i]) if levels is None else levels | (_level_set(row[i]) or frozenset())
         cells = [f"{header[i] if i < len(header) else ''}: {_strip_markdown(c.strip())}"
                  for i, c in enumerate(row) if i not in level_cols]
-        out.append(_Piece(" | ".join(cells), levels, True))
+        text = " | ".join(cells)
+        out.append(_Piece(text, levels, True, text))
     return out
 
 
@@ -381,11 +387,17 @@ def _validity(r: _Reader) -> list[Claim]:
             else:
                 kinds = [(m.start(), _kind_of(m.group()))
                          for m in re.finditer(_KIND_PATTERN, piece.text, re.IGNORECASE)]
+            previous_end = 0
             for value, unit, span in parse_duration(piece.text):
-                kind = min(kinds, key=lambda k: abs(k[0] - span[0]))[1] if kinds else None
-                # None: no kind named, or the root's own certificate (not the intermediate's to set).
-                if kind is not None:
-                    out.append((kind, convert_duration(value, unit, "day"), piece))
+                # The kinds named since the previous duration ("personal signature and seal
+                # certificates for 2 years"), else the first named after it.
+                named = [k for at, k in kinds if previous_end <= at < span[0]] if not piece.table else \
+                    [k for _, k in kinds]
+                named = named or [k for at, k in kinds if at >= span[1]][:1]
+                previous_end = span[1]
+                days = convert_duration(value, unit, "day")
+                # None: the root's own certificate, not the intermediate's to set.
+                out.extend((kind, days, piece) for kind in named if kind is not None)
         return out
 
     tiers = r.tiers("validity_days")
@@ -402,8 +414,12 @@ def _keys(r: _Reader) -> list[Claim]:
     def bits(pieces: list[_Piece]) -> list[tuple[int, _Piece]]:
         out = []
         for piece in pieces:
-            if rsa := re.search(r"\brsa\b", piece.text, re.IGNORECASE):
-                part = piece.text if piece.table else piece.text[rsa.start():]
+            # A clause without "RSA" counts when its sentence speaks of RSA and it names no other
+            # algorithm ("RSA keys are at least 2048 bits (3072 bits at level 4)").
+            rsa = re.search(r"\brsa\b", piece.text, re.IGNORECASE)
+            if rsa or (re.search(r"\brsa\b", piece.sentence, re.IGNORECASE)
+                       and not re.search(r"\b(?:ec|ecdsa|eddsa|ed25519|dsa)\b", piece.text, re.IGNORECASE)):
+                part = piece.text[rsa.start():] if rsa and not piece.table else piece.text
                 out.extend((int(b), piece) for b in _BITS.findall(part) if int(b) >= 512)
         return out
 
