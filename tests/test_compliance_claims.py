@@ -346,3 +346,22 @@ def test_values_stated_in_sentences(level: int, identity: str, storage: str, bit
     assert got[("ocsp_validity_hours", None)] == 96
     assert got[("compliance_audit_months", None)] == 12
     assert got[("ec_curves", None)] == ("P-256", "P-384")
+
+
+def test_ocsp_section_with_availability_and_responder_certificate() -> None:
+    text = FRAGMENT.replace(
+        "OCSP responses are refreshed every 2 days and are valid for at most 96 hours (nextUpdate after thisUpdate).",
+        "The responder is available 24 hours a day, 7 days a week. Its delegated responder certificate is valid "
+        "for 30 days. OCSP responses are valid for at most 4 days.")
+    got, unread = claims_of(text, 1)
+    assert got[("ocsp_validity_hours", None)] == 96 and unread == []
+
+
+def test_working_days_and_negated_methods() -> None:
+    text = FRAGMENT.replace("within 24 hours of a verified revocation request", "within 2 working days of a "
+                            "verified revocation request")
+    f = one(findings_of(text, 1), "CPS-CLAIM-REVOCATION-DELAY")
+    assert "48 hours" in f.message and "at most 24 hours" in f.message
+    text = FRAGMENT.replace("level 2 and 3 subscriber keys are\ngenerated on a smart card or USB token",
+                            "level 2 and 3 subscriber keys are\nnever software keys but a smart card or USB token")
+    assert claims_of(text, 2)[0][("key_storage", None)] == "token"

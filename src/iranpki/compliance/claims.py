@@ -93,7 +93,8 @@ _UNIT_WORDS: tuple[tuple[str, str], ...] = (
 # \d matches Persian and Arabic-Indic digits too, and int() reads them. The look-arounds keep
 # the numbers of OIDs, versions and section numbers ("4.9.7", "140-2") out.
 _DURATION = re.compile(
-    r"(?<![\w.\-/])(\d{1,6})(?![.,/]\d)(?:\s*-\s*|\s+|\u200c)?("
+    r"(?<![\w.\-/])(\d{1,6})(?![.,/]\d)(?:\s*-\s*|\s+|\u200c)?"
+    r"(?:(?:business|working|calendar|consecutive|full)\s+)?("
     + "|".join(f"(?:{p})" for p, _ in _UNIT_WORDS) + r")",
     re.IGNORECASE)
 
@@ -268,6 +269,9 @@ def _nearest(text: str, span: tuple[int, int], keywords: dict[str, str]) -> str 
     return best
 
 
+_RATE = re.compile(r"\s*(?:a|per|each)\s+(?:day|week|month|year)\b|\s*در\s*(?:روز|هفته|سال)", re.IGNORECASE)
+
+
 def _durations(pieces: list[_Piece], keywords: dict[str, str], want: str, *, default: bool,
                unit: str, round_up: bool) -> list[tuple[int, _Piece]]:
     """Durations (in ``unit``) whose nearest keyword is of category ``want``; with ``default``,
@@ -275,6 +279,8 @@ def _durations(pieces: list[_Piece], keywords: dict[str, str], want: str, *, def
     out = []
     for piece in pieces:
         for value, u, span in parse_duration(piece.text):
+            if _RATE.match(piece.text, span[1]):
+                continue  # "24 hours a day, 7 days a week" is availability, not a period
             category = _nearest(piece.text, span, keywords)
             if category == want or (category is None and default):
                 out.append((convert_duration(value, u, unit, round_up=round_up), piece))
@@ -359,6 +365,8 @@ _OCSP_KEYWORDS = {r"next\s*update|nextupdate|\bvalid|validity|اعتبار": "va
                   r"\bevery\b|refresh|re-?sign|updated|\bbefore\b|respond|latency|\bهر\b": "other"}
 _AUDIT_KEYWORDS = {r"\bevery\b|\bonce\b|interval|frequen|period|\bهر\b|\bcycle": "interval",
                    r"within|after|\bbefore\b|start|begin": "other"}
+_RESPONDER_CERTIFICATE = re.compile(r"(?:responder|signer|signing|delegated)\W+(?:\w+\W+)?certificate|گواهی پاسخ",
+                                    re.IGNORECASE)
 _ANNUAL = re.compile(r"\bannual(?:ly)?\b|\byearly\b|once a year|سالانه", re.IGNORECASE)
 
 
@@ -467,6 +475,11 @@ def _durations_claims(r: _Reader) -> list[Claim]:
         ("compliance_audit_months", _AUDIT_KEYWORDS, "interval", True, "month", True),
     ]
     for name, keywords, want, default, unit, round_up in specs:
+        tiers = r.tiers(name)
+        if name == "ocsp_validity_hours":
+            # The validity of the responder's own certificate is 6.3.2's, not a response's.
+            tiers = [[p for p in t if not _RESPONDER_CERTIFICATE.search(p.sentence)] for t in tiers]
+
         def read(pieces: list[_Piece], name: str = name, keywords: dict[str, str] = keywords, want: str = want,
                  default: bool = default, unit: str = unit, round_up: bool = round_up) -> list[tuple[int, _Piece]]:
             found = _durations(pieces, keywords, want, default=default, unit=unit, round_up=round_up)
@@ -474,7 +487,7 @@ def _durations_claims(r: _Reader) -> list[Claim]:
                 found += [(12, p) for p in pieces if _ANNUAL.search(p.text) and not parse_duration(p.text)]
             return found
 
-        if found := _first(r.tiers(name), read):
+        if found := _first(tiers, read):
             loosest, piece = max(found, key=lambda vp: vp[0])
             claims.append(r.claim(name, loosest, piece))
     return claims
