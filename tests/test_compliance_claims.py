@@ -365,3 +365,26 @@ def test_working_days_and_negated_methods() -> None:
     text = FRAGMENT.replace("level 2 and 3 subscriber keys are\ngenerated on a smart card or USB token",
                             "level 2 and 3 subscriber keys are\nnever software keys but a smart card or USB token")
     assert claims_of(text, 2)[0][("key_storage", None)] == "token"
+
+
+def test_ocsp_sentence_with_refresh_and_revocation_delays() -> None:
+    text = FRAGMENT.replace(
+        "OCSP responses are refreshed every 2 days and are valid for at most 96 hours (nextUpdate after thisUpdate).",
+        "OCSP responses are signed by a delegated responder certificate of the same level and are valid for\n"
+        "at most 96 hours (nextUpdate after thisUpdate); a new response is signed at least 48 hours before the\n"
+        "nextUpdate of the previous one, and within 1 hour of a revocation.")
+    assert claims_of(text, 3)[0][("ocsp_validity_hours", None)] == 96
+
+
+@pytest.mark.parametrize("level", [1, 2, 3, 4])
+def test_example_cps_states_every_claim_within_the_cp(level: int) -> None:
+    from pathlib import Path
+
+    from iranpki.compliance.document import read_cps
+
+    path = Path(__file__).parent.parent / "policies" / "examples" / "general-intermediate-ca-cps.md"
+    claims, unread = extract_claims(read_cps(str(path)), level, CP)
+    assert unread == []
+    assert {c.name for c in claims} == set(CLAIM_NAMES)
+    assert {c.kind for c in claims if c.name == "validity_days"} == set(CP.level(level).max_validity_days)
+    assert check_claims(claims, CP, level) == []

@@ -362,11 +362,12 @@ _CRL_KEYWORDS = {r"next\s*update|nextupdate|\bvalid|validity|اعتبار": "nex
                  r"revo[ck]|ابطال": "publish",
                  r"\bevery\b|frequen|at least once|\bissued\b|\bهر\b": "issue"}
 _OCSP_KEYWORDS = {r"next\s*update|nextupdate|\bvalid|validity|اعتبار": "validity",
-                  r"\bevery\b|refresh|re-?sign|updated|\bbefore\b|respond|latency|\bهر\b": "other"}
+                  r"\bevery\b|refresh|re-?sign|updated|\bbefore\b|respond|latency|within|revo[ck]|\bهر\b|ابطال": "other"}
 _AUDIT_KEYWORDS = {r"\bevery\b|\bonce\b|interval|frequen|period|\bهر\b|\bcycle": "interval",
                    r"within|after|\bbefore\b|start|begin": "other"}
 _RESPONDER_CERTIFICATE = re.compile(r"(?:responder|signer|signing|delegated)\W+(?:\w+\W+)?certificate|گواهی پاسخ",
                                     re.IGNORECASE)
+_RESPONSES = re.compile(r"\brespons(?:e|es)\b|پاسخ‌ها", re.IGNORECASE)
 _ANNUAL = re.compile(r"\bannual(?:ly)?\b|\byearly\b|once a year|سالانه", re.IGNORECASE)
 
 
@@ -477,8 +478,10 @@ def _durations_claims(r: _Reader) -> list[Claim]:
     for name, keywords, want, default, unit, round_up in specs:
         tiers = r.tiers(name)
         if name == "ocsp_validity_hours":
-            # The validity of the responder's own certificate is 6.3.2's, not a response's.
-            tiers = [[p for p in t if not _RESPONDER_CERTIFICATE.search(p.sentence)] for t in tiers]
+            # The validity of the responder's own certificate is 6.3.2's, not a response's: a
+            # sentence about that certificate counts only when it also speaks of responses.
+            tiers = [[p for p in t if not _RESPONDER_CERTIFICATE.search(p.sentence) or _RESPONSES.search(p.sentence)]
+                     for t in tiers]
 
         def read(pieces: list[_Piece], name: str = name, keywords: dict[str, str] = keywords, want: str = want,
                  default: bool = default, unit: str = unit, round_up: bool = round_up) -> list[tuple[int, _Piece]]:
