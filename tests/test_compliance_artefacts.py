@@ -155,7 +155,10 @@ def test_a_clean_set_has_no_error(pki: dict) -> None:
     artefacts, _ = load_artefacts(str(pki["folder"]))
     findings = check_artefacts(artefacts, _claims(), CP, LEVEL)
     assert [f for f in findings if f.severity == Severity.ERROR] == []
-    # The ssl-server profile accepts pkix.certificate_skid_end_entity_missing (lint_exceptions): not reported.
+    # The ssl-server profile accepts pkix.certificate_skid_end_entity_missing (lint_exceptions): pkilint
+    # finds it, the check does not report it.
+    ssl = next(a for a in artefacts if a.kind == "ssl-server")
+    assert "pkix.certificate_skid_end_entity_missing" in {f.code for f in lint_certificate(ssl.der, "ssl-server")}
     assert not [f for f in findings if "skid" in f.message]
 
 
@@ -358,17 +361,42 @@ def test_library_lint_agrees_with_lint_pkix_cert(tmp_path: Path) -> None:
     assert cli, "the certificate must have a known problem"
     library = [f.code for f in lint_certificate(cert.public_bytes(Encoding.DER), None, national=False)]
     assert sorted(library) == sorted(cli)
-    [a] = _only(tmp_path, "x.pem", path.read_bytes())
+    [a], loaded = load_artefacts(str(tmp_path))
+    assert _rules(loaded) == ["ART-UNKNOWN-KIND"]  # no CA flag, no EKU: none of the CP's kinds
     lint_findings = [f for f in check_artefacts([a], [], CP, LEVEL) if f.rule == "ART-LINT"]
     assert sorted(f.place.split("pkilint ")[1] for f in lint_findings) == sorted(cli)
 
 
-def test_library_lint_agrees_with_lint_cabf_serverauth_cert(pki: dict, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("profile", "days", "tool", "detect"), [
     # 400 days breaks the TLS BR's 199-day limit (SC-081) for a certificate issued in November 2026.
-    data = _rebuild(pki, pki["certs"]["ssl-server"], days=400)
+    ("ssl-server", 400, "lint_cabf_serverauth_cert", "-d"),
+    # 900 days is past the S/MIME BR's 825.
+    ("smime", 900, "lint_cabf_smime_cert", "-g"),
+])
+def test_library_lint_agrees_with_the_cabf_linters(pki: dict, tmp_path: Path, profile: str, days: int, tool: str,
+                                                   detect: str) -> None:
+    data = _rebuild(pki, pki["certs"][profile], days=days)
     path = tmp_path / "long.pem"
     path.write_bytes(data)
-    cli = set(pkilint("lint_cabf_serverauth_cert", path, extra=("-d",))) | set(pkilint("lint_pkix_cert", path))
-    assert any(c.startswith("cabf.serverauth") for c in cli)
-    der = x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
-    assert {f.code for f in lint_certificate(der, "ssl-server", national=False)} == cli
+    cli = set(pkilint(tool, path, extra=(detect,))) | set(pkilint("lint_pkix_cert", path))
+    assert any(c.startswith("cabf.") for c in cli)
+    encoded = x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
+    assert {f.code for f in lint_certificate(encoded, profile, national=False)} == cli
+
+
+def test_library_lint_agrees_with_lint_crl_and_lint_ocsp_response(pki: dict, tmp_path: Path) -> None:
+    from iranpki.compliance.lint import lint_crl, lint_ocsp_response
+
+    # A CRL without cRLNumber and authorityKeyIdentifier (RFC 5280 5.2.1, 5.2.3 MUSTs): known problems.
+    ica = pki["ica"].certificate
+    bare = (x509.CertificateRevocationListBuilder().issuer_name(ica.subject).last_update(T0)
+            .next_update(T0 + timedelta(hours=24)).sign(pki["ica_key"], hashes.SHA384()))
+    path = tmp_path / "bare.crl"
+    path.write_bytes(bare.public_bytes(Encoding.PEM))
+    for crl_type in ("CRL", "ARL"):
+        cli = pkilint("lint_crl", path, extra=("-t", crl_type, "-p", "PKIX"))
+        assert cli, "the CRL must have a known problem"
+        library = lint_crl(bare.public_bytes(Encoding.DER), crl_type)
+        assert sorted(f.code for f in library) == sorted(cli)
+    response = pki["folder"] / "ocsp" / "ssl.ocsp"
+    assert [f.code for f in lint_ocsp_response(response.read_bytes())] == pkilint("lint_ocsp_response", response) == []

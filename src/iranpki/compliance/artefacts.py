@@ -84,10 +84,40 @@ class Artefact:
 
 # ---- reading ------------------------------------------------------------------------------------------
 
+_PRINTABLE = re.compile(rb"^[A-Za-z0-9 '()+,\-./:=?]*$")
+
+
+def _load_certificate(der: bytes) -> x509.Certificate:
+    """The certificate in ``der``. cryptography refuses a name string that breaks its ASN.1 type
+    (Persian letters in a PrintableString), which careless CA software writes; such a certificate
+    is read from a copy whose broken DirectoryStrings are re-tagged UTF8String. The copy serves
+    for reading fields only: pkilint and the national validators judge the original octets."""
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as first:
+        try:
+            parsed = asn1_x509.Certificate.load(der)
+            changed = False
+            for field in ("subject", "issuer"):
+                for rdn in parsed["tbs_certificate"][field].chosen:
+                    for atv in rdn:
+                        value = atv["value"]
+                        if isinstance(value, asn1_x509.DirectoryString) and value.chosen.tag == 19 \
+                                and not _PRINTABLE.match(value.chosen.contents):
+                            text = value.chosen.contents.decode("utf-8", errors="replace")
+                            atv["value"] = asn1_x509.DirectoryString(name="utf8_string", value=text)
+                            changed = True
+            if not changed:
+                raise first
+            return x509.load_der_x509_certificate(parsed.dump(force=True))
+        except (ValueError, TypeError, KeyError):
+            raise first from None
+
+
 def _parse_der(der: bytes, suffix: str) -> tuple[ArtefactType, Any] | None:
     """The artefact a DER blob holds, trying first the type its suffix suggests."""
     loaders: list[tuple[ArtefactType, Any]] = [
-        ("certificate", x509.load_der_x509_certificate),
+        ("certificate", _load_certificate),
         ("crl", x509.load_der_x509_crl),
         ("ocsp", ocsp.load_der_ocsp_response),
     ]
