@@ -265,6 +265,15 @@ def test_an_ocsp_response_valid_longer_than_the_cps_says(pki: dict, tmp_path: Pa
     assert CP.ocsp_validity_hours(4) == 96
 
 
+def test_a_curve_or_hash_the_cps_does_not_name(pki: dict, tmp_path: Path) -> None:
+    [a] = _only(tmp_path, "tsa.der", (pki["folder"] / "certs" / "tsa.der").read_bytes())
+    claims = [Claim("ec_curves", ("P-384",), "6.1.5", "ECDSA with P-384"),
+              Claim("hashes", ("sha256",), "7.1.3", "sha256WithRSAEncryption, ecdsa-with-SHA256")]
+    findings = check_artefacts([a], claims, CP, LEVEL)
+    assert _rules(findings) == ["ART-HASH", "ART-KEY-SIZE"]
+    assert all(f.requirement.startswith(("CPS 6.1.5", "CPS 7.1.3")) for f in findings)
+
+
 def test_rsa_2048_at_level_4(pki: dict, tmp_path: Path) -> None:
     [a] = _only(tmp_path, "seal.pem", pki["certs"]["organisational-seal"].public_bytes(Encoding.PEM))
     findings = check_artefacts([a], [], CP, 4)

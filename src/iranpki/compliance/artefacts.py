@@ -383,10 +383,11 @@ def describe(artefacts: list[Artefact]) -> list[dict[str, Any]]:
 
 # ---- checking ----------------------------------------------------------------------------------------
 
-def _claim(claims: list[Claim], name: str, level: int, kind: str | None = None) -> Claim | None:
+def _claim(claims: list[Claim], name: str, level: int, kind: str | None = None,
+           value_type: type = int) -> Claim | None:
     """The CPS's claim ``name`` for ``level`` (a claim for that level wins over one for every level)."""
     fitting = [c for c in claims if c.name == name and (kind is None or c.kind == kind)
-               and (c.level is None or c.level == level) and isinstance(c.value, int)]
+               and (c.level is None or c.level == level) and isinstance(c.value, value_type)]
     fitting.sort(key=lambda c: c.level is None)
     return fitting[0] if fitting else None
 
@@ -533,8 +534,14 @@ class _Checker:
                              f"{_cps(claim)}: RSA at least {claim.value} bits")
         elif isinstance(key, ec.EllipticCurvePublicKey):
             curve = _CURVES.get(key.curve.name, key.curve.name)
+            claim = _claim(self.claims, "ec_curves", self.level, value_type=tuple)
             if curve not in keys.ec_curves:
                 problem = f"an EC key on {curve}; level {self.level} allows {', '.join(keys.ec_curves)}"
+            elif claim is not None and curve not in claim.value:
+                self.add(a, "ART-KEY-SIZE", "public key", f"{a.name} has an EC key on {curve}; the CPS names "
+                         f"{', '.join(claim.value)} ({claim.text!r})",
+                         f"Re-issue it with a key on {' or '.join(claim.value)}, as the CPS says, or name {curve} in "
+                         "the CPS", f"{_cps(claim)}: ECDSA curves {', '.join(claim.value)}")
         else:
             problem = f"a {text} key, which the CP does not allow"
         if problem is not None:
@@ -544,6 +551,12 @@ class _Checker:
     def _hash(self, a: Artefact, obj: Any) -> None:
         name = _hash_name(obj)
         hashes = self.rules.keys.hashes
+        claim = _claim(self.claims, "hashes", self.level, value_type=tuple)
+        if name in hashes and claim is not None and name not in claim.value:
+            self.add(a, "ART-HASH", "signature algorithm", f"{a.name} is signed with {name}; the CPS names "
+                     f"{', '.join(claim.value)} ({claim.text!r})",
+                     f"Sign with {' or '.join(claim.value)}, as the CPS says, or name {name} in the CPS",
+                     f"{_cps(claim)}: signature hashes {', '.join(claim.value)}")
         if name not in hashes:
             try:
                 algorithm = obj.signature_algorithm_oid._name
