@@ -191,6 +191,20 @@ def test_an_unreadable_file_is_a_finding_and_the_rest_is_read(pki: dict, tmp_pat
     assert len(artefacts) == len(load_artefacts(str(pki["folder"]))[0])
 
 
+def test_a_root_crl_is_an_arl_without_the_root_in_the_folder(pki: dict, tmp_path: Path) -> None:
+    # An intermediate's folder holds its own CA certificate; its issuer names the root.
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "gica2.pem").write_bytes(pki["ica"].certificate.public_bytes(Encoding.PEM))
+    shutil.copy(pki["folder"] / "crl" / "root.crl", folder / "root.crl")
+    shutil.copy(pki["folder"] / "crl" / "gica2.crl", folder / "gica2.crl")
+    artefacts, findings = load_artefacts(str(folder))
+    assert findings == []
+    assert {a.name: a.kind for a in artefacts if a.crl is not None} == {"root.crl": "arl", "gica2.crl": "crl"}
+    # A year's nextUpdate is right for the root's ARL (root.crl_next_update_hours), not for a CA's CRL.
+    assert check_artefacts(artefacts, _claims(), CP, LEVEL) == []
+
+
 def test_a_file_is_read_by_its_content_not_its_suffix(pki: dict, tmp_path: Path) -> None:
     crl_der = (pki["folder"] / "crl" / "gica2.crl").read_bytes()
     [a] = _only(tmp_path, "status.cer", crl_der)

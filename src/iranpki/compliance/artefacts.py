@@ -274,14 +274,26 @@ def classify(cert: x509.Certificate) -> str | None:
     return None
 
 
+def _issuer_bytes(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.issuer.public_bytes()
+    except ValueError:
+        return None
+
+
 def _classify_all(artefacts: list[Artefact], findings: list[Finding]) -> None:
-    roots = set()
+    # Names of roots: a self-signed CA certificate's subject, and the issuer of an intermediate's
+    # certificate (the folder of an intermediate CA need not hold the root itself). A CRL from one
+    # of them is an ARL (lint_crl -t ARL; the CP's root.crl_next_update_hours).
+    roots: set[bytes] = set()
     for i, a in enumerate(artefacts):
         if a.certificate is not None:
             kind = classify(a.certificate)
             artefacts[i] = _with(a, kind=kind)
-            if kind == "root":
-                roots.add(a.certificate.subject.public_bytes())  # a root's name was read to know it is one
+            if kind in ("root", "intermediate"):
+                issuer = _issuer_bytes(a.certificate)
+                if issuer is not None:
+                    roots.add(issuer)
             elif kind is None:
                 findings.append(Finding(
                     "ART-UNKNOWN-KIND", Severity.WARNING, Stage.INSPECTION, f"artefact {a.name}: kind",
