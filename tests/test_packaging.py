@@ -21,6 +21,8 @@ def test_wheel_carries_profiles_policy_and_cli(tmp_path: Path) -> None:
     assert {n.rsplit("/", 1)[1] for n in names if n.startswith("iranpki/_data/profiles/")} == profiles
     assert "iranpki/_data/policies/national-cp.yaml" in names
     assert "iranpki/_data/anchors/iran-root-ca-g3.pem" in names  # the national trust anchor
+    assert "iranpki/compliance/outline.py" in names and "iranpki_cli/cps.py" in names
+    assert "iranpki/_data/policies/examples/general-intermediate-ca-cps.md" in names
     assert "iranpki_cli/main.py" in names and "iranpki/py.typed" in names
     assert any(n.endswith("entry_points.txt") for n in names)
     # Installed away from the checkout, the package finds its data.
@@ -28,7 +30,7 @@ def test_wheel_carries_profiles_policy_and_cli(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import iranpki, iranpki.profiles as p, iranpki.policy as c;"
-            "import iranpki.validation as v;"
+            "import iranpki.validation as v, iranpki.compliance.claims, iranpki.compliance.artefacts;"
             "assert iranpki.__file__.startswith(sys.argv[1]), iranpki.__file__;"
             "print(len(p.list_profiles()), c.load_policy().level(2).policy_oid, len(v.national_anchors()))")
     run = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, cwd=tmp_path)

@@ -12,6 +12,7 @@ Example: a root on a SoftHSM2 token, a level-2 intermediate, and an SSL certific
   iranpki cert issue --ca gica2 --profile ssl-server --csr site.csr --out site.pem
   iranpki crl generate --ca gica2 && iranpki crl publish --to /srv/repository
   iranpki ocsp serve --ca gica2 --host 127.0.0.1 --port 8080 --workers 2
+  iranpki cps check gica-cps.md --level 2 --artifacts ./samples
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 
 import click
 
-from . import ca, cert, conformance, crl, init, key, ocsp, profile, sign, token, tsa, verify
+from . import ca, cert, conformance, cps, crl, init, key, ocsp, profile, sign, token, tsa, verify
 
 
 @click.group(help=__doc__, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -46,6 +47,7 @@ cli.add_command(tsa.tsa)
 cli.add_command(sign.sign)
 cli.add_command(verify.verify)
 cli.add_command(conformance.conformance)
+cli.add_command(cps.cps)
 
 
 def main() -> None:
