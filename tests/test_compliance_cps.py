@@ -14,11 +14,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from iranpki.compliance import check_cps
+from iranpki.compliance import check_cps, check_document
+from iranpki.compliance.document import parse_cps
+from iranpki.errors import ComplianceError
 from iranpki_cli.main import cli
 
 from .test_compliance_artefacts import pki  # noqa: F401 - the fixture: a level-2 CA's real artefacts
@@ -161,3 +165,23 @@ def test_rendered_cp_is_an_rfc3647_document_with_the_cp_values(tmp_path: Path) -
     # Read back by the checker itself, the CP's own document breaks no rule of its structure.
     report = check_cps(str(out_file), 2)
     assert [f for f in report.findings if f.rule.startswith("CPS-STRUCT") and f.severity.value != "info"] == []
+
+
+_LINES = EXAMPLE.read_text("utf-8").splitlines()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=st.lists(st.one_of(st.sampled_from(_LINES), st.text(max_size=60), st.sampled_from([
+    "| a | b |", "|---|---|", "## 4.9.7 CRL issuance frequency", "### 6.3.2 x", "| SSL/TLS server | ۱۹۹ روز |",
+    "```", "# 9.", "| Level | Maximum validity |", "| 2 | 10 years |", "No stipulation."])), max_size=150),
+       level=st.integers(1, 4))
+def test_any_document_is_judged_never_crashes(lines: list[str], level: int) -> None:
+    """Whatever a CPS holds (parts of a real one shuffled with noise), the checker answers with
+    findings or a ComplianceError naming the file, never a crash."""
+    try:
+        doc = parse_cps("\n".join(lines), "any.md")
+    except ComplianceError as exc:
+        assert "any.md" in str(exc)
+        return
+    report = check_document(doc, level)
+    assert all(f.rule and f.place and f.fix for f in report.findings)

@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iranpki.ca import CertificateAuthority
-from iranpki.errors import ConfigError, ProfileViolationError
+from iranpki.ca import CertificateAuthority, create_intermediate, create_root, parse_subject
+from iranpki.errors import ConfigError, IssuanceError, ProfileViolationError
+from iranpki.keys import SignatureScheme, SoftwareSigner
 from iranpki.policy import CERTIFICATE_KINDS, load_policy
+from iranpki.profiles import list_profiles
+from iranpki.store import SqliteStore
 
-from .conftest import new_key
+from .conftest import OCSP, REPO, ROOT_SUBJECT, new_key
 from .samples import request
 
 CP = Path(__file__).resolve().parents[1] / "policies" / "national-cp.yaml"
@@ -75,3 +78,31 @@ def test_issuance_holds_to_the_cp_validity_even_when_the_profile_allows_more(
     assert "at most 90 days" in err.value.violations[0].rule
     issued = ca.issue("ssl-server", request("ssl-server", new_key().public_key(), validity_days=90))
     assert (issued.certificate.not_valid_after_utc - issued.certificate.not_valid_before_utc).days == 89
+
+
+def test_no_shipped_profile_promises_more_than_the_cp() -> None:
+    """A profile's longest validity is within the CP at every level it can be used at, so the CP
+    check in issuance only ever bites on a profile or CP the operator changed."""
+    cp = load_policy()
+    for prof in list_profiles():
+        name = prof.name
+        for lv in cp.levels:
+            limit = cp.max_validity_days(lv.level, prof.name, prof.kind)
+            if limit is not None and (prof.level is None or prof.level == lv.level):
+                assert prof.max_validity_days <= limit, (name, lv.level)
+
+
+def test_a_ca_signing_with_a_hash_its_level_does_not_allow_is_refused(tmp_path: Path) -> None:
+    def sha384_only(d):
+        d["levels"][0]["keys"]["hashes"] = ["sha384"]
+    policy = load_policy(_write(tmp_path, sha384_only))
+    store = SqliteStore(str(tmp_path / "store.sqlite3"), create=True)
+    root = create_root(store, SoftwareSigner(new_key("p384")), "root", parse_subject(ROOT_SUBJECT),
+                       repository_url=REPO, ocsp_url=OCSP)
+    root = CertificateAuthority(root.record, root.signer, store, clock=root.clock, policy=policy)
+    subject = parse_subject("C=IR,O=GICA,CN=GICA Level 1 (test)")
+    with pytest.raises(IssuanceError, match=r"assurance level 1 allows signatures with sha384; .* uses sha256"):
+        create_intermediate(root, SoftwareSigner(new_key("p256")), "gica1", 1, subject)
+    ica = create_intermediate(root, SoftwareSigner(new_key("p256")), "gica1", 1, subject,
+                              scheme=SignatureScheme(hash="sha384"))
+    assert ica.record.signature.endswith("sha384") or "sha384" in ica.record.signature

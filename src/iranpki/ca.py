@@ -616,6 +616,9 @@ def create_intermediate(parent: CertificateAuthority, signer: Signer, name: str,
     if scheme.padding == "pss" and signer.key_spec.kind != "rsa":
         raise IssuanceError(f"RSA-PSS needs an RSA key; the key {signer.reference} is {signer.key_spec}")
     lv = parent.policy.level(level)
+    if scheme.hash not in lv.keys.hashes:
+        raise IssuanceError(f"assurance level {level} allows signatures with {', '.join(lv.keys.hashes)}; "
+                            f"{scheme} uses {scheme.hash}. Choose one of those hashes for the CA's signatures")
     if not lv.software_keys_allowed and not signer.reference.startswith("pkcs11:"):
         raise IssuanceError(
             f"assurance level {level} requires the CA key on a lab-approved token or HSM; "
