@@ -9,7 +9,10 @@
 #      repository folder as the certificates' URLs say, and judged by `openssl verify -crl_check_all`;
 #   6. the OCSP responder on 127.0.0.1, asked by `openssl ocsp` about a good and a revoked certificate;
 #   7. a relying party's check with `iranpki verify` (chain, level, CRLs);
-#   8. the time-stamp authority (key on the token), its stamp checked by `openssl ts -verify`.
+#   8. the time-stamp authority (key on the token), its stamp checked by `openssl ts -verify`;
+#   9. a compliance review: what the level-2 CA really issued (CA certificates, one certificate of
+#      each kind, its CRLs, an OCSP response from its responder) checked with the example CPS by
+#      `iranpki cps check --level 2 --artifacts`, the report also as HTML.
 # Output goes to ./demo-out (made afresh on each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -149,7 +152,7 @@ if serve_bg "$out/ocsp.log" iranpki ocsp serve --ca gica2 --host 127.0.0.1 --por
   ocsp_check() {  # profile, expected status
     local profile=$1 expected=$2 got
     got=$(openssl ocsp -issuer "$out/gica2.pem" -cert "$out/$profile.pem" -url "$url/gica2" \
-            -CAfile "$out/root.pem" 2>&1 | tee "$out/$profile.ocsp.txt")
+            -CAfile "$out/root.pem" -respout "$out/$profile.ocsp.der" 2>&1 | tee "$out/$profile.ocsp.txt")
     if grep -q "Response verify OK" <<<"$got" && grep -q ": $expected" <<<"$got"; then
       printf '  %-20s openssl ocsp: %-8s Response verify OK\n' "$profile" "$expected"
     else
@@ -189,6 +192,29 @@ if serve_bg "$out/tsa.log" iranpki tsa serve --ca gica2 --key 'pkcs11:token=GICA
 fi
 kill "${server_pids[@]}" 2>/dev/null || true
 wait "${server_pids[@]}" 2>/dev/null || true
+
+step "CPS review: what the level-2 CA issued, against the example CPS (iranpki cps check --level 2)"
+# The folder a CA hands to the Root CA's reviewers: its CA certificate and the root, one
+# certificate of each kind it issued above, its published CRLs (both shards, complete and delta;
+# the root's ARL) and an OCSP response its own responder gave (saved by openssl ocsp -respout).
+arts="$out/cps-artefacts"
+mkdir -p "$arts"
+cp "$out/root.pem" "$arts/root-ca.pem"
+cp "$out/gica2.pem" "$arts/gica2-ca.pem"
+for profile in "${!serials[@]}"; do cp "$out/$profile.pem" "$arts/$profile.pem"; done
+cp "$out"/repository/crl/gica2-*.crl "$out/repository/crl/root.crl" "$arts/"
+if [ -f "$out/personal-signature.ocsp.der" ]; then
+  cp "$out/personal-signature.ocsp.der" "$arts/personal-signature.ocsp"
+else
+  echo "  no OCSP response was saved (see the OCSP step)" >&2; fail=1
+fi
+cps=policies/examples/general-intermediate-ca-cps.md
+iranpki cps check "$cps" --level 2 --artifacts "$arts" --format html --out "$out/cps-report.html" || true
+if iranpki cps check "$cps" --level 2 --artifacts "$arts"; then
+  echo "  report: $out/cps-report.html"
+else
+  echo "  cps check: the level-2 CA's artefacts break its CPS or the national CP (see above)" >&2; fail=1
+fi
 
 step "the store"
 iranpki cert list --ca gica2
