@@ -51,6 +51,7 @@ __all__: list[str] = []
 WARMUP = 20
 SAMPLES = 100_000
 SCALING_FLOOR = 0.8
+SCALING_ATTEMPTS = 3
 DIGEST_RATIO = 10.0
 DIGEST_SLACK_MS = 5.0
 DEVICE_CLASSES = ("hsm", "smartcard")
@@ -442,13 +443,20 @@ def measure(ctx: Context, op_id: str) -> Outcome:
                         f"{cls!r} must reach ({one:g}/s)")
     try:
         sessions, processes = _parallel_rates(ctx, op, n, seconds)
-        if op.judge_scaling and min(sessions, processes) < SCALING_FLOOR * one:
-            # Confirmed before it is judged: these machines are shared, and one slow second is not
-            # a device that slows down. A faulty device falls short twice.
-            one = round(_rate(op.build(ctx.session), seconds), 1)
+        attempts = 1
+        while (op.judge_scaling and min(sessions, processes) < SCALING_FLOOR * one
+               and attempts < SCALING_ATTEMPTS):
+            # Confirmed before it is judged: these machines are shared, and one slow slice is not a
+            # device that slows down. Each attempt measures one session again and then N; the
+            # device is judged on its best N-rate against its slowest one-session rate, so only a
+            # shortfall that outlasts the noise counts. A faulty device falls short every time.
+            attempts += 1
+            one = min(one, round(_rate(op.build(ctx.session), seconds), 1))
             again = _parallel_rates(ctx, op, n, seconds)
             sessions, processes = max(sessions, again[0]), max(processes, again[1])
-            m["ops_per_s_remeasured"] = one
+        if attempts > 1:
+            m["slowest_one_session_rate"] = one
+            m["attempts"] = attempts
     except CaseFailed:
         ctx.cache.pop("perf_pool", None)
         raise
@@ -456,8 +464,8 @@ def measure(ctx: Context, op_id: str) -> Outcome:
     m["bound_scaling"] = SCALING_FLOOR if op.judge_scaling else 0.0
     for what, rate in ((f"{n} sessions", sessions), (f"{n} processes", processes)):
         if op.judge_scaling and rate < SCALING_FLOOR * one:
-            problems.append(f"{what} made {rate:.0f}/s together against {one:.0f}/s from one session, measured "
-                            f"twice; the floor is {SCALING_FLOOR:g} of one session's rate")
+            problems.append(f"{what} made at best {rate:.0f}/s together against {one:.0f}/s from one session, "
+                            f"in {attempts} measurements; the floor is {SCALING_FLOOR:g} of one session's rate")
     if problems:
         raise CaseFailed(f"{op.title}: " + "; ".join(problems))
     return Outcome(Verdict.PASS, f"p50 {m['p50_ms']:.3f} ms, p99 {m['p99_ms']:.3f} ms, {one:g}/s in one session "
