@@ -423,3 +423,23 @@ def test_library_lint_agrees_with_lint_crl_and_lint_ocsp_response(pki: dict, tmp
         assert sorted(f.code for f in library) == sorted(cli)
     response = pki["folder"] / "ocsp" / "ssl.ocsp"
     assert [f.code for f in lint_ocsp_response(response.read_bytes())] == pkilint("lint_ocsp_response", response) == []
+
+
+@pytest.mark.parametrize(("profile", "days"), [("ssl-server", 400), ("smime", 900)])
+def test_reused_cabf_validators_judge_each_certificate_alone(pki: dict, profile: str, days: int) -> None:
+    """The CA/B validator trees are built once and reused (building one parses the Public Suffix
+    List): a bad certificate's findings do not leak into the next one, nor are they lost after a
+    good one."""
+    from iranpki.compliance import lint
+
+    good = pki["certs"][profile].public_bytes(Encoding.DER)
+    bad = x509.load_pem_x509_certificate(_rebuild(pki, pki["certs"][profile], days=days)).public_bytes(Encoding.DER)
+    lint._serverauth_validator.cache_clear()
+    lint._smime_validator.cache_clear()
+    fresh_bad = lint_certificate(bad, profile, national=False)
+    lint._serverauth_validator.cache_clear()
+    lint._smime_validator.cache_clear()
+    fresh_good = lint_certificate(good, profile, national=False)
+    assert fresh_bad != fresh_good
+    assert [lint_certificate(d, profile, national=False) for d in (bad, good, bad, good)] == [
+        fresh_bad, fresh_good, fresh_bad, fresh_good]
