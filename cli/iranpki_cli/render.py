@@ -7,26 +7,21 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-import jdatetime
 from rich.console import Console
 from rich.table import Table
+
+from iranpki.clock import jalali_date, utc_and_jalali
 
 console = Console()
 # Errors are never hard-wrapped: operators grep them in logs.
 err_console = Console(stderr=True, soft_wrap=True)
 
 
-def jalali(moment: datetime) -> str:
-    """The date in the Solar Hijri (Jalali) calendar, as Iranian readers expect, e.g. 1405-09-01."""
-    j = jdatetime.datetime.fromgregorian(datetime=moment.astimezone(timezone.utc))
-    return j.strftime("%Y-%m-%d")
+jalali = jalali_date  # the name the commands use
 
 
 def when(moment: datetime | None) -> str:
-    if moment is None:
-        return "-"
-    m = moment.astimezone(timezone.utc)
-    return f"{m:%Y-%m-%d %H:%M:%S} UTC ({jalali(m)})"
+    return "-" if moment is None else utc_and_jalali(moment)
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Protocol
 
-__all__ = ["Clock", "FixedClock", "SystemClock", "utc"]
+__all__ = ["Clock", "FixedClock", "SystemClock", "jalali_date", "utc", "utc_and_jalali"]
 
 
 def utc(moment: datetime) -> datetime:
@@ -13,6 +13,18 @@ def utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"datetime {moment.isoformat()} has no time zone; give it in UTC (e.g. 2026-01-01T00:00:00Z)")
     return moment.astimezone(timezone.utc)
+
+
+def jalali_date(moment: datetime) -> str:
+    """The date of ``moment`` (in UTC) in the Solar Hijri (Jalali) calendar, e.g. 1405-09-01."""
+    import jdatetime
+
+    return jdatetime.datetime.fromgregorian(datetime=utc(moment)).strftime("%Y-%m-%d")
+
+
+def utc_and_jalali(moment: datetime) -> str:
+    """``2026-11-23 09:00:00 UTC (1405-09-02)``: UTC with the Jalali date, as Iranian readers expect."""
+    return f"{utc(moment):%Y-%m-%d %H:%M:%S} UTC ({jalali_date(moment)})"
 
 
 class Clock(Protocol):

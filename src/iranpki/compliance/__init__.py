@@ -21,7 +21,6 @@ breaks and a fix; the report groups them by the licensing stage where they are s
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -121,12 +120,7 @@ def check_document(doc: CpsDocument, level: int, policy: CertificatePolicy | Non
         findings += unreadable
         findings += check_artefacts(artefacts, claims, policy, level)
         rows = describe(artefacts)
-    try:
-        with open(doc.path, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
-    except OSError:
-        digest = ""
-    return ComplianceReport(cps_path=doc.path, cps_sha256=digest, cps_title=doc.title, level=level,
+    return ComplianceReport(cps_path=doc.path, cps_sha256=doc.sha256, cps_title=doc.title, level=level,
                             policy=f"{policy.name} ({policy.version})", artefacts_dir=artefacts_dir,
                             checked_at=datetime.now(timezone.utc).replace(microsecond=0),
                             findings=_order(findings), claims=claims, artefacts=rows)

@@ -21,6 +21,7 @@ What is read:
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from ..errors import ComplianceError
@@ -167,4 +168,6 @@ def read_cps(path: str) -> CpsDocument:
     except UnicodeDecodeError as exc:
         raise ComplianceError(f"the CPS {path} is not UTF-8 (byte {exc.start} is 0x{data[exc.start]:02x}); "
                               "save it as UTF-8 Markdown and check again") from None
-    return parse_cps(text, path)
+    doc = parse_cps(text, path)
+    doc.sha256 = hashlib.sha256(data).hexdigest()  # the report names exactly the bytes reviewed
+    return doc

@@ -81,6 +81,7 @@ class CpsDocument:
     path: str
     title: str  # the document's own title (the heading before section 1), "" if none
     sections: list[Section]  # in the order of the file
+    sha256: str = ""  # of the file's bytes, when read from a file (read_cps)
 
     def get(self, number: str) -> Section | None:
         for s in self.sections:

@@ -4,11 +4,9 @@ as plain text, for the Root CA's reviewers and the CA under review."""
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
 from typing import Any
 
-import jdatetime
-
+from ..clock import utc_and_jalali
 from . import ComplianceReport
 from .model import Severity
 
@@ -30,13 +28,6 @@ def _e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _when(moment: datetime) -> str:
-    """UTC with the Solar Hijri (Jalali) date, as Iranian readers expect."""
-    moment = moment.astimezone(timezone.utc)
-    jalali = jdatetime.datetime.fromgregorian(datetime=moment).strftime("%Y-%m-%d")
-    return f"{moment:%Y-%m-%d %H:%M:%S} UTC ({jalali})"
-
-
 def _value(value: Any) -> str:
     return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
@@ -55,7 +46,7 @@ def render_html(report: ComplianceReport) -> str:
              f"<tr><th>Assurance level</th><td>{report.level}</td></tr>",
              f"<tr><th>Certificate policy</th><td>{_e(report.policy)}</td></tr>",
              f"<tr><th>Artefacts</th><td>{_e(report.artefacts_dir or 'none given')}</td></tr>",
-             f"<tr><th>Checked</th><td>{_e(_when(report.checked_at))}</td></tr>",
+             f"<tr><th>Checked</th><td>{_e(utc_and_jalali(report.checked_at))}</td></tr>",
              "</table>", "<h2>Summary</h2><table><tr><th>stage</th>"]
     parts += [f"<th>{_e(s.value)}</th>" for s in Severity]
     parts.append("</tr>")

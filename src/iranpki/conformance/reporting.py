@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import jdatetime
+from ..clock import utc_and_jalali
 
 __all__ = [
     "VERDICTS",
@@ -132,8 +132,7 @@ def _when(text: object) -> str:
         moment = datetime.fromisoformat(str(text)).astimezone(timezone.utc)
     except ValueError:
         return str(text)
-    jalali = jdatetime.datetime.fromgregorian(datetime=moment).strftime("%Y-%m-%d")
-    return f"{moment:%Y-%m-%d %H:%M:%S} UTC ({jalali})"
+    return utc_and_jalali(moment)
 
 
 def _number(value: float) -> str:
