@@ -10,14 +10,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from iranpki.clock import jalali_date, utc_and_jalali
+from iranpki.clock import utc_and_jalali
 
 console = Console()
 # Errors are never hard-wrapped: operators grep them in logs.
 err_console = Console(stderr=True, soft_wrap=True)
-
-
-jalali = jalali_date  # the name the commands use
 
 
 def when(moment: datetime | None) -> str:
