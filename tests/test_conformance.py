@@ -92,6 +92,8 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def _run(device: dict[str, str], **kw) -> Report:
+    # The time limit only catches hangs; a slow key generation on a loaded machine is not one.
+    kw.setdefault("timeout_s", 600.0)
     options = RunOptions(module=MODULE, token=LABEL, env={"SOFTHSM2_CONF": device["conf"]}, **kw)
     return run_suite(options, SecretSource(prompt=lambda _: device["pin"]),
                      SecretSource(prompt=lambda _: device["so_pin"]))
