@@ -187,3 +187,218 @@ def test_software_keys_through_the_cli(tmp_path: Path, monkeypatch: pytest.Monke
     for key_file in (tmp_path / "ws" / "keys").iterdir():
         text = key_file.read_bytes()
         assert b"ENCRYPTED PRIVATE KEY" in text and b"passphrase" not in text
+
+
+# ---- names, labels and arguments (review items 1 and 7) --------------------------------------
+
+@pytest.mark.parametrize("name", ["../../../x", "/tmp/evil", "a?b#c", "a\nb", "a\x00b", "گیکا", "x" * 5000, "-x",
+                                  "a b", "a/b", ".."])
+def test_a_ca_name_is_a_slug(ws, name: str) -> None:
+    """Every name that could leave the workspace, break a URL or fail later is refused at creation,
+    in one line that says what a CA name is, before any key is used."""
+    if "\x00" in name:  # a NUL cannot cross execve; the library refuses it (next test)
+        return
+    out = ws["run"]("ca", "create-intermediate", "--parent", "root", "--level", "3", "--name", name,
+                    "--key", "pkcs11:token=GICA;object=cli-gica3", "--subject", "C=IR,O=GICA,CN=x", ok=False)
+    assert out.returncode == 1, out.stdout
+    assert "is not allowed; a CA name is 1 to 63 ASCII letters, digits, '-' and '_'" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    cas = json.loads(ws["run"]("ca", "list", "--json").stdout)
+    assert name not in [c["name"] for c in cas]
+
+
+def test_library_refuses_bad_names_and_paths_outside(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from iranpki.ca import create_root, parse_subject
+    from iranpki.errors import InvalidNameError
+    from iranpki.keys import SoftwareSigner
+    from iranpki.names import check_ca_name, inside
+    from iranpki.store import SqliteStore
+
+    store = SqliteStore(str(tmp_path / "s.sqlite3"), create=True)
+    for bad in ("a\x00b", "../x", "x" * 64, "", "a.b"):
+        with pytest.raises(InvalidNameError):
+            create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP256R1())), bad,
+                        parse_subject("C=IR,O=T,CN=T"), repository_url="http://r.test.ir")
+    assert store.list_cas() == []
+    assert check_ca_name("gica-2_a") == "gica-2_a"
+    assert inside(tmp_path, "crl/x.crl") == tmp_path.resolve() / "crl/x.crl"
+    for escape in ("../x", "/etc/passwd", "a/../../x"):
+        with pytest.raises(InvalidNameError, match="leads outside"):
+            inside(tmp_path, escape)
+    (tmp_path / "link").symlink_to("/tmp")
+    with pytest.raises(InvalidNameError, match="leads outside"):
+        inside(tmp_path, "link/x")
+
+
+def test_a_name_written_into_the_store_by_hand_never_reaches_a_path_or_url(tmp_path: Path) -> None:
+    """A record changed behind the library's back (an older version, an edited file): CRL
+    generation refuses its name instead of writing outside the workspace."""
+    import sqlite3
+
+    runner = CliRunner()
+    home = str(tmp_path / "ws")
+    env = {"IRANPKI_KEY_PASSPHRASE": "a passphrase of length"}
+    for args in (["init", home, "--repository-url", "http://repo.test.ir"],
+                 ["key", "generate", "--home", home, "--label", "root", "--algorithm", "p384"],
+                 ["ca", "create-root", "--home", home, "--name", "root", "--key", "root", "--subject", "C=IR,O=T,CN=R"]):
+        result = runner.invoke(cli, args, env=env)
+        assert result.exit_code == 0, result.output
+    db = sqlite3.connect(Path(home) / "iranpki.sqlite3")
+    db.execute("PRAGMA foreign_keys=OFF")
+    db.execute("UPDATE cas SET name = '../../../escaped' WHERE name = 'root'")
+    db.commit()
+    db.close()
+    result = runner.invoke(cli, ["crl", "generate", "--home", home, "--ca", "../../../escaped"], env=env)
+    assert result.exit_code == 1 and "is not allowed" in result.output, result.output
+    assert not list(tmp_path.parent.glob("**/escaped*.crl")) and not (tmp_path / "escaped").exists()
+
+
+def test_undecodable_arguments_and_labels_are_refused_before_the_token(ws, softhsm) -> None:
+    """`key generate --label $'\\xff'` once crashed inside the PKCS#11 module (python-pkcs11 frees a
+    half-built template when the label does not encode); now the argument is refused first."""
+    env = {**ws["env"]}
+    for args in ([b"key", b"generate", b"--token", b"GICA", b"--label", b"\xff", b"--algorithm", b"p256"],
+                 [b"cert", b"list", b"--ca", b"\xfe\xff"],
+                 [b"cert", b"issue", b"--ca", b"gica3", b"--profile", b"tsa", b"--subject", b"CN=\xff",
+                  b"--public-key", b"/dev/null"]):
+        out = subprocess.run([IRANPKI.encode(), *args], capture_output=True, env=env, timeout=120)
+        err = out.stderr.decode("utf-8", "replace")
+        assert out.returncode == 2, (out.returncode, err)  # a usage error, never 139 (SIGSEGV) or 134
+        assert "is not UTF-8 text" in err and "Traceback" not in err
+    # The library refuses the same label before any call into the module (in a child process, so
+    # that a regression crashes the child and fails here instead of taking pytest with it).
+    code = ("from iranpki.keys import KeySpec\nfrom iranpki.keys.pkcs11 import generate_keypair\n"
+            "from iranpki.errors import InvalidNameError\n"
+            "for label in ('\\udcff', 'a\\x00b', 'a\\x1bb'):\n"
+            "    try:\n        generate_keypair('GICA', label, KeySpec.parse('p256'))\n"
+            "    except InvalidNameError as e:\n        print('refused', e.value == label)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and out.stdout.split("\n")[:3] == ["refused True"] * 3, (out.returncode, out.stderr)
+
+
+def test_software_key_labels_are_file_names(tmp_path: Path) -> None:
+    runner = CliRunner()
+    home = str(tmp_path / "ws")
+    assert runner.invoke(cli, ["init", home, "--repository-url", "http://repo.test.ir"]).exit_code == 0
+    for label in ("../x", "/tmp/x", ".hidden", "a b", "x" * 65):
+        result = runner.invoke(cli, ["key", "generate", "--home", home, "--label", label, "--algorithm", "p256"],
+                               env={"IRANPKI_KEY_PASSPHRASE": "a passphrase of length"})
+        assert result.exit_code == 1 and "it becomes a file name" in result.output, (label, result.output)
+    assert sorted(p.name for p in (tmp_path / "ws" / "keys").iterdir()) == []
+    assert not (tmp_path / "x.pem").exists()
+
+
+# ---- PIN files named in key URIs (item 5) ---------------------------------------------------
+
+def test_pin_source_in_a_key_uri_wins_over_the_environment(ws, softhsm, tmp_path: Path) -> None:
+    """RFC 7512 pin-source names where a key's token PIN is; a wrong PIN in the environment must
+    not hide it (the file was never read before)."""
+    pin_file = tmp_path / "gica.pin"
+    pin_file.write_text(softhsm["pin"] + "\n")
+    pin_file.chmod(0o600)
+    env = {**ws["env"], "IRANPKI_PKCS11_PIN": "00000000"}  # wrong: only the file holds the right PIN
+    code = ("import sys\nfrom iranpki.keys import SecretSource, SignatureScheme, open_signer\n"
+            "s = open_signer(sys.argv[1], SecretSource(env='IRANPKI_PKCS11_PIN', what='user PIN'))\n"
+            "print(len(s.sign(b'x' * 32, SignatureScheme(hash='sha256'))))\n")
+
+    def sign_with(key: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", code, key], capture_output=True, text=True, env=env, timeout=120)
+
+    for key in (f"pkcs11:token=GICA;object=cli-gica3?pin-source={pin_file}",
+                f"pkcs11:token=GICA;object=cli-gica3?pin-source=file://{pin_file}"):
+        out = sign_with(key)
+        assert out.returncode == 0 and int(out.stdout) > 0, out.stderr
+    # Without pin-source the environment's wrong PIN is what is tried, and refused.
+    out = sign_with("pkcs11:token=GICA;object=cli-gica3")
+    assert out.returncode != 0 and "wrong user PIN" in out.stderr
+    out = sign_with("pkcs11:token=GICA;object=cli-gica3?pin-source=|cat%20/etc/shadow")
+    assert out.returncode != 0 and "is not a file" in out.stderr
+
+
+# ---- the store's files, a read-only workspace, errors for scripts (items 6, 10, 11, 12) ---------
+
+def test_store_files_are_private(tmp_path: Path) -> None:
+    import stat
+
+    runner = CliRunner()
+    home = tmp_path / "ws"
+    assert runner.invoke(cli, ["init", str(home), "--repository-url", "http://repo.test.ir"]).exit_code == 0
+    # A second process holds the store open, so its -wal and -shm files exist while we look.
+    import sqlite3
+
+    db = sqlite3.connect(home / "iranpki.sqlite3")
+    db.execute("SELECT count(*) FROM certificates").fetchone()
+    assert runner.invoke(cli, ["cert", "list", "--home", str(home)]).exit_code == 0
+    files = [p for p in home.iterdir() if p.name.startswith("iranpki.sqlite3")]
+    assert {p.name for p in files} >= {"iranpki.sqlite3", "iranpki.sqlite3-wal", "iranpki.sqlite3-shm"}
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, (p.name, oct(p.stat().st_mode))
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    db.close()
+    # A store an older version made world-readable is made private when opened.
+    (home / "iranpki.sqlite3").chmod(0o644)
+    assert runner.invoke(cli, ["cert", "list", "--home", str(home)]).exit_code == 0
+    assert stat.S_IMODE((home / "iranpki.sqlite3").stat().st_mode) == 0o600
+
+
+def _read_only_mount(folder: Path, *argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` with ``folder`` bind-mounted read-only over itself, in a mount namespace of its
+    own (the tests run as root, as the README's command does)."""
+    script = (f'mount --bind "{folder}" "{folder}" && mount -o remount,bind,ro "{folder}" && exec "$@"')
+    return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *argv], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_a_read_only_workspace_reads_and_refuses_changes_in_one_line(ws, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "ro"
+    shutil.copytree(ws["home"], copy)
+    env = {**ws["env"], "IRANPKI_HOME": str(copy)}
+    listed = _read_only_mount(copy, IRANPKI, "cert", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == json.loads(ws["run"]("cert", "list", "--json").stdout)
+    for argv, expect in ((["crl", "generate", "--ca", "gica3"], "read-only"),
+                         (["key", "generate", "--label", "k", "--algorithm", "p256"], "read-only"),
+                         (["init", str(copy / "sub"), "--repository-url", "http://r.test.ir"], "read-only")):
+        out = _read_only_mount(copy, IRANPKI, *argv, env={**env, "IRANPKI_KEY_PASSPHRASE": "a long passphrase"})
+        assert out.returncode == 1, (argv, out.stdout, out.stderr)
+        assert expect in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_file_errors_are_one_line(ws, tmp_path: Path) -> None:
+    """An OSError (a missing folder, a path that is a folder, permission) ends in one line naming
+    the file, never a trace."""
+    serial = json.loads(ws["run"]("cert", "list", "--json").stdout)[0]["serial"]
+    for argv, path in ((["cert", "export", serial, "--out", str(tmp_path / "no" / "such" / "x.pem")], "no/such"),
+                       (["ca", "export", "root", "--out", str(tmp_path)], str(tmp_path)),
+                       (["crl", "publish", "--to", "/proc/version"], "/proc/version")):
+        out = ws["run"](*argv, ok=False)
+        assert out.returncode in (1, 2), out
+        assert "Traceback" not in out.stderr, out.stderr
+        assert path in out.stderr.strip().splitlines()[-1], out.stderr  # the last line names the file
+
+
+def test_errors_are_json_with_json(ws) -> None:
+    out = ws["run"]("cert", "show", "abcdef", "--json", ok=False)
+    assert out.returncode == 1 and out.stdout == ""
+    error = json.loads(out.stderr)["error"]
+    assert error["code"] == "not-found" and "abcdef" in error["message"]
+    base = ws["base"]
+    _csr(base, "json-person", "/CN=x")
+    run(["openssl", "pkey", "-in", str(base / "json-person.key"), "-pubout", "-out", str(base / "json-person.pub")])
+    out = ws["run"]("cert", "issue", "--ca", "gica3", "--profile", "personal-signature", "--subject", "C=IR,CN=x",
+                    "--public-key", str(base / "json-person.pub"), "--json", ok=False)
+    error = json.loads(out.stderr)["error"]
+    assert error["code"] == "profile-violation"
+    assert {v["attribute"] for v in error["details"]["violations"]} >= {"subject serialNumber", "subject SN"}
+    out = ws["run"]("cert", "list", "--no-such-option", "--json", ok=False)
+    assert out.returncode == 2 and json.loads(out.stderr)["error"]["code"] == "usage"
+    out = ws["run"]("cps", "check", "/nonexistent.md", "--level", "2", "--json", ok=False)
+    assert out.returncode == 2 and json.loads(out.stderr)["error"]["code"] == "compliance", out.stderr
+    example = Path(__file__).parent.parent / "policies" / "examples" / "general-intermediate-ca-cps.md"
+    out = ws["run"]("cps", "check", str(example), "--level", "2", "--json")
+    assert json.loads(out.stdout)["level"] == 2

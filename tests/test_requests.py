@@ -65,7 +65,7 @@ def test_missing_national_code(software_ca) -> None:
     attrs = [a for a in PERSON if a[0] != NameOID.SERIAL_NUMBER]
     with pytest.raises(ProfileViolationError) as err:
         software_ca.issue("personal-signature", request_from_csr(make_csr(new_key(), attrs)))
-    assert [(v.attribute, v.value, v.rule) for v in err.value.violations] == [("subject serialNumber", None, "required")]
+    assert [(v.attribute, v.value, v.rule) for v in err.value.violations] == [("subject serialNumber", None, "required in this profile; add serialNumber=... to the subject")]
 
 
 @pytest.mark.parametrize("code, problem", [
@@ -111,7 +111,7 @@ def test_oversized_input_is_refused_before_parsing() -> None:
 
 
 def test_garbage_is_not_a_csr() -> None:
-    with pytest.raises(RequestError, match="not a PKCS#10 certificate request"):
+    with pytest.raises(RequestError, match="not a readable PKCS#10 certificate request"):
         request_from_csr(b"hello, CA")
 
 
@@ -180,3 +180,105 @@ def test_level_rules_apply_to_subscriber_keys(tmp_path) -> None:
     with pytest.raises(IssuanceError, match="lab-approved token or HSM"):
         create_intermediate(root, SoftwareSigner(new_key("p384")), "l4", 4, parse_subject("C=IR,O=T,CN=T L4"))
     assert request("tsa", rsa.generate_private_key(65537, 2048).public_key())  # (fixture sanity)
+
+
+# ---- CSRs that gave a trace or the wrong reason (review items 8, 9, 11, 14) -------------------
+
+def _internals(message: str) -> bool:
+    return any(s in message for s in ("ParseError", "UnexpectedTag", "cryptography.io", "asn1", "Traceback"))
+
+
+def test_a_csr_whose_version_is_not_zero() -> None:
+    data = bytearray(make_csr(new_key(), PERSON))
+    at = data.index(b"\x02\x01\x00")  # the first INTEGER: CertificationRequestInfo.version
+    data[at + 2] = 0x5D
+    with pytest.raises(RequestError, match=r"version field is 93; a PKCS#10 request has version 0 \(RFC 2986"):
+        request_from_csr(bytes(data))
+
+
+def test_a_csr_with_a_damaged_key_algorithm() -> None:
+    data = bytearray(make_csr(new_key(), PERSON))
+    oid = bytes.fromhex("06072a8648ce3d0201")  # id-ecPublicKey
+    at = data.index(oid)
+    data[at + len(oid) - 1] = 0x09
+    with pytest.raises(RequestError, match="uses the algorithm 1.2.840.10045.2.9, which iranpki does not certify") as err:
+        request_from_csr(bytes(data))
+    assert not _internals(str(err.value))
+
+
+def test_a_sha1_csr_is_refused_for_what_it_is(tmp_path) -> None:
+    from .conftest import run
+
+    out = run(["openssl", "req", "-new", "-nodes", "-newkey", "rsa:2048", "-keyout", str(tmp_path / "k"),
+               "-subj", "/CN=x", "-sha1", "-out", str(tmp_path / "r.csr")])
+    assert out.returncode == 0, out.stderr
+    with pytest.raises(RequestError, match="signed with SHA1, which iranpki does not accept") as err:
+        request_from_csr((tmp_path / "r.csr").read_bytes())
+    assert "proof of possession" not in str(err.value).split("for proof of possession")[0]
+
+
+@pytest.mark.parametrize("data", [b"hello, CA", b"\x30\x03\x02\x01\x00", b"\x30\x82\xff\xff" + b"\x00" * 40,
+                                  b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"])
+def test_damaged_csrs_are_described_in_the_users_terms(data: bytes) -> None:
+    with pytest.raises(RequestError) as err:
+        request_from_csr(data)
+    assert not _internals(str(err.value)), str(err.value)
+
+
+def test_two_csrs_in_one_file_are_refused() -> None:
+    one = x509.load_der_x509_csr(make_csr(new_key(), PERSON)).public_bytes(serialization.Encoding.PEM)
+    two = x509.load_der_x509_csr(make_csr(new_key(), PERSON)).public_bytes(serialization.Encoding.PEM)
+    with pytest.raises(RequestError, match="holds 2 PEM blocks"):
+        request_from_csr(one + two)
+    with pytest.raises(RequestError, match="of type 'PUBLIC KEY', not a CERTIFICATE REQUEST"):
+        request_from_csr(new_key().public_key().public_bytes(serialization.Encoding.PEM,
+                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+    assert request_from_csr(b"a line of explanation\n" + one).subject
+
+
+def test_a_name_given_twice_is_certified_once(software_ca) -> None:
+    from dataclasses import replace
+
+    sans = [x509.DNSName("www.example.ir"), x509.DNSName("api.example.ir")]
+    req = request_from_csr(make_csr(new_key(), [(NameOID.COUNTRY_NAME, "IR"), (NameOID.STATE_OR_PROVINCE_NAME, "Tehran"),
+                                                (NameOID.ORGANIZATION_NAME, "Example Co")], sans))
+    req = replace(req, dns=[*req.dns, "WWW.example.ir", "new.example.ir"], ips=["185.143.232.7", "185.143.232.7"])
+    cert = software_ca.issue("ssl-server", req).certificate
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["www.example.ir", "api.example.ir", "new.example.ir"]
+    assert [str(i) for i in san.get_values_for_type(x509.IPAddress)] == ["185.143.232.7"]
+
+
+def test_an_ordinary_openssl_csr_with_a_cn_is_accepted(software_ca, tmp_path) -> None:
+    """`openssl req -subj /C=IR/ST=.../O=.../CN=www.example.ir`: the CN is accepted and goes into
+    the SAN (not the subject, where the BR make it NOT RECOMMENDED); a CN that is no name of the
+    site is refused, and the error says so."""
+    from .conftest import REPO, openssl_verify, pkilint, run
+
+    out = run(["openssl", "req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+               "-keyout", str(tmp_path / "k"), "-subj", "/C=IR/ST=Tehran/L=Tehran/O=Example Co/CN=www.example.ir",
+               "-out", str(tmp_path / "r.csr")])
+    assert out.returncode == 0, out.stderr
+    issued = software_ca.issue("ssl-server", request_from_csr((tmp_path / "r.csr").read_bytes()))
+    cert = issued.certificate
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME) == []  # BR 7.1.4.3: in the SAN only
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["www.example.ir"]
+    (tmp_path / "c.pem").write_bytes(issued.pem)
+    assert pkilint("lint_cabf_serverauth_cert", tmp_path / "c.pem", extra=("-t", "OV-FINAL-CERTIFICATE")) == []
+    root = software_ca.store.get_ca(software_ca.record.parent)
+    (tmp_path / "root.pem").write_bytes(x509.load_der_x509_certificate(root.certificate).public_bytes(
+        serialization.Encoding.PEM))
+    (tmp_path / "ca.pem").write_bytes(software_ca.certificate.public_bytes(serialization.Encoding.PEM))
+    assert openssl_verify(tmp_path / "root.pem", tmp_path / "ca.pem", tmp_path / "c.pem", "sslserver").returncode == 0
+    assert REPO in cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value[0].full_name[0].value
+    bad = request_from_csr(make_csr(new_key(), [(NameOID.COUNTRY_NAME, "IR"), (NameOID.STATE_OR_PROVINCE_NAME, "Tehran"),
+                                                (NameOID.ORGANIZATION_NAME, "Example Co"),
+                                                (NameOID.ORGANIZATIONAL_UNIT_NAME, "IT"),
+                                                (NameOID.COMMON_NAME, "Example Co Web")],
+                                    [x509.DNSName("www.example.ir")]))
+    with pytest.raises(ProfileViolationError) as err:
+        software_ca.issue("ssl-server", bad)
+    rules = {v.attribute: v.rule for v in err.value.violations}
+    assert rules["subject OU"].startswith("not allowed in this profile; remove OU from the request")
+    assert "subject CN" in rules

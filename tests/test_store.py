@@ -58,7 +58,7 @@ def test_audit_row_and_certificate_commit_together(workspace: Workspace, monkeyp
         raise sqlite3.OperationalError("disk I/O error (simulated)")
 
     monkeypatch.setattr(SqliteStore, "_audit", broken_audit)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StoreError, match="could not record the change .*disk I/O error.*nothing was changed"):
         authority.issue("tsa", request("tsa", new_key().public_key()))
     assert _counts(workspace.store_path) == before  # neither row, not half of the change
 

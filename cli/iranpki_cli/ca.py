@@ -10,11 +10,11 @@ from cryptography import x509
 from iranpki.profiles import subject_text
 from iranpki.store import CaRecord
 
-from .common import KeySecret, export_options, handle_errors, home_option, json_option, workspace, write_certificates
+from .common import HandledGroup, KeySecret, export_options, home_option, json_option, workspace, write_certificates
 from .render import emit_json, fields, iso, table, when
 
 
-@click.group()
+@click.group(cls=HandledGroup)
 def ca() -> None:
     """Certificate authorities: the root and its intermediates (one per assurance level).
 
@@ -66,7 +66,6 @@ def _show(r: CaRecord, as_json: bool) -> None:
 @click.option("--crl-shards", type=click.IntRange(1, 4096), default=1, show_default=True,
               help="Partition the CA's CRL into N shards; each certificate names its shard's CRL.")
 @json_option
-@handle_errors
 def create_root(home: str, name: str, key_ref: str, subject: str, validity_days: int | None,
                 profile_name: str, signature: str | None, passphrase_file: str | None, crl_shards: int,
                 as_json: bool) -> None:
@@ -95,7 +94,6 @@ def create_root(home: str, name: str, key_ref: str, subject: str, validity_days:
 @click.option("--crl-shards", type=click.IntRange(1, 4096), default=1, show_default=True,
               help="Partition the CA's CRL into N shards; each certificate names its shard's CRL.")
 @json_option
-@handle_errors
 def create_intermediate(home: str, name: str, parent: str, level: int, key_ref: str, subject: str,
                         validity_days: int | None, signature: str | None, passphrase_file: str | None,
                         parent_passphrase_file: str | None, crl_shards: int, as_json: bool) -> None:
@@ -112,7 +110,6 @@ def create_intermediate(home: str, name: str, parent: str, level: int, key_ref: 
 @click.argument("name")
 @click.argument("shards", type=click.IntRange(1, 4096))
 @json_option
-@handle_errors
 def set_crl_shards(home: str, name: str, shards: int, as_json: bool) -> None:
     """Partition the CA's CRL into SHARDS (may grow, never shrink: issued certificates keep theirs)."""
     from iranpki.store import AuditEvent
@@ -125,7 +122,6 @@ def set_crl_shards(home: str, name: str, shards: int, as_json: bool) -> None:
 @ca.command("list")
 @home_option
 @json_option
-@handle_errors
 def list_(home: str, as_json: bool) -> None:
     """List the CAs of the workspace."""
     records = workspace(home).store.list_cas()
@@ -144,7 +140,6 @@ def list_(home: str, as_json: bool) -> None:
 @home_option
 @click.argument("name")
 @json_option
-@handle_errors
 def show(home: str, name: str, as_json: bool) -> None:
     """Show one CA."""
     _show(workspace(home).store.get_ca(name), as_json)
@@ -154,7 +149,6 @@ def show(home: str, name: str, as_json: bool) -> None:
 @home_option
 @click.argument("name")
 @export_options
-@handle_errors
 def export(home: str, name: str, fmt: str, chain: bool, out: str | None) -> None:
     """Export a CA certificate (and its chain up to the root)."""
     ws = workspace(home)

@@ -7,20 +7,25 @@ from datetime import datetime
 import click
 from cryptography import x509
 
+from iranpki.ca import MAX_CSR_BYTES
 from iranpki.errors import RequestError
 from iranpki.store import CertificateRecord, Reason
+from iranpki.workspace import MAX_KEY_FILE
 
-from .common import KeySecret, export_options, handle_errors, home_option, json_option, workspace, write_certificates
+from .common import HandledGroup, KeySecret, export_options, home_option, json_option, workspace, write_certificates
 from .render import console, emit_json, fields, iso, table, when
 
-_MAX_INPUT = 1024 * 1024
+# One byte past the library's limit (MAX_CSR_BYTES, MAX_KEY_FILE: both 64 KiB) is read, so that a
+# larger file is refused after 64 KiB + 1 bytes, never read whole.
+_MAX_INPUT = max(MAX_CSR_BYTES, MAX_KEY_FILE)
 
 
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         data = f.read(_MAX_INPUT + 1)
     if len(data) > _MAX_INPUT:
-        raise RequestError(f"{path} is larger than {_MAX_INPUT} bytes; it is not a request or a key")
+        raise RequestError(f"{path} is larger than {_MAX_INPUT} bytes; a CSR or public key is a few KiB. "
+                           "Check that the file is a certificate request or a public key")
     return data
 
 
@@ -31,7 +36,7 @@ def _info(r: CertificateRecord) -> dict:
             "invalidity_date": iso(r.invalidity_date), "sha256": r.fingerprint, "issued_at": iso(r.issued_at)}
 
 
-@click.group()
+@click.group(cls=HandledGroup)
 def cert() -> None:
     """End-entity certificates: issue, revoke, list, show, export.
 
@@ -59,7 +64,6 @@ def cert() -> None:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the PEM certificate here.")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None)
 @json_option
-@handle_errors
 def issue(home: str, ca_name: str, profile_name: str, csr: str | None, public_key: str | None,
           subject: str | None, dns: tuple[str, ...], ip: tuple[str, ...], email: tuple[str, ...], days: int | None,
           out: str | None, passphrase_file: str | None, as_json: bool) -> None:
@@ -88,7 +92,6 @@ def issue(home: str, ca_name: str, profile_name: str, csr: str | None, public_ke
 @click.option("--invalidity-date", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%SZ"]),
               default=None, help="When the key was known or suspected compromised (UTC, e.g. 2026-01-01T00:00:00Z).")
 @json_option
-@handle_errors
 def revoke(home: str, serial: str, reason: str, invalidity_date: datetime | None, as_json: bool) -> None:
     """Revoke a certificate (certificateHold can later be made final or lifted with removeFromCRL)."""
     ws = workspace(home)
@@ -114,7 +117,6 @@ def revoke(home: str, serial: str, reason: str, invalidity_date: datetime | None
 @click.option("--profile", "profile_name", default=None)
 @click.option("--limit", type=int, default=1000, show_default=True)
 @json_option
-@handle_errors
 def list_(home: str, ca_name: str | None, status: str | None, profile_name: str | None, limit: int,
           as_json: bool) -> None:
     """List certificates (oldest first)."""
@@ -130,7 +132,6 @@ def list_(home: str, ca_name: str | None, status: str | None, profile_name: str 
 @home_option
 @click.argument("serial")
 @json_option
-@handle_errors
 def show(home: str, serial: str, as_json: bool) -> None:
     """Show one certificate."""
     r = workspace(home).find_certificate(serial)
@@ -156,7 +157,6 @@ def show(home: str, serial: str, as_json: bool) -> None:
 @home_option
 @click.argument("serial")
 @export_options
-@handle_errors
 def export(home: str, serial: str, fmt: str, chain: bool, out: str | None) -> None:
     """Export a certificate (and its chain)."""
     ws = workspace(home)

@@ -13,14 +13,14 @@ from iranpki.conformance import CATEGORIES, CaseResult, Report, Verdict, select
 from iranpki.conformance.runner import RunOptions, load_cases, run_suite, write_reports
 from iranpki.keys import SecretSource
 
-from .common import _prompt, handle_errors, json_option, pin_source
+from .common import HandledGroup, _prompt, json_option, pin_source
 from .render import console, emit_json, err_console, table
 
 SO_PIN_ENV = "IRANPKI_PKCS11_SO_PIN"
 _STYLE = {Verdict.PASS: "green", Verdict.FAIL: "bold red", Verdict.NOT_APPLICABLE: "dim", Verdict.ERROR: "bold magenta"}
 
 
-@click.group()
+@click.group(cls=HandledGroup)
 def conformance() -> None:
     """The PKCS#11 conformance suite the lab runs against tokens and HSMs before approval.
 
@@ -55,7 +55,6 @@ def _so_pin() -> SecretSource | None:
 @conformance.command("list")
 @click.option("--categories", default=None, help=f"Comma-separated, among {', '.join(CATEGORIES)} (default: all).")
 @json_option
-@handle_errors
 def list_(categories: str | None, as_json: bool) -> None:
     """List the cases: id, category, the clause each checks, and what it needs from the device."""
     load_cases()
@@ -104,7 +103,6 @@ def _summary(report: Report) -> None:
               help="N in the performance cases' N sessions and N processes.")
 @click.option("--plugin", "plugins", multiple=True, hidden=True, help="A module or .py file with more cases.")
 @json_option
-@handle_errors
 def run(module: str, token_label: str, categories: str | None, case_ids: str | None, out_dir: str | None,
         timeout_s: float, disposable: bool, device_class: str, perf_seconds: float, parallel: int,
         plugins: tuple[str, ...], as_json: bool) -> None:

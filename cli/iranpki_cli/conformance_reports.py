@@ -23,7 +23,7 @@ from rich.markup import escape
 from iranpki.conformance import attestation
 from iranpki.signing import load_certificates
 
-from .common import handle_errors, json_option
+from .common import HandledCommand, json_option
 from .render import emit_json, err_console, table
 from .sign import _chain, _done, _key_options, _open, _scheme, _subject
 
@@ -32,12 +32,11 @@ __all__ = ["approve", "register", "sign_report", "verify_report"]
 _FILE = click.Path(exists=True, dir_okay=False)
 
 
-@click.command("sign-report")
+@click.command("sign-report", cls=HandledCommand)
 @click.argument("report", type=_FILE)
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="The detached signature (DER) to write; default REPORT.p7s beside the report.")
 @_key_options
-@handle_errors
 def sign_report(report: str, out: str | None, key_ref: str, cert_file: str, chain_files: tuple[str, ...],
                 passphrase_file: str | None, signature: str | None, home: str | None, as_json: bool) -> None:
     """Sign a report.json with the lab's key (detached CMS over its exact bytes).
@@ -57,14 +56,13 @@ def sign_report(report: str, out: str | None, key_ref: str, cert_file: str, chai
     _done(as_json, "Report signed", {"out": out, "report": report, "signer": _subject(cert), "bytes": len(data)})
 
 
-@click.command()
+@click.command(cls=HandledCommand)
 @click.argument("report", type=_FILE)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The approval (.p7m, DER) to write.")
 @click.option("--days", "valid_days", type=click.IntRange(1, attestation.MAX_VALID_DAYS), default=365,
               show_default=True, help="How long the approval is valid, from now.")
 @click.option("--id", "approval_id", default=None, help="The approval number (default: a random UUID).")
 @_key_options
-@handle_errors
 def approve(report: str, out: str, valid_days: int, approval_id: str | None, key_ref: str, cert_file: str,
             chain_files: tuple[str, ...], passphrase_file: str | None, signature: str | None, home: str | None,
             as_json: bool) -> None:
@@ -87,7 +85,7 @@ def approve(report: str, out: str, valid_days: int, approval_id: str | None, key
                                        "signer": _subject(cert), "bytes": len(data)})
 
 
-@click.command("verify-report")
+@click.command("verify-report", cls=HandledCommand)
 @click.argument("report", type=_FILE)
 @click.option("--signature", "signature_file", type=_FILE, default=None,
               help="The lab's detached signature (default: REPORT.p7s beside the report, if present).")
@@ -97,7 +95,6 @@ def approve(report: str, out: str, valid_days: int, approval_id: str | None, key
 @click.option("--trust", "trust_files", multiple=True, type=_FILE,
               help="Trust root(s) (PEM or DER); default the national root shipped with iranpki.")
 @json_option
-@handle_errors
 def verify_report(report: str, signature_file: str | None, approval_file: str | None, module_path: str | None,
                   trust_files: tuple[str, ...], as_json: bool) -> None:
     """Verify a report's signature and/or approval; exit 0 when everything given verifies, else 1.

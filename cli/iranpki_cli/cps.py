@@ -12,13 +12,13 @@ from iranpki.compliance.report import render_html, render_text
 from iranpki.errors import ComplianceError, ConfigError
 from iranpki.policy import load_policy
 
-from .common import handle_errors
-from .render import console, err_console, table, when
+from .common import HandledGroup, json_option, report_error
+from .render import console, table, when
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "dim"}
 
 
-@click.group()
+@click.group(cls=HandledGroup)
 def cps() -> None:
     """Certification Practice Statements: check one against the national CP and what the CA issues.
 
@@ -69,16 +69,18 @@ def _show(report: ComplianceReport) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="File to write (default: stdout).")
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False), default=None,
               help="A CP YAML file (default: the national CP shipped with iranpki).")
-@handle_errors
+@json_option
 def check(cps_file: str, level: int, artefacts_dir: str | None, fmt: str, out: str | None,
-          policy_path: str | None) -> None:
+          policy_path: str | None, as_json: bool) -> None:
     """Check CPS.md (Markdown, RFC 3647 headings) against the national CP for --level, and the
     artefacts in --artifacts against both. Exit status 0 without ERROR, 1 with one, 2 when the
     CPS, the folder or the CP cannot be read."""
+    if as_json:
+        fmt = "json"  # --json as every command takes it: the report as JSON (same as --format json)
     try:
         report = check_cps(cps_file, level, artefacts_dir=artefacts_dir, policy=load_policy(policy_path))
     except (ComplianceError, ConfigError) as exc:
-        err_console.print("[bold red]error:[/] " + escape(str(exc)), highlight=False)
+        report_error(exc, as_json=fmt == "json")
         raise click.exceptions.Exit(2) from None
     if fmt == "json":
         _write(report.to_json() + "\n", out)
@@ -95,7 +97,6 @@ def check(cps_file: str, level: int, artefacts_dir: str | None, fmt: str, out: s
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="File to write (default: stdout).")
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False), default=None,
               help="A CP YAML file (default: the national CP shipped with iranpki).")
-@handle_errors
 def render(out: str | None, policy_path: str | None) -> None:
     """Write the national CP out as an RFC 3647 document in Markdown."""
     from iranpki.compliance.render import render_cp

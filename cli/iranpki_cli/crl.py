@@ -6,11 +6,11 @@ import click
 
 from iranpki.store import CrlRecord
 
-from .common import KeySecret, handle_errors, home_option, json_option, workspace
+from .common import HandledGroup, KeySecret, home_option, json_option, workspace
 from .render import emit_json, iso, table, when
 
 
-@click.group()
+@click.group(cls=HandledGroup)
 def crl() -> None:
     """Certificate revocation lists (RFC 5280): complete, delta and partitioned CRLs.
 
@@ -43,7 +43,6 @@ def _table(title: str, records: list[CrlRecord]) -> None:
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None,
               help="Passphrase of a software CA key (else IRANPKI_KEY_PASSPHRASE or a prompt).")
 @json_option
-@handle_errors
 def generate(home: str, ca_name: str, delta: bool, shard: int | None, passphrase_file: str | None,
              as_json: bool) -> None:
     """Generate, sign and record the CA's CRL (each shard's, unless --shard names one)."""
@@ -59,7 +58,6 @@ def generate(home: str, ca_name: str, delta: bool, shard: int | None, passphrase
 @home_option
 @click.option("--ca", "ca_name", default=None, help="Only this CA's CRLs.")
 @json_option
-@handle_errors
 def list_(home: str, ca_name: str | None, as_json: bool) -> None:
     """List the CRLs the workspace generated (the register in the store)."""
     records = workspace(home).store.list_crls(ca_name)
@@ -75,7 +73,6 @@ def list_(home: str, ca_name: str | None, as_json: bool) -> None:
               help="The repository folder the web server serves at the repository URL.")
 @click.option("--ca", "ca_names", multiple=True, help="Only these CAs (repeatable; default: all).")
 @json_option
-@handle_errors
 def publish(home: str, target: str, ca_names: tuple[str, ...], as_json: bool) -> None:
     """Write the CA certificates and the newest CRLs into the repository folder, laid out as the
     URLs in the certificates say (certs/NAME.crt, crl/NAME[-K].crl, crl/NAME[-K]-delta.crl).

@@ -6,18 +6,17 @@ import click
 
 from iranpki.workspace import Workspace
 
-from .common import handle_errors, json_option
+from .common import HandledCommand, json_option
 from .render import console, emit_json
 
 
-@click.command()
+@click.command(cls=HandledCommand)
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--repository-url", required=True,
               help="Base URL where CRLs and CA certificates are published (goes into certificates).")
 @click.option("--ocsp-url", default="", help="Base URL of the OCSP responders (each CA adds /NAME).")
 @click.option("--module", "pkcs11_module", default=None, help="PKCS#11 module (default: SoftHSM2).")
 @json_option
-@handle_errors
 def init(directory: str, repository_url: str, ocsp_url: str, pkcs11_module: str | None, as_json: bool) -> None:
     """Make a workspace in DIRECTORY: settings, an empty store, a folder for software keys.
 

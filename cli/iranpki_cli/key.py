@@ -6,11 +6,11 @@ import click
 
 from iranpki.keys import KeySpec
 
-from .common import KeySecret, handle_errors, home_option, json_option, pin_source, workspace
+from .common import HandledGroup, KeySecret, home_option, json_option, pin_source, workspace
 from .render import console, emit_json, table, when
 
 
-@click.group()
+@click.group(cls=HandledGroup)
 def key() -> None:
     """Key pairs on tokens (PKCS#11) or in encrypted software files.
 
@@ -31,7 +31,6 @@ def key() -> None:
 @click.option("--pubout", type=click.Path(dir_okay=False), default=None,
               help="Also write the public key here (PEM), e.g. for `iranpki cert issue --public-key`.")
 @json_option
-@handle_errors
 def generate(home: str, algorithm: str, label: str, token: str | None, passphrase_file: str | None,
              pubout: str | None, as_json: bool) -> None:
     """Generate a key pair: private, sensitive and non-extractable on a token."""
@@ -56,7 +55,6 @@ def generate(home: str, algorithm: str, label: str, token: str | None, passphras
 @home_option
 @click.option("--token", default=None, help="Also list the private keys present on this token (needs the PIN).")
 @json_option
-@handle_errors
 def list_(home: str, token: str | None, as_json: bool) -> None:
     """List the keys recorded in the workspace, or the keys on a token."""
     ws = workspace(home)

@@ -22,9 +22,10 @@ import logging
 import click
 
 from . import ca, cert, conformance, cps, crl, init, key, ocsp, profile, sign, token, tsa, verify
+from .common import HandledGroup
 
-
-@click.group(help=__doc__, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=HandledGroup, help=__doc__,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--verbose", is_flag=True, help="Show the full trace of an error.")
 @click.version_option(package_name="iranpki")
 def cli(verbose: bool) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .common import KeySecret, handle_errors, home_option, json_option, workspace
+from .common import HandledGroup, KeySecret, home_option, json_option, workspace
 from .render import console, emit_json
 
 _signing_option = click.option(
@@ -30,7 +30,7 @@ def _common(func):  # noqa: ANN001, ANN202 - a click decorator
     return home_option(func)
 
 
-@click.group()
+@click.group(cls=HandledGroup)
 def ocsp() -> None:
     """OCSP responder (RFC 6960, RFC 9919 lightweight profile) over HTTP, GET and POST.
 
@@ -54,7 +54,6 @@ def ocsp() -> None:
 @_signing_option
 @click.option("--timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
               help="Seconds a client may take to send a whole request before it is cut off.")
-@handle_errors
 def serve(home: str, ca_names: tuple[str, ...], responder_key: str | None, passphrase_file: str | None,
           responder_passphrase_file: str | None, host: str, port: int, workers: int, signing: str,
           timeout: float) -> None:
@@ -80,7 +79,6 @@ def serve(home: str, ca_names: tuple[str, ...], responder_key: str | None, passp
 @_common
 @click.option("--all", "everything", is_flag=True, help="Re-sign every response, not only those that are due.")
 @json_option
-@handle_errors
 def prepare(home: str, ca_names: tuple[str, ...], responder_key: str | None, passphrase_file: str | None,
             responder_passphrase_file: str | None, everything: bool, as_json: bool) -> None:
     """Sign the pre-produced responses that are due (missing, near nextUpdate, or older than a

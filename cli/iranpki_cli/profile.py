@@ -7,11 +7,11 @@ import yaml
 
 from iranpki.profiles import list_profiles, load_profile
 
-from .common import handle_errors, json_option
+from .common import HandledGroup, json_option
 from .render import console, emit_json, table
 
 
-@click.group()
+@click.group(cls=HandledGroup)
 def profile() -> None:
     """Certificate profiles (profiles/*.yaml).
 
@@ -24,7 +24,6 @@ def profile() -> None:
 
 @profile.command("list")
 @json_option
-@handle_errors
 def list_(as_json: bool) -> None:
     """List the profiles."""
     profiles = list_profiles()
@@ -39,7 +38,6 @@ def list_(as_json: bool) -> None:
 @profile.command()
 @click.argument("name")
 @json_option
-@handle_errors
 def show(name: str, as_json: bool) -> None:
     """Show one profile in full."""
     p = load_profile(name)

@@ -12,14 +12,14 @@ from iranpki import signing
 from iranpki.keys import SignatureScheme, Signer, open_signer
 from iranpki.workspace import HOME_ENV, Workspace
 
-from .common import KeySecret, handle_errors, json_option
+from .common import HandledGroup, KeySecret, json_option
 from .render import emit_json, fields
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(exists=True, dir_okay=False)
 
 
-@click.group()
+@click.group(cls=HandledGroup)
 def sign() -> None:
     """Sign documents: PDF (PAdES B-B, B-T, B-LT), CMS over any file, S/MIME mail, Windows PE.
 
@@ -96,7 +96,6 @@ def _subject(cert: bytes) -> str:
 @click.option("--reason", default=None, help="Why the document is signed (shown by PDF readers).")
 @click.option("--location", default=None, help="Where it is signed.")
 @click.option("--field", "field_name", default="Signature1", show_default=True, help="The signature field's name.")
-@handle_errors
 def pdf(pdf: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[str, ...], passphrase_file: str | None,
         signature: str | None, home: str | None, as_json: bool, level: str, tsa_url: str | None, root_files: tuple[str, ...],
         crl_files: tuple[str, ...], fetch: bool, reason: str | None, location: str | None, field_name: str) -> None:
@@ -119,7 +118,6 @@ def pdf(pdf: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[str
 @_key_options
 @click.option("--attached", is_flag=True, help="Embed the file in the signature (default: detached).")
 @click.option("--tsa", "tsa_url", default=None, help="RFC 3161 time-stamping URL for a signature time-stamp.")
-@handle_errors
 def cms(file: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[str, ...], passphrase_file: str | None,
         signature: str | None, home: str | None, as_json: bool, attached: bool, tsa_url: str | None) -> None:
     """Sign any file (script, archive, document) as CMS SignedData, detached or attached.
@@ -141,7 +139,6 @@ def cms(file: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[st
 @_key_options
 @click.option("--encrypt-to", "recipients", multiple=True, type=_FILE,
               help="Also encrypt to this recipient's certificate (repeatable; RSA S/MIME certificates).")
-@handle_errors
 def mail(msg: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[str, ...], passphrase_file: str | None,
          signature: str | None, home: str | None, as_json: bool, recipients: tuple[str, ...]) -> None:
     """Sign a mail message as S/MIME (multipart/signed); with --encrypt-to, sign then encrypt it."""
@@ -167,7 +164,6 @@ def mail(msg: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[st
 @click.option("--url", default=None, help="The publisher's URL shown by Windows.")
 @click.option("--tsa", "tsa_url", default=None, help="RFC 3161 time-stamping URL.")
 @json_option
-@handle_errors
 def pe(exe: str, out: str, key_file: str, cert_file: str, chain_files: tuple[str, ...], passphrase_file: str | None,
        description: str | None, url: str | None, tsa_url: str | None, as_json: bool) -> None:
     """Authenticode-sign a Windows program (.exe, .dll) with osslsigncode."""

@@ -8,11 +8,11 @@ from iranpki.keys.pkcs11 import list_tokens
 
 from iranpki.keys import SecretSource
 
-from .common import _prompt, handle_errors, json_option, pin_source
+from .common import HandledGroup, _prompt, json_option, pin_source
 from .render import console, emit_json, table
 
 
-@click.group()
+@click.group(cls=HandledGroup)
 def token() -> None:
     """PKCS#11 tokens and HSMs.
 
@@ -25,7 +25,6 @@ def token() -> None:
 @token.command("list")
 @click.option("--module", default=None, help="PKCS#11 module (default: IRANPKI_PKCS11_MODULE or SoftHSM2).")
 @json_option
-@handle_errors
 def list_(module: str | None, as_json: bool) -> None:
     """List the tokens the module sees (no login needed)."""
     tokens = list_tokens(module)
@@ -41,7 +40,6 @@ def list_(module: str | None, as_json: bool) -> None:
 @click.option("--label", required=True, help="Label of the new token (at most 32 bytes).")
 @click.option("--module", default=None, help="PKCS#11 module (default: IRANPKI_PKCS11_MODULE or SoftHSM2).")
 @json_option
-@handle_errors
 def init(label: str, module: str | None, as_json: bool) -> None:
     """Initialise a free token and set its user PIN.
 

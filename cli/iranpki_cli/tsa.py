@@ -10,11 +10,11 @@ import click
 
 from iranpki.tsa import fetch_stamp, verify_token
 
-from .common import KeySecret, handle_errors, home_option, json_option, workspace
+from .common import HandledGroup, KeySecret, home_option, json_option, workspace
 from .render import console, emit_json
 
 
-@click.group()
+@click.group(cls=HandledGroup)
 def tsa() -> None:
     """Time-stamp authority (RFC 3161 with RFC 5816 ESSCertIDv2) over HTTP, and a client.
 
@@ -51,7 +51,6 @@ def tsa() -> None:
               help="Worker processes answering HTTP (one per core).")
 @click.option("--timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
               help="Seconds a client may take to send a whole request before it is cut off.")
-@handle_errors
 def serve(home: str, ca_name: str, key_ref: str, cert_serial: str | None, passphrase_file: str | None,
           host: str, port: int, workers: int, timeout: float) -> None:
     """Answer time-stamp requests (POST application/timestamp-query, any path) until SIGTERM or Ctrl-C.
@@ -81,7 +80,6 @@ def serve(home: str, ca_name: str, key_ref: str, cert_serial: str | None, passph
               help="Root certificate(s) the TSA must chain to (default: the national root).")
 @click.option("--no-verify", is_flag=True, help="Do not verify the token's signature and the TSA's certificate.")
 @json_option
-@handle_errors
 def stamp(file: click.utils.LazyFile, url: str, hash_name: str, out: str | None, timeout: float,
           trust_files: tuple[str, ...], no_verify: bool, as_json: bool) -> None:
     """Get a time-stamp for FILE (- for stdin) from the TSA at --url, check that it is granted and

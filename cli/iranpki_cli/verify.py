@@ -26,7 +26,7 @@ from iranpki import signing, validation
 from iranpki.errors import CertificateValidationError, SigningError, ValidationInputError
 from iranpki.workspace import CONFIG_NAME, Workspace
 
-from .common import handle_errors, home_option, json_option
+from .common import HandledCommand, home_option, json_option
 from .render import emit_json, err_console, fields, when
 
 __all__ = ["KINDS", "FileKind", "Verdict", "VerifyOptions", "register", "verify"]
@@ -199,7 +199,7 @@ def _parse_time(text: str | None) -> datetime | None:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
-@click.command()
+@click.command(cls=HandledCommand)
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--purpose", type=click.Choice(list(validation.PURPOSES)), default=None,
               help="What the certificate is relied on for (key usage and extended key usage); default any.")
@@ -224,7 +224,6 @@ def _parse_time(text: str | None) -> datetime | None:
               help="The signed file of a detached CMS signature (default: FILE without its .p7s).")
 @home_option
 @json_option
-@handle_errors
 def verify(file: str, purpose: str | None, at_text: str | None, level: int | None, chain_files: tuple[str, ...],
            crl_files: tuple[str, ...], ocsp: bool, fetch: bool, trust_files: tuple[str, ...], revocation: str,
            content_file: str | None, home: str, as_json: bool) -> None:

@@ -18,13 +18,14 @@ How a certificate is made (and why it is safe):
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -41,7 +42,9 @@ from .errors import (
     TokenError,
     Violation,
 )
+from .keycheck import check_public_key
 from .keys.base import HASHES, KeySpec, SignatureScheme, Signer, key_spec_of
+from .names import check_ca_name
 from .policy import CertificatePolicy, load_policy
 from .profiles import ATTRIBUTE_NAMES, EKUS, Profile, load_profile, name_der, subject_text, subject_text_of
 from .store.base import AuditEvent, CaRecord, CertificateRecord, Reason, Store
@@ -135,21 +138,44 @@ def request_from_csr(data: bytes, *, validity_days: int | None = None) -> IssueR
             f"the CSR is {len(data)} bytes; at most {MAX_CSR_BYTES} are accepted (a real CSR is under 4 KiB). "
             "Check that the file is a certificate request"
         )
+    pem = b"-----BEGIN" in data  # PEM may follow explanatory text (RFC 7468 5.2)
+    if pem:
+        blocks = re.findall(rb"-----BEGIN ([A-Z0-9 ]+)-----", data)
+        if len(blocks) != 1:
+            names = ", ".join(b.decode("ascii") for b in blocks)
+            raise RequestError(f"the file holds {len(blocks)} PEM blocks ({names}); give exactly one certificate "
+                               "request per file, so that it is clear which one is to be certified")
+        if blocks[0] not in (b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"):
+            raise RequestError(f"the file holds a PEM block of type {blocks[0].decode('ascii')!r}, not a "
+                               "CERTIFICATE REQUEST; give the CSR (openssl req -new ... -out site.csr)")
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            csr = x509.load_pem_x509_csr(data)
-        else:
-            csr = x509.load_der_x509_csr(data)
-    except ValueError as exc:
-        raise RequestError(f"the file is not a PKCS#10 certificate request ({exc}); give a PEM or DER CSR") from None
+        csr = x509.load_pem_x509_csr(data) if pem else x509.load_der_x509_csr(data)
+    except x509.InvalidVersion as exc:
+        # RFC 2986 4.1: version is 0 for this edition of PKCS#10.
+        raise RequestError(f"the CSR's version field is {exc.parsed_version}; a PKCS#10 request has version 0 "
+                           "(RFC 2986 4.1). Generate the CSR again with a standard tool (openssl req)") from None
+    except ValueError:
+        # The parser's own message names ASN.1 internals; what the user needs is which input was wrong.
+        raise RequestError("the file is not a readable PKCS#10 certificate request (its DER structure is damaged "
+                           "or it is another kind of file); give a PEM or DER CSR as openssl req writes it") from None
     try:
         public_key = csr.public_key()
-    except (ValueError, x509.UnsupportedGeneralNameType) as exc:
-        raise RequestError(f"the CSR's public key cannot be read: {exc}") from None
+    except UnsupportedAlgorithm:
+        oid = _spki_algorithm(csr)
+        raise RequestError(f"the CSR's public key uses the algorithm {oid}, which iranpki does not certify; "
+                           "use an RSA key or an EC key on P-256 or P-384") from None
+    except (ValueError, x509.UnsupportedGeneralNameType):
+        raise RequestError("the CSR's public key is damaged and cannot be read; generate the CSR again") from None
+    hash_alg = _csr_signature_hash(csr)
+    if hash_alg in ("sha1", "md5", "md2", "md4"):
+        raise RequestError(f"the CSR is signed with {hash_alg.upper()}, which iranpki does not accept for proof of "
+                           "possession (CA/Browser Forum BR 7.1.3.2); sign it with SHA-256 or stronger "
+                           "(openssl req -sha256)")
     try:
         valid = csr.is_signature_valid
-    except Exception as exc:  # noqa: BLE001 - an unsupported algorithm is also a failed proof
-        raise RequestError(f"the CSR's signature cannot be checked ({exc}); sign it with RSA or ECDSA and SHA-2") from None
+    except Exception:  # noqa: BLE001 - an algorithm cryptography cannot check
+        raise RequestError(f"the CSR's signature algorithm ({csr.signature_algorithm_oid.dotted_string}) cannot be "
+                           "checked; sign it with RSA or ECDSA and SHA-256 or stronger") from None
     if not valid:
         raise RequestError(
             "the CSR's signature does not verify with its own public key: proof of possession failed. "
@@ -177,6 +203,36 @@ def request_from_csr(data: bytes, *, validity_days: int | None = None) -> IssueR
         emails = list(san.get_values_for_type(x509.RFC822Name))
     return IssueRequest(subject=subject, public_key=public_key, dns=dns, ips=ips, emails=emails,
                         validity_days=validity_days)
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _spki_algorithm(csr: x509.CertificateSigningRequest) -> str:
+    """The dotted OID of a CSR's key algorithm, read generically (RFC 2986 4.1: the third field of
+    CertificationRequestInfo, its first field's first field), since no parser knows an unknown one."""
+    from asn1crypto import core
+
+    try:
+        info = core.load(csr.public_bytes(serialization.Encoding.DER))[0]
+        return str(info[2][0][0].dotted)
+    except Exception:  # noqa: BLE001 - a name for a message only
+        return "(unreadable)"
+
+
+def _csr_signature_hash(csr: x509.CertificateSigningRequest) -> str | None:
+    try:
+        alg = csr.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        return None
+    return alg.name if alg is not None else None
 
 
 def _text(value: str | bytes) -> str:
@@ -236,7 +292,10 @@ def _fill(template: str | None, issuer: _Issuer, shard: int = 0) -> str | None:
             f"CA {issuer.name!r} partitions its CRL into {issuer.crl_shards} shards, but the URL template "
             f"{template!r} has no {{shard}}; add {{shard}} so each certificate names its shard's CRL"
         )
-    url = template.format(repository=issuer.repository_url.rstrip("/"), ocsp=issuer.ocsp_url, ca=issuer.name,
+    # The name is a slug (checked when the CA was made, and here again for records written by hand),
+    # so it goes into the URL as it is: no '/', '..', '?', '#' or space can reach a certificate.
+    url = template.format(repository=issuer.repository_url.rstrip("/"), ocsp=issuer.ocsp_url,
+                          ca=check_ca_name(issuer.name),
                           shard=_shard_text(issuer.crl_shards, shard))
     return url or None
 
@@ -474,7 +533,9 @@ class CertificateAuthority:
             "fingerprint": record.fingerprint, "not_after": record.not_after.isoformat()})
 
     def _check(self, profile: Profile, request: IssueRequest, subject_level: int | None) -> _Plan:
-        """Check ``request`` against ``profile`` and the CP; collect every violation, then raise."""
+        """Check ``request`` against ``profile`` and the CP; collect every violation, then raise.
+        A weak key is refused first, on its own: no profile change can make it sound."""
+        check_public_key(request.public_key)
         violations: list[Violation] = []
         try:
             spec: KeySpec | None = key_spec_of(request.public_key)
@@ -493,7 +554,12 @@ class CertificateAuthority:
                     violations.append(Violation("public key", str(spec),
                                                 f"assurance level {level} allows curves {', '.join(lv.ec_curves)}"))
         subject = profile.normalise_subject(request.subject, violations)
-        dns, ips, emails = profile.check_sans(request.dns, request.ips, request.emails, violations)
+        req_dns, req_ips = list(request.dns), list(request.ips)
+        for attr, value in subject:
+            if attr.check == "san-name":  # a commonName that must repeat a SAN entry: make sure it does
+                (req_ips if _is_ip(value) else req_dns).append(value)
+        subject = [(attr, value) for attr, value in subject if attr.in_subject]
+        dns, ips, emails = profile.check_sans(req_dns, req_ips, request.emails, violations)
         days = request.validity_days or profile.default_validity_days
         profile.check_validity(days, violations)
         level = subject_level or self.record.level
@@ -557,11 +623,13 @@ def create_root(store: Store, signer: Signer, name: str, subject: list[tuple[str
                 scheme: SignatureScheme | None = None, actor: str = "iranpki",
                 crl_shards: int = 1) -> CertificateAuthority:
     """Create a self-signed root CA and record it (``crl_shards``: CRL partitions, see iranpki.crl)."""
+    check_ca_name(name)
     _check_shards(crl_shards)
     prof = load_profile(profile) if isinstance(profile, str) else profile
     if prof.kind != "root":
         raise IssuanceError(f"profile {prof.name!r} is for {prof.kind} certificates; a root needs a root profile")
     clock = clock or SystemClock()
+    check_public_key(signer.public_key)
     violations: list[Violation] = []
     spec = signer.key_spec
     prof.check_key(spec, violations)
@@ -606,6 +674,7 @@ def create_intermediate(parent: CertificateAuthority, signer: Signer, name: str,
     ``scheme`` is how the new CA will sign (default: PKCS#1 v1.5 or ECDSA with the hash matched
     to its key); the parent signs the CA certificate with its own scheme.
     """
+    check_ca_name(name)
     _check_shards(crl_shards)
     prof = load_profile(profile or f"intermediate-level{level}") if not isinstance(profile, Profile) else profile
     if prof.kind != "intermediate" or prof.level != level:

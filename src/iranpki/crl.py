@@ -41,6 +41,7 @@ from .ca import encode_extension, verify_signature, crl_url
 from .clock import Clock, SystemClock
 from .errors import CrlError
 from .keys.base import SignatureScheme, Signer
+from .names import check_ca_name, inside
 from .policy import CertificatePolicy, load_policy
 from .store.base import AuditEvent, CaRecord, CrlRecord, Store
 
@@ -166,6 +167,7 @@ def generate_crl(store: Store, ca: CaRecord, signer: Signer, out_dir: str | os.P
     The CRL is written to ``out_dir/<ca>-<number>[-delta].crl`` (atomically) and recorded in the
     store's CRL register; :func:`publish` lays the newest ones out as the URLs say.
     """
+    check_ca_name(ca.name)  # it names the file and the URLs; a record edited by hand is refused here
     clock = clock or SystemClock()
     policy = policy or load_policy()
     scheme = scheme or SignatureScheme.parse(ca.signature)
@@ -241,7 +243,7 @@ def generate_crl(store: Store, ca: CaRecord, signer: Signer, out_dir: str | os.P
 
     kind = "delta" if delta else "full"
     name = f"{ca.name}{'' if shard is None else f'-{shard}'}-{number}{'-delta' if delta else ''}.crl"
-    path = Path(out_dir) / name
+    path = inside(out_dir, name)
     digest = _write_atomic(path, (outer_header, tbs, tail))
     record = CrlRecord(ca=ca.name, number=number, kind=kind, shard=shard,
                        base_number=base.number if base else None, this_update=now, next_update=next_update,
@@ -297,9 +299,9 @@ def publish(store: Store, repository: str | os.PathLike[str], cas: list[str] | N
     done: list[tuple[str, str]] = []
     records = [store.get_ca(n) for n in cas] if cas else store.list_cas()
     for ca in records:
-        cert_url = f"{ca.repository_url.rstrip('/')}/certs/{ca.name}.crt"
+        cert_url = f"{ca.repository_url.rstrip('/')}/certs/{check_ca_name(ca.name)}.crt"
         rel = repository_path(ca, cert_url)
-        _write_atomic(root / rel, [ca.certificate])
+        _write_atomic(inside(root, rel), [ca.certificate])
         done.append((rel, f"CA certificate of {ca.name}"))
         shards: list[int | None] = [None] if ca.crl_shards == 1 else list(range(ca.crl_shards))
         for shard in shards:
@@ -316,7 +318,7 @@ def publish(store: Store, repository: str | os.PathLike[str], cas: list[str] | N
                     raise CrlError(f"the file {crl.path} is not CRL {crl.number} of {ca.name!r} as recorded "
                                    "(its SHA-256 differs); generate a new one rather than publish it")
                 rel = repository_path(ca, crl_url(ca, shard, delta=kind == "delta"))
-                _write_atomic(root / rel, [data])
+                _write_atomic(inside(root, rel), [data])
                 done.append((rel, f"{'delta ' if kind == 'delta' else ''}CRL {crl.number} of {ca.name}"
                                   + (f" shard {shard}" if shard is not None else "")))
     return done

@@ -4,6 +4,7 @@ Catch :class:`IranPkiError` to catch them all; catch a subtree to handle one con
 
     IranPkiError
     ├── ConfigError                 workspace, configuration file, environment
+    │   └── InvalidNameError        a CA name, key label or token label that is not allowed (``value``)
     ├── TokenError                  key backends: PKCS#11 modules, tokens, software keys
     │   ├── TokenNotFoundError      no token with the requested label
     │   ├── KeyNotFoundError        no key object / key file for a reference
@@ -13,6 +14,7 @@ Catch :class:`IranPkiError` to catch them all; catch a subtree to handle one con
     │   └── UnknownProfileError
     ├── IssuanceError               a request the CA refuses
     │   ├── RequestError            a CSR or public key that cannot be used (syntax, signature, size)
+    │   │   └── WeakKeyError        a public key with a known weakness (``check``, ``detail``)
     │   └── ProfileViolationError   a request that breaks its profile (every violation listed)
     ├── StoreError                  the certificate store
     │   ├── NotFoundError           no such CA / certificate / key record
@@ -62,6 +64,7 @@ __all__ = [
     "CrlError",
     "DuplicateError",
     "IdentifierError",
+    "InvalidNameError",
     "IranPkiError",
     "IssuanceError",
     "KeyNotFoundError",
@@ -95,6 +98,7 @@ __all__ = [
     "KeyUsageError",
     "PolicyNotAcceptableError",
     "Violation",
+    "WeakKeyError",
 ]
 
 
@@ -104,6 +108,15 @@ class IranPkiError(Exception):
 
 class ConfigError(IranPkiError):
     """The workspace or its configuration is missing or wrong."""
+
+
+class InvalidNameError(ConfigError):
+    """A CA name, key label or token label that is not allowed, or a file name that leads
+    outside its folder. ``value`` is what was given."""
+
+    def __init__(self, message: str, *, value: object = None):
+        super().__init__(message)
+        self.value = value
 
 
 class TokenError(IranPkiError):
@@ -155,6 +168,16 @@ class IssuanceError(IranPkiError):
 
 class RequestError(IssuanceError):
     """A CSR or public key that cannot be used at all (syntax, signature, size)."""
+
+
+class WeakKeyError(RequestError):
+    """A public key with a known weakness (small factors, close primes, ROCA, a blocklisted
+    key, a bad exponent, an EC point off its curve). ``check`` names the check, ``detail`` why."""
+
+    def __init__(self, message: str, *, check: str, detail: str):
+        super().__init__(message)
+        self.check = check
+        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ EKUS: dict[str, ObjectIdentifier] = {
     "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
 }
 
-Check = Literal["national-code", "legal-entity-id", "persian-name", "country", "dns-name", "email"]
+Check = Literal["national-code", "legal-entity-id", "persian-name", "country", "dns-name", "email", "san-name"]
 _PRINTABLE = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]*$")
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
@@ -89,6 +89,10 @@ class SubjectAttribute(_Frozen):
     max_length: int = Field(default=64, ge=1, le=255)
     #: Prefix written before a checked identifier (ETSI EN 319 412-1 5.1.4: "NTRIR-").
     prefix: str = ""
+    #: Whether the value is written into the certificate's subject. False for an attribute a
+    #: request may carry that is checked and used elsewhere (a TLS commonName, added to the
+    #: subjectAltName, since BR 7.1.4.3 makes it NOT RECOMMENDED in the subject).
+    in_subject: bool = True
 
     @model_validator(mode="after")
     def _known(self) -> SubjectAttribute:
@@ -245,7 +249,8 @@ class Profile(_Frozen):
         for name in by_name:
             if name not in allowed:
                 out.append(Violation(f"subject {name}", by_name[name][0],
-                                     f"not allowed in this profile; allowed: {', '.join(allowed)}"))
+                                     f"not allowed in this profile; remove {name} from the request "
+                                     f"(this profile takes {', '.join(allowed)})"))
         result: list[tuple[SubjectAttribute, str]] = []
         for attr in self.subject:
             values = by_name.get(attr.name, [])
@@ -255,7 +260,8 @@ class Profile(_Frozen):
             value = values[0] if values else (attr.value or attr.default)
             if value is None:
                 if attr.required:
-                    out.append(Violation(f"subject {attr.name}", None, "required"))
+                    out.append(Violation(f"subject {attr.name}", None,
+                                         f"required in this profile; add {attr.name}=... to the subject"))
                 continue
             checked = _check_attribute(attr, value, out)
             if checked is not None:
@@ -273,8 +279,13 @@ class Profile(_Frozen):
         if len(dns) + len(ips) + len(emails) > self.san.max_entries:
             out.append(Violation("subjectAltName", f"{len(dns) + len(ips) + len(emails)} entries",
                                  f"at most {self.san.max_entries} entries"))
-        good_dns = [d for d in (d.lower() for d in dns) if _check_dns(d, out)]
-        good_ips = []
+        # A name given twice (in the CSR and again on the command line, or as the commonName) is
+        # certified once: DNS names compare without case (RFC 4343), addresses by value.
+        dns = list(dict.fromkeys(d.lower() for d in dns))
+        emails = list(dict.fromkeys(emails))
+        ips = list(dict.fromkeys(ips))
+        good_dns = [d for d in dns if _check_dns(d, out)]
+        good_ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
         for ip in ips:
             try:
                 addr = ipaddress.ip_address(ip)
@@ -284,7 +295,8 @@ class Profile(_Frozen):
             if addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved or addr.is_unspecified:
                 out.append(Violation("subjectAltName ip", ip, "an internal or reserved address cannot be certified"))
                 continue
-            good_ips.append(addr)
+            if addr not in good_ips:
+                good_ips.append(addr)
         good_emails = []
         for e in emails:
             if not _EMAIL.match(e) or not e.isascii():
@@ -329,6 +341,15 @@ def _check_attribute(attr: SubjectAttribute, value: str, out: list[Violation]) -
             return None
         elif attr.check == "dns-name" and not _check_dns(value.lower(), out, what=label):
             return None
+        elif attr.check == "san-name":
+            # BR 7.1.2.7.4: a commonName repeats one of the subjectAltName entries, a DNS name
+            # (lower case here, as in the SAN) or an IP address; the CA adds it to the SAN.
+            try:
+                value = str(ipaddress.ip_address(value))
+            except ValueError:
+                if not _check_dns(value.lower(), out, what=label):
+                    return None
+                value = value.lower()
     except IdentifierError as exc:
         out.append(Violation(label, value, exc.problem))
         return None

@@ -26,6 +26,7 @@ from . import ca as ca_mod
 from .clock import Clock, SystemClock
 from .errors import ConfigError, NotFoundError, RequestError
 from .keys import PASSPHRASE_ENV, KeySpec, SecretSource, SignatureScheme, Signer, generate_software_key, is_pkcs11, open_signer
+from .names import check_file_label, check_text, inside
 from .store import AuditEvent, CertificateRecord, KeyRecord, SqliteStore
 
 if TYPE_CHECKING:
@@ -67,7 +68,8 @@ class Workspace:
             config = WorkspaceConfig(repository_url=repository_url, ocsp_url=ocsp_url, pkcs11_module=pkcs11_module)
         except ValidationError as exc:
             raise ConfigError(f"invalid workspace settings: {_first_error(exc)}") from None
-        path.mkdir(parents=True, exist_ok=True)
+        # The workspace holds the store and the software keys: its owner's alone.
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         (path / config.keys_dir).mkdir(mode=0o700, exist_ok=True)
         text = yaml.safe_dump(config.model_dump(), sort_keys=False, allow_unicode=True)
         (path / CONFIG_NAME).write_text("# iranpki workspace settings\n" + text, encoding="utf-8")
@@ -110,15 +112,18 @@ class Workspace:
     def generate_key(self, spec: KeySpec, *, label: str, token: str | None = None,
                      secret: SecretSource | None = None, actor: str = "iranpki") -> Signer:
         """Generate a key on ``token`` (PKCS#11) or, without a token, as an encrypted software key."""
+        if self.store.read_only is not None:
+            # Asked first: a key made now could not be recorded, and an unrecorded key is lost work.
+            raise ConfigError(f"the store {self.store_path} is read-only ({self.store.read_only}); no key was "
+                              "generated. Run on a writable disk as the workspace's owner")
         if token is not None:
             from .keys.pkcs11 import generate_keypair
 
             signer: Signer = generate_keypair(token, label, spec, module=self.config.pkcs11_module, pin=secret)
             backend = "pkcs11"
         else:
-            if not label or "/" in label or label.startswith("."):
-                raise ConfigError(f"software key label {label!r} must be a plain file name (no '/')")
-            path = self.home / self.config.keys_dir / f"{label}.pem"
+            check_file_label(label)
+            path = inside(self.home / self.config.keys_dir, f"{label}.pem")
             signer = generate_software_key(spec, str(path), secret or SecretSource(env=PASSPHRASE_ENV, what="passphrase"))
             backend = "software"
         self.store.add_key(
@@ -129,9 +134,11 @@ class Workspace:
         return signer
 
     def open_key(self, reference: str, secret: SecretSource | None = None) -> Signer:
+        check_text(reference, "key reference")
         if not is_pkcs11(reference) and not os.path.isabs(reference) and not os.path.exists(reference):
-            candidate = self.home / self.config.keys_dir / (reference if reference.endswith(".pem") else reference + ".pem")
-            if candidate.exists():
+            name = reference if reference.endswith(".pem") else reference + ".pem"
+            candidate = self.home / self.config.keys_dir / name
+            if "/" not in name and candidate.exists():
                 reference = str(candidate)
         if is_pkcs11(reference) and "module-path=" not in reference and self.config.pkcs11_module:
             sep = "&" if "?" in reference else "?"

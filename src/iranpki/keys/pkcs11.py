@@ -34,6 +34,7 @@ from ..errors import (
     TokenNotFoundError,
     UnsupportedAlgorithmError,
 )
+from ..names import check_object_label, check_text, check_token_label
 from .base import KeySpec, SecretSource, SignatureScheme, Signer
 from .uri import Pkcs11Uri
 
@@ -147,10 +148,14 @@ class _Module:
 
 
 def _pin_source(uri: Pkcs11Uri | None, pin: SecretSource | None) -> SecretSource:
+    """Where the user PIN of the token a URI names comes from. A URI's ``pin-source`` names the
+    PIN of that key's token (RFC 7512 2.4: "where the application can find the PIN"), so it wins
+    over the general source the caller offers (environment or prompt): an operator with tokens
+    of different PINs gives each key URI its own file, and the common variable must not hide it."""
+    if uri is not None and uri.pin_source:
+        return SecretSource(file=uri.pin_source_path(), what="user PIN")
     if pin is not None:
         return pin
-    if uri is not None and uri.pin_source:
-        return SecretSource(file=uri.pin_source, what="user PIN")
     return SecretSource(env=PIN_ENV, what="user PIN")
 
 
@@ -288,6 +293,9 @@ def open_pkcs11_signer(reference: str, pin: SecretSource | None = None) -> Pkcs1
 def generate_keypair(token: str, label: str, spec: KeySpec, *, module: str | None = None,
                      pin: SecretSource | None = None) -> Pkcs11Signer:
     """Generate a key pair on ``token``: private, sensitive, never extractable, for signing only."""
+    # Checked before any call into the module: an undecodable label crashed the process in it.
+    check_text(token, "token label")
+    check_object_label(label)
     path = module_path(module)
     mod = _Module.get(path)
     pin = _pin_source(None, pin)
@@ -370,8 +378,7 @@ def init_token(label: str, so_pin: SecretSource, user_pin: SecretSource, *, modu
     """
     import ctypes
 
-    if not label or len(label.encode("utf-8")) > 32:
-        raise ConfigError(f"token label {label!r} must be 1 to 32 bytes of UTF-8 (PKCS#11 CK_TOKEN_INFO.label)")
+    check_token_label(label)
     path = module_path(module)
     mod = _Module.get(path)
     with mod.lock:

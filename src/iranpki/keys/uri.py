@@ -8,9 +8,10 @@ section 2.3 asks. ``pin-value`` is refused: a PIN in a URI ends up in shell hist
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
 
 from ..errors import ConfigError
+from ..names import check_text
 
 __all__ = ["Pkcs11Uri"]
 
@@ -62,13 +63,30 @@ class Pkcs11Uri:
             if raw is None:
                 return None
             try:
-                return raw.decode("utf-8")
+                value = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise ConfigError(f"PKCS#11 URI attribute {name} is not UTF-8 after percent-decoding") from None
+            # A label reaches the module as a C string: no control character (NUL above all).
+            return check_text(value, f"PKCS#11 URI attribute {name}")
 
         return cls(token=text_of("token"), object=text_of("object"), id=fields.get("id"),
                    type=text_of("type"), serial=text_of("serial"),
                    module_path=text_of("module-path"), pin_source=text_of("pin-source"))
+
+    def pin_source_path(self) -> str:
+        """The file ``pin-source`` names: a path, or a ``file:`` URI (RFC 7512 2.4 and RFC 8089).
+        Anything else (another URI scheme, a ``|command``) is refused: iranpki reads PINs from
+        files it can name in an error, nothing else."""
+        src = self.pin_source or ""
+        if src.startswith("file:"):
+            parsed = urlsplit(src)
+            if parsed.netloc not in ("", "localhost"):
+                raise ConfigError(f"pin-source {src!r} names a file on host {parsed.netloc!r}; give a local file")
+            return unquote(parsed.path)
+        if not src or ":" in src.split("/", 1)[0] or src.startswith("|"):
+            raise ConfigError(f"pin-source {src!r} is not a file; give a path or a file: URI, "
+                              "e.g. pin-source=/run/secrets/gica-pin")
+        return src
 
     def __str__(self) -> str:
         path = []

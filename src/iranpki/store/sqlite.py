@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -140,6 +141,66 @@ def _d(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+def _create_private(path: str) -> None:
+    """Create the empty store file readable by its owner only (0600). SQLite gives the -wal and
+    -shm files it makes beside it the same permissions, so the whole store stays private."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot create the store {path}: {exc.strerror}; {_access_advice(path)}") from None
+
+
+def _make_private(path: str) -> None:
+    """Take group and other access away from a store made by an older version (it was 0644)."""
+    for name in (path, path + "-wal", path + "-shm"):
+        try:
+            mode = os.stat(name).st_mode
+            if mode & 0o077:
+                os.chmod(name, mode & 0o700)
+        except OSError:
+            pass  # absent, or a read-only disk: opening reports what matters
+
+
+def _unwritable(path: str) -> str | None:
+    """Why the store cannot be written here (a read-only disk or folder), or None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "the disk is mounted read-only"
+    except OSError:
+        return None
+    if not os.access(path, os.W_OK) or not os.access(folder, os.W_OK):
+        return "no write permission on the store or its folder"
+    return None
+
+
+def _access_advice(path: str) -> str:
+    if not os.access(path, os.R_OK):
+        return "check that the store file exists and belongs to the user running iranpki"
+    if _unwritable(path):
+        return "the store is on a read-only disk or folder; remount it read-write or run as the workspace's owner"
+    return "check free disk space and the store file's owner and permissions"
+
+
+def _connect_read_only(path: str, why: str) -> sqlite3.Connection:
+    """A read-only connection to a store that cannot be written here. SQLite reads a WAL store
+    read-only when it may make the -shm file; where it cannot (a read-only disk with no -shm
+    left), the file is opened as immutable, which is right because nothing here can change it."""
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path))
+    last: Exception | None = None
+    for flags in ("?mode=ro", "?mode=ro&immutable=1"):
+        try:
+            db = sqlite3.connect(uri + flags, uri=True, timeout=60, isolation_level=None, check_same_thread=False)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            db.execute("PRAGMA foreign_keys=ON")
+            return db
+        except sqlite3.Error as exc:
+            last = exc
+    raise StoreError(f"cannot read the store {path} ({why}): {last}; {_access_advice(path)}") from None
+
+
 class SqliteStore(Store):
     def __init__(self, path: str, clock: Clock | None = None, *, create: bool = False):
         if not create and not os.path.exists(path):
@@ -148,6 +209,11 @@ class SqliteStore(Store):
         self.clock = clock or SystemClock()
         self._lock = threading.RLock()
         self._pid = os.getpid()
+        #: Why the store is open read-only (a read-only disk or folder), or None when it is writable.
+        self.read_only: str | None = None
+        if create and not os.path.exists(path):
+            _create_private(path)
+        _make_private(path)
         try:
             self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -155,7 +221,11 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=60000")
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the store {path}: {exc}") from None
+            why = _unwritable(path)
+            if why is None or create:
+                raise StoreError(f"cannot open the store {path}: {exc}; {_access_advice(path)}") from None
+            self._db = _connect_read_only(path, why)
+            self.read_only = why
         self._migrate()
 
     def _migrate(self) -> None:
@@ -201,14 +271,23 @@ class SqliteStore(Store):
     def _tx(self) -> Iterator[sqlite3.Connection]:
         if os.getpid() != self._pid:
             raise StoreError("a store opened before fork() cannot be used in the child; open it again")
+        if self.read_only is not None:
+            raise StoreError(f"the store {self.path} is open read-only ({self.read_only}); nothing was changed. "
+                             "Reads work; to change the store, run on a writable disk as the workspace's owner")
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                raise StoreError(f"the store {self.path} is busy or unwritable: {exc}") from None
+                raise StoreError(f"the store {self.path} is busy or unwritable: {exc}; {_access_advice(self.path)}") from None
             try:
                 yield self._db
                 self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                # A full disk or a store made read-only under us: the transaction is rolled back
+                # whole, so nothing half-recorded remains.
+                self._db.execute("ROLLBACK")
+                raise StoreError(f"the store {self.path} could not record the change ({exc}); nothing was "
+                                 f"changed. {_access_advice(self.path)}") from None
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
