@@ -402,3 +402,18 @@ def test_errors_are_json_with_json(ws) -> None:
     example = Path(__file__).parent.parent / "policies" / "examples" / "general-intermediate-ca-cps.md"
     out = ws["run"]("cps", "check", str(example), "--level", "2", "--json")
     assert json.loads(out.stdout)["level"] == 2
+
+
+@pytest.mark.parametrize("content", [b"junk", b"\x30\x03\x02\x01\x00", b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+                                     b"-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n"])
+def test_messages_name_the_input_not_the_parser(ws, tmp_path: Path, content: bytes) -> None:
+    """Review item 11: no `ParseError { kind: UnexpectedTag ... }`, no library FAQ address."""
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(content)
+    for argv in (["cert", "issue", "--ca", "gica3", "--profile", "tsa", "--subject", "C=IR,O=T,CN=x",
+                  "--public-key", str(bad)], ["verify", str(bad)], ["cert", "issue", "--ca", "gica3", "--profile",
+                                                                     "tsa", "--csr", str(bad)]):
+        out = ws["run"](*argv, ok=False)
+        assert out.returncode in (1, 2), out
+        for leak in ("ParseError", "UnexpectedTag", "cryptography.io", "Traceback", "kind:", "http"):
+            assert leak not in out.stderr + out.stdout, (argv, out.stderr, out.stdout)

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import hashlib
 import http.client
+import json
 import os
 import re
 import secrets
@@ -90,11 +91,29 @@ class Server:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}/"
 
-    def start(self) -> Server:
+    def start(self, prepared: bool = True) -> Server:
+        """Start it; with ``prepared``, wait until /health says the first pass of pre-produced
+        responses is done (the responder listens before it), so tests see the steady state."""
         self.proc, self.port, self.lines = start_listening(
             [IRANPKI, "ocsp", "serve", *self.args, "--host", HOST, "--port", str(self.port)], self.env,
             "responder", START_TIMEOUT, HOST)
+        deadline = time.monotonic() + START_TIMEOUT
+        while prepared:
+            beat = self.health()[1].get("refresher") or {}
+            if beat.get("first_pass_done"):
+                break
+            assert time.monotonic() < deadline, f"the first pass never ended:\n" + "\n".join(self.lines)
+            time.sleep(0.05)
         return self
+
+    def health(self) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+        try:
+            conn.request("GET", "/health")
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read())
+        finally:
+            conn.close()
 
     def children(self) -> set[int]:
         assert self.proc is not None
@@ -476,6 +495,13 @@ def test_revocation_by_another_process_shows_within_a_second(pki: Pki, served: S
         assert elapsed < 1.0, "the revocation did not show within one second"
         time.sleep(0.02)
     assert after.ocsp.revocation_reason is x509.ReasonFlags.superseded
+    # The first revoked answer may be signed for the request (the worker saw the pre-produced one
+    # predate the change); the refresher's re-signed one follows within its poll interval.
+    while "etag" not in after.headers:
+        assert time.monotonic() - revoked_at < 10, "the refresher did not re-sign the response"
+        time.sleep(0.05)
+        after = post(served.port, body)
+    assert after.ocsp.certificate_status is ocsp.OCSPCertStatus.REVOKED
     assert after.headers["etag"] != before.headers["etag"] and "max-age=" in after.headers["cache-control"]
     assert after.ocsp.this_update_utc >= before.ocsp.this_update_utc
     sha256 = post(served.port, request(cert, pki.ca, hashes.SHA256()))  # both CertID hashes were re-signed
@@ -821,3 +847,165 @@ def test_a_flood_of_made_up_serials_costs_a_bounded_number_of_signatures(pki: Pk
     good = ocsp.load_der_ocsp_response(svc.respond(request(pki.certs["good"], pki.ca)).body)
     assert good.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
     assert good.certificate_status is ocsp.OCSPCertStatus.GOOD
+
+
+# ---- review items 3, 4 and 25: budgets, a refresher that fails, listening at once --------------
+
+def test_two_made_up_cert_ids_take_from_the_same_budget(pki: Pki, service: OcspService) -> None:
+    """One token per live signature whatever the request holds: 2 CertIDs (or a made-up one next
+    to a real one) are no way around the budget any more."""
+    svc = OcspService(service.store, service.responders.values(), unknown_per_second=3)
+    statuses = []
+    for i in range(12):
+        ids = [cert_id(pki.ca, int.from_bytes(os.urandom(15), "big")) for _ in range(2)]
+        if i % 3 == 0:
+            ids[0] = cert_id(pki.ca, pki.certs["good"].serial_number)
+        resp = ocsp.load_der_ocsp_response(svc.respond(multi_request(ids, os.urandom(16))).body)
+        statuses.append(resp.response_status)
+    signed = statuses.count(ocsp.OCSPResponseStatus.SUCCESSFUL)
+    assert 3 <= signed <= 4 and statuses.count(ocsp.OCSPResponseStatus.TRY_LATER) == 12 - signed
+    # Several certificates the CA did issue are signed without touching the budget.
+    both = [cert_id(pki.ca, pki.certs["good"].serial_number), cert_id(pki.ca, pki.certs["good2"].serial_number)]
+    for _ in range(5):
+        resp = ocsp.load_der_ocsp_response(svc.respond(multi_request(both, os.urandom(16))).body)
+        assert resp.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+
+
+def test_a_response_older_than_the_status_is_never_served(pki: Pki) -> None:
+    """The refresher did not re-sign after a revocation (it keeps failing, or is stopped): the
+    worker sees that the pre-produced response predates the change and answers from the store."""
+    home = _copy(pki, "ws-stale")
+    ws = Workspace.open(home)
+    try:
+        ws.prepare_ocsp(["gica1"])
+        svc = ws.ocsp_service(["gica1"], renew_responders=False)
+        first = svc.respond(request(pki.certs["good2"], pki.ca))
+        assert first.cacheable and ocsp.load_der_ocsp_response(first.body).certificate_status is ocsp.OCSPCertStatus.GOOD
+        ws.revoke(pki.certs["good2"].serial_number, "keyCompromise")  # and no refresher runs
+        after = svc.respond(request(pki.certs["good2"], pki.ca))
+        resp = ocsp.load_der_ocsp_response(after.body)
+        assert resp.certificate_status is ocsp.OCSPCertStatus.REVOKED and not after.cacheable
+        assert svc.stale_answered == 1
+        svc.close()
+    finally:
+        ws.close()
+
+
+def _refresher_pid(server: Server) -> int:
+    """The refresher: the one child of the supervisor that writes the heartbeat."""
+    pid = int(server.health()[1]["refresher"]["pid"])
+    assert pid in server.children()
+    return pid
+
+
+def test_a_stopped_refresher_is_reported_and_revocations_still_show(pki: Pki) -> None:
+    home = _copy(pki, "ws-health")
+    ws = Workspace.open(home)
+    try:  # a certificate of its own: the module's others may be revoked by earlier tests
+        fresh = ws.open_ca("gica1").issue("ssl-server", IssueRequest(
+            parse_subject(SUBJECT), ec.generate_private_key(ec.SECP256R1()).public_key(),
+            dns=["health.example.ir"])).certificate
+    finally:
+        ws.close()
+    server = Server(["--home", str(home), "--ca", "gica1", "--workers", "1", "--refresher-silence", "2"],
+                    pki.env).start()
+    try:
+        status, report = server.health()
+        assert status == 200 and report["status"] == "ok", report
+        refresher = _refresher_pid(server)
+        os.kill(refresher, signal.SIGSTOP)  # alive but silent: the supervisor does not restart it
+        try:
+            out = subprocess.run([IRANPKI, "cert", "revoke", f"{fresh.serial_number:x}", "--reason",
+                                  "superseded", "--home", str(home)], capture_output=True, text=True,
+                                 env=pki.env, timeout=60)
+            assert out.returncode == 0, out.stderr
+            answer = post(server.port, request(fresh, pki.ca)).ocsp
+            assert answer.certificate_status is ocsp.OCSPCertStatus.REVOKED
+            deadline = time.monotonic() + 30
+            while (health := server.health())[0] == 200:
+                assert time.monotonic() < deadline, health
+                time.sleep(0.2)
+            status, report = health
+            assert status == 503 and report["status"] == "degraded"
+            assert "silent" in report["problems"][0] and report["changes_not_yet_re_signed"] >= 1
+            assert report["worker"]["stale_answered_live"] >= 1
+        finally:
+            os.kill(refresher, signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while server.health()[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        assert server.stop() == 0
+
+
+def test_the_responder_listens_before_its_responses_are_prepared(pki: Pki) -> None:
+    """At national scale the first pass is millions of signatures: the workers listen at once and
+    sign what is not ready. Shown deterministically: the store's write lock is held by another
+    process, so the refresher cannot store one response, and the responder answers anyway."""
+    home = _copy(pki, "ws-lazy")
+    db = sqlite3.connect(home / "iranpki.sqlite3", isolation_level=None, timeout=60)
+    db.execute("DELETE FROM ocsp_responses")
+    db.execute("DELETE FROM meta WHERE key LIKE 'service.%'")
+    db.execute("BEGIN IMMEDIATE")  # held: nothing can be written until it ends
+    server = None
+    try:
+        server = Server(["--home", str(home), "--ca", "gica1", "--workers", "1"], pki.env).start(prepared=False)
+        answer = post(server.port, request(pki.certs["good"], pki.ca))
+        assert answer.ocsp.certificate_status is ocsp.OCSPCertStatus.GOOD
+        assert "no-store" in answer.headers["cache-control"]  # signed for the request, not pre-produced
+        assert post(server.port, request(pki.certs["revoked"], pki.ca)).ocsp.certificate_status is \
+            ocsp.OCSPCertStatus.REVOKED
+        assert db.execute("SELECT count(*) FROM ocsp_responses").fetchone()[0] == 0
+        db.execute("ROLLBACK")
+        deadline = time.monotonic() + START_TIMEOUT
+        while not (server.health()[1].get("refresher") or {}).get("first_pass_done"):
+            assert time.monotonic() < deadline, "\n".join(server.lines)
+            time.sleep(0.1)
+        assert "max-age" in post(server.port, request(pki.certs["good"], pki.ca)).headers["cache-control"]
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        db.close()
+        if server is not None:
+            assert server.stop() == 0
+
+
+def test_one_client_cannot_hold_every_connection(pki: Pki, served: Server) -> None:
+    """Idle connections from one address are capped per worker; another address is answered."""
+    home = _copy(pki, "ws-conns")
+    server = Server(["--home", str(home), "--ca", "gica1", "--workers", "1", "--timeout", "60",
+                     "--max-client-connections", "20"], pki.env).start()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(60):
+            socks.append(socket.create_connection((HOST, server.port), timeout=10))
+        closed: set[int] = set()
+        deadline = time.monotonic() + 20
+        while len(closed) < 40 and time.monotonic() < deadline:
+            import select
+
+            readable, _, _ = select.select([s for i, s in enumerate(socks) if i not in closed], [], [], 0.5)
+            for s in readable:
+                if s.recv(1) == b"":
+                    closed.add(socks.index(s))
+        assert len(closed) == 40, len(closed)  # 20 held, the rest refused at once
+        # Another client address (127.0.0.2 is this machine too) is answered meanwhile.
+        other = socket.socket()
+        other.bind(("127.0.0.2", 0))
+        other.settimeout(10)
+        other.connect((HOST, server.port))
+        body = request(pki.certs["good"], pki.ca)
+        other.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\n"
+                      b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        reply = b""
+        while chunk := other.recv(65536):
+            reply += chunk
+        other.close()
+        assert reply.startswith(b"HTTP/1.1 200 OK")
+        resp = ocsp.load_der_ocsp_response(reply.split(b"\r\n\r\n", 1)[1])
+        assert resp.certificate_status is ocsp.OCSPCertStatus.GOOD
+    finally:
+        for s in socks:
+            s.close()
+        assert server.stop() == 0

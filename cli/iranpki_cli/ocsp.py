@@ -54,13 +54,24 @@ def ocsp() -> None:
 @_signing_option
 @click.option("--timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
               help="Seconds a client may take to send a whole request before it is cut off.")
+@click.option("--max-client-connections", type=click.IntRange(1, 4096), default=256, show_default=True,
+              help="Connections one client address may hold open in each worker (raise it for a large NAT).")
+@click.option("--refresher-silence", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
+              help="GET /health answers 503 when the refresher has not reported for this many seconds.")
 def serve(home: str, ca_names: tuple[str, ...], responder_key: str | None, passphrase_file: str | None,
           responder_passphrase_file: str | None, host: str, port: int, workers: int, signing: str,
-          timeout: float) -> None:
+          timeout: float, max_client_connections: int, refresher_silence: float) -> None:
     """Answer OCSP requests until SIGTERM or Ctrl-C.
 
-    Prints 'listening on http://HOST:PORT' once it answers, after every pre-produced response
-    is signed. A revocation (iranpki cert revoke) is served within a second.
+    Prints 'listening on http://HOST:PORT' as soon as it answers; the pre-produced responses are
+    signed in the background meanwhile (what is not ready yet is signed for the request). A
+    revocation (iranpki cert revoke) is served within a second. GET /health tells whether the
+    process that keeps the responses signed is alive and keeping up (200, or 503 with the reason).
+
+    \b
+    Example:
+      iranpki ocsp serve --ca gica2 --host 0.0.0.0 --port 8080 --workers 2
+      curl -s http://127.0.0.1:8080/health
     """
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s iranpki-ocsp[%(process)d] %(levelname)s %(message)s")
@@ -72,7 +83,8 @@ def serve(home: str, ca_names: tuple[str, ...], responder_key: str | None, passp
 
     workspace(home).serve_ocsp(list(ca_names), host=host, port=port, workers=workers, responder_key=responder_key,
                                signing=signing, secret=secret, responder_secret=responder_secret,
-                               request_timeout=timeout, on_ready=ready)
+                               request_timeout=timeout, max_client_connections=max_client_connections,
+                               max_refresher_silence=refresher_silence, on_ready=ready)
 
 
 @ocsp.command()

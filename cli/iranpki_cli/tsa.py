@@ -51,8 +51,10 @@ def tsa() -> None:
               help="Worker processes answering HTTP (one per core).")
 @click.option("--timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
               help="Seconds a client may take to send a whole request before it is cut off.")
+@click.option("--max-client-connections", type=click.IntRange(1, 4096), default=256, show_default=True,
+              help="Connections one client address may hold open in each worker (raise it for a large NAT).")
 def serve(home: str, ca_name: str, key_ref: str, cert_serial: str | None, passphrase_file: str | None,
-          host: str, port: int, workers: int, timeout: float) -> None:
+          host: str, port: int, workers: int, timeout: float, max_client_connections: int) -> None:
     """Answer time-stamp requests (POST application/timestamp-query, any path) until SIGTERM or Ctrl-C.
 
     Prints 'listening on http://HOST:PORT' on stderr once every worker answers. Refuses to start
@@ -65,7 +67,8 @@ def serve(home: str, ca_name: str, key_ref: str, cert_serial: str | None, passph
         click.echo(f"listening on {url}", err=True)
 
     workspace(home).serve_tsa(ca_name, key_ref, certificate=cert_serial, host=host, port=port, workers=workers,
-                              secret=KeySecret(passphrase_file), request_timeout=timeout, on_ready=ready)
+                              secret=KeySecret(passphrase_file), request_timeout=timeout,
+                              max_client_connections=max_client_connections, on_ready=ready)
 
 
 @tsa.command()

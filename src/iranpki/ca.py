@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtensionOID
 
 from . import der
+from .der import problem
 from .clock import Clock, SystemClock, utc
 from .errors import (
     DuplicateError,
@@ -185,7 +186,7 @@ def request_from_csr(data: bytes, *, validity_days: int | None = None) -> IssueR
         subject = [(ATTRIBUTE_NAMES.get(a.oid, a.oid.dotted_string), _text(a.value)) for a in csr.subject]
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(
-            f"the CSR's subject holds a name that is not valid text ({exc}); names must be UTF-8 "
+            f"the CSR's subject holds a name that is not valid text ({problem(exc)}); names must be UTF-8 "
             "(UTF8String). Regenerate the CSR with UTF-8 strings (openssl req -utf8)"
         ) from None
     dns: list[str] = []
@@ -196,7 +197,8 @@ def request_from_csr(data: bytes, *, validity_days: int | None = None) -> IssueR
     except x509.ExtensionNotFound:
         san = None
     except (ValueError, x509.DuplicateExtension, UnicodeDecodeError) as exc:
-        raise RequestError(f"the CSR's requested extensions cannot be read: {exc}") from None
+        raise RequestError(f"the CSR's requested extensions cannot be read ({problem(exc)}); generate the CSR "
+                           "again with a standard tool") from None
     if san is not None:
         dns = list(san.get_values_for_type(x509.DNSName))
         ips = [str(i) for i in san.get_values_for_type(x509.IPAddress)]

@@ -18,6 +18,7 @@ __all__ = [
     "length",
     "octet_string",
     "oid",
+    "problem",
     "sequence",
     "time",
     "tlv",
@@ -81,3 +82,33 @@ def time(moment: datetime) -> bytes:
     if 1950 <= moment.year <= 2049:
         return tlv(0x17, moment.strftime("%y%m%d%H%M%SZ").encode("ascii"))
     return tlv(0x18, moment.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
+
+
+# What a parser's error says, in the words of someone who handed over a file: which part of the
+# structure was wrong, never the parser's own types or web pages.
+_PROBLEMS = (
+    ("UnexpectedTag", "a field of the wrong type"), ("unexpected tag", "a field of the wrong type"),
+    ("ShortData", "it ends too early (truncated)"), ("short data", "it ends too early (truncated)"),
+    ("ExtraData", "extra bytes after its end"), ("extra data", "extra bytes after its end"),
+    ("InvalidLength", "a length that does not fit"), ("invalid length", "a length that does not fit"),
+    ("InvalidValue", "a value that is not allowed there"), ("invalid value", "a value that is not allowed there"),
+    ("EncodedDefault", "a default value written out, which DER forbids"),
+    ("IntegerOverflow", "a number too large"), ("InvalidSetOrdering", "a SET out of DER order"),
+    ("UnknownDefinedBy", "an algorithm or type it does not know"),
+    ("MalformedFraming", "no PEM block (a '-----BEGIN ...-----' line and its end line)"),
+)
+
+
+def problem(exc: BaseException) -> str:
+    """A short description of why ``exc``'s parser refused its input, in plain words (for error
+    messages: "the file is not a certificate: it ends too early (truncated), in tbs_cert")."""
+    import re
+
+    text = str(exc)
+    what = next((words for token, words in _PROBLEMS if token in text), "its structure is damaged")
+    where = re.search(r'location: \[([^\]]*)\]', text)
+    if where:
+        parts = [p.split("::")[-1] for p in re.findall(r'"([^"]+)"', where.group(1))]
+        if parts:
+            return f"{what}, in {'.'.join(parts)}"
+    return what

@@ -62,6 +62,10 @@ class HttpSettings:
     request_timeout: float = 10.0
     keep_alive_timeout: float = 30.0
     max_connections: int = 4096  # per worker
+    #: Open connections one client address may hold in one worker: idle connections from one
+    #: address (9,000 of them once held every slot) must not lock out everyone else. A client
+    #: behind a large NAT shares it; raise it where one address stands for many people.
+    max_client_connections: int = 256
     backlog: int = 1024
     stop_timeout: float = 10.0
 
@@ -70,6 +74,9 @@ class HttpSettings:
             raise self.error(f"{self.workers} workers is out of range; give 1 to 256 (one or two per core)")
         if not 0 <= self.port <= 65535:
             raise self.error(f"port {self.port} is out of range; give 1 to 65535 (0: any free port)")
+        if not 1 <= self.max_client_connections <= self.max_connections:
+            raise self.error(f"{self.max_client_connections} connections per client is out of range; give 1 to "
+                             f"{self.max_connections}")
 
     @property
     def url_host(self) -> str:
@@ -124,6 +131,8 @@ class Site:
     def __init__(self, settings: HttpSettings):
         self.settings = settings
         self.connections: set[Connection] = set()
+        #: Open connections per client address.
+        self.per_client: dict[str, int] = {}
         self._second = 0
         self._date = b""
 
@@ -149,7 +158,7 @@ class Site:
 class Connection(asyncio.Protocol):
     """One client connection: HTTP/1.1 requests in order (pipelined ones too), keep-alive."""
 
-    __slots__ = ("site", "transport", "buf", "deadline", "continued")
+    __slots__ = ("site", "transport", "buf", "deadline", "continued", "client")
 
     def __init__(self, site: Site):
         self.site = site
@@ -157,6 +166,7 @@ class Connection(asyncio.Protocol):
         self.buf = b""
         self.deadline = 0.0
         self.continued = False
+        self.client: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -164,11 +174,32 @@ class Connection(asyncio.Protocol):
         if len(w.connections) >= w.settings.max_connections:
             transport.close()  # at capacity: the client retries, or another worker takes it
             return
+        peer = transport.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        if client is not None:
+            held = w.per_client.get(client, 0)
+            if held >= w.settings.max_client_connections:
+                transport.close()  # this address holds its share already
+                return
+            w.per_client[client] = held + 1
+            self.client = client
         w.connections.add(self)
         self.deadline = time.monotonic() + w.settings.request_timeout
 
+    def _release(self) -> None:
+        """Forget this connection (once, however it ends)."""
+        w = self.site
+        w.connections.discard(self)
+        if self.client is not None:
+            left = w.per_client.get(self.client, 1) - 1
+            if left > 0:
+                w.per_client[self.client] = left
+            else:
+                w.per_client.pop(self.client, None)
+            self.client = None
+
     def connection_lost(self, exc: Exception | None) -> None:
-        self.site.connections.discard(self)
+        self._release()
         self.transport = None
 
     def pause_writing(self) -> None:
@@ -185,7 +216,7 @@ class Connection(asyncio.Protocol):
             if self.buf:
                 self.transport.write(error_reply(408, "the request did not arrive in time"))
             self.transport.close()
-            self.site.connections.discard(self)
+            self._release()
 
     def _fail(self, status: int, note: str) -> None:
         assert self.transport is not None

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from .der import problem
 from .errors import SigningError
 from .keys.base import SecretSource, SignatureScheme, Signer
 
@@ -112,7 +113,7 @@ def load_certificates(data: bytes | CertificateInput | Iterable[CertificateInput
                     cert.native  # noqa: B018 - parse now, so a bad file fails here and not later
                     out.append(cert)
             except (ValueError, TypeError) as exc:
-                raise SigningError(f"not a certificate ({exc}); give a PEM or DER X.509 certificate") from None
+                raise SigningError(f"not a certificate ({problem(exc)}); give a PEM or DER X.509 certificate") from None
         else:
             raise SigningError(f"not a certificate: {type(item).__name__}; give PEM or DER bytes")
     return out
@@ -137,7 +138,7 @@ def load_crls(data: bytes | Iterable[bytes]) -> list[asn1_crl.CertificateList]:
             else:
                 out.append(asn1_crl.CertificateList.load(bytes(raw)))
         except (ValueError, TypeError) as exc:
-            raise SigningError(f"not a CRL ({exc}); give a PEM or DER CRL") from None
+            raise SigningError(f"not a CRL ({problem(exc)}); give a PEM or DER CRL") from None
     return out
 
 
@@ -569,7 +570,7 @@ def _load_signed_data(signature: bytes) -> cms.SignedData:
         sd["signer_infos"][0]["signed_attrs"].native  # noqa: B018
         return sd
     except (ValueError, TypeError, KeyError) as exc:
-        raise SigningError(f"not a CMS SignedData signature ({exc}); give a .p7s/.p7m in DER or PEM") from None
+        raise SigningError(f"not a CMS SignedData signature ({problem(exc)}); give a .p7s/.p7m in DER or PEM") from None
 
 
 def verify_cms(data: bytes | str | os.PathLike[str] | IO[bytes] | None, signature: bytes,

@@ -69,6 +69,7 @@ from pyhanko_certvalidator.fetchers.api import CertificateFetcher, CRLFetcher, F
 from pyhanko_certvalidator.path import ValidationPath
 
 from .clock import utc
+from .der import problem
 from .errors import (
     BadSignatureError,
     CertificateExpiredError,
@@ -245,7 +246,7 @@ def load_certificates(data: bytes, what: str = "the input") -> list[x509.Certifi
             certs = [x509.load_der_x509_certificate(data)]
     except ValueError as exc:
         raise ValidationInputError(
-            f"{what} is not an X.509 certificate ({exc}); give a PEM or DER certificate "
+            f"{what} is not an X.509 certificate ({problem(exc)}); give a PEM or DER certificate "
             "(openssl x509 -in FILE -noout -text shows whether it is one)") from None
     return certs
 
@@ -266,7 +267,7 @@ def load_crls(data: bytes, what: str = "the CRL") -> list[bytes]:
         return ders
     except ValueError as exc:
         raise ValidationInputError(
-            f"{what} is not a CRL ({exc}); give a DER or PEM certificate revocation list "
+            f"{what} is not a CRL ({problem(exc)}); give a DER or PEM certificate revocation list "
             "(openssl crl -in FILE -noout -text shows whether it is one)") from None
 
 
@@ -409,7 +410,7 @@ async def async_validate_certificate(cert: CertificateInput, *, purpose: str | N
         try:
             asn1_ocsp.OCSPResponse.load(o).native  # noqa: B018 - parse fully now, not mid-validation
         except ValueError as exc:
-            raise ValidationInputError(f"an OCSP response given is not one ({exc}); give DER OCSP responses") from None
+            raise ValidationInputError(f"an OCSP response given is not one ({problem(exc)}); give DER OCSP responses") from None
 
     backend = None
     fetchers: Fetchers | None = None

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import ca as ca_mod
 from .clock import Clock, SystemClock
+from .der import problem
 from .errors import ConfigError, NotFoundError, RequestError
 from .keys import PASSPHRASE_ENV, KeySpec, SecretSource, SignatureScheme, Signer, generate_software_key, is_pkcs11, open_signer
 from .names import check_file_label, check_text, inside
@@ -305,12 +306,15 @@ class Workspace:
     def serve_ocsp(self, cas: list[str], *, host: str = "127.0.0.1", port: int = 8080, workers: int = 2,
                    responder_key: str | None = None, signing: str = "pre-produced",
                    secret: SecretSource | None = None, responder_secret: SecretSource | None = None,
-                   request_timeout: float = 10.0, on_ready: Callable[[str], None] | None = None) -> None:
+                   request_timeout: float = 10.0, max_client_connections: int = 256,
+                   max_refresher_silence: float = 30.0, on_ready: Callable[[str], None] | None = None) -> None:
         """Run the OCSP responder for ``cas`` until SIGTERM or SIGINT (see :mod:`iranpki.ocsp.server`);
-        ``on_ready(url)`` is called once it answers, after the pre-produced responses exist."""
+        ``on_ready(url)`` is called once it answers; the pre-produced responses are signed meanwhile."""
         from .ocsp import server
 
-        settings = server.ServerSettings(host=host, port=port, workers=workers, request_timeout=request_timeout)
+        settings = server.ServerSettings(host=host, port=port, workers=workers, request_timeout=request_timeout,
+                                         max_client_connections=max_client_connections,
+                                         max_refresher_silence=max_refresher_silence)
         # Asked once here and remembered, so the processes forked below open their keys unasked.
         secret = server.RememberedSecret(secret) if secret is not None else None
         responder_secret = server.RememberedSecret(responder_secret) if responder_secret is not None else secret
@@ -374,13 +378,15 @@ class Workspace:
 
     def serve_tsa(self, ca: str, key: str, *, certificate: str | None = None, host: str = "127.0.0.1",
                   port: int = 8080, workers: int = 2, secret: SecretSource | None = None,
-                  request_timeout: float = 10.0, on_ready: Callable[[str], None] | None = None) -> None:
+                  request_timeout: float = 10.0, max_client_connections: int = 256,
+                  on_ready: Callable[[str], None] | None = None) -> None:
         """Run the time-stamp authority until SIGTERM or SIGINT (see :mod:`iranpki.tsa.server`);
         ``on_ready(url)`` is called once every worker answers."""
         from .httpserve import RememberedSecret
         from .tsa import server
 
-        settings = server.TsaSettings(host=host, port=port, workers=workers, request_timeout=request_timeout)
+        settings = server.TsaSettings(host=host, port=port, workers=workers, request_timeout=request_timeout,
+                                      max_client_connections=max_client_connections)
         # Asked once here and remembered, so the processes forked below open the key unasked.
         remembered = RememberedSecret(secret) if secret is not None else None
         # Opened once before any fork: an unknown CA, a wrong key, passphrase or certificate is
@@ -427,7 +433,7 @@ def _load_public_key(data: bytes):  # noqa: ANN202 - returns a cryptography publ
         return load_der_public_key(data)
     except (ValueError, TypeError) as exc:
         raise RequestError(
-            f"the file is not a public key ({exc}); give a PEM or DER SubjectPublicKeyInfo "
+            f"the file is not a public key ({problem(exc)}); give a PEM or DER SubjectPublicKeyInfo "
             "(openssl pkey -pubout)"
         ) from None
 

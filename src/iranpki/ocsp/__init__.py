@@ -490,9 +490,15 @@ class OcspService:
     ``authority`` opens a CA by name; it is needed only to renew delegated responder certificates.
 
     Serial numbers the CA never issued cannot be answered ahead, so each costs a live signature:
-    at most ``unknown_per_second`` of them per process are signed ("unknown"); past that a flood
-    of made-up serials gets the unsigned tryLater (RFC 6960 4.2.1), and the CA's own certificates
-    are still answered from the pre-produced responses.
+    at most ``unknown_per_second`` signatures per process answer a request that names one (one
+    per signature, however many CertIDs the request holds); past that a flood of made-up serials
+    gets the unsigned tryLater (RFC 6960 4.2.1), and the CA's own certificates are still answered
+    from the pre-produced responses.
+
+    A pre-produced response is served only while it reflects the certificate's current status:
+    the store gives the certificate's status sequence with the response, and one signed before
+    the last change (the refresher fell behind, or keeps failing) is never served; the answer is
+    signed for the request from the store's status instead, and counted in ``stale_answered``.
     """
 
     def __init__(self, store: Store, responders: Iterable[Responder], *, signing: str = "pre-produced",
@@ -510,6 +516,9 @@ class OcspService:
         self.responders: dict[str, Responder] = {}
         self._index: dict[tuple[str, bytes, bytes], Responder] = {}
         self._unknown = _Budget(unknown_per_second, time.monotonic)
+        #: Requests whose pre-produced response was older than the certificate's status (answered live).
+        self.stale_answered = 0
+        self._stale_logged = 0.0
         for r in responders:
             self._install(r)
         if not self.responders:
@@ -565,7 +574,17 @@ class OcspService:
         if rec is None:
             return None  # a certificate the refresher has not reached yet: signed for the request
         next_update = rec.next_update.timestamp()
-        # Stale (the refresher is behind) or signed by another identity (a responder with another
+        if rec.current_status_seq is not None and rec.current_status_seq > rec.status_seq:
+            # Signed before the certificate's last status change: the refresher has not re-signed
+            # it. Serving it could say "good" for a revoked certificate; sign from the store instead.
+            self.stale_answered += 1
+            if time.monotonic() - self._stale_logged > 60:
+                self._stale_logged = time.monotonic()
+                log.error("CA %s: the pre-produced response of certificate %x predates its status change; "
+                          "answering from the store. Is the refresher running? (%d such answers so far)",
+                          r.ca.name, cid.serial, self.stale_answered)
+            return None
+        # Expired (the refresher is behind) or signed by another identity (a responder with another
         # key shares the store): sign for the request rather than serve it.
         if next_update <= self.clock.now().timestamp() or not r.signed_it(rec.response):
             return None
@@ -581,21 +600,21 @@ class OcspService:
             # signature is the first certificate's pre-produced response (the lightweight profile).
             return self._one(next(cid for cid, resp in known if resp is r), None)
         # One signature covers one responder: a CertID of another issuer is "unknown" (RFC 6960 2.2).
-        return self._live(r, [cid for cid, _ in known], request.nonce, only=r)
+        statuses = [self.store.certificate_status(r.ca.name, cid.serial) if resp is r else None
+                    for cid, resp in known]
+        # A signature that answers any serial the CA never issued takes from the same budget as a
+        # single one: one token per signature, so two CertIDs in a request are no way around it.
+        if any(s is None for s in statuses) and not self._unknown.take():
+            return _TRY_LATER
+        return self._live(r, [cid for cid, _ in known], request.nonce, statuses=statuses)
 
-    def _live(self, r: Responder, cert_ids: list[CertId], nonce: bytes | None, only: Responder | None = None,
-              statuses: list | None = None) -> Reply:
+    def _live(self, r: Responder, cert_ids: list[CertId], nonce: bytes | None, *, statuses: list) -> Reply:
+        """Sign one response for ``cert_ids`` with ``statuses`` (read by the caller, who decided
+        whether the signature may be spent)."""
         now = self.clock.now().replace(microsecond=0)
         next_update = min(now + timedelta(hours=self.policy.ocsp_validity_hours(r.ca.level)), r.not_after)
         this_b, next_b = _gentime(now), _gentime(next_update)
-        singles = []
-        for i, cid in enumerate(cert_ids):
-            if statuses is not None:  # read by the caller already
-                status = statuses[i]
-            else:
-                mine = only is None or self._index.get((cid.hash, cid.name_hash, cid.key_hash)) is only  # type: ignore[arg-type]
-                status = self.store.certificate_status(r.ca.name, cid.serial) if mine else None
-            singles.append(single_response(cid.der, status, this_b, next_b))
+        singles = [single_response(cid.der, status, this_b, next_b) for cid, status in zip(cert_ids, statuses)]
         body = r.sign(singles, now, nonce)
         return Reply(body, now.timestamp(), next_update.timestamp(), False)
 
@@ -616,10 +635,14 @@ class OcspService:
             self.store.put_ocsp_responses(records)
         return len(records)
 
-    def prepare(self, *, everything: bool = False) -> int:
+    def prepare(self, *, everything: bool = False, between: Callable[[], bool] | None = None) -> int:
         """Sign the pre-produced responses that are due: missing, older than a status change, or
         within ``refresh_before_hours`` of their nextUpdate (``everything``: all of them). Returns
-        how many were signed."""
+        how many were signed.
+
+        ``between`` is called after each batch of 500; the refresher re-signs status changes
+        there, so a revocation never waits behind a long pass (a million certificates are two
+        million signatures), and stops the pass when it returns False."""
         signed = 0
         start = self.clock.now().replace(microsecond=0)
         for r in self.responders.values():
@@ -636,6 +659,8 @@ class OcspService:
                 while serials := self.store.ocsp_due(r.ca.name, hash_name, due, limit=500, after=after):
                     signed += self._produce(r, hash_name, serials)
                     after = serials[-1]  # one linear walk over the CA, not a rescan per batch
+                    if between is not None and not between():
+                        return signed
         return signed
 
     def foreign_responses(self) -> bool:

@@ -6,10 +6,13 @@ Processes (scale is by processes: PKCS#11 login is per process, DESIGN.md)::
 
     supervisor   binds the port, forks the refresher and the workers, restarts any that dies,
       |          stops them all on SIGTERM or SIGINT
-      +-- refresher   the only process that signs pre-produced responses: all due ones at start,
-      |               then re-signs within a poll interval whenever a certificate's status changes
-      |               (polling the store's status sequence), refreshes them before nextUpdate and
-      |               renews the delegated responder certificate
+      +-- refresher   the only process that signs pre-produced responses: the due ones in the
+      |               background from the start (the workers listen at once and sign what is not
+      |               ready yet for the request), re-signing within a poll interval whenever a
+      |               certificate's status changes (polling the store's status sequence, between
+      |               every batch of the first pass too), refreshing them before nextUpdate and
+      |               renewing the delegated responder certificate; it writes a heartbeat into the
+      |               store that the workers' ``GET /health`` reports
       +-- worker x N  answer HTTP; each opens its own store connection and key after the fork
 
 Each worker listens on its own socket bound with SO_REUSEPORT, so the kernel spreads connections
@@ -27,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -58,6 +62,9 @@ class ServerSettings(HttpSettings):
     #: How often the refresher looks for responses near nextUpdate and new certificates, and
     #: renews the responder certificate; the workers reload it as often.
     maintenance_interval: float = 60.0
+    #: ``GET /health`` answers 503 when the refresher's last heartbeat is older than this, or it
+    #: reports failures. Workers answer correctly either way (from the store's status).
+    max_refresher_silence: float = 30.0
 
 
 # ---- HTTP ---------------------------------------------------------------------------------------------
@@ -124,6 +131,8 @@ class _Worker(Site):
         self.hot_ttl = settings.poll_interval
 
     def handle(self, method: bytes, target: bytes, body: bytes, now: float) -> tuple[bytes, bytes] | None:
+        if target == b"/health" and method in (b"GET", b"HEAD"):
+            return self.health(now)
         if method == b"POST":
             key = body
         elif method == b"GET" or method == b"HEAD":
@@ -160,6 +169,17 @@ class _Worker(Site):
             head += _NO_STORE  # signed for this request (a nonce, or every response signed live) or an error
         return head, body
 
+    def health(self, now: float) -> tuple[bytes, bytes]:
+        """``GET /health``: 200 when the refresher is alive and keeping up, else 503, with JSON
+        saying what was seen (for a load balancer and the operator's monitoring)."""
+        report = refresher_health(self.service, self.settings.max_refresher_silence, now)  # type: ignore[arg-type]
+        report["worker"] = {"pid": os.getpid(), "stale_answered_live": self.service.stale_answered}
+        body = (json.dumps(report, sort_keys=True) + "\n").encode()
+        status = b"200 OK" if report["status"] == "ok" else b"503 Service Unavailable"
+        head = (b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nDate: %s\r\n"
+                % (status, len(body), self.date(now))) + _NO_STORE
+        return head, body
+
     def sweep(self) -> None:
         """Close stalled and idle connections, and drop expired cached answers."""
         wall = time.time()
@@ -186,6 +206,63 @@ def _run_worker(open_service: Callable[[bool], OcspService], sock: socket.socket
         service.close()
 
 
+HEARTBEAT_KEY = "service.ocsp.refresher"
+_HEARTBEAT_EVERY = 2.0
+
+
+def refresher_health(service: OcspService, max_silence: float, now: float) -> dict[str, Any]:
+    """What the refresher's last heartbeat in the store says, judged: ``status`` is ``ok`` or
+    ``degraded`` with the ``problems`` named."""
+    text = service.store.get_meta(HEARTBEAT_KEY)
+    beat = json.loads(text) if text else None
+    problems = []
+    if beat is None:
+        problems.append("the refresher has not reported yet")
+    else:
+        silent = now - float(beat["at"])
+        if silent > max_silence:
+            problems.append(f"the refresher has been silent for {silent:.0f} s (limit {max_silence:g} s)")
+        if beat.get("failing_since") is not None:
+            problems.append(f"the refresher has been failing for {now - float(beat['failing_since']):.0f} s: "
+                            f"{beat.get('error')}")
+    store_seq = service.store.status_seq()
+    applied = int(beat["applied_seq"]) if beat else 0
+    return {"status": "degraded" if problems else "ok", "problems": problems,
+            "refresher": beat, "store_status_seq": store_seq, "changes_not_yet_re_signed": max(0, store_seq - applied)}
+
+
+class _Heartbeat:
+    """The refresher's heartbeat in the store (``service.ocsp.refresher``): when it last ran,
+    the status sequence it has re-signed up to, and since when it fails, if it does."""
+
+    def __init__(self, service: OcspService):
+        self.service = service
+        self.failing_since: float | None = None
+        self.error: str | None = None
+        self.backlog = True  # the first pass of pre-produced responses is not finished
+        self._last = 0.0
+
+    def beat(self, applied_seq: int, *, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last < _HEARTBEAT_EVERY:
+            return
+        self._last = time.monotonic()
+        value = {"at": time.time(), "pid": os.getpid(), "applied_seq": applied_seq, "first_pass_done": not self.backlog,
+                 "failing_since": self.failing_since, "error": self.error}
+        try:
+            self.service.store.put_meta(HEARTBEAT_KEY, json.dumps(value))
+        except Exception:  # noqa: BLE001 - a missed beat is what /health reports
+            log.exception("the refresher could not write its heartbeat")
+
+    def failed(self, exc: BaseException) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.time()
+        self.error = f"{type(exc).__name__}: {exc}"[:300]
+
+    def recovered(self) -> None:
+        self.failing_since = None
+        self.error = None
+
+
 def _run_refresher(open_service: Callable[[bool], OcspService], settings: ServerSettings, ready: int) -> None:
     stop = False
 
@@ -195,18 +272,33 @@ def _run_refresher(open_service: Callable[[bool], OcspService], settings: Server
 
     signal.signal(signal.SIGTERM, on_term)
     service = open_service(True)
+    heart = _Heartbeat(service)
     try:
         service.refresh_responders(renew=True)
         preproduce = service.signing == "pre-produced"
         cursor = service.store.status_seq()  # read first: a change during the pass below is polled after it
-        if preproduce:
-            signed = service.prepare()
-            if service.foreign_responses():
-                log.info("the stored responses were signed by another responder identity; re-signing them all")
-                signed += service.prepare(everything=True)
-            log.info("pre-produced responses ready (%d signed now)", signed)
+        # The workers start now, before anything is written: what is not prepared yet they sign
+        # for the request. At national scale the first pass is millions of signatures, and the
+        # service must not wait for it (nor for a store another writer holds a moment).
         if ready >= 0:
             os.write(ready, b"r")
+        heart.beat(cursor, force=True)
+
+        def between() -> bool:
+            """After each batch of the long pass: status changes first, then a heartbeat."""
+            nonlocal cursor
+            cursor = service.resign_changed(cursor)
+            heart.beat(cursor)
+            return not stop
+
+        if preproduce:
+            signed = service.prepare(between=between)
+            if not stop and service.foreign_responses():
+                log.info("the stored responses were signed by another responder identity; re-signing them all")
+                signed += service.prepare(everything=True, between=between)
+            log.info("pre-produced responses ready (%d signed now)", signed)
+        heart.backlog = False
+        heart.beat(cursor, force=True)
         next_maintenance = time.monotonic() + settings.maintenance_interval
         while not stop:
             time.sleep(settings.poll_interval)
@@ -217,19 +309,24 @@ def _run_refresher(open_service: Callable[[bool], OcspService], settings: Server
                     next_maintenance = time.monotonic() + settings.maintenance_interval
                     service.refresh_responders(renew=True)
                     if preproduce:
-                        service.prepare()
-            except Exception:  # noqa: BLE001 - the store may be busy, a token may hiccup: try again
+                        service.prepare(between=between)
+                if heart.failing_since is not None:
+                    log.info("refreshing the pre-produced responses works again")
+                heart.recovered()
+            except Exception as exc:  # noqa: BLE001 - the store may be busy, a token may hiccup: try again
                 log.exception("refreshing the pre-produced responses failed; retrying")
+                heart.failed(exc)
                 time.sleep(1.0)
+            heart.beat(cursor, force=heart.failing_since is not None)
     finally:
         service.close()
 
 
 def serve(open_service: Callable[[bool], OcspService], settings: ServerSettings, *,
           on_ready: Callable[[str], None] | None = None) -> None:
-    """Run the responder until SIGTERM or SIGINT: bind, start the refresher and wait until the
-    pre-produced responses exist, start the workers, call ``on_ready(url)``, then restart any
-    child that dies. Returns once every child has stopped.
+    """Run the responder until SIGTERM or SIGINT: bind, start the refresher (which prepares the
+    pre-produced responses in the background), start the workers, call ``on_ready(url)``, then
+    restart any child that dies. Returns once every child has stopped.
 
     ``open_service(refresher)`` runs in each child after the fork and opens the store and the
     keys there; ``refresher`` is True in the one process that signs pre-produced responses and

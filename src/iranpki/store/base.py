@@ -147,6 +147,9 @@ class OcspResponseRecord:
     this_update: datetime
     next_update: datetime
     status_seq: int  # the certificate's status_seq (0: never changed) when it was signed
+    #: The certificate's status_seq now, when read with the response (None: not read). A larger
+    #: value than ``status_seq`` means the status changed after the response was signed.
+    current_status_seq: int | None = None
 
 
 class RevokedSnapshot:
@@ -264,7 +267,16 @@ class Store(ABC):
         """Store pre-produced responses; a response for an older status never replaces a newer one."""
 
     @abstractmethod
-    def get_ocsp_response(self, ca: str, serial: int, hash: str) -> OcspResponseRecord | None: ...
+    def get_ocsp_response(self, ca: str, serial: int, hash: str) -> OcspResponseRecord | None:
+        """The pre-produced response, with the certificate's current status sequence beside it."""
+        ...
+
+    @abstractmethod
+    def put_meta(self, key: str, value: str) -> None:
+        """Set a small named value (a service's heartbeat); not audited: it records no decision."""
+
+    @abstractmethod
+    def get_meta(self, key: str) -> str | None: ...
 
     @abstractmethod
     def ocsp_due(self, ca: str, hash: str, due: datetime, limit: int = 500, after: int | None = None) -> list[int]:

@@ -607,12 +607,26 @@ class SqliteStore(Store):
 
     def get_ocsp_response(self, ca: str, serial: int, hash: str) -> OcspResponseRecord | None:
         with self._lock:
+            # One read gives the response and the certificate's status now, so a responder never
+            # serves a response signed before the last change (a refresher that fell behind).
             row = self._db.execute(
-                "SELECT response, this_update, next_update, status_seq FROM ocsp_responses "
-                "WHERE ca=? AND serial=? AND hash=?", (ca, serial_text(serial), hash)).fetchone()
+                "SELECT r.response, r.this_update, r.next_update, r.status_seq, COALESCE(c.status_seq, 0) "
+                "FROM ocsp_responses r LEFT JOIN certificates c ON c.serial=r.serial AND c.ca=r.ca "
+                "WHERE r.ca=? AND r.serial=? AND r.hash=?", (ca, serial_text(serial), hash)).fetchone()
         if row is None:
             return None
-        return OcspResponseRecord(ca, serial, hash, bytes(row[0]), _d(row[1]), _d(row[2]), row[3])  # type: ignore[arg-type]
+        return OcspResponseRecord(ca, serial, hash, bytes(row[0]), _d(row[1]), _d(row[2]), row[3], row[4])  # type: ignore[arg-type]
+
+    def put_meta(self, key: str, value: str) -> None:
+        if not key.startswith("service."):
+            raise StoreError(f"meta key {key!r} is not a service's; only service.* keys may be set")
+        with self._tx() as db:
+            db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
     def ocsp_due(self, ca: str, hash: str, due: datetime, limit: int = 500, after: int | None = None) -> list[int]:
         # In serial order from ``after``: a caller walks the CA once, linearly, through
