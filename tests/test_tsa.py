@@ -380,6 +380,18 @@ def test_stamp_command(pki: Pki, tsa: Tsa, tmp_path: Path) -> None:
     untrusted = subprocess.run([IRANPKI, "tsa", "stamp", str(data), "--url", tsa.url], capture_output=True,
                                text=True, timeout=60)
     assert untrusted.returncode == 1 and "trusted root" in untrusted.stderr, untrusted.stderr
+    # One trust rule for every command (review item 15): in the operator's workspace, its roots
+    # are trusted beside the national root, as `iranpki verify` trusts them; the first stamp of a
+    # new workspace works without --trust.
+    for how in (["--home", str(pki.home)], []):
+        env = {**os.environ, "IRANPKI_HOME": str(pki.home)} if not how else None
+        trusted = subprocess.run([IRANPKI, "tsa", "stamp", str(data), "--url", tsa.url, *how, "--json"],
+                                 capture_output=True, text=True, timeout=60, env=env)
+        assert trusted.returncode == 0, trusted.stderr
+        assert json.loads(trusted.stdout)["verified"] is True
+    in_folder = subprocess.run([IRANPKI, "tsa", "stamp", str(data), "--url", tsa.url], capture_output=True,
+                               text=True, timeout=60, cwd=pki.home)
+    assert in_folder.returncode == 0, in_folder.stderr
     verify = run(["openssl", "ts", "-verify", "-data", str(data), "-in", str(tmp_path / "doc.tsr"),
                   "-CAfile", str(pki.root_pem), "-untrusted", str(pki.chain_pem)])
     assert "Verification: OK" in verify.stdout, verify.stdout + verify.stderr

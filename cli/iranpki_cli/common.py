@@ -61,6 +61,28 @@ def workspace(home: str) -> Workspace:
     return Workspace.open(home)
 
 
+def relying_party_workspace(home: str | None) -> Workspace | None:
+    """The workspace a relying-party command (verify, tsa stamp, sign) trusts besides the national
+    root: the one named by --home or IRANPKI_HOME, else one in the current folder, else none."""
+    from pathlib import Path
+
+    from iranpki.workspace import CONFIG_NAME
+
+    if home is not None:
+        return Workspace.open(home)
+    return Workspace.open(".") if (Path(".") / CONFIG_NAME).exists() else None
+
+
+def relying_party_roots(home: str | None, trust_files: tuple[str, ...] = ()) -> list[bytes]:
+    """The one trust rule (iranpki.validation.relying_party_roots): --trust files replace the
+    default, which is the national root and the workspace's root CAs."""
+    from iranpki.validation import relying_party_roots as rule
+
+    explicit = [open(f, "rb").read() for f in trust_files] or None  # noqa: SIM115 - small files
+    ws = relying_party_workspace(home)
+    return ws.trust_roots(explicit) if ws is not None else rule(explicit)
+
+
 # What to do about a file the system refused, by errno: the one line an operator needs.
 _OS_ADVICE = {
     errno.EACCES: "check the file's owner and permissions, or run as the workspace's owner",

@@ -12,7 +12,7 @@ from iranpki import signing
 from iranpki.keys import SignatureScheme, Signer, open_signer
 from iranpki.workspace import HOME_ENV, Workspace
 
-from .common import HandledGroup, KeySecret, json_option
+from .common import HandledGroup, KeySecret, json_option, relying_party_roots
 from .render import emit_json, fields
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,7 +89,8 @@ def _subject(cert: bytes) -> str:
               help="PAdES baseline level: B-T adds a time-stamp, B-LT also the validation data.")
 @click.option("--tsa", "tsa_url", default=None, help="RFC 3161 time-stamping URL (needed for B-T and B-LT).")
 @click.option("--root", "root_files", multiple=True, type=_FILE,
-              help="Trust root(s) the B-LT validation data leads to (the national root).")
+              help="Trust root(s) the B-LT validation data leads to; replace the default (the national root "
+                   "and the workspace's roots, as `iranpki verify` trusts).")
 @click.option("--crl", "crl_files", multiple=True, type=_FILE,
               help="CRLs to embed for B-LT (one per CA in the chain); else --fetch.")
 @click.option("--fetch", is_flag=True, help="For B-LT, fetch CRLs and OCSP responses named in the certificates.")
@@ -101,7 +102,7 @@ def pdf(pdf: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[str
         crl_files: tuple[str, ...], fetch: bool, reason: str | None, location: str | None, field_name: str) -> None:
     """Sign a PDF as PAdES B-B, B-T or B-LT (an incremental update; earlier signatures stay valid)."""
     cert = Path(cert_file).read_bytes()
-    roots = [c.dump() for f in root_files for c in signing.load_certificates(Path(f).read_bytes())]
+    roots = relying_party_roots(home, root_files)
     with _open(key_ref, passphrase_file, home) as signer:
         data = signing.sign_pdf(Path(pdf).read_bytes(), signer, cert, chain=_chain(chain_files), level=level,  # type: ignore[arg-type]
                                 tsa_url=tsa_url, trust_roots=roots, crls=[Path(f).read_bytes() for f in crl_files],

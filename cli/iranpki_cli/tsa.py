@@ -9,8 +9,9 @@ import sys
 import click
 
 from iranpki.tsa import fetch_stamp, verify_token
+from iranpki.workspace import HOME_ENV
 
-from .common import HandledGroup, KeySecret, home_option, json_option, workspace
+from .common import HandledGroup, KeySecret, home_option, json_option, relying_party_roots, workspace
 from .render import console, emit_json
 
 
@@ -80,23 +81,33 @@ def serve(home: str, ca_name: str, key_ref: str, cert_serial: str | None, passph
               help="Write the whole reply (DER TimeStampResp, as openssl ts -verify -in reads it).")
 @click.option("--timeout", type=click.FloatRange(0.1, 300), default=30.0, show_default=True)
 @click.option("--trust", "trust_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Root certificate(s) the TSA must chain to (default: the national root).")
+              help="Root certificate(s) the TSA must chain to; replace the default (the national root and "
+                   "the workspace's roots).")
 @click.option("--no-verify", is_flag=True, help="Do not verify the token's signature and the TSA's certificate.")
+@click.option("--home", type=click.Path(file_okay=False), envvar=HOME_ENV, default=None,
+              help=f"A workspace whose root CAs are trusted too (or set {HOME_ENV}; default: the current folder "
+                   "if it is one).")
 @json_option
 def stamp(file: click.utils.LazyFile, url: str, hash_name: str, out: str | None, timeout: float,
-          trust_files: tuple[str, ...], no_verify: bool, as_json: bool) -> None:
+          trust_files: tuple[str, ...], no_verify: bool, home: str | None, as_json: bool) -> None:
     """Get a time-stamp for FILE (- for stdin) from the TSA at --url, check that it is granted and
     answers this request (imprint and nonce), verify its signature and the TSA's certificate
-    (chain to --trust or the national root, timeStamping usage), and print its time, serial and
-    policy."""
+    (timeStamping usage, a chain to a trusted root: the same rule as `iranpki verify`, the
+    national root and the workspace's root CAs, or --trust), and print its time, serial and
+    policy.
+
+    \b
+    Example:
+      iranpki tsa stamp contract.pdf --url http://127.0.0.1:3161/ --out contract.tsr
+      openssl ts -reply -in contract.tsr -text
+    """
     h = hashlib.new(hash_name)
     while chunk := file.read(1 << 20):
         h.update(chunk)
     result = fetch_stamp(url, h.digest(), hash_name, timeout=timeout)
     tsa_subject = None
     if not no_verify:
-        roots = [open(f, "rb").read() for f in trust_files] or None  # noqa: SIM115 - small files
-        tsa_subject = verify_token(result.token, roots).subject  # type: ignore[attr-defined]
+        tsa_subject = verify_token(result.token, relying_party_roots(home, trust_files)).subject  # type: ignore[attr-defined]
     if out:
         with open(out, "wb") as f:
             f.write(result.reply)

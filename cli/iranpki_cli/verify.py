@@ -145,7 +145,7 @@ def _verify_signed(data: bytes, options: VerifyOptions) -> Verdict:
     trust: list[bytes] | None = list(options.trust) if options.trust is not None else None
     intermediates = list(options.chain)
     if options.workspace is not None:
-        trust = trust if trust is not None else options.workspace.trust_anchors() or None
+        trust = options.workspace.trust_roots(trust)  # the one rule: --trust, else national + workspace roots
         intermediates += options.workspace.ca_certificates()
     try:
         result = signing.verify_signed(
@@ -232,8 +232,9 @@ def verify(file: str, purpose: str | None, at_text: str | None, level: int | Non
     a PDF (PAdES), an S/MIME message, a CMS signature (attached, or detached with --content) or a
     Windows PE (Authenticode, through osslsigncode).
 
-    Trusted: the root CAs of the workspace (--home) if there is one, else the national root
-    Root CA-G3 shipped with iranpki; --trust replaces both. Nothing is fetched unless --ocsp or
+    Trusted: the national root Root CA-G3 shipped with iranpki and the root CAs of the workspace
+    (--home, or the current folder if it is one); --trust replaces both. `tsa stamp` and `sign`
+    trust the same. Nothing is fetched unless --ocsp or
     --fetch. Exit status: 0 valid, 1 invalid, 2 unusable input.
 
     \b

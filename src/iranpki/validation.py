@@ -99,6 +99,7 @@ __all__ = [
     "load_certificates",
     "load_crls",
     "national_anchors",
+    "relying_party_roots",
     "translate_error",
     "validate_certificate",
 ]
@@ -228,6 +229,15 @@ def _shipped_anchors() -> tuple[bytes, ...]:
         if entry.name.endswith(".pem"):
             ders.extend(c.public_bytes(Encoding.DER) for c in load_certificates(entry.read_bytes(), entry.name))
     return tuple(ders)
+
+
+def relying_party_roots(explicit: Sequence[bytes] | None = None, workspace_roots: Sequence[bytes] = ()) -> list[bytes]:
+    """The one trust rule of every command that validates (``verify``, ``tsa stamp``, ``sign``):
+    roots given explicitly replace the default; the default is the national root(s) shipped with
+    iranpki and the root CAs of the operator's workspace, when there is one."""
+    if explicit is not None:
+        return list(explicit)
+    return list(dict.fromkeys([*_shipped_anchors(), *workspace_roots]))
 
 
 def national_anchors() -> list[x509.Certificate]:

@@ -341,19 +341,20 @@ class Workspace:
         """DER certificates of the workspace's intermediate CAs, offered to chain building."""
         return [r.certificate for r in self.store.list_cas() if r.kind != "root"]
 
-    def validate_certificate(self, cert: validation.CertificateInput, **options: object) -> validation.ValidationResult:
-        """Validate ``cert`` as :func:`iranpki.validation.validate_certificate` does, trusting this
-        workspace's roots (unless ``trust_roots`` is given) and offering its CA certificates as
-        intermediates (besides any given)."""
+    def trust_roots(self, explicit: list[bytes] | None = None) -> list[bytes]:
+        """The roots a relying party on this workspace trusts (:func:`iranpki.validation.relying_party_roots`):
+        ``explicit`` ones, else the national root and this workspace's root CAs."""
         from . import validation
 
-        if options.get("trust_roots") is None:
-            roots = self.trust_anchors()
-            if not roots:
-                raise ConfigError(
-                    f"the workspace {self.home} has no root CA to trust; create one (iranpki ca create-root) "
-                    "or give the trust roots (--trust FILE)")
-            options["trust_roots"] = roots
+        return validation.relying_party_roots(explicit, self.trust_anchors())
+
+    def validate_certificate(self, cert: validation.CertificateInput, **options: object) -> validation.ValidationResult:
+        """Validate ``cert`` as :func:`iranpki.validation.validate_certificate` does, trusting
+        :meth:`trust_roots` (``trust_roots`` given replace them) and offering its CA certificates
+        as intermediates (besides any given)."""
+        from . import validation
+
+        options["trust_roots"] = self.trust_roots(options.get("trust_roots"))  # type: ignore[arg-type]
         options["intermediates"] = [*options.get("intermediates", ()), *self.ca_certificates()]  # type: ignore[misc]
         return validation.validate_certificate(cert, **options)  # type: ignore[arg-type]
 
