@@ -12,7 +12,13 @@ one run and in alternating rounds:
 It prints the median rate of each over the rounds and the ratio to the raw rate.
 Aim (issue 2): issuance at least half the raw signing rate.
 
-    .venv/bin/python benchmarks/issuance.py [--seconds 2] [--rounds 3]
+Then one certificate per process, as an operator or a script runs the command: ``iranpki cert
+issue`` (start-up, the workspace, the key's decryption, the store, all included) against
+``openssl x509 -req`` signing the same kind of certificate with the same kind of key (P-256), each
+run ``--cli-runs`` times in alternation; it prints the median milliseconds per certificate and
+their ratio.
+
+    .venv/bin/python benchmarks/issuance.py [--seconds 2] [--rounds 3] [--cli-runs 15]
 """
 
 from __future__ import annotations
@@ -82,10 +88,66 @@ def softhsm_signers(base: str) -> dict[str, object]:
             for alg in ("rsa2048", "p256")}
 
 
+def per_process(base: str, runs: int) -> None:
+    """``iranpki cert issue`` and ``openssl x509 -req``, one process per certificate."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+
+    home = Path(base) / "cli-ws"
+    iranpki = str(Path(sys.executable).parent / "iranpki")
+    env = {**os.environ, "IRANPKI_KEY_PASSPHRASE": "benchmark passphrase, not a secret", "IRANPKI_HOME": str(home)}
+
+    def sh(*argv: str) -> None:
+        subprocess.run(argv, check=True, env=env, capture_output=True, timeout=120)
+
+    sh(iranpki, "init", str(home), "--repository-url", "http://repo.bench.ir")
+    sh(iranpki, "key", "generate", "--label", "root", "--algorithm", "p384")
+    sh(iranpki, "key", "generate", "--label", "l1", "--algorithm", "p256")
+    sh(iranpki, "ca", "create-root", "--name", "root", "--key", "root", "--subject", "C=IR,O=Bench,CN=Bench Root")
+    sh(iranpki, "ca", "create-intermediate", "--parent", "root", "--level", "1", "--name", "l1", "--key", "l1",
+       "--subject", "C=IR,O=Bench,CN=Bench L1")
+    sh(iranpki, "ca", "export", "l1", "--out", str(home / "l1.pem"))
+    sub_key = ec.generate_private_key(ec.SECP256R1())
+    (home / "sub.pub").write_bytes(sub_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (home / "sub.key").write_bytes(sub_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    ca_key = ec.generate_private_key(ec.SECP256R1())  # openssl's CA key: the same kind as l1's
+    (home / "ca.key").write_bytes(ca_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    sh("openssl", "req", "-new", "-x509", "-key", str(home / "ca.key"), "-subj", "/C=IR/O=Bench/CN=openssl CA",
+       "-days", "365", "-out", str(home / "ca.pem"))
+    sh("openssl", "req", "-new", "-key", str(home / "sub.key"), "-subj", "/C=IR/O=Bench/CN=Bench TSA",
+       "-out", str(home / "sub.csr"))
+    ext = home / "tsa.ext"
+    ext.write_text("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                   "extendedKeyUsage=critical,timeStamping\n")
+    ours, theirs = [], []
+    for i in range(runs):  # alternate, so that machine noise hits both alike
+        t = time.perf_counter()
+        sh(iranpki, "cert", "issue", "--ca", "l1", "--profile", "tsa", "--public-key", str(home / "sub.pub"),
+           "--subject", "C=IR,O=Bench,CN=Bench TSA", "--out", str(home / f"ours-{i}.pem"))
+        ours.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        sh("openssl", "x509", "-req", "-in", str(home / "sub.csr"), "-CA", str(home / "ca.pem"), "-CAkey",
+           str(home / "ca.key"), "-CAcreateserial", "-days", "30", "-sha256", "-extfile", str(ext),
+           "-out", str(home / f"theirs-{i}.pem"))
+        theirs.append((time.perf_counter() - t) * 1000)
+    o, th = statistics.median(ours), statistics.median(theirs)
+    print(f"one certificate per process, P-256 CA key, {runs} runs each, medians:")
+    print(f"  iranpki cert issue   {o:8.1f} ms   (start-up, workspace, key decryption, checks, store, audit)")
+    print(f"  openssl x509 -req    {th:8.1f} ms")
+    print(f"  ratio iranpki/openssl {o / th:6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each measurement")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
+    parser.add_argument("--cli-runs", type=int, default=15, help="processes per side for the per-process rows")
     args = parser.parse_args()
 
     base = tempfile.mkdtemp(prefix="iranpki-bench-")
@@ -113,6 +175,8 @@ def main() -> None:
             results["batch"].append(rate(batch_fn, args.seconds))
         raw, single, batch = (statistics.median(results[k]) for k in ("raw", "single", "batch"))
         print(f"{alg:<10}{backend:<11}{raw:>12.0f}{single:>10.0f}{single / raw:>8.2f}{batch:>10.0f}{batch / raw:>8.2f}")
+    if args.cli_runs > 0:
+        per_process(base, args.cli_runs)
 
 
 if __name__ == "__main__":

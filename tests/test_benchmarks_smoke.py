@@ -27,8 +27,20 @@ def test_crl_benchmark_smoke() -> None:
     assert proc.returncode == 0, f"exit {proc.returncode}:\n{out}\n{err}"
     assert "FAILED" not in out + err and "Traceback" not in err
     lines = out.splitlines()
-    for side in ("iranpki generate_crl", "openssl ca -gencrl"):
+    for side in ("iranpki generate_crl", "iranpki crl generate", "openssl ca -gencrl"):
         assert any(line.startswith(side) for line in lines), out
     for what in ("time", "memory"):
         assert any(line.startswith(f"ratio {what}") and "iranpki/openssl" in line for line in lines), out
+        assert any(line.startswith(f"ratio {what}") and "(CLI)/openssl" in line for line in lines), out
     assert "2,000 entries each" in out and "revokedCertificates identical" in out, out
+
+
+@pytest.mark.slow
+def test_issuance_benchmark_smoke() -> None:
+    """benchmarks/issuance.py in its smallest size: every row, and the per-process rows."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "issuance.py"), "--seconds", "0.05", "--rounds",
+                          "1", "--cli-runs", "1"], capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for row in ("rsa2048   software", "p256      software", "rsa2048   softhsm2", "p256      softhsm2",
+                "iranpki cert issue", "openssl x509 -req", "ratio iranpki/openssl"):
+        assert row in out.stdout, out.stdout

@@ -417,3 +417,49 @@ def test_messages_name_the_input_not_the_parser(ws, tmp_path: Path, content: byt
         assert out.returncode in (1, 2), out
         for leak in ("ParseError", "UnexpectedTag", "cryptography.io", "Traceback", "kind:", "http"):
             assert leak not in out.stderr + out.stdout, (argv, out.stderr, out.stdout)
+
+
+# ---- start-up (review item 16): the import set, not the time ---------------------------------
+
+def _imported(*argv: str) -> set[str]:
+    """The modules `iranpki ARGV` imports, read from python -X importtime."""
+    code = f"import sys; sys.argv = ['iranpki', *{list(argv)!r}]; from iranpki_cli.main import main; main()"
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    names = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert names, out.stderr
+    return names
+
+
+HEAVY = {"pyhanko", "pyhanko_certvalidator", "aiohttp"}
+
+
+def test_help_and_version_import_almost_nothing() -> None:
+    for argv in (["--version"], ["--help"]):
+        names = _imported(*argv)
+        loaded = {n.split(".")[0] for n in names}
+        assert not loaded & {"pyhanko", "pyhanko_certvalidator", "cryptography", "pydantic", "rich", "pkcs11",
+                             "asn1crypto", "yaml", "pkilint"}, (argv, sorted(loaded))
+        assert not [n for n in names if n.startswith("iranpki_cli.") and n not in
+                    ("iranpki_cli.main", "iranpki_cli.handling")], sorted(names)
+
+
+def test_operator_commands_do_not_load_the_signing_stack() -> None:
+    for argv in (["cert", "list", "--help"], ["cert", "issue", "--help"], ["crl", "generate", "--help"],
+                 ["ca", "list", "--help"], ["ocsp", "serve", "--help"]):
+        names = _imported(*argv)
+        assert not {n.split(".")[0] for n in names} & HEAVY, (argv, sorted(n for n in names if "pyhanko" in n))
+
+
+def test_every_listed_command_loads() -> None:
+    from iranpki_cli.main import COMMANDS
+
+    for name in COMMANDS:
+        cmd = cli.get_command(click_context(), name)
+        assert cmd is not None and cmd.name == name
+
+
+def click_context():  # noqa: ANN201 - a click.Context for the root group
+    import click
+
+    return click.Context(cli)

@@ -17,14 +17,52 @@ Example: a root on a SoftHSM2 token, a level-2 intermediate, and an SSL certific
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import click
 
-from . import ca, cert, conformance, cps, crl, init, key, ocsp, profile, sign, token, tsa, verify
-from .common import HandledGroup
+from .handling import HandledGroup
 
-@click.group(cls=HandledGroup, help=__doc__,
+# Each command's module is imported when that command runs, not before: `iranpki --help` and
+# `--version` import none of them, and `iranpki cert list` does not load pyHanko (about 1.5 s
+# on these machines) for `sign`. The one-line help is written here so that the list needs no
+# import either; tests/test_cli.py checks that each entry loads its command.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "Make a workspace: settings, an empty store, a folder for software keys."),
+    "token": ("token", "PKCS#11 tokens and HSMs."),
+    "key": ("key", "Key pairs on tokens (PKCS#11) or in encrypted software files."),
+    "profile": ("profile", "Certificate profiles (profiles/*.yaml)."),
+    "ca": ("ca", "Certificate authorities: the root and its intermediates (one per assurance level)."),
+    "cert": ("cert", "End-entity certificates: issue, revoke, list, show, export."),
+    "crl": ("crl", "Certificate revocation lists (RFC 5280): complete, delta and partitioned CRLs."),
+    "ocsp": ("ocsp", "OCSP responder (RFC 6960, RFC 9919 lightweight profile) over HTTP, GET and POST."),
+    "tsa": ("tsa", "Time-stamp authority (RFC 3161 with RFC 5816 ESSCertIDv2) over HTTP, and a client."),
+    "sign": ("sign", "Sign documents: PDF (PAdES B-B, B-T, B-LT), CMS over any file, S/MIME mail, Windows PE."),
+    "verify": ("verify", "Validate a certificate or a signed file as a relying party."),
+    "conformance": ("conformance", "The PKCS#11 conformance suite the lab runs against tokens and HSMs."),
+    "cps": ("cps", "Certification Practice Statements: check one against the national CP."),
+}
+
+
+class LazyRoot(HandledGroup):
+    """The root group: commands are imported on first use (see ``COMMANDS``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(f".{COMMANDS[name][0]}", __package__)
+        return getattr(module, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+
+
+@click.group(cls=LazyRoot, help=__doc__,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--verbose", is_flag=True, help="Show the full trace of an error.")
 @click.version_option(package_name="iranpki")
@@ -34,21 +72,6 @@ def cli(verbose: bool) -> None:
         # trace; the refusal and its reason are the command's own output, so traces need --verbose.
         for name in ("pyhanko", "pyhanko_certvalidator"):
             logging.getLogger(name).setLevel(logging.ERROR)
-
-
-cli.add_command(init.init)
-cli.add_command(token.token)
-cli.add_command(key.key)
-cli.add_command(profile.profile)
-cli.add_command(ca.ca)
-cli.add_command(cert.cert)
-cli.add_command(crl.crl)
-cli.add_command(ocsp.ocsp)
-cli.add_command(tsa.tsa)
-cli.add_command(sign.sign)
-cli.add_command(verify.verify)
-cli.add_command(conformance.conformance)
-cli.add_command(cps.cps)
 
 
 def main() -> None:

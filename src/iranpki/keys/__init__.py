@@ -12,6 +12,7 @@ from .software import SoftwareSigner, generate_software_key, load_software_key
 __all__ = [
     "KeySpec",
     "PASSPHRASE_ENV",
+    "PIN_ENV",
     "SecretSource",
     "SignatureScheme",
     "Signer",
@@ -25,6 +26,8 @@ __all__ = [
 
 #: The environment variable a software key's passphrase is read from by default.
 PASSPHRASE_ENV = "IRANPKI_KEY_PASSPHRASE"
+#: The environment variable a token's user PIN is read from by default (also iranpki.keys.pkcs11.PIN_ENV).
+PIN_ENV = "IRANPKI_PKCS11_PIN"
 
 
 def is_pkcs11(reference: str) -> bool:
