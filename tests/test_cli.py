@@ -463,3 +463,68 @@ def click_context():  # noqa: ANN201 - a click.Context for the root group
     import click
 
     return click.Context(cli)
+
+
+def test_piped_output_never_splits_a_value(ws) -> None:
+    """Review item 17: with stdout a pipe (and COLUMNS=60), serials, URIs and dates stay whole."""
+    env = {**ws["env"], "COLUMNS": "60"}
+    listed = json.loads(ws["run"]("cert", "list", "--json").stdout)
+    out = subprocess.run([IRANPKI, "cert", "list"], capture_output=True, text=True, env=env, timeout=120)
+    lines = out.stdout.splitlines()
+    for c in listed:
+        assert [line for line in lines if c["serial"] in line], (c["serial"], out.stdout)
+    keys = subprocess.run([IRANPKI, "key", "list", "--token", "GICA"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert "pkcs11:token=GICA;object=cli-gica3;id=" in keys.stdout, keys.stdout
+    shown = subprocess.run([IRANPKI, "ca", "show", "gica3"], capture_output=True, text=True, env=env, timeout=120)
+    sha = json.loads(ws["run"]("ca", "show", "gica3", "--json").stdout)
+    assert any(len(line) > 60 for line in shown.stdout.splitlines())  # wider than COLUMNS: not wrapped
+    assert all(v in shown.stdout for v in (sha["key"],)), shown.stdout
+
+
+def _in_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, bytes]:
+    """Run ``argv`` with a pseudo-terminal as stdin, stdout and stderr; its exit status and output."""
+    import pty
+
+    main, child = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env=env)
+    os.close(child)
+    out = b""
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        out += data
+    os.close(main)
+    return proc.wait(timeout=120), out
+
+
+def test_long_work_shows_progress_on_a_terminal_only(ws) -> None:
+    """Review item 18: CRL generation and OCSP preparation show a running count on a terminal;
+    piped, they print nothing but the result."""
+    code, out = _in_a_terminal([IRANPKI, "crl", "generate", "--ca", "gica3"], ws["env"])
+    assert code == 0 and b"revoked entries" in out, out
+    code, out = _in_a_terminal([IRANPKI, "ocsp", "prepare", "--ca", "gica3", "--all"], ws["env"])
+    assert code == 0 and b"OCSP responses signed" in out, out
+    piped = ws["run"]("crl", "generate", "--ca", "gica3")
+    assert "revoked entries" not in piped.stdout + piped.stderr
+
+
+def test_crl_progress_counts_every_entry(tmp_path: Path) -> None:
+    from iranpki.crl import generate_crl
+    from iranpki.keys import SoftwareSigner
+    from iranpki.store import SqliteStore
+
+    from .conftest import REPO, ROOT_SUBJECT
+    from iranpki.ca import create_root, parse_subject
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    store = SqliteStore(str(tmp_path / "s.sqlite3"), create=True)
+    root = create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP384R1())), "root",
+                       parse_subject(ROOT_SUBJECT), repository_url=REPO)
+    seen: list[int] = []
+    generate_crl(store, root.record, root.signer, tmp_path, progress=seen.append)
+    assert seen == [0]

@@ -7,7 +7,7 @@ import click
 from iranpki.store import CrlRecord
 
 from .common import HandledGroup, KeySecret, home_option, json_option, workspace
-from .render import emit_json, iso, table, when
+from .render import emit_json, iso, progress_counter, table, when
 
 
 @click.group(cls=HandledGroup)
@@ -45,8 +45,17 @@ def _table(title: str, records: list[CrlRecord]) -> None:
 @json_option
 def generate(home: str, ca_name: str, delta: bool, shard: int | None, passphrase_file: str | None,
              as_json: bool) -> None:
-    """Generate, sign and record the CA's CRL (each shard's, unless --shard names one)."""
-    done = workspace(home).generate_crls(ca_name, delta=delta, shard=shard, secret=KeySecret(passphrase_file))
+    """Generate, sign and record the CA's CRL (each shard's, unless --shard names one). On a
+    terminal, a running count of the entries shows while it works.
+
+    \b
+    Example:
+      iranpki crl generate --ca gica2
+      iranpki crl generate --ca gica2 --delta --json
+    """
+    with progress_counter(f"CRL of {ca_name}: revoked entries") as progress:
+        done = workspace(home).generate_crls(ca_name, delta=delta, shard=shard, secret=KeySecret(passphrase_file),
+                                             progress=progress)
     records = [g.record for g in done]
     if as_json:
         emit_json([_info(r) for r in records])

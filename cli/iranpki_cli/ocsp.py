@@ -8,7 +8,7 @@ import sys
 import click
 
 from .common import HandledGroup, KeySecret, home_option, json_option, workspace
-from .render import console, emit_json
+from .render import console, emit_json, progress_counter
 
 _signing_option = click.option(
     "--signing", type=click.Choice(["pre-produced", "on-demand"]), default="pre-produced", show_default=True,
@@ -95,9 +95,11 @@ def prepare(home: str, ca_names: tuple[str, ...], responder_key: str | None, pas
             responder_passphrase_file: str | None, everything: bool, as_json: bool) -> None:
     """Sign the pre-produced responses that are due (missing, near nextUpdate, or older than a
     status change), for both SHA-1 and SHA-256 CertIDs, without serving."""
-    signed = workspace(home).prepare_ocsp(
-        list(ca_names), responder_key=responder_key, everything=everything, secret=KeySecret(passphrase_file),
-        responder_secret=KeySecret(responder_passphrase_file) if responder_passphrase_file else None)
+    with progress_counter("OCSP responses signed") as progress:
+        signed = workspace(home).prepare_ocsp(
+            list(ca_names), responder_key=responder_key, everything=everything, secret=KeySecret(passphrase_file),
+            responder_secret=KeySecret(responder_passphrase_file) if responder_passphrase_file else None,
+            progress=progress)
     if as_json:
         emit_json({"cas": list(ca_names), "signed": signed})
     else:

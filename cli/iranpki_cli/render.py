@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -12,9 +14,22 @@ from rich.table import Table
 
 from iranpki.clock import utc_and_jalali
 
-console = Console()
+# Where the output is not a terminal (a pipe, a file, a log), nothing is wrapped: a serial, a
+# date or a key URI split over two lines cannot be copied or grepped, so the width is unbounded
+# there (rich would otherwise assume 80 columns, or $COLUMNS). On a terminal, tables fit it.
+_UNWRAPPED = 1 << 14
+
+
+def _make(stderr: bool) -> Console:
+    probe = Console(stderr=stderr)
+    if probe.is_terminal:
+        return Console(stderr=stderr, soft_wrap=stderr)
+    return Console(stderr=stderr, width=_UNWRAPPED, soft_wrap=True)
+
+
+console = _make(False)
 # Errors are never hard-wrapped: operators grep them in logs.
-err_console = Console(stderr=True, soft_wrap=True)
+err_console = _make(True)
 
 
 def when(moment: datetime | None) -> str:
@@ -45,3 +60,19 @@ def fields(title: str, pairs: list[tuple[str, str]]) -> None:
     for k, v in pairs:
         t.add_row(k, v)
     console.print(t)
+
+
+@contextmanager
+def progress_counter(what: str) -> Iterator[Callable[[int], None] | None]:
+    """A callback that shows a running count of ``what`` on a terminal (stderr), for long work
+    (a CRL of millions of entries, millions of OCSP responses); None where stderr is no terminal,
+    so logs and scripts get nothing but the result."""
+    if not err_console.is_terminal:
+        yield None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.completed:,}"),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda n: bar.update(task, completed=n)

@@ -221,7 +221,8 @@ class Workspace:
         return self.home / "crls"
 
     def generate_crls(self, ca: str, *, delta: bool = False, shard: int | None = None,
-                      secret: SecretSource | None = None, actor: str = "iranpki") -> list:
+                      secret: SecretSource | None = None, actor: str = "iranpki",
+                      progress: Callable[[int], None] | None = None) -> list:
         """Generate the CRL (or delta CRL) of ``ca``: of one shard, or of every shard."""
         from . import crl
 
@@ -233,7 +234,8 @@ class Workspace:
         signer = self.open_key(record.key_reference, secret)
         try:
             return crl.generate_crls(self.store, record, signer, self.crl_dir, delta=delta,
-                                     shard=shard if record.crl_shards > 1 else None, clock=self.clock, actor=actor)
+                                     shard=shard if record.crl_shards > 1 else None, clock=self.clock, actor=actor,
+                                     progress=progress)
         finally:
             signer.close()
 
@@ -294,12 +296,13 @@ class Workspace:
                                 authority=authority if renew_responders else None)
 
     def prepare_ocsp(self, cas: list[str], *, responder_key: str | None = None, everything: bool = False,
-                     secret: SecretSource | None = None, responder_secret: SecretSource | None = None) -> int:
+                     secret: SecretSource | None = None, responder_secret: SecretSource | None = None,
+                     progress: Callable[[int], None] | None = None) -> int:
         """Sign the due pre-produced OCSP responses of ``cas`` once (all of them with ``everything``);
-        return how many were signed."""
+        return how many were signed. ``progress(signed)`` is called after each batch of 500."""
         service = self.ocsp_service(cas, responder_key=responder_key, secret=secret, responder_secret=responder_secret)
         try:
-            return service.prepare(everything=everything)
+            return service.prepare(everything=everything, progress=progress)
         finally:
             service.close()
 

@@ -635,14 +635,16 @@ class OcspService:
             self.store.put_ocsp_responses(records)
         return len(records)
 
-    def prepare(self, *, everything: bool = False, between: Callable[[], bool] | None = None) -> int:
+    def prepare(self, *, everything: bool = False, between: Callable[[], bool] | None = None,
+                progress: Callable[[int], None] | None = None) -> int:
         """Sign the pre-produced responses that are due: missing, older than a status change, or
         within ``refresh_before_hours`` of their nextUpdate (``everything``: all of them). Returns
         how many were signed.
 
         ``between`` is called after each batch of 500; the refresher re-signs status changes
         there, so a revocation never waits behind a long pass (a million certificates are two
-        million signatures), and stops the pass when it returns False."""
+        million signatures), and stops the pass when it returns False. ``progress(signed)`` is
+        called after each batch too."""
         signed = 0
         start = self.clock.now().replace(microsecond=0)
         for r in self.responders.values():
@@ -659,6 +661,8 @@ class OcspService:
                 while serials := self.store.ocsp_due(r.ca.name, hash_name, due, limit=500, after=after):
                     signed += self._produce(r, hash_name, serials)
                     after = serials[-1]  # one linear walk over the CA, not a rescan per batch
+                    if progress is not None:
+                        progress(signed)
                     if between is not None and not between():
                         return signed
         return signed
