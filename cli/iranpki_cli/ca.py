@@ -69,7 +69,13 @@ def _show(r: CaRecord, as_json: bool) -> None:
 def create_root(home: str, name: str, key_ref: str, subject: str, validity_days: int | None,
                 profile_name: str, signature: str | None, passphrase_file: str | None, crl_shards: int,
                 as_json: bool) -> None:
-    """Create the self-signed root CA."""
+    """Create the self-signed root CA.
+
+    \b
+    Example:
+      iranpki ca create-root --name root --key 'pkcs11:token=Root%20CA;object=root-g3' \\
+          --subject 'C=IR,O=I.R.Government,OU=Root CA,CN=Islamic Republic of Iran Root CA-G3'
+    """
     ws = workspace(home)
     authority = ws.create_root(name, key_ref, subject, validity_days=validity_days, profile=profile_name,
                                signature=signature, secret=KeySecret(passphrase_file), crl_shards=crl_shards)
@@ -97,7 +103,13 @@ def create_root(home: str, name: str, key_ref: str, subject: str, validity_days:
 def create_intermediate(home: str, name: str, parent: str, level: int, key_ref: str, subject: str,
                         validity_days: int | None, signature: str | None, passphrase_file: str | None,
                         parent_passphrase_file: str | None, crl_shards: int, as_json: bool) -> None:
-    """Have the root certify an intermediate CA for one assurance level."""
+    """Have the root certify an intermediate CA for one assurance level.
+
+    \b
+    Example:
+      iranpki ca create-intermediate --parent root --level 2 --name gica2 \\
+          --key 'pkcs11:token=GICA;object=gica2' --subject 'C=IR,O=ECDC,CN=General Intermediate CA Level 2'
+    """
     ws = workspace(home)
     authority = ws.create_intermediate(name, parent, level, key_ref, subject, validity_days=validity_days,
                                        signature=signature, parent_secret=KeySecret(parent_passphrase_file),
@@ -111,7 +123,12 @@ def create_intermediate(home: str, name: str, parent: str, level: int, key_ref: 
 @click.argument("shards", type=click.IntRange(1, 4096))
 @json_option
 def set_crl_shards(home: str, name: str, shards: int, as_json: bool) -> None:
-    """Partition the CA's CRL into SHARDS (may grow, never shrink: issued certificates keep theirs)."""
+    """Partition the CA's CRL into SHARDS (may grow, never shrink: issued certificates keep theirs).
+
+    \b
+    Example:
+      iranpki ca set-crl-shards gica2 16
+    """
     from iranpki.store import AuditEvent
 
     ws = workspace(home)
@@ -123,7 +140,13 @@ def set_crl_shards(home: str, name: str, shards: int, as_json: bool) -> None:
 @home_option
 @json_option
 def list_(home: str, as_json: bool) -> None:
-    """List the CAs of the workspace."""
+    """List the CAs of the workspace.
+
+    \b
+    Example:
+      iranpki ca list
+      iranpki ca list --json
+    """
     records = workspace(home).store.list_cas()
     if as_json:
         emit_json([_info(r) for r in records])
@@ -141,7 +164,12 @@ def list_(home: str, as_json: bool) -> None:
 @click.argument("name")
 @json_option
 def show(home: str, name: str, as_json: bool) -> None:
-    """Show one CA."""
+    """Show one CA.
+
+    \b
+    Example:
+      iranpki ca show gica2
+    """
     _show(workspace(home).store.get_ca(name), as_json)
 
 
@@ -150,6 +178,12 @@ def show(home: str, name: str, as_json: bool) -> None:
 @click.argument("name")
 @export_options
 def export(home: str, name: str, fmt: str, chain: bool, out: str | None) -> None:
-    """Export a CA certificate (and its chain up to the root)."""
+    """Export a CA certificate (and its chain up to the root).
+
+    \b
+    Example:
+      iranpki ca export gica2 --out gica2.pem
+      iranpki ca export gica2 --chain --out gica2-chain.pem
+    """
     ws = workspace(home)
     write_certificates(ws.chain(name) if chain else [ws.store.get_ca(name).certificate], fmt, out)

@@ -67,7 +67,14 @@ def cert() -> None:
 def issue(home: str, ca_name: str, profile_name: str, csr: str | None, public_key: str | None,
           subject: str | None, dns: tuple[str, ...], ip: tuple[str, ...], email: tuple[str, ...], days: int | None,
           out: str | None, passphrase_file: str | None, as_json: bool) -> None:
-    """Issue a certificate; it is recorded before it is written out."""
+    """Issue a certificate; it is recorded before it is written out.
+
+    \b
+    Example:
+      iranpki cert issue --ca gica2 --profile ssl-server --csr site.csr --out site.pem
+      iranpki cert issue --ca gica2 --profile personal-signature --public-key ali.pub \\
+          --subject 'C=IR,SN=محمدی,GN=علی,serialNumber=0499370899,CN=علی محمدی' --json
+    """
     ws = workspace(home)
     issued = ws.issue(ca_name, profile_name, csr=_read(csr) if csr else None,
                       public_key=_read(public_key) if public_key else None, subject=subject,
@@ -86,22 +93,27 @@ def issue(home: str, ca_name: str, profile_name: str, csr: str | None, public_ke
 
 @cert.command()
 @home_option
-@click.argument("serial")
+@click.argument("serial", metavar="SERIAL|CERT.pem")
 @click.option("--reason", required=True, type=click.Choice([r.name for r in Reason], case_sensitive=False),
               help="RFC 5280 CRLReason.")
 @click.option("--invalidity-date", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%SZ"]),
               default=None, help="When the key was known or suspected compromised (UTC, e.g. 2026-01-01T00:00:00Z).")
 @json_option
 def revoke(home: str, serial: str, reason: str, invalidity_date: datetime | None, as_json: bool) -> None:
-    """Revoke a certificate (certificateHold can later be made final or lifted with removeFromCRL)."""
+    """Revoke a certificate, named by its serial (hex) or its certificate file (certificateHold
+    can later be made final or lifted with removeFromCRL).
+
+    \b
+    Example:
+      iranpki cert revoke 6105d201c7bbeff574a885718022dce4 --reason keyCompromise
+      iranpki cert revoke site.pem --reason superseded --json
+    """
     ws = workspace(home)
     from datetime import timezone
 
-    from iranpki.workspace import parse_serial
-
     if invalidity_date is not None and invalidity_date.tzinfo is None:
         invalidity_date = invalidity_date.replace(tzinfo=timezone.utc)
-    record = ws.revoke(parse_serial(serial), reason, invalidity_date=invalidity_date)
+    record = ws.revoke(ws.find_certificate(serial).serial, reason, invalidity_date=invalidity_date)
     if as_json:
         emit_json(_info(record))
     else:
@@ -119,7 +131,13 @@ def revoke(home: str, serial: str, reason: str, invalidity_date: datetime | None
 @json_option
 def list_(home: str, ca_name: str | None, status: str | None, profile_name: str | None, limit: int,
           as_json: bool) -> None:
-    """List certificates (oldest first)."""
+    """List certificates (oldest first).
+
+    \b
+    Example:
+      iranpki cert list --ca gica2 --limit 20
+      iranpki cert list --status revoked --json
+    """
     records = list(workspace(home).store.iter_certificates(ca=ca_name, status=status, profile=profile_name, limit=limit))
     if as_json:
         emit_json([_info(r) for r in records])
@@ -130,10 +148,15 @@ def list_(home: str, ca_name: str | None, status: str | None, profile_name: str 
 
 @cert.command()
 @home_option
-@click.argument("serial")
+@click.argument("serial", metavar="SERIAL|CERT.pem")
 @json_option
 def show(home: str, serial: str, as_json: bool) -> None:
-    """Show one certificate."""
+    """Show one certificate.
+
+    \b
+    Example:
+      iranpki cert show 6105d201c7bbeff574a885718022dce4
+    """
     r = workspace(home).find_certificate(serial)
     if as_json:
         emit_json(_info(r))
@@ -155,10 +178,15 @@ def show(home: str, serial: str, as_json: bool) -> None:
 
 @cert.command()
 @home_option
-@click.argument("serial")
+@click.argument("serial", metavar="SERIAL|CERT.pem")
 @export_options
 def export(home: str, serial: str, fmt: str, chain: bool, out: str | None) -> None:
-    """Export a certificate (and its chain)."""
+    """Export a certificate (and its chain).
+
+    \b
+    Example:
+      iranpki cert export 6105d201c7bbeff574a885718022dce4 --chain --out site-chain.pem
+    """
     ws = workspace(home)
     r = ws.find_certificate(serial)
     write_certificates([r.certificate, *(ws.chain(r.ca) if chain else [])], fmt, out)

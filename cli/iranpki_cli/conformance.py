@@ -56,7 +56,13 @@ def _so_pin() -> SecretSource | None:
 @click.option("--categories", default=None, help=f"Comma-separated, among {', '.join(CATEGORIES)} (default: all).")
 @json_option
 def list_(categories: str | None, as_json: bool) -> None:
-    """List the cases: id, category, the clause each checks, and what it needs from the device."""
+    """List the cases: id, category, the clause each checks, and what it needs from the device.
+
+    \b
+    Example:
+      iranpki conformance list
+      iranpki conformance list --categories security --json
+    """
     load_cases()
     try:
         cases = select(_split(categories))
@@ -106,7 +112,13 @@ def _summary(report: Report) -> None:
 def run(module: str, token_label: str, categories: str | None, case_ids: str | None, out_dir: str | None,
         timeout_s: float, disposable: bool, device_class: str, perf_seconds: float, parallel: int,
         plugins: tuple[str, ...], as_json: bool) -> None:
-    """Run the suite against one token; exit status 1 if any case fails or ends in error."""
+    """Run the suite against one token; exit status 1 if any case fails or ends in error.
+
+    \b
+    Example:
+      export IRANPKI_PKCS11_PIN=... IRANPKI_PKCS11_SO_PIN=...
+      iranpki conformance run --module /usr/lib/vendor/pkcs11.so --token "Lab Test" --out ./report
+    """
     perf = {"IRANPKI_CONFORMANCE_DEVICE_CLASS": device_class, "IRANPKI_CONFORMANCE_PERF_SECONDS": str(perf_seconds),
             "IRANPKI_CONFORMANCE_PARALLEL": str(parallel)}
     options = RunOptions(module=module, token=token_label, categories=_split(categories), ids=_split(case_ids),

@@ -74,7 +74,13 @@ def check(cps_file: str, level: int, artefacts_dir: str | None, fmt: str, out: s
           policy_path: str | None, as_json: bool) -> None:
     """Check CPS.md (Markdown, RFC 3647 headings) against the national CP for --level, and the
     artefacts in --artifacts against both. Exit status 0 without ERROR, 1 with one, 2 when the
-    CPS, the folder or the CP cannot be read."""
+    CPS, the folder or the CP cannot be read.
+
+    \b
+    Example:
+      iranpki cps check gica-cps.md --level 2
+      iranpki cps check gica-cps.md --level 2 --artifacts ./samples --format html --out report.html
+    """
     if as_json:
         fmt = "json"  # --json as every command takes it: the report as JSON (same as --format json)
     try:
@@ -98,7 +104,12 @@ def check(cps_file: str, level: int, artefacts_dir: str | None, fmt: str, out: s
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False), default=None,
               help="A CP YAML file (default: the national CP shipped with iranpki).")
 def render(out: str | None, policy_path: str | None) -> None:
-    """Write the national CP out as an RFC 3647 document in Markdown."""
+    """Write the national CP out as an RFC 3647 document in Markdown.
+
+    \b
+    Example:
+      iranpki cps render --out national-cp.md
+    """
     from iranpki.compliance.render import render_cp
 
     _write(render_cp(load_policy(policy_path)), out)

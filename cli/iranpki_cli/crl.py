@@ -68,7 +68,12 @@ def generate(home: str, ca_name: str, delta: bool, shard: int | None, passphrase
 @click.option("--ca", "ca_name", default=None, help="Only this CA's CRLs.")
 @json_option
 def list_(home: str, ca_name: str | None, as_json: bool) -> None:
-    """List the CRLs the workspace generated (the register in the store)."""
+    """List the CRLs the workspace generated (the register in the store).
+
+    \b
+    Example:
+      iranpki crl list --ca gica2
+    """
     records = workspace(home).store.list_crls(ca_name)
     if as_json:
         emit_json([_info(r) for r in records])
@@ -85,7 +90,13 @@ def list_(home: str, ca_name: str | None, as_json: bool) -> None:
 def publish(home: str, target: str, ca_names: tuple[str, ...], as_json: bool) -> None:
     """Write the CA certificates and the newest CRLs into the repository folder, laid out as the
     URLs in the certificates say (certs/NAME.crt, crl/NAME[-K].crl, crl/NAME[-K]-delta.crl).
-    Each file is replaced atomically: a reader never sees half of one."""
+    Each file is replaced atomically: a reader never sees half of one.
+
+    \b
+    Example:
+      iranpki crl publish --to /srv/repository
+      iranpki crl publish --to /srv/repository --ca gica2 --json
+    """
     done = workspace(home).publish(target, list(ca_names) or None)
     if as_json:
         emit_json([{"path": p, "what": w} for p, w in done])

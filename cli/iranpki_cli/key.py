@@ -33,7 +33,13 @@ def key() -> None:
 @json_option
 def generate(home: str, algorithm: str, label: str, token: str | None, passphrase_file: str | None,
              pubout: str | None, as_json: bool) -> None:
-    """Generate a key pair: private, sensitive and non-extractable on a token."""
+    """Generate a key pair: private, sensitive and non-extractable on a token.
+
+    \b
+    Example:
+      iranpki key generate --token "Root CA" --label root-g3 --algorithm rsa4096
+      iranpki key generate --label tsa-2026 --algorithm p256 --pubout tsa.pub   # software key
+    """
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     spec = KeySpec.parse(algorithm)
@@ -56,7 +62,13 @@ def generate(home: str, algorithm: str, label: str, token: str | None, passphras
 @click.option("--token", default=None, help="Also list the private keys present on this token (needs the PIN).")
 @json_option
 def list_(home: str, token: str | None, as_json: bool) -> None:
-    """List the keys recorded in the workspace, or the keys on a token."""
+    """List the keys recorded in the workspace, or the keys on a token.
+
+    \b
+    Example:
+      iranpki key list
+      iranpki key list --token GICA --json
+    """
     ws = workspace(home)
     if token:
         from iranpki.keys.pkcs11 import list_keys

@@ -94,7 +94,13 @@ def serve(home: str, ca_names: tuple[str, ...], responder_key: str | None, passp
 def prepare(home: str, ca_names: tuple[str, ...], responder_key: str | None, passphrase_file: str | None,
             responder_passphrase_file: str | None, everything: bool, as_json: bool) -> None:
     """Sign the pre-produced responses that are due (missing, near nextUpdate, or older than a
-    status change), for both SHA-1 and SHA-256 CertIDs, without serving."""
+    status change), for both SHA-1 and SHA-256 CertIDs, without serving.
+
+    \b
+    Example:
+      iranpki ocsp prepare --ca gica2
+      iranpki ocsp prepare --ca gica2 --all --json
+    """
     with progress_counter("OCSP responses signed") as progress:
         signed = workspace(home).prepare_ocsp(
             list(ca_names), responder_key=responder_key, everything=everything, secret=KeySecret(passphrase_file),

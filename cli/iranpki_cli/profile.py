@@ -25,7 +25,12 @@ def profile() -> None:
 @profile.command("list")
 @json_option
 def list_(as_json: bool) -> None:
-    """List the profiles."""
+    """List the profiles.
+
+    \b
+    Example:
+      iranpki profile list
+    """
     profiles = list_profiles()
     if as_json:
         emit_json([{"name": p.name, "kind": p.kind, "level": p.level, "description": p.description,
@@ -39,7 +44,13 @@ def list_(as_json: bool) -> None:
 @click.argument("name")
 @json_option
 def show(name: str, as_json: bool) -> None:
-    """Show one profile in full."""
+    """Show one profile in full.
+
+    \b
+    Example:
+      iranpki profile show ssl-server
+      iranpki profile show personal-signature --json
+    """
     p = load_profile(name)
     data = p.model_dump(mode="json")
     if as_json:

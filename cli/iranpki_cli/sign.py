@@ -100,7 +100,13 @@ def _subject(cert: bytes) -> str:
 def pdf(pdf: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[str, ...], passphrase_file: str | None,
         signature: str | None, home: str | None, as_json: bool, level: str, tsa_url: str | None, root_files: tuple[str, ...],
         crl_files: tuple[str, ...], fetch: bool, reason: str | None, location: str | None, field_name: str) -> None:
-    """Sign a PDF as PAdES B-B, B-T or B-LT (an incremental update; earlier signatures stay valid)."""
+    """Sign a PDF as PAdES B-B, B-T or B-LT (an incremental update; earlier signatures stay valid).
+
+    \b
+    Example:
+      iranpki sign pdf contract.pdf --out signed.pdf --key 'pkcs11:token=Ali;object=sign' \\
+          --cert ali.pem --chain gica2.pem --level B-T --tsa http://127.0.0.1:3161/
+    """
     cert = Path(cert_file).read_bytes()
     roots = relying_party_roots(home, root_files)
     with _open(key_ref, passphrase_file, home) as signer:
@@ -124,6 +130,10 @@ def cms(file: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[st
     """Sign any file (script, archive, document) as CMS SignedData, detached or attached.
 
     Check it with: openssl cms -verify -binary -inform DER -in F.p7s -content FILE -CAfile root.pem -purpose any
+
+    \b
+    Example:
+      iranpki sign cms report.tar.gz --out report.tar.gz.p7s --key 'pkcs11:token=Ali;object=sign' --cert ali.pem
     """
     cert = Path(cert_file).read_bytes()
     with _open(key_ref, passphrase_file, home) as signer:
@@ -142,7 +152,12 @@ def cms(file: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[st
               help="Also encrypt to this recipient's certificate (repeatable; RSA S/MIME certificates).")
 def mail(msg: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[str, ...], passphrase_file: str | None,
          signature: str | None, home: str | None, as_json: bool, recipients: tuple[str, ...]) -> None:
-    """Sign a mail message as S/MIME (multipart/signed); with --encrypt-to, sign then encrypt it."""
+    """Sign a mail message as S/MIME (multipart/signed); with --encrypt-to, sign then encrypt it.
+
+    \b
+    Example:
+      iranpki sign mail --in letter.eml --out signed.eml --key 'pkcs11:token=Ali;object=sign' --cert ali.pem
+    """
     cert = Path(cert_file).read_bytes()
     with _open(key_ref, passphrase_file, home) as signer:
         data = signing.sign_mail(Path(msg).read_bytes(), signer, cert, chain=_chain(chain_files),
@@ -167,7 +182,13 @@ def mail(msg: str, out: str, key_ref: str, cert_file: str, chain_files: tuple[st
 @json_option
 def pe(exe: str, out: str, key_file: str, cert_file: str, chain_files: tuple[str, ...], passphrase_file: str | None,
        description: str | None, url: str | None, tsa_url: str | None, as_json: bool) -> None:
-    """Authenticode-sign a Windows program (.exe, .dll) with osslsigncode."""
+    """Authenticode-sign a Windows program (.exe, .dll) with osslsigncode.
+
+    \b
+    Example:
+      iranpki sign pe setup.exe --out setup-signed.exe --key dev.key --cert dev.pem \\
+          --tsa http://127.0.0.1:3161/
+    """
     cert = Path(cert_file).read_bytes()
     signing.sign_pe(exe, out, key_file=key_file, certificate=cert, chain=_chain(chain_files),
                     passphrase=KeySecret(passphrase_file), description=description, url=url, timestamp_url=tsa_url)

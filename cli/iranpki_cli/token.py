@@ -26,7 +26,13 @@ def token() -> None:
 @click.option("--module", default=None, help="PKCS#11 module (default: IRANPKI_PKCS11_MODULE or SoftHSM2).")
 @json_option
 def list_(module: str | None, as_json: bool) -> None:
-    """List the tokens the module sees (no login needed)."""
+    """List the tokens the module sees (no login needed).
+
+    \b
+    Example:
+      iranpki token list
+      iranpki token list --json
+    """
     tokens = list_tokens(module)
     if as_json:
         emit_json([t.__dict__ for t in tokens])
@@ -45,6 +51,11 @@ def init(label: str, module: str | None, as_json: bool) -> None:
 
     The security officer PIN comes from IRANPKI_PKCS11_SO_PIN and the user PIN from
     IRANPKI_PKCS11_PIN, or from prompts; never from the command line.
+
+    \b
+    Example:
+      export IRANPKI_PKCS11_SO_PIN=... IRANPKI_PKCS11_PIN=...
+      iranpki token init --label "Root CA"
     """
     from iranpki.keys.pkcs11 import init_token
 

@@ -60,6 +60,10 @@ def serve(home: str, ca_name: str, key_ref: str, cert_serial: str | None, passph
 
     Prints 'listening on http://HOST:PORT' on stderr once every worker answers. Refuses to start
     with a certificate that is not a TSA certificate, is not valid now, or is for another key.
+
+    \b
+    Example:
+      iranpki tsa serve --ca gica2 --key 'pkcs11:token=TSA;object=tsa1' --port 3161 --workers 2
     """
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s iranpki-tsa[%(process)d] %(levelname)s %(message)s")

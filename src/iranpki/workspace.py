@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
-from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
+from cryptography.hazmat.primitives.serialization import Encoding, load_der_public_key, load_pem_public_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import ca as ca_mod
@@ -408,7 +408,22 @@ class Workspace:
         return self.store.get_certificate(serial)
 
     def find_certificate(self, text: str) -> CertificateRecord:
-        """A certificate by its serial in hex (with or without colons or 0x) or decimal."""
+        """A certificate by its serial in hex (with or without colons or 0x), or by a PEM or DER
+        file of the certificate itself (its serial, checked to be the stored certificate)."""
+        if os.path.isfile(text):
+            from cryptography import x509
+
+            data = Path(text).read_bytes()[:MAX_KEY_FILE + 1]
+            try:
+                cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
+                        else x509.load_der_x509_certificate(data))
+            except ValueError as exc:
+                raise NotFoundError(f"{text} is neither a serial number nor a certificate file ({problem(exc)})") from None
+            record = self.store.get_certificate(cert.serial_number)
+            if record.certificate != cert.public_bytes(Encoding.DER):
+                raise NotFoundError(f"{text} has the serial {cert.serial_number:x} of a stored certificate but is "
+                                    "not that certificate; it was not issued by this workspace")
+            return record
         return self.store.get_certificate(parse_serial(text))
 
 
