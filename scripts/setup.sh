@@ -11,6 +11,12 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v osslsigncode >/dev/null || need_apt+=(osslsigncode)
 # wrk: the HTTP load generator of benchmarks/ocsp.py (closed loop, p50/p99 latency).
 command -v wrk >/dev/null || need_apt+=(wrk)
+# gcc: the conformance suite's fault shim (tests/shim) is C, compiled by the tests: the proof that
+# the suite fails a faulty device must run, never skip.
+command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
+# ip and unshare: tests run servers in network namespaces of their own (the README's tour).
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v unshare >/dev/null || need_apt+=(util-linux)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} with apt-get" >&2
@@ -32,8 +38,17 @@ fi
 stamp=.venv/.iranpki-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing iranpki and its test tools into .venv" >&2
-  .venv/bin/pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+  # Quiet: pip's own notices about this machine's package indexes are not the project's; a
+  # failure still shows whole (pip exits non-zero, and the import check below names it).
+  log="$(mktemp)"
+  if ! { .venv/bin/pip install -q --disable-pip-version-check --upgrade pip \
+         && .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'; } >"$log" 2>&1; then
+    grep -v '^WARNING: Location' "$log" >&2 || true
+    rm -f "$log"
+    echo "setup: pip could not install iranpki into .venv; see above" >&2
+    exit 1
+  fi
+  rm -f "$log"
   .venv/bin/python -c 'import iranpki, pkcs11, pkilint, pyhanko_certvalidator' \
     || { echo "setup: the install into .venv failed; see the pip output above" >&2; exit 1; }
   touch "$stamp"
