@@ -44,3 +44,13 @@ def test_issuance_benchmark_smoke() -> None:
     for row in ("rsa2048   software", "p256      software", "rsa2048   softhsm2", "p256      softhsm2",
                 "iranpki cert issue", "openssl x509 -req", "ratio iranpki/openssl"):
         assert row in out.stdout, out.stdout
+
+
+@pytest.mark.slow
+def test_listing_benchmark_smoke() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "listing.py"), "--entries", "3000", "--small", "300",
+                          "--rounds", "1"], capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for row in ("first page, all", "first page, by CA", "first page, revoked", "ten pages, by CA",
+                "iranpki cert list (CLI)"):
+        assert row in out.stdout, out.stdout

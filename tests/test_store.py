@@ -204,3 +204,47 @@ def test_issue_refuses_ca_profiles(workspace: Workspace) -> None:
 
     with pytest.raises(IssuanceError, match="create_intermediate"):
         workspace.open_ca("gica1").issue("intermediate-level1", request("tsa", new_key().public_key()))
+
+
+def test_listing_pages_follow_an_index_and_continue_after_a_certificate(workspace: Workspace) -> None:
+    """Review item 24: every listing filter reads an index in its own order (no table scan, no
+    sort), and `after` gives the next page; the pages together are the whole listing."""
+    authority = workspace.open_ca("gica1")
+    issued = [authority.issue("tsa", request("tsa", new_key().public_key())).record for _ in range(7)]
+    workspace.revoke(issued[2].serial, "superseded")
+    store = workspace.store
+    whole = [r.serial for r in store.iter_certificates(ca="gica1")]
+    # Oldest first; certificates of the same second in serial order.
+    assert set(whole[-7:]) == {r.serial for r in issued}
+    pages, after = [], None
+    while page := list(store.iter_certificates(ca="gica1", limit=3, after=after)):
+        pages += [r.serial for r in page]
+        after = page[-1]
+    assert pages == whole
+    assert [r.serial for r in store.iter_certificates(status="revoked")] == [issued[2].serial]
+    tsa = [r for r in store.iter_certificates(profile="tsa")]
+    assert [r.serial for r in store.iter_certificates(profile="tsa", after=tsa[4])] == [r.serial for r in tsa[5:]]
+    for sql in ("SELECT * FROM certificates INDEXED BY certificates_by_issue WHERE (issued_at, serial) > (?, ?) "
+                "ORDER BY issued_at, serial LIMIT 10",
+                "SELECT * FROM certificates INDEXED BY certificates_by_ca_issue WHERE ca=? AND (issued_at, serial) > "
+                "(?, ?) ORDER BY issued_at, serial LIMIT 10"):
+        plan = " ".join(str(row[3]) for row in store._db.execute("EXPLAIN QUERY PLAN " + sql, ("x",) * sql.count("?")))
+        assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_version_2_store_gets_the_listing_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    SqliteStore(str(path), create=True).close()
+    db = sqlite3.connect(path)
+    for name in ("certificates_by_issue", "certificates_by_ca_issue", "certificates_by_profile_issue",
+                 "certificates_revoked_by_issue"):
+        db.execute(f"DROP INDEX {name}")
+    db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    SqliteStore(str(path)).close()
+    db = sqlite3.connect(path)
+    names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
+    assert {"certificates_by_issue", "certificates_by_ca_issue", "certificates_revoked_by_issue"} <= names
+    db.close()

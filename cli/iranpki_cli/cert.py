@@ -124,21 +124,29 @@ def revoke(home: str, serial: str, reason: str, invalidity_date: datetime | None
 
 @cert.command("list")
 @home_option
-@click.option("--ca", "ca_name", default=None)
+@click.option("--ca", "ca_name", default=None, help="Only this CA's certificates.")
 @click.option("--status", type=click.Choice(["valid", "revoked"]), default=None)
-@click.option("--profile", "profile_name", default=None)
-@click.option("--limit", type=int, default=1000, show_default=True)
+@click.option("--profile", "profile_name", default=None, help="Only certificates of this profile.")
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=1000, show_default=True,
+              help="At most this many (a page).")
+@click.option("--after", "after_serial", default=None, metavar="SERIAL",
+              help="The next page: the certificates listed after this one (the last serial of the previous page).")
 @json_option
 def list_(home: str, ca_name: str | None, status: str | None, profile_name: str | None, limit: int,
-          as_json: bool) -> None:
-    """List certificates (oldest first).
+          after_serial: str | None, as_json: bool) -> None:
+    """List certificates (oldest first), a page at a time: every page costs the same however many
+    certificates the store holds.
 
     \b
     Example:
       iranpki cert list --ca gica2 --limit 20
+      iranpki cert list --ca gica2 --limit 20 --after 6105d201c7bbeff574a885718022dce4   # the next page
       iranpki cert list --status revoked --json
     """
-    records = list(workspace(home).store.iter_certificates(ca=ca_name, status=status, profile=profile_name, limit=limit))
+    ws = workspace(home)
+    after = ws.find_certificate(after_serial) if after_serial else None
+    records = list(ws.store.iter_certificates(ca=ca_name, status=status, profile=profile_name, limit=limit,
+                                              after=after))
     if as_json:
         emit_json([_info(r) for r in records])
         return

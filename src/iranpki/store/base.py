@@ -202,7 +202,11 @@ class Store(ABC):
 
     @abstractmethod
     def iter_certificates(self, ca: str | None = None, status: str | None = None,
-                          profile: str | None = None, limit: int | None = None) -> Iterator[CertificateRecord]: ...
+                          profile: str | None = None, limit: int | None = None,
+                          after: CertificateRecord | None = None) -> Iterator[CertificateRecord]:
+        """Certificates in issuance order (oldest first), filtered; ``after`` continues a listing
+        after that certificate (a keyset page: the cost of a page does not grow with the store)."""
+        ...
 
     @abstractmethod
     def set_revocation(self, serial: int, revoked_at: datetime | None, reason: Reason | None,
