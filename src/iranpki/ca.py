@@ -44,7 +44,7 @@ from .errors import (
     Violation,
 )
 from .keycheck import check_public_key
-from .keys.base import HASHES, KeySpec, SignatureScheme, Signer, key_spec_of
+from .keys.base import HASHES, KeySpec, SignatureScheme, Signer, key_spec_of, signature_valid
 from .names import check_ca_name
 from .policy import CertificatePolicy, load_policy
 from .profiles import ATTRIBUTE_NAMES, EKUS, Profile, load_profile, name_der, subject_text, subject_text_of
@@ -370,19 +370,10 @@ def _sans(dns: list[str], ips: list, emails: list[str]) -> x509.SubjectAlternati
 
 def verify_signature(public_key: PublicKeyTypes, signature: bytes, data: bytes, scheme: SignatureScheme) -> None:
     """Check a signature the CA key just made (certificates, CRLs, OCSP responses) before it is used."""
-    h = HASHES[scheme.hash]()
-    try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            pad = (padding.PSS(padding.MGF1(h), scheme.salt_length) if scheme.padding == "pss"
-                   else padding.PKCS1v15())
-            public_key.verify(signature, data, pad, h)
-        elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(h))
-    except InvalidSignature:
+    if not signature_valid(public_key, signature, data, scheme):
         raise TokenError(
             "the CA key produced a signature that does not verify: the token or HSM is faulty. "
-            "Nothing was issued; take the device out of service and report it to the lab"
-        ) from None
+            "Nothing was issued; take the device out of service and report it to the lab")
 
 
 @lru_cache(maxsize=64)

@@ -107,11 +107,29 @@ class Blocklist:
 
 
 _BLOCKLISTS: dict[Path, Blocklist] = {}
+#: Where the blocklist was looked for, what was found and when: a CA issuing thousands of
+#: certificates a second looks again only every ``_LOOK_AGAIN`` seconds (or when the variables
+#: change), so a list installed while it runs is used within a minute.
+_FOUND: dict[tuple[str | None, ...], tuple[float, Blocklist | None]] = {}
+_LOOK_AGAIN = 60.0
 
 
 def find_blocklist(folder: str | os.PathLike[str] | None = None) -> Blocklist | None:
     """The installed blocklist: in ``folder``, else ``$IRANPKI_BADKEYS_DIR``, else badkeys' cache
     (``$XDG_CACHE_HOME/badkeys`` or ``~/.cache/badkeys``); None where there is none."""
+    import time
+
+    key = (str(folder) if folder else None, os.environ.get(BADKEYS_DIR_ENV), os.environ.get("XDG_CACHE_HOME"),
+           os.environ.get("HOME"))
+    seen = _FOUND.get(key)
+    if seen is not None and time.monotonic() - seen[0] < _LOOK_AGAIN:
+        return seen[1]
+    found = _look_for_blocklist(folder)
+    _FOUND[key] = (time.monotonic(), found)
+    return found
+
+
+def _look_for_blocklist(folder: str | os.PathLike[str] | None) -> Blocklist | None:
     candidates = [folder, os.environ.get(BADKEYS_DIR_ENV)]
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     candidates.append(os.path.join(cache, "badkeys"))
@@ -132,10 +150,9 @@ def _refuse(check: str, reason: str) -> WeakKeyError:
                         "on a sound device or library and submit a new request", check=check, detail=reason)
 
 
-def _check_rsa(key: rsa.RSAPublicKey) -> list[str]:
+def _check_rsa(numbers: rsa.RSAPublicNumbers) -> list[str]:
     from badkeys.rsakeys import fermat, roca, rsainvalid, rsapoly, smalld, smallfactors
 
-    numbers = key.public_numbers()
     n, e = numbers.n, numbers.e
     if e % 2 == 0 or not MIN_EXPONENT <= e < MAX_EXPONENT:
         raise _refuse("exponent", f"its public exponent {e} must be odd, at least {MIN_EXPONENT} and below 2^256 "
@@ -158,8 +175,8 @@ def _check_rsa(key: rsa.RSAPublicKey) -> list[str]:
     return ["exponent", "rsainvalid", "smallfactors", "fermat", "roca", "rsapoly", "smalld"]
 
 
-def _check_ec(key: ec.EllipticCurvePublicKey) -> list[str]:
-    numbers = key.public_numbers()
+def _check_ec(key: ec.EllipticCurvePublicKey, numbers: ec.EllipticCurvePublicNumbers | None = None) -> list[str]:
+    numbers = numbers or key.public_numbers()
     curve = _CURVES.get(key.curve.name)
     if curve is None:
         raise _refuse("curve", f"its curve {key.curve.name} is not one iranpki checks (P-256, P-384, P-521)")
@@ -178,11 +195,13 @@ def check_public_key(key: PublicKeyTypes, *, blocklist: Blocklist | None = None,
     return what was checked. ``blocklist`` (or the folder to find it in) defaults to
     :func:`find_blocklist`."""
     if isinstance(key, rsa.RSAPublicKey):
-        checks = _check_rsa(key)
-        value = key.public_numbers().n
+        rsa_numbers = key.public_numbers()
+        checks = _check_rsa(rsa_numbers)
+        value = rsa_numbers.n
     elif isinstance(key, ec.EllipticCurvePublicKey):
-        checks = _check_ec(key)
-        value = key.public_numbers().x
+        ec_numbers = key.public_numbers()
+        checks = _check_ec(key, ec_numbers)
+        value = ec_numbers.x
     else:
         return KeyCheckReport(())
     bl = blocklist or find_blocklist(blocklist_folder)

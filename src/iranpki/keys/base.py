@@ -164,6 +164,26 @@ class SignatureScheme:
         return cls(hash_name, "pss" if pad == "pss" else "pkcs1v15")  # type: ignore[arg-type]
 
 
+def signature_valid(public_key: PublicKeyTypes, signature: bytes, data: bytes, scheme: SignatureScheme) -> bool:
+    """Whether ``signature`` over ``data`` verifies with ``public_key`` under ``scheme`` (RSA PKCS#1
+    v1.5 or PSS, ECDSA): the check every signature a CA key makes passes before it is used."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    h = HASHES[scheme.hash]()
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey):
+            pad = padding.PSS(padding.MGF1(h), scheme.salt_length) if scheme.padding == "pss" else padding.PKCS1v15()
+            public_key.verify(signature, data, pad, h)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, data, ec.ECDSA(h))
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
 class Signer(ABC):
     """One private key that signs. Implementations are safe to share between threads."""
 
