@@ -11,8 +11,10 @@ One run builds one workspace (a root and a level-1 intermediate CA with a softwa
 
 The load is ``wrk`` (C, so that the load generator, which shares the cores with the server, costs
 little): ``--connections`` connections for ``--duration`` seconds, each sending the next request
-as soon as the answer is in, POST application/ocsp-request with a handful of requests (SHA-1
-CertID, no nonce) for good and revoked serials. Two modes:
+as soon as the answer is in, POST application/ocsp-request (SHA-1 CertID, no nonce), one request
+for each of the ``--certs`` certificates (100,000 by default), each wrk thread walking them from a
+random start: the responder answers a different certificate nearly every time, as a national
+responder does, and no in-process cache can hold the answers. Two modes:
 
 - keep-alive:      HTTP/1.1 persistent connections, ``Connection: keep-alive`` said explicitly;
 - per-connection:  ``Connection: close``, so a new TCP connection for every request.
@@ -33,10 +35,17 @@ A measurement with more than 1% errors (non-2xx; "ocsp": a 2xx whose OCSPRespons
 successful, e.g. tryLater; socket errors; timeouts) is shown but is not a valid throughput, and no
 ratio is drawn from it.
 
+One more row, labelled as such, measures the best case of the pre-produced responder: the same
+``--hot`` (8) requests over and over, answered from the workers' in-process cache.
+
+openssl ocsp is one process on one core; iranpki runs ``--workers`` processes and a refresher.
+Beside the totals, each row gives its rate per core (requests per second of the server's own CPU
+time, measured from /proc), and the ratios are given both ways.
+
 Aims (the OCSP issue): iranpki pre-produced at least 5 times openssl's throughput; iranpki
 on-demand not slower than openssl.
 
-    .venv/bin/python benchmarks/ocsp.py [--duration 10] [--connections 16] [--workers 2] [--rounds 1]
+    .venv/bin/python benchmarks/ocsp.py [--duration 10] [--connections 16] [--workers 2] [--rounds 1] [--certs 100000]
     .venv/bin/python benchmarks/ocsp.py --duration 1 --connections 2 --certs 20     # smoke
 """
 
@@ -46,6 +55,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import resource
 import secrets
 import shutil
@@ -72,12 +82,14 @@ from iranpki.keys import PASSPHRASE_ENV, KeySpec
 from iranpki.store import Reason
 from iranpki.workspace import Workspace
 
+from _proc import group_cpu_seconds  # benchmarks/_proc.py: the scripts run from this folder
+
 IRANPKI = shutil.which("iranpki", path=str(Path(sys.executable).parent)) or shutil.which("iranpki") or "iranpki"
 HOST = "127.0.0.1"
 CA_NAME = "bench-l1"
 #: Reasons that openssl's index.txt knows by the same name (its list lacks privilegeWithdrawn, aACompromise).
 REASONS = (Reason.keyCompromise, Reason.superseded, Reason.affiliationChanged, Reason.cessationOfOperation)
-LOAD_REQUESTS = 8  # distinct OCSP requests the load rotates through (about one in four for a revoked serial)
+HOT_REQUESTS = 8  # the labelled best case: distinct requests the hot-cache row rotates through
 START_TIMEOUT = 60.0  # seconds a responder may take to say it listens (pre-producing included)
 STOP_TIMEOUT = 5.0
 CHECK_TIMEOUT = 10  # seconds for the openssl client before the load
@@ -85,6 +97,7 @@ AFTER_TIMEOUT = 3  # and after it (openssl is often stuck by then; see measure)
 NETNS_ENV = "IRANPKI_OCSP_BENCH_NETNS"
 MAX_ERROR_SHARE = 0.01  # above this share of errors, a rate is not a valid throughput
 MODES = ("keep-alive", "per-connection")
+HOT = "keep-alive, hot"  # the labelled best case: HOT_REQUESTS requests over and over
 AIMS = {"pre-produced": 5.0, "on-demand": 1.0}
 
 
@@ -101,7 +114,9 @@ class Setup:
     index: Path
     good: Path  # a valid certificate, for the correctness check
     revoked: Path
-    requests: list[bytes] = field(default_factory=list)
+    requests: Path  # one OCSP request per certificate, each as 2 length octets and its DER
+    hot: Path  # HOT_REQUESTS of them, for the hot-cache row
+    probe_request: bytes = b""
 
 
 def _asn1_time(when: datetime) -> str:
@@ -142,6 +157,9 @@ def build_setup(base: Path, certs: int) -> Setup:
         for n, cert in enumerate(issued[::10]):
             ws.revoke(cert.record.serial, REASONS[n % len(REASONS)].name)
         records = [ws.certificate(c.record.serial) for c in issued]
+        # Signed once here, so that every start of the pre-produced responder finds them ready
+        # (it listens at once, but is measured only once /health says its first pass is done).
+        ws.prepare_ocsp([CA_NAME])
         ca_cert = ca.certificate
         root_der = ws.chain(CA_NAME)[-1]
         key = serialization.load_pem_private_key((home / "keys" / "ca.pem").read_bytes(), passphrase.encode())
@@ -179,13 +197,24 @@ def build_setup(base: Path, certs: int) -> Setup:
     for name, rec in (("good", good[0]), ("revoked", bad[0])):
         (ossl / f"{name}.pem").write_bytes(x509.load_der_x509_certificate(rec.certificate)
                                            .public_bytes(serialization.Encoding.PEM))
-    # The load: a few requests for different serials, good and revoked, as a relying party sends them.
-    chosen = good[1:1 + LOAD_REQUESTS - LOAD_REQUESTS // 4] + bad[1:1 + LOAD_REQUESTS // 4]
-    requests = [ocsp.OCSPRequestBuilder().add_certificate(x509.load_der_x509_certificate(r.certificate), ca_cert,
-                                                          hashes.SHA1()).build().public_bytes(serialization.Encoding.DER)
-                for r in chosen]
+    # The load: a request for every certificate, good and revoked, in a random order.
+    order = list(records)
+    random.Random(7).shuffle(order)
+
+    def request_of(rec) -> bytes:  # noqa: ANN001 - a CertificateRecord
+        return ocsp.OCSPRequestBuilder().add_certificate(x509.load_der_x509_certificate(rec.certificate), ca_cert,
+                                                         hashes.SHA1()).build().public_bytes(serialization.Encoding.DER)
+
+    def write(path: Path, recs: list) -> Path:  # noqa: ANN001
+        with open(path, "wb") as f:
+            for rec in recs:
+                body = request_of(rec)
+                f.write(len(body).to_bytes(2, "big") + body)
+        return path
+
+    chosen = good[1:1 + HOT_REQUESTS - HOT_REQUESTS // 4] + bad[1:1 + HOT_REQUESTS // 4]
     return Setup(base, home, passphrase, ca_pem, root_pem, ca_key, index, ossl / "good.pem", ossl / "revoked.pem",
-                 requests)
+                 write(base / "requests.bin", order), write(base / "hot.bin", chosen), request_of(chosen[0]))
 
 
 # ---- the responders ---------------------------------------------------------------------------
@@ -216,20 +245,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by the server's process group (its reaped children included)."""
-        if self.proc is None:
-            return 0.0
-        ticks = 0
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = Path(entry.path, "stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue  # gone meanwhile
-            # After the command: state ppid pgrp ... utime stime cutime cstime at 11..14 (proc(5)).
-            if int(fields[2]) == self.proc.pid:
-                ticks += sum(int(x) for x in fields[11:15])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return group_cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
 
     def _drain(self, stream, ready: threading.Event) -> None:  # noqa: ANN001 - a binary pipe
         for raw in iter(stream.readline, b""):
@@ -294,6 +310,27 @@ def openssl_server(setup: Setup, workers: int) -> Server:
     # (openssl#31129, #23934). With -multi the parent ignores SIGTERM: a short grace, then SIGKILL.
     return Server(f"openssl -multi {workers}" if workers > 1 else "openssl", cmd, port,
                   ready_text="ACCEPT ", grace=1.0)
+
+
+def first_pass_done(server: Server, timeout: float = 900.0) -> None:
+    """Wait until the responder's /health says its refresher finished the first pass: the responder
+    listens before it, and a measurement must not share the cores with it."""
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection(HOST, server.port, timeout=10)
+        try:
+            conn.request("GET", "/health")
+            beat = json.loads(conn.getresponse().read()).get("refresher") or {}
+            if beat.get("first_pass_done"):
+                return
+        except (OSError, ValueError):
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.2)
+    raise RuntimeError(f"{server.name}: the pre-produced responses were not ready within {timeout:g} s")
 
 
 def iranpki_server(setup: Setup, workers: int, signing: str) -> Server:
@@ -406,17 +443,14 @@ def probe_connections(server: Server, body: bytes, timeout: float = 3.0) -> list
 
 # ---- the load ---------------------------------------------------------------------------------
 
-def _lua_bytes(data: bytes) -> str:
-    return '"' + "".join(f"\\{b}" for b in data) + '"'
-
-
-def write_lua(setup: Setup, mode: str) -> Path:
-    """A wrk script: rotates through the requests; done() prints one JSON line with the results."""
+def write_lua(setup: Setup, mode: str, requests: Path | None = None) -> Path:
+    """A wrk script: walks the requests of ``requests`` (default: one per certificate) from a random
+    start in each thread; done() prints one JSON line with the results."""
     # HTTP/1.1 is persistent without the header; it is sent anyway, as many OCSP clients do, because
     # openssl's HTTP/1.0 server only keeps a connection open when the client asks in words.
     connection = "close" if mode == "per-connection" else "keep-alive"
-    bodies = ",\n  ".join(_lua_bytes(r) for r in setup.requests)
-    script = f"""-- generated by benchmarks/ocsp.py ({mode})
+    source = requests or setup.requests
+    script = f"""-- generated by benchmarks/ocsp.py ({mode}, {source.name})
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/ocsp-request"
 wrk.headers["Connection"] = "{connection}"
@@ -425,14 +459,20 @@ wrk.headers["Connection"] = "{connection}"
 function wrk.resolve(host, service)
   wrk.addrs = wrk.lookup(host, service)
 end
-local bodies = {{
-  {bodies}
-}}
 local reqs = {{}}
 local n = 0
 unsuccessful = 0  -- global: done() reads it from each thread
 function init(args)
-  for i, body in ipairs(bodies) do reqs[i] = wrk.format("POST", "/", nil, body) end
+  local f = assert(io.open("{source}", "rb"))
+  local data = f:read("*a")
+  f:close()
+  local at = 1
+  while at < #data do
+    local len = data:byte(at) * 256 + data:byte(at + 1)
+    reqs[#reqs + 1] = wrk.format("POST", "/", nil, data:sub(at + 2, at + 1 + len))
+    at = at + 2 + len
+  end
+  math.randomseed(os.time() + tonumber(tostring({{}}):sub(8), 16) % 100000)
   n = math.random(#reqs)
 end
 function request()
@@ -460,7 +500,7 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(99)))
 end
 """
-    path = setup.base / f"load-{mode}.lua"
+    path = setup.base / f"load-{mode}-{source.stem}.lua"
     path.write_text(script)
     return path
 
@@ -551,22 +591,25 @@ def _add(notes: dict[str, list[str]], name: str, text: str) -> None:
 
 
 def measure(make: Callable[[], Server], setup: Setup, scripts: dict[str, Path], args: argparse.Namespace,
-            notes: dict[str, list[str]], failures: list[str], probe: bool) -> dict[str, Measurement]:
+            notes: dict[str, list[str]], failures: list[str], probe: bool,
+            modes: tuple[str, ...] = MODES) -> dict[str, Measurement]:
     """Each mode on a freshly started server: check the answers, load it, check them again.
 
     A fresh server per mode because wrk ends a run with some connections open and no request
     sent on them, which leaves openssl stuck (see openssl_server) for whatever comes next."""
     out = {}
-    for mode in MODES:
+    for mode in modes:
         server = make()
         with running(server):
             try:
+                if server.name.startswith("iranpki"):
+                    first_pass_done(server)
                 check_answers(setup, server)
             except RuntimeError as exc:  # wrong answers: no throughput is worth measuring
                 failures.append("\n  ".join(str(exc).splitlines()[:3]))
                 return out
             if probe and mode == MODES[0]:
-                for text in probe_connections(server, setup.requests[0]):
+                for text in probe_connections(server, setup.probe_request):
                     _add(notes, server.name, text)
             out[mode] = run_wrk(server, scripts[mode], args.duration, args.connections)
             try:
@@ -579,6 +622,11 @@ def measure(make: Callable[[], Server], setup: Setup, scripts: dict[str, Path], 
                 else:
                     failures.append(f"{server.name}, after the {mode} load: {str(exc).splitlines()[0]}")
     return out
+
+
+def _per_core(m: Measurement) -> float:
+    """Requests per second of the server's own CPU time (100% = one core busy)."""
+    return m.rate / (m.server_cpu / 100) if m.server_cpu > 0 else 0.0
 
 
 def _sum(dicts: list[dict[str, int]]) -> dict[str, int]:
@@ -640,13 +688,14 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections (closed loop)")
     parser.add_argument("--workers", type=int, default=2, help="iranpki workers, and openssl -multi")
     parser.add_argument("--rounds", type=int, default=1, help="rounds; medians are reported when more than one")
-    parser.add_argument("--certs", type=int, default=200, help="certificates the CA issues (one in ten revoked)")
+    parser.add_argument("--certs", type=int, default=100_000,
+                        help="certificates the CA issues (one in ten revoked), each asked about by the load")
     parser.add_argument("--keep", metavar="DIR", help="build in DIR (must not exist) and keep it")
     args = parser.parse_args()
     if not 0 < args.duration <= 600 or not 1 <= args.connections <= 1000 or not 1 <= args.rounds <= 20 \
-            or not 1 <= args.workers <= 64 or not 20 <= args.certs <= 100_000:
+            or not 1 <= args.workers <= 64 or not 20 <= args.certs <= 1_000_000:
         parser.error("out of range: --duration 0..600 s, --connections 1..1000, --rounds 1..20, --workers 1..64, "
-                     "--certs 20..100000")
+                     "--certs 20..1000000")
     for tool in ("openssl", "wrk"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed")
@@ -675,12 +724,13 @@ def run(base: Path, args: argparse.Namespace, where: str) -> int:
     started = time.perf_counter()
     setup = build_setup(base, args.certs)
     scripts = {mode: write_lua(setup, mode) for mode in MODES}
+    scripts[HOT] = write_lua(setup, "keep-alive", setup.hot)
     have_serve = iranpki_serve_available()
     private = os.environ.get(NETNS_ENV) == "1"
     revoked = len(range(0, args.certs, 10))
     print(f"OCSP benchmark: {args.certs} certificates ({revoked} revoked), CA key RSA-2048 (software); "
           f"wrk closed loop, {args.connections} connections x {args.duration:g} s per server and mode, "
-          f"{len(setup.requests)} distinct requests (SHA-1 CertID, no nonce); {args.rounds} round(s)"
+          f"{args.certs:,} distinct requests, one per certificate (SHA-1 CertID, no nonce); {args.rounds} round(s)"
           f"{', medians' if args.rounds > 1 else ''}; {os.cpu_count()} cores shared by server and load; "
           f"{where}; set-up {time.perf_counter() - started:.1f} s. cpu: % of one core used during the load by "
           f"the server's processes and by wrk; idle: % of one core the machine left idle (other work on the "
@@ -699,20 +749,25 @@ def run(base: Path, args: argparse.Namespace, where: str) -> int:
             if name.startswith("iranpki") and not have_serve:
                 _add(notes, name, "not measured: `iranpki ocsp serve` is not in this checkout")
                 continue
-            for mode, m in measure(make, setup, scripts, args, notes, failures, probe=n == 0).items():
+            modes = (*MODES, HOT) if name == "iranpki pre-produced" else MODES
+            for mode, m in measure(make, setup, scripts, args, notes, failures, probe=n == 0, modes=modes).items():
                 results.setdefault((name, mode), []).append(m)
     final = {key: _median(ms) for key, ms in results.items()}
 
-    print(f"\n{'server':<22}{'mode':<16}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'cpu srv':>9}{'cpu wrk':>9}{'idle':>7}  errors")
+    print(f"\n{'server':<22}{'mode':<17}{'req/s':>10}{'per core':>10}{'p50 ms':>8}{'p99 ms':>8}{'cpu srv':>9}"
+          f"{'cpu wrk':>9}{'idle':>7}  errors")
     for name in makers:
-        for mode in MODES:
+        for mode in (*MODES, HOT):
             m = final.get((name, mode))
             if m is None:
-                print(f"{name:<22}{mode:<16}{'n/a':>11}")
+                if mode != HOT:
+                    print(f"{name:<22}{mode:<17}{'n/a':>10}")
                 continue
             raw = "" if m.valid else f"  [{m.rate:.0f} req/s answered, not a valid throughput]"
-            print(f"{name:<22}{mode:<16}{_rate_text(m):>11}{m.p50_ms:>9.2f}{m.p99_ms:>9.2f}"
+            print(f"{name:<22}{mode:<17}{_rate_text(m):>10}{_per_core(m):>10.0f}{m.p50_ms:>8.2f}{m.p99_ms:>8.2f}"
                   f"{m.server_cpu:>8.0f}%{m.load_cpu:>8.0f}%{m.idle_cpu:>6.0f}%  {_errors_text(m)}{raw}")
+    print(f"note: '{HOT}': the same {HOT_REQUESTS} requests over and over, answered from the workers' in-process "
+          "cache: the best case, not a national load")
     for name in makers:
         for text in notes.get(name, []):
             print(f"note: {name}: {text}")
@@ -738,7 +793,9 @@ def run(base: Path, args: argparse.Namespace, where: str) -> int:
             digits = 3 if abs(ratio - aim) < 0.005 else 2  # never print 1.00x beside "NOT met"
             other = final.get((multi, mode))
             extra = f"; {ours.rate / other.rate:.2f}x {multi}" if other is not None and other.valid else ""
-            print(f"{label:<52}{ratio:>7.{digits}f}x  (aim >= {aim:g}: {'met' if ratio >= aim else 'NOT met'}{extra})")
+            per_core = _per_core(ours) / _per_core(theirs) if _per_core(theirs) else float("nan")
+            print(f"{label:<52}{ratio:>7.{digits}f}x  (aim >= {aim:g}: {'met' if ratio >= aim else 'NOT met'}{extra}); "
+                  f"per core {per_core:.2f}x")
     return 0 if have_serve and not failures else 1
 
 

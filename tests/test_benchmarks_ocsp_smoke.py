@@ -37,3 +37,5 @@ def test_ocsp_benchmark_smoke() -> None:
     for signing in ("pre-produced", "on-demand"):
         for mode in ("keep-alive", "per-connection"):
             assert f"ratio iranpki {signing} / openssl, {mode}:" in out, out
+    assert any(line.startswith("iranpki pre-produced") and "keep-alive, hot" in line for line in out.splitlines()), out
+    assert "20 distinct requests, one per certificate" in out and "per core" in out, out

@@ -25,5 +25,6 @@ def test_tsa_benchmark_smoke() -> None:
     assert any(line.startswith("raw signing") and "signatures/s" in line for line in lines), proc.stdout
     assert any(line.startswith("openssl ts -reply") and "stamps/s" in line for line in lines), proc.stdout
     assert any(line.startswith("iranpki tsa serve") and "p99" in line for line in lines), proc.stdout
-    assert any(line.startswith("ratio iranpki / raw signing: ") for line in lines), proc.stdout
+    assert any(line.startswith("ratio iranpki / raw signing: ") and "per core" in line for line in lines), proc.stdout
+    assert any(line.startswith("iranpki tsa serve used ") and "stamps/s per core" in line for line in lines), proc.stdout
     assert any(line.startswith("ratio iranpki / openssl ts -reply: ") for line in lines), proc.stdout

@@ -270,26 +270,20 @@ class SqliteStore(Store):
                 )
 
     def _upgrade_1_2(self) -> None:
-        # One transaction: a crash half-way leaves a version-1 store that the next open upgrades.
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            if self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1":
-                for stmt in filter(str.strip, (_MIGRATE_1_2 + _SCHEMA_V2).split(";")):
-                    self._db.execute(stmt)
-                self._db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        self._upgrade("1", "2", _MIGRATE_1_2 + _SCHEMA_V2)
 
     def _upgrade_2_3(self) -> None:
-        # Indexes only: one transaction, and a store with a million certificates takes seconds once.
+        # Indexes only: a store with a million certificates takes seconds, once.
+        self._upgrade("2", "3", _SCHEMA_V3)
+
+    def _upgrade(self, old: str, new: str, statements: str) -> None:
+        # One transaction: a crash half-way leaves a store of the old version that the next open upgrades.
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            if self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2":
-                for stmt in filter(str.strip, _SCHEMA_V3.split(";")):
+            if self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == old:
+                for stmt in filter(str.strip, statements.split(";")):
                     self._db.execute(stmt)
-                self._db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+                self._db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (new,))
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
