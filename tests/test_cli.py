@@ -251,7 +251,10 @@ def test_a_name_written_into_the_store_by_hand_never_reaches_a_path_or_url(tmp_p
     db.commit()
     db.close()
     result = runner.invoke(cli, ["crl", "generate", "--home", home, "--ca", "../../../escaped"], env=env)
-    assert result.exit_code == 1 and "is not allowed" in result.output, result.output
+    assert result.exit_code == 1 and "leads outside" in result.output, result.output
+    db = sqlite3.connect(Path(home) / "iranpki.sqlite3")
+    assert db.execute("SELECT count(*) FROM crl_numbers").fetchone()[0] == 0  # no CRL number was taken
+    db.close()
     assert not list(tmp_path.parent.glob("**/escaped*.crl")) and not (tmp_path / "escaped").exists()
 
 

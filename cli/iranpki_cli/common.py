@@ -72,8 +72,10 @@ def relying_party_roots(home: str | None, trust_files: tuple[str, ...] = ()) -> 
     from iranpki.validation import relying_party_roots as rule
 
     explicit = [open(f, "rb").read() for f in trust_files] or None  # noqa: SIM115 - small files
+    if explicit is not None:
+        return rule(explicit)  # given roots replace the default: no workspace is opened for it
     ws = relying_party_workspace(home)
-    return ws.trust_roots(explicit) if ws is not None else rule(explicit)
+    return ws.trust_roots() if ws is not None else rule(None)
 
 
 def export_options(func: F) -> F:

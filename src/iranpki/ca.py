@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from urllib.parse import quote
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime, timedelta
@@ -294,10 +295,11 @@ def _fill(template: str | None, issuer: _Issuer, shard: int = 0) -> str | None:
             f"CA {issuer.name!r} partitions its CRL into {issuer.crl_shards} shards, but the URL template "
             f"{template!r} has no {{shard}}; add {{shard}} so each certificate names its shard's CRL"
         )
-    # The name is a slug (checked when the CA was made, and here again for records written by hand),
-    # so it goes into the URL as it is: no '/', '..', '?', '#' or space can reach a certificate.
+    # A name made by iranpki is a slug (checked when the CA is created) and goes into the URL as it
+    # is; a record from an older version or edited by hand is percent-encoded, so that no '/',
+    # '..', '?', '#' or space can reach a certificate, and the CA can still issue and revoke.
     url = template.format(repository=issuer.repository_url.rstrip("/"), ocsp=issuer.ocsp_url,
-                          ca=check_ca_name(issuer.name),
+                          ca=quote(issuer.name, safe=""),
                           shard=_shard_text(issuer.crl_shards, shard))
     return url or None
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -41,7 +41,7 @@ from .ca import encode_extension, verify_signature, crl_url
 from .clock import Clock, SystemClock
 from .errors import CrlError
 from .keys.base import SignatureScheme, Signer
-from .names import check_ca_name, inside
+from .names import inside
 from .policy import CertificatePolicy, load_policy
 from .store.base import AuditEvent, CaRecord, CrlRecord, Store
 
@@ -168,7 +168,9 @@ def generate_crl(store: Store, ca: CaRecord, signer: Signer, out_dir: str | os.P
     store's CRL register; :func:`publish` lays the newest ones out as the URLs say.
     ``progress(entries)`` is called every 10,000 revoked entries encoded (and once at the end).
     """
-    check_ca_name(ca.name)  # it names the file and the URLs; a record edited by hand is refused here
+    # The CA's name names the file: one that would lead outside the folder (a record edited by
+    # hand) is refused before a CRL number is taken, so the numbers stay without gaps.
+    inside(out_dir, f"{ca.name}-0.crl")
     clock = clock or SystemClock()
     policy = policy or load_policy()
     scheme = scheme or SignatureScheme.parse(ca.signature)
@@ -309,7 +311,7 @@ def publish(store: Store, repository: str | os.PathLike[str], cas: list[str] | N
     done: list[tuple[str, str]] = []
     records = [store.get_ca(n) for n in cas] if cas else store.list_cas()
     for ca in records:
-        cert_url = f"{ca.repository_url.rstrip('/')}/certs/{check_ca_name(ca.name)}.crt"
+        cert_url = f"{ca.repository_url.rstrip('/')}/certs/{quote(ca.name, safe='')}.crt"
         rel = repository_path(ca, cert_url)
         _write_atomic(inside(root, rel), [ca.certificate])
         done.append((rel, f"CA certificate of {ca.name}"))

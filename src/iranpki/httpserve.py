@@ -155,6 +155,19 @@ class Site:
             conn.expire()
 
 
+def _client_of(address: str) -> str:
+    """The client a connection counts against: its IPv4 address, or its IPv6 /64 (one site's
+    subnet: a client holding a /64 must not get a slot per address)."""
+    if ":" not in address:
+        return address
+    import ipaddress
+
+    try:
+        return str(ipaddress.IPv6Network((address.split("%", 1)[0], 64), strict=False))
+    except ValueError:
+        return address
+
+
 class Connection(asyncio.Protocol):
     """One client connection: HTTP/1.1 requests in order (pipelined ones too), keep-alive."""
 
@@ -175,7 +188,7 @@ class Connection(asyncio.Protocol):
             transport.close()  # at capacity: the client retries, or another worker takes it
             return
         peer = transport.get_extra_info("peername")
-        client = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        client = _client_of(peer[0]) if isinstance(peer, tuple) and peer else None
         if client is not None:
             held = w.per_client.get(client, 0)
             if held >= w.settings.max_client_connections:
@@ -215,7 +228,9 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             if self.buf:
                 self.transport.write(error_reply(408, "the request did not arrive in time"))
-            self.transport.close()
+            # abort, not close: close waits for the write buffer to drain, and a client that sends
+            # requests without reading the answers would keep its socket (and its slot) for good.
+            self.transport.abort()
             self._release()
 
     def _fail(self, status: int, note: str) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from .errors import WeakKeyError
+from .errors import ConfigError, WeakKeyError
 
 __all__ = ["BADKEYS_DIR_ENV", "Blocklist", "KeyCheckReport", "check_public_key", "find_blocklist"]
 
@@ -139,9 +139,10 @@ def _look_for_blocklist(folder: str | os.PathLike[str] | None) -> Blocklist | No
             return _BLOCKLISTS.setdefault(path, Blocklist(path))
     if folder or os.environ.get(BADKEYS_DIR_ENV):
         named = folder or os.environ[BADKEYS_DIR_ENV]
-        raise WeakKeyError(f"no weak-key blocklist in {named} (blocklist.dat missing); install it there "
-                           "(badkeys --update-bl on a connected machine, then copy its cache folder) "
-                           f"or unset {BADKEYS_DIR_ENV}", check="blocklist", detail=str(named))
+        # A set-up problem, not a verdict on anyone's key: a ConfigError.
+        raise ConfigError(f"no weak-key blocklist in {named} (blocklist.dat missing); install it there "
+                          "(badkeys --update-bl on a connected machine, then copy its cache folder) "
+                          f"or unset {BADKEYS_DIR_ENV}")
     return None
 
 
@@ -179,7 +180,7 @@ def _check_ec(key: ec.EllipticCurvePublicKey, numbers: ec.EllipticCurvePublicNum
     numbers = numbers or key.public_numbers()
     curve = _CURVES.get(key.curve.name)
     if curve is None:
-        raise _refuse("curve", f"its curve {key.curve.name} is not one iranpki checks (P-256, P-384, P-521)")
+        return []  # a curve no profile allows: the profile refuses it, with its own reason
     p, b = curve
     x, y = numbers.x, numbers.y
     if (x, y) == (0, 0) or not (0 <= x < p and 0 <= y < p):

@@ -50,7 +50,10 @@ def check_text(value: str, what: str) -> str:
         raise InvalidNameError(
             f"{what} {_shown(value)} holds bytes that are not UTF-8 text; type it again in a UTF-8 terminal",
             value=value) from None
-    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn")), None)
+    # U+200C and U+200D (zero-width non-joiner and joiner) are part of written Persian; other
+    # format characters (bidi overrides above all) can make a label read as another.
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn")
+                and c not in "\u200c\u200d"), None)
     if bad is not None:
         raise InvalidNameError(
             f"{what} {_shown(value)} holds the control character U+{ord(bad):04X}; use printable text only",

@@ -276,14 +276,14 @@ class Profile(_Frozen):
                 out.append(Violation(f"subjectAltName {kind}", None, "at least one is required"))
             if rule == "forbidden" and values:
                 out.append(Violation(f"subjectAltName {kind}", values[0], "not allowed in this profile"))
-        if len(dns) + len(ips) + len(emails) > self.san.max_entries:
-            out.append(Violation("subjectAltName", f"{len(dns) + len(ips) + len(emails)} entries",
-                                 f"at most {self.san.max_entries} entries"))
         # A name given twice (in the CSR and again on the command line, or as the commonName) is
         # certified once: DNS names compare without case (RFC 4343), addresses by value.
         dns = list(dict.fromkeys(d.lower() for d in dns))
         emails = list(dict.fromkeys(emails))
         ips = list(dict.fromkeys(ips))
+        if len(dns) + len(ips) + len(emails) > self.san.max_entries:
+            out.append(Violation("subjectAltName", f"{len(dns) + len(ips) + len(emails)} entries",
+                                 f"at most {self.san.max_entries} entries"))
         good_dns = [d for d in dns if _check_dns(d, out)]
         good_ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
         for ip in ips:

@@ -72,6 +72,7 @@ class Workspace:
         # The workspace holds the store and the software keys: its owner's alone.
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         (path / config.keys_dir).mkdir(mode=0o700, exist_ok=True)
+        os.chmod(path / config.keys_dir, 0o700)  # an existing folder too: it holds the software keys
         text = yaml.safe_dump(config.model_dump(), sort_keys=False, allow_unicode=True)
         (path / CONFIG_NAME).write_text("# iranpki workspace settings\n" + text, encoding="utf-8")
         ws = cls(path, config, clock or SystemClock())

@@ -237,6 +237,10 @@ class SecretSource:
             try:
                 with open(self.file, encoding="utf-8") as f:
                     value = f.readline().rstrip("\r\n")
+            except UnicodeDecodeError:
+                # Never the decoder's message: it quotes the byte it stopped at, a byte of the secret.
+                raise PinError(f"the {self.what} file {self.file!r} is not UTF-8 text; write the {self.what} "
+                               "on its first line in UTF-8") from None
             except OSError as exc:
                 raise PinError(
                     f"cannot read the {self.what} file {self.file!r}: {exc.strerror}; "

@@ -39,7 +39,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
 from functools import lru_cache
@@ -450,6 +450,10 @@ class Reply:
     #: Pre-produced: the same for every client until nextUpdate, so HTTP caches may keep it
     #: (RFC 9919 6). Responses signed for one request are not.
     cacheable: bool = False
+    #: Signed live for a request without a nonce (its pre-produced response missing or older
+    #: than the status): not for HTTP caches, but the worker may answer the same request with it
+    #: for a moment, so repeated requests for one certificate cost one signature, not one each.
+    reusable: bool = False
 
 
 _MALFORMED = Reply(error_response(ResponseStatus.malformedRequest))
@@ -567,7 +571,10 @@ class OcspService:
         status = self.store.certificate_status(r.ca.name, cid.serial)
         if status is None and not self._unknown.take():
             return _TRY_LATER
-        return self._live(r, [cid], nonce, statuses=[status])
+        reply = self._live(r, [cid], nonce, statuses=[status])
+        if nonce is None:
+            reply = replace(reply, reusable=True)
+        return reply
 
     def _cached(self, r: Responder, cid: CertId) -> Reply | None:
         rec = self.store.get_ocsp_response(r.ca.name, cid.serial, cid.hash)  # type: ignore[arg-type]

@@ -149,7 +149,7 @@ class _Worker(Site):
         request that missed the response cache."""
         reply = self.service.respond(request)
         out = self.format(reply, now)
-        if reply.cacheable:
+        if reply.cacheable or reply.reusable:
             if len(self.hot) >= _HOT_ENTRIES:
                 self.hot.clear()  # a burst of distinct requests: they are read from the store again
             self.hot[key] = (now + self.hot_ttl, *out)
@@ -173,7 +173,7 @@ class _Worker(Site):
         """``GET /health``: 200 when the refresher is alive and keeping up, else 503, with JSON
         saying what was seen (for a load balancer and the operator's monitoring)."""
         report = refresher_health(self.service, self.settings.max_refresher_silence, now)  # type: ignore[arg-type]
-        report["worker"] = {"pid": os.getpid(), "stale_answered_live": self.service.stale_answered}
+        report["worker"] = {"stale_answered_live": self.service.stale_answered}
         body = (json.dumps(report, sort_keys=True) + "\n").encode()
         status = b"200 OK" if report["status"] == "ok" else b"503 Service Unavailable"
         head = (b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nDate: %s\r\n"
@@ -206,14 +206,19 @@ def _run_worker(open_service: Callable[[bool], OcspService], sock: socket.socket
         service.close()
 
 
-HEARTBEAT_KEY = "service.ocsp.refresher"
 _HEARTBEAT_EVERY = 2.0
+
+
+def heartbeat_key(service: OcspService) -> str:
+    """The refresher's heartbeat in the store, one per set of CAs: responders for other CAs may
+    share the store, and one's heartbeat must not stand for another's."""
+    return "service.ocsp.refresher." + ",".join(sorted(service.responders))
 
 
 def refresher_health(service: OcspService, max_silence: float, now: float) -> dict[str, Any]:
     """What the refresher's last heartbeat in the store says, judged: ``status`` is ``ok`` or
     ``degraded`` with the ``problems`` named."""
-    text = service.store.get_meta(HEARTBEAT_KEY)
+    text = service.store.get_meta(heartbeat_key(service))
     beat = json.loads(text) if text else None
     problems = []
     if beat is None:
@@ -223,12 +228,14 @@ def refresher_health(service: OcspService, max_silence: float, now: float) -> di
         if silent > max_silence:
             problems.append(f"the refresher has been silent for {silent:.0f} s (limit {max_silence:g} s)")
         if beat.get("failing_since") is not None:
-            problems.append(f"the refresher has been failing for {now - float(beat['failing_since']):.0f} s: "
-                            f"{beat.get('error')}")
+            # Why it fails is in the log, not here: this answer is on the public port.
+            problems.append(f"the refresher has been failing for {now - float(beat['failing_since']):.0f} s; "
+                            "see the responder's log")
     store_seq = service.store.status_seq()
     applied = int(beat["applied_seq"]) if beat else 0
+    shown = {k: beat.get(k) for k in ("at", "applied_seq", "first_pass_done", "failing_since")} if beat else None
     return {"status": "degraded" if problems else "ok", "problems": problems,
-            "refresher": beat, "store_status_seq": store_seq, "changes_not_yet_re_signed": max(0, store_seq - applied)}
+            "refresher": shown, "store_status_seq": store_seq, "changes_not_yet_re_signed": max(0, store_seq - applied)}
 
 
 class _Heartbeat:
@@ -249,7 +256,7 @@ class _Heartbeat:
         value = {"at": time.time(), "pid": os.getpid(), "applied_seq": applied_seq, "first_pass_done": not self.backlog,
                  "failing_since": self.failing_since, "error": self.error}
         try:
-            self.service.store.put_meta(HEARTBEAT_KEY, json.dumps(value))
+            self.service.store.put_meta(heartbeat_key(self.service), json.dumps(value))
         except Exception:  # noqa: BLE001 - a missed beat is what /health reports
             log.exception("the refresher could not write its heartbeat")
 
@@ -305,6 +312,8 @@ def _run_refresher(open_service: Callable[[bool], OcspService], settings: Server
             try:
                 if preproduce:
                     cursor = service.resign_changed(cursor)
+                else:
+                    cursor = service.store.status_seq()  # nothing to re-sign: every answer is signed live
                 if time.monotonic() >= next_maintenance:
                     next_maintenance = time.monotonic() + settings.maintenance_interval
                     service.refresh_responders(renew=True)

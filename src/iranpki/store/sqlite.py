@@ -203,6 +203,11 @@ def _connect_read_only(path: str, why: str) -> sqlite3.Connection:
     uri = "file:" + urllib.parse.quote(os.path.abspath(path))
     last: Exception | None = None
     for flags in ("?mode=ro", "?mode=ro&immutable=1"):
+        if "immutable" in flags and os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0:
+            # An immutable open ignores the -wal file, and so the last changes (a revocation among
+            # them): better no answer than an old one.
+            raise StoreError(f"the store {path} has changes in {path}-wal that cannot be read here ({why}); "
+                             "copy the workspace folder to a writable disk and read it there") from None
         try:
             db = sqlite3.connect(uri + flags, uri=True, timeout=60, isolation_level=None, check_same_thread=False)
             db.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -238,6 +243,14 @@ class SqliteStore(Store):
                 raise StoreError(f"cannot open the store {path}: {exc}; {_access_advice(path)}") from None
             self._db = _connect_read_only(path, why)
             self.read_only = why
+        else:
+            # A store file that is read-only in a writable folder opens without complaint; every
+            # change would then fail half-way, so it is opened read-only from the start.
+            why = None if create else _unwritable(path)
+            if why is not None:
+                self._db.close()
+                self._db = _connect_read_only(path, why)
+                self.read_only = why
         self._migrate()
 
     def _migrate(self) -> None:
@@ -256,17 +269,23 @@ class SqliteStore(Store):
                     self._db.execute("ROLLBACK")
                     raise
             row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is not None and row[0] == "1":
+            if row is not None and row[0] == "1" and self.read_only is None:
                 self._upgrade_1_2()
                 row = ("2",)
             if row is not None and row[0] == "2" and self.read_only is None:
                 self._upgrade_2_3()
                 row = ("3",)
+            #: The schema this store has; a read-only store of version 2 is read as it is.
+            self.schema_version = int(row[0]) if row is not None else 0
+            if self.read_only is not None and row is not None and row[0] == "2":
+                return
             if row is None or int(row[0]) != SCHEMA_VERSION:
                 found = row[0] if row else "none"
+                hint = (" Open it once on a writable disk with this iranpki, which upgrades it" if self.read_only
+                        and row is not None and int(row[0]) < SCHEMA_VERSION else " Use the iranpki version that wrote it")
                 raise SchemaError(
                     f"the store {self.path} has schema version {found}; this iranpki reads version "
-                    f"{SCHEMA_VERSION}. Use the iranpki version that wrote it"
+                    f"{SCHEMA_VERSION}.{hint}"
                 )
 
     def _upgrade_1_2(self) -> None:
@@ -306,12 +325,14 @@ class SqliteStore(Store):
                 self._db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 # A full disk or a store made read-only under us: the transaction is rolled back
-                # whole, so nothing half-recorded remains.
-                self._db.execute("ROLLBACK")
+                # whole (SQLite may have done it already), so nothing half-recorded remains.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise StoreError(f"the store {self.path} could not record the change ({exc}); nothing was "
                                  f"changed. {_access_advice(self.path)}") from None
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
 
     def _audit(self, db: sqlite3.Connection, audit: AuditEvent) -> None:
@@ -439,7 +460,9 @@ class SqliteStore(Store):
         index = ("certificates_revoked_by_issue" if status == "revoked" else
                  "certificates_by_ca_issue" if ca is not None else
                  "certificates_by_profile_issue" if profile is not None else "certificates_by_issue")
-        base = (f"SELECT * FROM certificates INDEXED BY {index} WHERE "
+        # A read-only store of version 2 has none of them: it is read the slow way, but read.
+        hint = f" INDEXED BY {index}" if self.schema_version >= 3 else ""
+        base = (f"SELECT * FROM certificates{hint} WHERE "
                 + " AND ".join(where + ["(issued_at, serial) > (?, ?)"]) + " ORDER BY issued_at, serial LIMIT ?")
         # Keyset pages: nothing is loaded whole, and no lock is held while the caller works.
         last: tuple[str, str] = (_t(after.issued_at), serial_text(after.serial)) if after is not None else ("", "")
