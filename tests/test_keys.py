@@ -205,3 +205,22 @@ _LABEL_TEXT = st.text(st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Co"
 def test_uri_round_trip(token: str, obj: str, key_id: bytes) -> None:
     uri = Pkcs11Uri(token=token, object=obj, id=key_id, type="private", module_path="/opt/x y/lib.so")
     assert Pkcs11Uri.parse(str(uri)) == uri
+
+
+def test_persian_labels_keep_the_zero_width_non_joiner() -> None:
+    from iranpki.errors import InvalidNameError
+    from iranpki.names import check_object_label, check_token_label
+
+    assert check_object_label("کلید\u200cامضا") == "کلید\u200cامضا"  # "signature key", as Persian writes it
+    assert check_token_label("توکن\u200cها")
+    for bad in ("a\u202eb", "a\x00b", "\udcff"):  # a bidi override, NUL, an undecodable byte
+        with pytest.raises(InvalidNameError):
+            check_object_label(bad)
+
+
+def test_ipv6_clients_count_per_64() -> None:
+    from iranpki.httpserve import _client_of
+
+    assert _client_of("2001:db8:1:2::5") == _client_of("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert _client_of("2001:db8:1:3::5") != _client_of("2001:db8:1:2::5")
+    assert _client_of("192.0.2.1") == "192.0.2.1"

@@ -248,3 +248,32 @@ def test_a_version_2_store_gets_the_listing_indexes(tmp_path: Path) -> None:
     assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
     assert {"certificates_by_issue", "certificates_by_ca_issue", "certificates_revoked_by_issue"} <= names
     db.close()
+
+
+def test_a_read_only_store_file_opens_read_only_and_nothing_is_half_done(tmp_path: Path) -> None:
+    """A store file without write permission in a writable folder (review of this change): it is
+    read, and a key generation stops before a key is made that could not be recorded."""
+    import shutil
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="iranpki-ro-"))  # pytest's folders are 0700: the other user must see in
+    tmp_path.chmod(0o755)
+    ws = Workspace.init(tmp_path / "ws", repository_url="http://repo.test.ir")
+    ws.close()
+    store = tmp_path / "ws" / "iranpki.sqlite3"
+    store.chmod(0o444)
+    (tmp_path / "ws").chmod(0o777)
+    code = ("import os\nfrom iranpki.workspace import Workspace\nfrom iranpki.keys import KeySpec\n"
+            f"ws = Workspace.open({str(tmp_path / 'ws')!r})\nprint(ws.store.read_only is not None)\n"
+            "print(list(ws.store.iter_certificates()))\n"
+            "try:\n    ws.generate_key(KeySpec.parse('p256'), label='k')\nexcept Exception as e:\n"
+            "    print(type(e).__name__)\n")
+    # As an unprivileged user: root writes through any permission.
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "IRANPKI_KEY_PASSPHRASE": "a passphrase long enough"})
+    try:
+        assert out.stdout.split() == ["True", "[]", "ConfigError"], out.stdout + out.stderr
+        assert not (tmp_path / "ws" / "keys" / "k.pem").exists()
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
