@@ -132,6 +132,11 @@ def test_crash_and_hang_are_contained(device: dict[str, str]) -> None:
     ids = ["TEST-CRASH", "TEST-AFTER-CRASH", "TEST-HANG", "TEST-AFTER-HANG", "FUNC-DIGEST-SHA256-ABC"]
     report = _run(device, ids=ids, plugins=[device["plugin"]], timeout_s=3)
     got = {r.id: r for r in report.results}
+    # The report names the plugin whose cases ran, with the SHA-256 of its source (issue 12 item 7).
+    import hashlib
+
+    [plugin] = report.settings["plugins"]
+    assert plugin["sha256"] == hashlib.sha256(Path(device["plugin"]).read_bytes()).hexdigest()
     assert [r.id for r in report.results] == ids
     assert got["TEST-CRASH"].verdict is Verdict.ERROR
     assert got["TEST-CRASH"].detail == "the module crashed: signal SIGSEGV"
@@ -229,3 +234,16 @@ def test_cli_performance_settings_reach_the_cases_and_the_report(device: dict[st
     bad = CliRunner().invoke(cli, ["conformance", "run", "--module", MODULE, "--token", LABEL, "--cases",
                                    "PERF-SIGN-ECDSA-P256", "--parallel", "1"], env=env)
     assert bad.exit_code == 2 and "--parallel" in bad.output
+
+
+def test_scaling_is_judged_within_one_attempt() -> None:
+    """Issue 12 item 6: figures from different attempts are never set against each other. A device
+    that falls short in each attempt fails even when its best N-rate of one attempt beats its
+    slowest one-session rate of another (the old rule passed it)."""
+    from iranpki.conformance.cases_performance import scaling_holds
+
+    attempts = [(1000.0, 700.0, 900.0), (600.0, 450.0, 470.0)]  # each attempt: short of 0.8
+    assert not any(scaling_holds(a) for a in attempts)
+    old_rule = min(max(a[1] for a in attempts), max(a[2] for a in attempts)) >= 0.8 * min(a[0] for a in attempts)
+    assert old_rule  # what the old rule concluded
+    assert scaling_holds((1000.0, 800.0, 950.0)) and scaling_holds((1000.0, 10.0, 10.0), judged=False)

@@ -220,6 +220,11 @@ def test_approval_refused_for_a_failed_report(lab: dict) -> None:
         _approve(lab, lab["report"].read_bytes(), valid_days=0)
     with pytest.raises(attestation.ApprovalRefusedError, match="not a conformance report"):
         _approve(lab, b'{"tool": "x"}')
+    # Case code from outside the suite ran: recorded in the report, and no approval (issue 12 item 7).
+    plugged = sample_report(lab["module"])
+    plugged.settings["plugins"] = [{"plugin": "lab_cases.py", "path": "/srv/lab_cases.py", "sha256": "0" * 64}]
+    with pytest.raises(attestation.ApprovalRefusedError, match="plugins: lab_cases.py"):
+        _approve(lab, plugged.to_json().encode())
 
 
 def test_approval_verifies_and_names_the_module(lab: dict) -> None:

@@ -107,7 +107,9 @@ def _summary(report: Report) -> None:
               help="Seconds each performance measurement runs (after a warm-up of a third of that).")
 @click.option("--parallel", type=click.IntRange(2), default=4, show_default=True,
               help="N in the performance cases' N sessions and N processes.")
-@click.option("--plugin", "plugins", multiple=True, hidden=True, help="A module or .py file with more cases.")
+@click.option("--plugin", "plugins", multiple=True,
+              help="A module or .py file with more cases (a lab's own). The report records each, with its "
+                   "SHA-256, and no approval is made from such a report.")
 @json_option
 def run(module: str, token_label: str, categories: str | None, case_ids: str | None, out_dir: str | None,
         timeout_s: float, disposable: bool, device_class: str, perf_seconds: float, parallel: int,

@@ -182,8 +182,8 @@ def approve(report_json: bytes, signer: Signer, certificate: CertificateInput,
     :func:`approval_document`, signed by the lab.
 
     Refused (:class:`ApprovalRefusedError`, naming the cases) when any case failed or ended in
-    error, when a category (functional, security, stability, performance) was not run, or when
-    no case passed at all. ``valid_days`` runs from now (``clock``: frozen in
+    error, when the run loaded case plugins, when a category (functional, security, stability,
+    performance) was not run, or when no case passed at all. ``valid_days`` runs from now (``clock``: frozen in
     tests); ``approval_id`` defaults to a random UUID; ``scheme`` as in :func:`sign_report`.
     """
     report_json = bytes(report_json)
@@ -193,6 +193,11 @@ def approve(report_json: bytes, signer: Signer, certificate: CertificateInput,
         names = ", ".join(f"{r.id} ({r.verdict.value})" for r in bad)
         raise ApprovalRefusedError(f"no approval: {len(bad)} case(s) did not pass: {names}; the vendor fixes "
                                    "the device and the lab runs the suite again", [r.id for r in bad])
+    plugins = report.settings.get("plugins") or []
+    if plugins:
+        names = ", ".join(str(p.get("plugin", p)) if isinstance(p, dict) else str(p) for p in plugins)
+        raise ApprovalRefusedError(f"no approval: the report was made with case code from outside the suite "
+                                   f"(plugins: {names}); run the suite as shipped, without --plugin", [])
     missing = [c for c in CATEGORIES if not any(r.category == c for r in report.results)]
     if missing:
         raise ApprovalRefusedError(f"no approval: the report has no {', '.join(missing)} cases; the lab evaluates "

@@ -446,6 +446,9 @@ def run_suite(options: RunOptions, user_pin: Any, so_pin: Any = None,
     settings = {"categories": list(options.categories) if options.categories else None,
                 "cases": list(options.ids) if options.ids else None, "timeout_s": options.timeout_s,
                 "disposable": options.disposable, "objects_before": objects,
+                # Case code from outside the suite ran in this run: named, with the SHA-256 of its
+                # source, so that the signed report says so (and no approval is made from it).
+                "plugins": [plugin_identity(p) for p in options.plugins],
                 # How the performance cases judged (cases_performance): recorded so a reader knows.
                 **{k.removeprefix("IRANPKI_CONFORMANCE_").lower(): v for k, v in sorted(options.env.items())
                    if k in PERFORMANCE_SETTINGS}}
@@ -493,6 +496,16 @@ def _device(lib: Any, token: Any, path: str, mechanisms: Iterable[str]) -> Devic
         hardware_version=_version(token.hardware_version), token_flags=tuple(sorted(flags)),
         mechanisms=tuple(sorted(mechanisms)), module_path=path, module_sha256=_module_sha256(path),
     )
+
+
+def plugin_identity(name: str) -> dict[str, str]:
+    """A plugin as the report records it: its path or module name and the SHA-256 of its source."""
+    path = Path(name) if name.endswith(".py") else None
+    if path is None:
+        spec = importlib.util.find_spec(name)
+        path = Path(spec.origin) if spec is not None and spec.origin else None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path is not None and path.is_file() else "unknown"
+    return {"plugin": name, "path": str(path.resolve()) if path is not None else "", "sha256": digest}
 
 
 def _import_plugin(name: str) -> None:
