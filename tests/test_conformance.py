@@ -247,3 +247,28 @@ def test_scaling_is_judged_within_one_attempt() -> None:
     old_rule = min(max(a[1] for a in attempts), max(a[2] for a in attempts)) >= 0.8 * min(a[0] for a in attempts)
     assert old_rule  # what the old rule concluded
     assert scaling_holds((1000.0, 800.0, 950.0)) and scaling_holds((1000.0, 10.0, 10.0), judged=False)
+
+
+def test_made_up_pins_keep_the_lengths_the_token_declares() -> None:
+    """Issue 12 item 5: FUNC-SETPIN once picked 12 characters where the token declared 4 to 8. The
+    suite's PINs now come from CK_TOKEN_INFO (here a token that declares 4..8, and one 10..12)."""
+    import ctypes
+
+    from iranpki.conformance.cases_functional import CK_TOKEN_INFO, made_up_pin
+
+    class FakeCtx:
+        def __init__(self, low: int, high: int):
+            self.low, self.high = low, high
+            self.token = type("T", (), {"slot": type("S", (), {"slot_id": 0})()})()
+
+        def raw(self, name: str, slot: object, info: object) -> int:
+            assert name == "C_GetTokenInfo"
+            target = ctypes.cast(info, ctypes.POINTER(CK_TOKEN_INFO)).contents
+            target.ulMinPinLen, target.ulMaxPinLen = self.low, self.high
+            return 0
+
+    for low, high, want in ((4, 8, 8), (10, 12, 10), (4, 6, 6)):
+        pin = made_up_pin(FakeCtx(low, high))  # type: ignore[arg-type]
+        assert len(pin) == want and pin.isdigit()
+    wrong = made_up_pin(FakeCtx(4, 8), like="123456")  # type: ignore[arg-type]
+    assert len(wrong) == 6 and wrong != "123456"

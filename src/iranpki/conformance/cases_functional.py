@@ -105,6 +105,45 @@ def raw_get_attribute(ctx: Context, handle: int, attr: int, size: int = 1024) ->
     return rv, n, (buf.raw[:n] if n != CK_UNAVAILABLE_INFORMATION and n <= size else b"")
 
 
+class CK_VERSION(ctypes.Structure):  # noqa: N801 - the PKCS#11 name
+    _fields_ = [("major", ctypes.c_ubyte), ("minor", ctypes.c_ubyte)]
+
+
+class CK_TOKEN_INFO(ctypes.Structure):  # noqa: N801 - the PKCS#11 name (PKCS#11 2.40 base 3.2)
+    _fields_ = [("label", ctypes.c_char * 32), ("manufacturerID", ctypes.c_char * 32), ("model", ctypes.c_char * 16),
+                ("serialNumber", ctypes.c_char * 16), ("flags", ctypes.c_ulong),
+                ("ulMaxSessionCount", ctypes.c_ulong), ("ulSessionCount", ctypes.c_ulong),
+                ("ulMaxRwSessionCount", ctypes.c_ulong), ("ulRwSessionCount", ctypes.c_ulong),
+                ("ulMaxPinLen", ctypes.c_ulong), ("ulMinPinLen", ctypes.c_ulong),
+                ("ulTotalPublicMemory", ctypes.c_ulong), ("ulFreePublicMemory", ctypes.c_ulong),
+                ("ulTotalPrivateMemory", ctypes.c_ulong), ("ulFreePrivateMemory", ctypes.c_ulong),
+                ("hardwareVersion", CK_VERSION), ("firmwareVersion", CK_VERSION), ("utcTime", ctypes.c_char * 16)]
+
+
+def pin_lengths(ctx: Context) -> tuple[int, int]:
+    """The user PIN lengths the token declares (CK_TOKEN_INFO ulMinPinLen, ulMaxPinLen): every PIN
+    the suite makes up must lie within them, or a refusal means nothing."""
+    info = CK_TOKEN_INFO()
+    expect(ctx.raw("C_GetTokenInfo", ul(ctx.token.slot.slot_id), ctypes.byref(info)), "CKR_OK",
+           what="C_GetTokenInfo")
+    low, high = int(info.ulMinPinLen), int(info.ulMaxPinLen)
+    if high == CK_UNAVAILABLE_INFORMATION or high == 0:
+        high = max(low, 64)
+    return max(low, 1), high
+
+
+def made_up_pin(ctx: Context, like: str | None = None) -> str:
+    """A new PIN the token accepts by its declared lengths: as long as ``like`` when given (a wrong
+    PIN of the right length tests the PIN, not its length), else 8 characters or the nearest
+    length allowed."""
+    low, high = pin_lengths(ctx)
+    size = len(like) if like is not None and low <= len(like) <= high else min(max(8, low), high)
+    while True:
+        pin = "".join("0123456789"[b % 10] for b in os.urandom(size))
+        if pin != like:
+            return pin
+
+
 def raw_set_bool(ctx: Context, handle: int, attr: int, value: bool) -> int:
     """C_SetAttributeValue of one CK_BBOOL attribute; returns the CK_RV."""
     val = ctypes.c_ubyte(1 if value else 0)
@@ -369,7 +408,7 @@ def login_logout(ctx: Context) -> Outcome:
       title="A wrong user PIN is refused with CKR_PIN_INCORRECT and the right one still works", isolated=True)
 def login_wrong_pin(ctx: Context) -> Outcome:
     expect(logout(ctx), "CKR_OK", what="C_Logout")
-    wrong = ctx.user_pin + "x"
+    wrong = made_up_pin(ctx, like=ctx.user_pin)
     try:
         expect(login(ctx, wrong), "CKR_PIN_INCORRECT", "CKR_PIN_LEN_RANGE", what="C_Login with a wrong PIN")
     finally:
@@ -396,7 +435,7 @@ def login_so_while_user(ctx: Context) -> Outcome:
       title="C_SetPIN changes the user PIN (the new one logs in, the old one is refused) and back", isolated=True)
 def set_pin(ctx: Context) -> Outcome:
     old = ctx.user_pin
-    new = os.urandom(6).hex()
+    new = made_up_pin(ctx)  # within the lengths the token declares (CK_TOKEN_INFO)
     ctx.session.set_pin(old, new)
     try:
         expect(logout(ctx), "CKR_OK", what="C_Logout")

@@ -33,6 +33,7 @@ from pkcs11.util.ec import encode_ecdsa_signature, encode_named_curve_parameters
 from .cases_functional import (
     BASE,
     CK_ATTRIBUTE,
+    CK_TOKEN_INFO,
     CK_UNAVAILABLE_INFORMATION,
     CURVES,
     MECHS,
@@ -622,9 +623,7 @@ def rng_repeats(ctx: Context) -> Outcome:
 
 # -- PIN retry counter, on a throw-away token ---------------------------------------------------
 
-class _TokenInfo(ctypes.Structure):
-    _fields_ = [("label", ctypes.c_char * 32), ("manufacturerID", ctypes.c_char * 32), ("model", ctypes.c_char * 16),
-                ("serialNumber", ctypes.c_char * 16), ("flags", ctypes.c_ulong), ("rest", ctypes.c_ubyte * 256)]
+_TokenInfo = CK_TOKEN_INFO
 
 
 _CKF_USER_PIN_COUNT_LOW, _CKF_USER_PIN_FINAL_TRY, _CKF_USER_PIN_LOCKED = 0x10000, 0x20000, 0x40000
@@ -654,14 +653,27 @@ def pin_lock(ctx: Context) -> Outcome:
     expect(raw("C_InitToken", ul(free), ctypes.c_char_p(so), ul(len(so)), ctypes.c_char_p(label.encode().ljust(32))),
            "CKR_OK", what="C_InitToken of the throw-away token")
     token = next(t for t in ctx.lib.get_tokens() if t.label == label)
-    user = os.urandom(4).hex()
+    # PINs within the lengths the token declares: a PIN of the wrong length is refused for its
+    # length (CKR_PIN_LEN_RANGE) and may not count as a try.
+    declared = _TokenInfo()
+    raw("C_GetTokenInfo", ul(free), ctypes.byref(declared))
+    low = max(int(declared.ulMinPinLen), 1)
+    high = int(declared.ulMaxPinLen) if declared.ulMaxPinLen not in (0, CK_UNAVAILABLE_INFORMATION) else 64
+    size = min(max(8, low), high)
+
+    def digits() -> str:
+        return "".join("0123456789"[b % 10] for b in os.urandom(size))
+
+    user = digits()
     with token.open(rw=True, so_pin=ctx.so_pin) as s:
         s.init_pin(user)
     s = token.open(rw=False)
     seen = 0
     try:
         for _ in range(10):
-            p = b"wrong-" + os.urandom(3).hex().encode()
+            p = digits().encode()
+            while p == user.encode():
+                p = digits().encode()
             rv = raw("C_Login", ul(s.handle), ul(1), ctypes.c_char_p(p), ul(len(p)))
             info = _TokenInfo()
             raw("C_GetTokenInfo", ul(token.slot.slot_id), ctypes.byref(info))
