@@ -22,8 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from iranpki.ca import IssueRequest, create_intermediate, create_root, parse_subject
 from iranpki.clock import FixedClock
-from iranpki.conformance import CaseResult, DeviceIdentity, Report, Verdict
+from iranpki.conformance import REGISTRY, CaseResult, DeviceIdentity, Report, Verdict
 from iranpki.conformance import attestation, reporting
+from iranpki.conformance.required import required_cases
+from iranpki.conformance.runner import load_cases
 from iranpki.keys import SoftwareSigner
 from iranpki.store import SqliteStore
 
@@ -36,9 +38,10 @@ PASSPHRASE = "lab-" + os.urandom(8).hex()
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 
 
-def sample_report(module: Path, *, fail: bool = False) -> Report:
+def sample_report(module: Path, *, fail: bool = False, required: bool = True) -> Report:
     """A report as the runner writes one: every category, a not-applicable case, performance
-    measurements, a detail that tries to inject a script, and optionally a failed case."""
+    measurements, a detail that tries to inject a script, and optionally a failed case; with
+    ``required``, also every case a smart card must pass, passed."""
     device = DeviceIdentity(
         library_manufacturer="SoftHSM", library_description="Implementation of PKCS11", library_version="2.6",
         cryptoki_version="2.40", slot_description="SoftHSM slot ID 0x1", token_label="توکن آزمون <b>",
@@ -64,8 +67,15 @@ def sample_report(module: Path, *, fail: bool = False) -> Report:
                    Verdict.PASS, "", {"ops_per_s": 12000.0, "p50_ms": 0.08, "p99_ms": 0.2,
                                       "ops_per_s_4_processes": 30000.0, "ops_per_s_4_sessions": 11000.0}, 5.0),
     ]
+    # Every case a smart card must pass, passed (the approval requires them; conformance.required).
+    if required:
+        load_cases()
+        cats = {c.id: c.category for c in REGISTRY.values()}
+        rows += [CaseResult(i, cats[i], "the suite's clause", "required", Verdict.PASS, "passed")
+                 for i in required_cases("smartcard", REGISTRY) if i not in {r.id for r in rows}]
     return Report(tool="iranpki 0.1 test", started_at=T0, finished_at=T0 + timedelta(minutes=70), device=device,
-                  results=rows, settings={"categories": ["functional", "security", "stability", "performance"]})
+                  results=rows, settings={"categories": ["functional", "security", "stability", "performance"],
+                                          "device_class": "smartcard"})
 
 
 @pytest.fixture(scope="module")
@@ -116,14 +126,14 @@ def _approve(lab: dict, data: bytes, **kw) -> bytes:
 # ---- HTML ---------------------------------------------------------------------------------------
 
 def test_html_report(lab: dict) -> None:
-    report = sample_report(lab["module"], fail=True)
+    report = sample_report(lab["module"], fail=True, required=False)
     page = reporting.render_html(report)
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page.lower()
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &quot;quoted&quot;" in page
     assert "توکن آزمون &lt;b&gt;" in page and "<b>" not in page
     # The summary: counts per verdict, overall and per category; the outcome in words.
     counts = reporting.count_verdicts(report)
-    assert counts["all"] == {"pass": 5, "fail": 1, "error": 0, "not_applicable": 1}
+    assert counts["all"] == {"pass": 5, "fail": 1, "error": 0, "not_applicable": 1, "not_checked": 0}
     assert counts["security"]["fail"] == 1 and counts["performance"]["pass"] == 3
     assert "not passed: 1 case(s) failed or erred" in page
     # The device's identity, and one table per category with id, clause and coloured verdict.
@@ -227,6 +237,32 @@ def test_approval_refused_for_a_failed_report(lab: dict) -> None:
         _approve(lab, plugged.to_json().encode())
 
 
+def test_approval_needs_every_required_case_of_the_class_passed(lab: dict) -> None:
+    """Issue 12 item 1: a case the suite could not check (no SO PIN: not_checked) or that the
+    device lacks (not_applicable) is no pass; a smart card without it is not approved, and the
+    refusal names the case and why. A report that does not say its class is refused too."""
+    for verdict, detail in ((Verdict.NOT_CHECKED, "no SO PIN was given"), (Verdict.NOT_APPLICABLE, "never locks")):
+        report = sample_report(lab["module"])
+        lock = next(r for r in report.results if r.id == "SEC-PIN-RETRY-LOCK")
+        lock.verdict, lock.detail = verdict, detail
+        with pytest.raises(attestation.ApprovalRefusedError, match=rf"SEC-PIN-RETRY-LOCK \({verdict.value}: {detail}\)") as err:
+            _approve(lab, report.to_json().encode())
+        assert err.value.cases == ["SEC-PIN-RETRY-LOCK"]
+    dropped = sample_report(lab["module"])
+    dropped.results = [r for r in dropped.results if r.id != "STAB-SIGN-SOAK"]
+    with pytest.raises(attestation.ApprovalRefusedError, match=r"STAB-SIGN-SOAK \(not run\)"):
+        _approve(lab, dropped.to_json().encode())
+    unclassed = sample_report(lab["module"])
+    del unclassed.settings["device_class"]
+    with pytest.raises(attestation.ApprovalRefusedError, match="which class of device"):
+        _approve(lab, unclassed.to_json().encode())
+    # An HSM needs more than a smart card: the same report is not enough for one.
+    as_hsm = sample_report(lab["module"])
+    as_hsm.settings["device_class"] = "hsm"
+    with pytest.raises(attestation.ApprovalRefusedError, match="a hsm must pass"):
+        _approve(lab, as_hsm.to_json().encode())
+
+
 def test_approval_verifies_and_names_the_module(lab: dict) -> None:
     data = lab["report"].read_bytes()
     p7m = _approve(lab, data, approval_id="LAB-1405-0042")
@@ -235,7 +271,7 @@ def test_approval_verifies_and_names_the_module(lab: dict) -> None:
     assert a.module == {"file": "libvendor-pkcs11.so", "sha256": hashlib.sha256(lab["module"].read_bytes()).hexdigest(),
                         "library_description": "Implementation of PKCS11", "library_version": "2.6",
                         "token_manufacturer": "SoftHSM project", "token_model": "SoftHSM v2", "firmware_version": "2.6"}
-    assert a.report_sha256 == hashlib.sha256(data).hexdigest() and a.summary["total"] == 7
+    assert a.report_sha256 == hashlib.sha256(data).hexdigest() and a.summary["total"] == len(Report.from_json(data).results)
     assert (a.valid_until - a.issued_at) == timedelta(days=365) and "NTRIR-10380284790" in a.lab
     # The document is canonical JSON that openssl prints, with the signature checked.
     (lab["base"] / "approval.p7m").write_bytes(p7m)
@@ -342,3 +378,18 @@ def test_cli_with_the_lab_key_on_a_token(softhsm: dict[str, str], lab: dict, tmp
     a = attestation.verify_approval((tmp_path / "a.p7m").read_bytes(), [lab["ours"]["root"]],
                                     report_json=lab["report"].read_bytes(), module_path=lab["module"])
     assert (a.valid_until - a.issued_at).days == 30
+
+
+def test_the_cases_that_need_attention_come_first(lab: dict) -> None:
+    """Issue 12 item 8: failed, erred and not-checked cases lead the page, with clause and detail."""
+    report = sample_report(lab["module"], fail=True)
+    report.results.append(CaseResult("SEC-PIN-RETRY-LOCK-X", "security", "PKCS#11 2.40 5.6", "lock",
+                                     Verdict.NOT_CHECKED, "no SO PIN was given"))
+    page = reporting.render_html(report)
+    head = page.index('<h2 id="attention">Failed, erred and not checked (2)</h2>')
+    assert head < page.index("<h2>Device</h2>") < page.index('<h2 id="cat-functional">')
+    section = page[head:page.index("<h2>Device</h2>")]
+    assert "SEC-PIN-LOCK" in section and "PKCS#11 2.40 5.6 C_Login" in section
+    assert "SEC-PIN-RETRY-LOCK-X" in section and "no SO PIN was given" in section and "not_checked" in section
+    assert "1 case(s) could not be checked here" in page
+    assert "FUNC-INFO-LIBRARY" not in section  # a pass is not in it

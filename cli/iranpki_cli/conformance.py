@@ -101,7 +101,7 @@ def _summary(report: Report) -> None:
               help="Seconds a case may take before its worker is killed and the case judged 'error'.")
 @click.option("--disposable", is_flag=True,
               help="Run even though the token holds objects (the suite changes and destroys objects and the PIN).")
-@click.option("--device-class", type=click.Choice(["hsm", "smartcard"]), default="hsm", show_default=True,
+@click.option("--device-class", type=click.Choice(["hsm", "usb-token", "smartcard"]), default="hsm", show_default=True,
               help="The performance bounds to judge by: an HSM serving a CA, OCSP or TSA, or a citizen's card.")
 @click.option("--perf-seconds", type=click.FloatRange(0.05), default=1.0, show_default=True,
               help="Seconds each performance measurement runs (after a warm-up of a third of that).")

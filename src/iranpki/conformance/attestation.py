@@ -183,7 +183,8 @@ def approve(report_json: bytes, signer: Signer, certificate: CertificateInput,
 
     Refused (:class:`ApprovalRefusedError`, naming the cases) when any case failed or ended in
     error, when the run loaded case plugins, when a category (functional, security, stability,
-    performance) was not run, or when no case passed at all. ``valid_days`` runs from now (``clock``: frozen in
+    performance) was not run, when no case passed at all, or when a case the device's class
+    requires (:mod:`.required`) was not run or did not pass (not checked, not applicable). ``valid_days`` runs from now (``clock``: frozen in
     tests); ``approval_id`` defaults to a random UUID; ``scheme`` as in :func:`sign_report`.
     """
     report_json = bytes(report_json)
@@ -205,12 +206,42 @@ def approve(report_json: bytes, signer: Signer, certificate: CertificateInput,
     if not any(r.verdict is Verdict.PASS for r in report.results):
         raise ApprovalRefusedError("no approval: no case passed (every case was not applicable, or none ran); "
                                    "run the suite with the categories the device claims")
+    _require_class_set(report)
     if not isinstance(valid_days, int) or not 1 <= valid_days <= MAX_VALID_DAYS:
         raise ApprovalRefusedError(f"valid_days {valid_days!r} is out of range; give 1 to {MAX_VALID_DAYS} days")
     lab = load_certificates(certificate)[0].subject.human_friendly
     doc = approval_document(report_json, lab, issued_at=(clock or SystemClock()).now(), valid_days=valid_days,
                             approval_id=approval_id or str(uuid.uuid4()))
     return sign_cms(doc, signer, certificate, chain=chain, attached=True, scheme=scheme)
+
+
+def _require_class_set(report: Report) -> None:
+    """Refuse unless every case the device's class requires (conformance.required) is in the
+    report and passed; name each one that is not, with its verdict and why."""
+    from .model import REGISTRY
+    from .required import DEVICE_CLASSES, required_cases
+    from .runner import load_cases
+
+    cls = report.settings.get("device_class")
+    if cls not in DEVICE_CLASSES:
+        raise ApprovalRefusedError(f"no approval: the report does not say which class of device was tested "
+                                   f"(device_class {cls!r}; one of {', '.join(DEVICE_CLASSES)}); run the suite with "
+                                   "--device-class", [])
+    load_cases()
+    got = {r.id: r for r in report.results}
+    problems = []
+    for case_id in required_cases(cls, REGISTRY):
+        r = got.get(case_id)
+        if r is None:
+            problems.append((case_id, "not run"))
+        elif r.verdict is not Verdict.PASS:
+            problems.append((case_id, f"{r.verdict.value}: {r.detail}"))
+    if problems:
+        listed = "; ".join(f"{i} ({why})" for i, why in problems[:12])
+        more = f"; and {len(problems) - 12} more" if len(problems) > 12 else ""
+        raise ApprovalRefusedError(f"no approval: a {cls} must pass {len(required_cases(cls, REGISTRY))} required cases, "
+                                   f"and {len(problems)} did not: {listed}{more}. Run the suite so that each "
+                                   "is checked (an SO PIN, a free slot) and passes", [i for i, _ in problems])
 
 
 def verify_approval(attestation: bytes, trust_roots: Sequence[CertificateInput] | None = None,

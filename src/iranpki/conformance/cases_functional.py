@@ -27,7 +27,7 @@ from pkcs11 import Mechanism as M
 from pkcs11.mechanisms import CTRParams, GCMParams
 from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
 
-from .model import CaseFailed, NotApplicable, Outcome, case, passed
+from .model import CaseFailed, NotApplicable, NotChecked, Outcome, case, passed
 from .runner import CKR, Context, ckr_name
 
 F = "functional"
@@ -421,7 +421,7 @@ def login_wrong_pin(ctx: Context) -> Outcome:
       title="SO login while the user is logged in: CKR_USER_ANOTHER_ALREADY_LOGGED_IN", isolated=True)
 def login_so_while_user(ctx: Context) -> Outcome:
     if not ctx.so_pin:
-        raise NotApplicable("no SO PIN was given (IRANPKI_PKCS11_SO_PIN), so SO login cannot be tried")
+        raise NotChecked("no SO PIN was given (IRANPKI_PKCS11_SO_PIN), so SO login could not be tried here")
     rv = login(ctx, ctx.so_pin, user=0)
     if rv == 0:
         logout(ctx)

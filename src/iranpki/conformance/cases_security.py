@@ -51,7 +51,7 @@ from .cases_functional import (
     rsa_pair,
     ul,
 )
-from .model import CaseFailed, NotApplicable, Outcome, case, passed
+from .model import CaseFailed, NotApplicable, NotChecked, Outcome, case, passed
 from .runner import CKR, Context, ckr_name
 
 S = "security"
@@ -636,7 +636,7 @@ _CKF_USER_PIN_COUNT_LOW, _CKF_USER_PIN_FINAL_TRY, _CKF_USER_PIN_LOCKED = 0x10000
       isolated=True)
 def pin_lock(ctx: Context) -> Outcome:
     if not ctx.so_pin:
-        raise NotApplicable("no SO PIN was given (IRANPKI_PKCS11_SO_PIN): a throw-away token cannot be initialised")
+        raise NotChecked("no SO PIN was given (IRANPKI_PKCS11_SO_PIN): a throw-away token could not be initialised")
     raw = ctx.raw
     count = ctypes.c_ulong(0)
     raw("C_GetSlotList", ctypes.c_ubyte(1), None, ctypes.byref(count))
@@ -649,7 +649,8 @@ def pin_lock(ctx: Context) -> Outcome:
             free = slot
             break
     if free is None:
-        raise NotApplicable("the module has no free (uninitialised) slot for a throw-away token")
+        raise NotChecked("the module has no free (uninitialised) slot for a throw-away token, so the lock-out "
+                         "could not be tried here; give the suite a device with a free slot")
     label = f"iranpki-conf-lock-{os.urandom(3).hex()}"
     so = ctx.so_pin.encode()
     expect(raw("C_InitToken", ul(free), ctypes.c_char_p(so), ul(len(so)), ctypes.c_char_p(label.encode().ljust(32))),

@@ -7,8 +7,9 @@ profiles) it checks and runs against a :class:`Context` inside a worker process 
 national evaluation laboratory signs.
 
 A case says what happened by returning an :class:`Outcome` or by raising :class:`CaseFailed`
-(the device broke the clause) or :class:`NotApplicable` (the device does not claim the
-mechanism or feature). Any other exception is an ``error``: the suite could not judge.
+(the device broke the clause), :class:`NotApplicable` (the device does not claim the mechanism
+or feature) or :class:`NotChecked` (the suite could not check it here: an SO PIN not given, no
+free slot). Any other exception is an ``error``: the suite broke, or the module crashed or hung.
 A skip is never a pass (STYLE.md 9).
 """
 
@@ -34,6 +35,7 @@ __all__ = [
     "CaseResult",
     "DeviceIdentity",
     "NotApplicable",
+    "NotChecked",
     "Outcome",
     "Report",
     "Verdict",
@@ -52,6 +54,7 @@ class Verdict(str, Enum):
     PASS = "pass"
     FAIL = "fail"
     NOT_APPLICABLE = "not_applicable"  # the device does not claim the mechanism or feature
+    NOT_CHECKED = "not_checked"  # the suite could not check it here (no SO PIN, no free slot, ...)
     ERROR = "error"  # the suite could not judge: the module crashed, hung, or the case broke
 
 
@@ -61,6 +64,12 @@ class CaseFailed(Exception):
 
 class NotApplicable(Exception):
     """Raised by a case when the device does not claim what the case needs; never a pass."""
+
+
+class NotChecked(Exception):
+    """Raised by a case when the suite cannot check it here (an SO PIN not given, no free slot
+    for a throw-away token): nothing is known of the device; never a pass, and a required case
+    left so blocks the approval."""
 
 
 @dataclass

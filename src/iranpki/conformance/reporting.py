@@ -37,8 +37,12 @@ __all__ = [
 ]
 
 #: The verdicts in the order a summary shows them, with the colour each is drawn in.
-VERDICTS: tuple[str, ...] = ("pass", "fail", "error", "not_applicable")
-_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "error": "#9a6700", "not_applicable": "#6e7781"}
+VERDICTS: tuple[str, ...] = ("pass", "fail", "error", "not_applicable", "not_checked")
+_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "error": "#9a6700", "not_applicable": "#6e7781",
+            "not_checked": "#8250df"}
+#: The verdicts a reader must see first: the device broke a clause, the suite could not judge,
+#: or the suite could not check here.
+ATTENTION = ("fail", "error", "not_checked")
 #: A latency percentile measurement: ``p50``, ``p99_ms``, ``p99.9_us``.
 _PERCENTILE = re.compile(r"^(?:(?P<what>[a-z0-9]+)_)?p(?P<q>\d+(?:\.\d+)?)_(?P<unit>ms|us|s)$")
 #: A series of a latency chart, as :func:`performance_series` names it: ``p50``, ``digest p99``.
@@ -249,8 +253,12 @@ def render_html(report: object) -> str:
         by_category.setdefault(str(r.get("category", "-")), []).append(r)
     total = counts["all"]
     failed = total.get("fail", 0) + total.get("error", 0)
+    unchecked = total.get("not_checked", 0)
     outcome = ("passed: no case failed or erred" if not failed and results
                else f"not passed: {failed} case(s) failed or erred" if failed else "no cases were run")
+    if unchecked:
+        outcome += f"; {unchecked} case(s) could not be checked here"
+    attention = [r for r in results if _verdict(r) in ATTENTION]
     title = f"Conformance report: {device.get('token_label') or device.get('library_description') or 'device'}"
     charts = performance_series(data)
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -260,8 +268,12 @@ def render_html(report: object) -> str:
            f"finished {_e(_when(data.get('finished_at')))}.</p>",
            f"<p><strong>{_e(outcome)}</strong></p>",
            f"<p>report.json SHA-256 (named by an approval): <code>{_e(_json_sha256(report) or '-')}</code></p>",
-           "<h2>Summary</h2>", _summary_table(counts),
-           "<h2>Device</h2>", _device_table(device)]
+           "<h2>Summary</h2>", _summary_table(counts)]
+    if attention:
+        # First what needs the lab's attention, each with its clause and what was seen, so that a
+        # reader need not scan hundreds of rows for them.
+        out += [f'<h2 id="attention">Failed, erred and not checked ({len(attention)})</h2>', _category_table(attention)]
+    out += ["<h2>Device</h2>", _device_table(device)]
     if data.get("settings"):
         out += ["<h2>Settings of the run</h2>", _device_table(data["settings"])]
     if charts:

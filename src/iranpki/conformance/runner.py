@@ -31,7 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, PinError, TokenError
-from .model import Case, CaseFailed, CaseResult, DeviceIdentity, NotApplicable, Outcome, Report, Verdict, select
+from .model import (
+    Case,
+    CaseFailed,
+    CaseResult,
+    DeviceIdentity,
+    NotApplicable,
+    NotChecked,
+    Outcome,
+    Report,
+    Verdict,
+    select,
+)
 from .reporting import write_html
 
 __all__ = [
@@ -450,6 +461,9 @@ def run_suite(options: RunOptions, user_pin: Any, so_pin: Any = None,
                 # Case code from outside the suite ran in this run: named, with the SHA-256 of its
                 # source, so that the signed report says so (and no approval is made from it).
                 "plugins": [plugin_identity(p) for p in options.plugins],
+                # The class the device is judged as: its performance bounds and the cases it must
+                # pass to be approved (conformance.required).
+                "device_class": options.env.get("IRANPKI_CONFORMANCE_DEVICE_CLASS", "hsm"),
                 # How the performance cases judged (cases_performance): recorded so a reader knows.
                 **{k.removeprefix("IRANPKI_CONFORMANCE_").lower(): v for k, v in sorted(options.env.items())
                    if k in PERFORMANCE_SETTINGS}}
@@ -559,6 +573,8 @@ def _run_one(c: Case, ctx: Context) -> Outcome:
         out = Outcome(Verdict.FAIL, str(exc))
     except NotApplicable as exc:
         out = Outcome(Verdict.NOT_APPLICABLE, str(exc))
+    except NotChecked as exc:
+        out = Outcome(Verdict.NOT_CHECKED, str(exc))
     except Exception as exc:  # noqa: BLE001 - the suite could not judge; say what broke
         out = Outcome(Verdict.ERROR, f"the case raised {type(exc).__name__}: {exc}")
     finally:
