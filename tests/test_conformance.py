@@ -71,6 +71,12 @@ def hang(ctx):
 @case("TEST-AFTER-HANG", category="stability", clause="test", title="runs after the hang")
 def after_hang(ctx):
     return passed("ran in a new worker")
+
+@case("TEST-DEVICE-REFUSES", category="functional", clause="PKCS#11 2.40 base 4.14 (CKA_KEY_GEN_MECHANISM)",
+      title="the module refuses an attribute it must know")
+def device_refuses(ctx):
+    import pkcs11
+    raise pkcs11.exceptions.AttributeTypeInvalid()
 '''
 
 
@@ -127,7 +133,8 @@ def test_functional_and_security_on_softhsm2(device: dict[str, str], tmp_path: P
 
 def test_crash_and_hang_are_contained(device: dict[str, str]) -> None:
     load_cases([device["plugin"]])
-    ids = ["TEST-CRASH", "TEST-AFTER-CRASH", "TEST-HANG", "TEST-AFTER-HANG", "FUNC-DIGEST-SHA256-ABC"]
+    ids = ["TEST-CRASH", "TEST-AFTER-CRASH", "TEST-HANG", "TEST-AFTER-HANG", "FUNC-DIGEST-SHA256-ABC",
+           "TEST-DEVICE-REFUSES"]
     report = _run(device, ids=ids, plugins=[device["plugin"]], timeout_s=3)
     got = {r.id: r for r in report.results}
     # The report names the plugin whose cases ran, with the SHA-256 of its source (issue 12 item 7).
@@ -143,6 +150,11 @@ def test_crash_and_hang_are_contained(device: dict[str, str]) -> None:
     assert got["TEST-AFTER-CRASH"].verdict is Verdict.PASS
     assert got["TEST-AFTER-HANG"].verdict is Verdict.PASS
     assert got["FUNC-DIGEST-SHA256-ABC"].verdict is Verdict.PASS
+    # A device deviation (issue 12 item 3): a return value where the clause needs success is a
+    # fail naming the code and the clause, never "error" (the suite's own failure, a crash, a hang).
+    refused = got["TEST-DEVICE-REFUSES"]
+    assert refused.verdict is Verdict.FAIL, refused
+    assert "CKR_ATTRIBUTE_TYPE_INVALID" in refused.detail and "CKA_KEY_GEN_MECHANISM" in refused.detail
     assert not report.ok
 
 
@@ -289,3 +301,24 @@ def test_a_run_without_the_vectors_refuses_to_start(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ConfigError, match=r"pip install 'iranpki\[conformance\]'"):
         check_vectors(cases)
     check_vectors(select(ids=["FUNC-INFO-LIBRARY"]))  # a run that needs none starts
+
+
+def test_wycheproof_verdicts_keep_security_and_conformance_apart() -> None:
+    """Issue 12 item 4: an invalid signature refused with the wrong return code is a conformance
+    fault, said so; one accepted is a security fault, said so; never "judged wrongly"."""
+    from iranpki.conformance.cases_security import _judge
+    from iranpki.conformance.model import CaseFailed
+
+    data = {"testGroups": [{"tests": [{"tcId": 1, "result": "valid"}, {"tcId": 2, "result": "invalid"},
+                                      {"tcId": 3, "result": "invalid"}, {"tcId": 4, "result": "acceptable"}]}]}
+    answers = {1: True, 2: "CKR_FUNCTION_FAILED", 3: False}
+    with pytest.raises(CaseFailed) as err:
+        _judge(data, lambda g: object(), lambda key, t: answers[t["tcId"]])
+    text = str(err.value)
+    assert "CONFORMANCE: 1 invalid signature(s) were refused, but with the wrong return code" in text
+    assert "tcId 2 (CKR_FUNCTION_FAILED)" in text and "SECURITY" not in text
+    answers[3] = True
+    with pytest.raises(CaseFailed, match=r"SECURITY: 1 invalid signature\(s\) were ACCEPTED as valid: tcId 3"):
+        _judge(data, lambda g: object(), lambda key, t: answers[t["tcId"]])
+    answers.update({2: False, 3: False})
+    assert _judge(data, lambda g: object(), lambda key, t: answers[t["tcId"]]).verdict is Verdict.PASS

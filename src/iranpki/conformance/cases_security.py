@@ -448,7 +448,9 @@ def _judge(data: dict[str, Any], key_of: Any, verify: Any) -> Outcome:
     error, or None for a test the device cannot be given. "Acceptable" tests are skipped: either
     answer is right for them.
     """
-    wrong: list[str] = []
+    accepted: list[str] = []  # security: an invalid signature verified
+    wrong_code: list[str] = []  # conformance: refused, but not with CKR_SIGNATURE_INVALID/LEN_RANGE
+    rejected: list[str] = []  # a valid signature refused
     count = 0
     for group in data["testGroups"]:
         key = key_of(group)
@@ -461,11 +463,24 @@ def _judge(data: dict[str, Any], key_of: Any, verify: Any) -> Outcome:
             if said is None:
                 continue
             count += 1
-            if said is not (t["result"] == "valid"):
-                shown = said if isinstance(said, str) else ("valid" if said else "invalid")
-                wrong.append(f"tcId {t['tcId']} ({t['result']}, device said {shown})")
+            valid = t["result"] == "valid"
+            if valid and said is not True:
+                rejected.append(f"tcId {t['tcId']} ({said if isinstance(said, str) else 'CKR_SIGNATURE_INVALID'})")
+            elif not valid and said is True:
+                accepted.append(f"tcId {t['tcId']}")
+            elif not valid and isinstance(said, str):
+                wrong_code.append(f"tcId {t['tcId']} ({said})")
     check(count > 0, "no Wycheproof vector could be given to the device: it refused every public key")
-    check(not wrong, f"{len(wrong)} of {count} Wycheproof vectors judged wrongly: {', '.join(wrong[:5])}")
+    problems = []
+    if accepted:
+        problems.append(f"SECURITY: {len(accepted)} invalid signature(s) were ACCEPTED as valid: {', '.join(accepted[:5])}")
+    if rejected:
+        problems.append(f"{len(rejected)} valid signature(s) were refused: {', '.join(rejected[:5])}")
+    if wrong_code:
+        problems.append(f"CONFORMANCE: {len(wrong_code)} invalid signature(s) were refused, but with the wrong "
+                        f"return code (PKCS#11 requires CKR_SIGNATURE_INVALID or CKR_SIGNATURE_LEN_RANGE): "
+                        f"{', '.join(wrong_code[:5])}")
+    check(not problems, f"of {count} Wycheproof vectors: " + "; ".join(problems))
     return passed(f"{count} Wycheproof vectors judged as expected", vectors=float(count))
 
 

@@ -562,7 +562,17 @@ def load_cases(plugins: Iterable[str] = ()) -> None:
         _import_plugin(name)
 
 
+def _ckr_of(exc: BaseException) -> str:
+    """``AttributeTypeInvalid`` -> ``CKR_ATTRIBUTE_TYPE_INVALID``: python-pkcs11 names its
+    exceptions after the PKCS#11 return values."""
+    import re
+
+    return "CKR_" + re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).upper()
+
+
 def _run_one(c: Case, ctx: Context) -> Outcome:
+    import pkcs11
+
     t0 = time.perf_counter()
     try:
         ctx.need(*c.needs)
@@ -575,6 +585,12 @@ def _run_one(c: Case, ctx: Context) -> Outcome:
         out = Outcome(Verdict.NOT_APPLICABLE, str(exc))
     except NotChecked as exc:
         out = Outcome(Verdict.NOT_CHECKED, str(exc))
+    except pkcs11.PKCS11Error as exc:
+        # The module answered with an error where the case needed it to work: a deviation of the
+        # device from the clause (a missing attribute, a refused template), so a fail with the
+        # return value, never an "error" (which is the suite's own failure, a crash or a hang).
+        out = Outcome(Verdict.FAIL, f"the module answered {_ckr_of(exc)} where {c.clause} requires the call "
+                                    f"to succeed{': ' + str(exc) if str(exc) else ''}")
     except Exception as exc:  # noqa: BLE001 - the suite could not judge; say what broke
         out = Outcome(Verdict.ERROR, f"the case raised {type(exc).__name__}: {exc}")
     finally:
