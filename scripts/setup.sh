@@ -17,6 +17,9 @@ command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
 # ip and unshare: tests run servers in network namespaces of their own (the README's tour).
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v unshare >/dev/null || need_apt+=(util-linux)
+# chromium: the reports are looked at in a real browser (Playwright drives Debian's Chromium;
+# browsers cannot be downloaded here).
+command -v chromium >/dev/null || need_apt+=(chromium)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} with apt-get" >&2

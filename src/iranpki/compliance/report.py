@@ -7,6 +7,7 @@ import html
 from typing import Any
 
 from ..clock import utc_and_jalali
+from ..pagestyle import PAGE_CSS
 from . import ComplianceReport
 from .model import Severity
 
@@ -21,7 +22,9 @@ th { background: #f6f8fa; }
 .sev { font-weight: bold; color: #fff; border-radius: 4px; padding: 1px 6px; }
 .verdict-ok { color: #1a7f37; } .verdict-bad { color: #cf222e; }
 code { font-size: 90%; }
-""" + "".join(f".sev-{k} {{ background: {v}; }}\n" for k, v in _COLOURS.items())
+td code { white-space: nowrap; }  /* a rule id on one line */
+@media print { td code { white-space: normal; } }
+""" + "".join(f".sev-{k} {{ background: {v}; }}\n" for k, v in _COLOURS.items()) + PAGE_CSS
 
 
 def _e(value: object) -> str:
@@ -78,12 +81,14 @@ def render_html(report: ComplianceReport) -> str:
     else:
         parts.append("<p>No value could be read.</p>")
     if report.artefacts:
-        keys = sorted({k for row in report.artefacts for k in row})
-        parts.append("<h2>What the CA really issues</h2><table><tr>" + "".join(f"<th>{_e(k)}</th>" for k in keys)
-                     + "</tr>")
+        # One small table per artefact (its own fields only): a single table of every field of
+        # every kind ran to some twenty columns, past the right edge of a screen and of A4.
+        parts.append("<h2>What the CA really issues</h2>")
         for row in report.artefacts:
-            parts.append("<tr>" + "".join(f"<td>{_e(_value(row.get(k, '')))}</td>" for k in keys) + "</tr>")
-        parts.append("</table>")
+            name = row.get("file") or row.get("kind") or "artefact"
+            parts.append(f"<h3>{_e(name)}</h3><table>" + "".join(
+                f"<tr><th>{_e(k)}</th><td>{_e(_value(v))}</td></tr>" for k, v in sorted(row.items())
+                if k != "file" and v not in (None, "", [], ())) + "</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import utc_and_jalali
+from ..pagestyle import PAGE_CSS
 
 __all__ = [
     "VERDICTS",
@@ -191,9 +192,9 @@ th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; vertical
 th { background: #f6f8fa; }
 .verdict { font-weight: bold; color: #fff; border-radius: 4px; padding: 1px 6px; white-space: nowrap; }
 """ + "".join(f".v-{v} {{ background: {c}; }}\n" for v, c in _COLOURS.items()) + """
-.detail { white-space: pre-wrap; font-family: monospace; font-size: 90%; }
+.detail { white-space: pre-wrap; font-family: monospace; font-size: 90%; overflow-wrap: anywhere; max-width: 60em; }
 .chart text { font-size: 12px; }
-"""
+""" + PAGE_CSS
 
 
 def _badge(verdict: str) -> str:
