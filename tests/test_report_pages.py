@@ -83,3 +83,22 @@ def test_the_checker_sees_an_overflow(browser: object) -> None:
     """The check above must be able to fail: a table too wide for A4."""
     page = "<table><tr>" + "".join(f"<td style='white-space:nowrap'>column {i} {'x' * 40}</td>" for i in range(20))
     assert _overflow(browser, page + "</tr></table>", A4_WIDTH, "print")
+
+
+def test_performance_charts_are_logarithmic_with_a_colour_per_series(browser: object, tmp_path: Path) -> None:
+    """Issue 12 item 9: 180,000/s and 12/s both read on one chart (a power of ten per grid line),
+    each series has a colour of its own, and the charts fit A4; the screenshot is looked at."""
+    import re
+
+    from iranpki.conformance.reporting import bar_chart_svg
+
+    svg = bar_chart_svg("ops", [("PERF-A", {"1 session": 180000.0, "4 processes": 12.0}),
+                                ("PERF-B", {"1 session": 900.0, "4 sessions": 50.0, "2 processes": 7.0})])
+    assert "logarithmic scale" in svg
+    legend = dict(re.findall(r'<rect x="\d+" y="\d+" width="12" height="12" fill="(#[0-9a-f]{6})"/><text[^>]*>([^<]+)<', svg))
+    assert len(legend) == 4 and len(set(legend)) == 4  # four series, four colours
+    widths = [float(w) for w in re.findall(r'<rect x="\d+" y="[\d.]+" width="([\d.]+)" height="14"', svg)]
+    assert min(widths) > 20  # the smallest value is a bar, not a sliver beside the largest
+    page = _long_conformance_report(tmp_path)
+    assert not _overflow(browser, page, A4_WIDTH, "print", shot=tmp_path / "a4.png")
+    assert (tmp_path / "a4.png").stat().st_size > 10_000
