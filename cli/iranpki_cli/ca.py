@@ -10,7 +10,8 @@ from cryptography import x509
 from iranpki.profiles import subject_text
 from iranpki.store import CaRecord
 
-from .common import HandledGroup, KeySecret, export_options, home_option, json_option, workspace, write_certificates
+from .common import KeySecret, export_options, home_option, json_option, workspace, write_certificates
+from .handling import HandledGroup
 from .render import emit_json, fields, iso, table, when
 
 

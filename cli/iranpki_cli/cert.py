@@ -12,7 +12,8 @@ from iranpki.errors import RequestError
 from iranpki.store import CertificateRecord, Reason
 from iranpki.workspace import MAX_KEY_FILE
 
-from .common import HandledGroup, KeySecret, export_options, home_option, json_option, workspace, write_certificates
+from .common import KeySecret, export_options, home_option, json_option, workspace, write_certificates
+from .handling import HandledGroup
 from .render import console, emit_json, fields, iso, table, when
 
 # One byte past the library's limit (MAX_CSR_BYTES, MAX_KEY_FILE: both 64 KiB) is read, so that a

@@ -1,4 +1,5 @@
-"""What every command shares: the workspace option, secrets, and turning errors into messages."""
+"""What every command shares: the workspace option, secrets, certificate output and the relying
+party's trust. Errors are turned into messages in handling.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import click
 from iranpki.keys import PASSPHRASE_ENV, PIN_ENV, SecretSource
 from iranpki.workspace import HOME_ENV, Workspace
 
-from .handling import HandledCommand, HandledGroup, report_error, report_usage_error  # noqa: F401 - shared names
 
 F = TypeVar("F", bound=Callable[..., Any])
 

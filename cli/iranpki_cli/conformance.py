@@ -13,7 +13,8 @@ from iranpki.conformance import CATEGORIES, CaseResult, Report, Verdict, select
 from iranpki.conformance.runner import RunOptions, load_cases, run_suite, write_reports
 from iranpki.keys import SecretSource
 
-from .common import HandledGroup, _prompt, json_option, pin_source
+from .common import _prompt, json_option, pin_source
+from .handling import HandledGroup
 from .render import console, emit_json, err_console, table
 
 SO_PIN_ENV = "IRANPKI_PKCS11_SO_PIN"

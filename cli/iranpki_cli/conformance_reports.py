@@ -13,7 +13,6 @@ Example (the lab's key on a token, its organisational-seal certificate):
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,8 @@ from rich.markup import escape
 from iranpki.conformance import attestation
 from iranpki.signing import load_certificates
 
-from .common import HandledCommand, json_option
+from .common import json_option
+from .handling import HandledCommand
 from .render import emit_json, err_console, table
 from .sign import _chain, _done, _key_options, _open, _scheme, _subject
 

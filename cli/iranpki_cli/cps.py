@@ -12,7 +12,8 @@ from iranpki.compliance.report import render_html, render_text
 from iranpki.errors import ComplianceError, ConfigError
 from iranpki.policy import load_policy
 
-from .common import HandledGroup, json_option, report_error
+from .common import json_option
+from .handling import HandledGroup, report_error
 from .render import console, table, when
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "dim"}

@@ -6,7 +6,8 @@ import click
 
 from iranpki.store import CrlRecord
 
-from .common import HandledGroup, KeySecret, home_option, json_option, workspace
+from .common import KeySecret, home_option, json_option, workspace
+from .handling import HandledGroup
 from .render import emit_json, iso, progress_counter, table, when
 
 

@@ -6,7 +6,8 @@ import click
 
 from iranpki.workspace import Workspace
 
-from .common import HandledCommand, json_option
+from .common import json_option
+from .handling import HandledCommand
 from .render import console, emit_json
 
 

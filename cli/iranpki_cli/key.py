@@ -6,7 +6,8 @@ import click
 
 from iranpki.keys import KeySpec
 
-from .common import HandledGroup, KeySecret, home_option, json_option, pin_source, workspace
+from .common import KeySecret, home_option, json_option, pin_source, workspace
+from .handling import HandledGroup
 from .render import console, emit_json, table, when
 
 

@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from .common import HandledGroup, KeySecret, home_option, json_option, workspace
+from .common import KeySecret, home_option, json_option, workspace
+from .handling import HandledGroup
 from .render import console, emit_json, progress_counter
 
 _signing_option = click.option(

@@ -7,7 +7,8 @@ import yaml
 
 from iranpki.profiles import list_profiles, load_profile
 
-from .common import HandledGroup, json_option
+from .common import json_option
+from .handling import HandledGroup
 from .render import console, emit_json, table
 
 

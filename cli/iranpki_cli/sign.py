@@ -12,7 +12,8 @@ from iranpki import signing
 from iranpki.keys import SignatureScheme, Signer, open_signer
 from iranpki.workspace import HOME_ENV, Workspace
 
-from .common import HandledGroup, KeySecret, json_option, relying_party_roots
+from .common import KeySecret, json_option, relying_party_roots
+from .handling import HandledGroup
 from .render import emit_json, fields
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -8,7 +8,8 @@ from iranpki.keys.pkcs11 import list_tokens
 
 from iranpki.keys import SecretSource
 
-from .common import HandledGroup, _prompt, json_option, pin_source
+from .common import _prompt, json_option, pin_source
+from .handling import HandledGroup
 from .render import console, emit_json, table
 
 

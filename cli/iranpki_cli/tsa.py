@@ -11,7 +11,8 @@ import click
 from iranpki.tsa import fetch_stamp, verify_token
 from iranpki.workspace import HOME_ENV
 
-from .common import HandledGroup, KeySecret, home_option, json_option, relying_party_roots, workspace
+from .common import KeySecret, home_option, json_option, relying_party_roots, workspace
+from .handling import HandledGroup
 from .render import console, emit_json
 
 

@@ -26,7 +26,8 @@ from iranpki import signing, validation
 from iranpki.errors import CertificateValidationError, SigningError, ValidationInputError
 from iranpki.workspace import CONFIG_NAME, Workspace
 
-from .common import HandledCommand, home_option, json_option
+from .common import home_option, json_option
+from .handling import HandledCommand
 from .render import emit_json, err_console, fields, when
 
 __all__ = ["KINDS", "FileKind", "Verdict", "VerifyOptions", "register", "verify"]

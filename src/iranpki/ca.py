@@ -26,9 +26,8 @@ from functools import lru_cache
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtensionOID
 
@@ -45,7 +44,7 @@ from .errors import (
     Violation,
 )
 from .keycheck import check_public_key
-from .keys.base import HASHES, KeySpec, SignatureScheme, Signer, key_spec_of, signature_valid
+from .keys.base import KeySpec, SignatureScheme, Signer, key_spec_of, signature_valid
 from .names import check_ca_name
 from .policy import CertificatePolicy, load_policy
 from .profiles import ATTRIBUTE_NAMES, EKUS, Profile, load_profile, name_der, subject_text, subject_text_of

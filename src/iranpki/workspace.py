@@ -31,7 +31,7 @@ from .names import check_file_label, check_text, inside
 from .store import AuditEvent, CertificateRecord, KeyRecord, SqliteStore
 
 if TYPE_CHECKING:
-    from . import ocsp, validation
+    from . import ocsp, tsa, validation
 
 __all__ = ["CONFIG_NAME", "HOME_ENV", "Workspace", "WorkspaceConfig"]
 
