@@ -122,7 +122,7 @@ def make_ca(work: Path, key: str) -> tuple[str, str]:
     encrypted = work / "keys" / f"{CA_NAME}.pem"
     encrypted.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                 serialization.BestAvailableEncryption(PASSPHRASE.encode())))
-    (work / "iranpki.yaml").write_text(f"store: store.sqlite3\nkeys_dir: keys\nrepository_url: http://repo.bench.ir\n"
+    (work / "iranpki.yaml").write_text("store: store.sqlite3\nkeys_dir: keys\nrepository_url: http://repo.bench.ir\n"
                                        "ocsp_url: http://ocsp.bench.ir\n")
     db = sqlite3.connect(store_path)
     db.execute("UPDATE cas SET key_reference=? WHERE name=?", (str(encrypted), CA_NAME))

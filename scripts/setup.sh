@@ -20,6 +20,10 @@ command -v unshare >/dev/null || need_apt+=(util-linux)
 # chromium: the reports are looked at in a real browser (Playwright drives Debian's Chromium;
 # browsers cannot be downloaded here).
 command -v chromium >/dev/null || need_apt+=(chromium)
+# openCryptoki: the second PKCS#11 module the conformance suite is tried on (its software token,
+# run by the tests on a private pkcsslotd; the machine's own openCryptoki is never started).
+[ -x /usr/sbin/pkcsslotd ] && compgen -G '/usr/lib/*/opencryptoki/libopencryptoki.so.0' >/dev/null \
+  || need_apt+=(opencryptoki libopencryptoki0)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} with apt-get" >&2

@@ -35,6 +35,10 @@ def pytest_configure(config: pytest.Config) -> None:
     for tool in ("openssl", "softhsm2-util", "pkcs11-tool", "osslsigncode", "wrk", "gcc", "ip", "unshare", "chromium"):
         if shutil.which(tool) is None:
             raise pytest.UsageError(f"{tool} is missing; run scripts/setup.sh (the README's test command does)")
+    # The second PKCS#11 module the conformance suite runs on (test_conformance_opencryptoki.py).
+    if shutil.which("pkcsslotd", path=os.environ.get("PATH", "") + ":/usr/sbin") is None or not list(
+            Path("/usr/lib").glob("*/opencryptoki/libopencryptoki.so.0")):
+        raise pytest.UsageError("openCryptoki is missing; run scripts/setup.sh (the README's test command does)")
 
 
 @pytest.fixture(scope="session")

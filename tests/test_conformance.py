@@ -322,3 +322,24 @@ def test_wycheproof_verdicts_keep_security_and_conformance_apart() -> None:
         _judge(data, lambda g: object(), lambda key, t: answers[t["tcId"]])
     answers.update({2: False, 3: False})
     assert _judge(data, lambda g: object(), lambda key, t: answers[t["tcId"]]).verdict is Verdict.PASS
+
+
+def test_refusals_are_named_as_pkcs11_names_them() -> None:
+    """A verdict names the module's answer as PKCS#11 does (CKR_PIN_INVALID), checked against
+    python-pkcs11's own map from return value to exception (its _pkcs11.pxd), where six
+    exception names are spelt otherwise (TokenNotRecognised for CKR_TOKEN_NOT_RECOGNIZED, ...)."""
+    import re
+
+    import pkcs11
+    from pkcs11 import exceptions
+
+    from iranpki.conformance.runner import ckr_of
+
+    source = (Path(pkcs11.__file__).parent / "_pkcs11.pxd").read_text("utf-8")
+    pairs = re.findall(r"rv == (CKR_\w+):\s*\n\s*exc = (\w+)\(\)", source)
+    assert len(pairs) > 60
+    wrong = {name: ckr_of(getattr(exceptions, name)()) for rv, name in pairs
+             if ckr_of(getattr(exceptions, name)()) != rv}
+    assert not wrong, wrong
+    assert ckr_of(pkcs11.PKCS11Error("Unmapped error code 0x6")) == "CKR_FUNCTION_FAILED"
+    assert ckr_of(pkcs11.PKCS11Error("Unmapped error code 0x80000001")) == "CKR_0x80000001"

@@ -102,7 +102,7 @@ class Server:
             beat = self.health()[1].get("refresher") or {}
             if beat.get("first_pass_done") and beat.get("at", 0) >= started:  # this refresher's, not a copied one
                 break
-            assert time.monotonic() < deadline, f"the first pass never ended:\n" + "\n".join(self.lines)
+            assert time.monotonic() < deadline, "the first pass never ended:\n" + "\n".join(self.lines)
             time.sleep(0.05)
         return self
 

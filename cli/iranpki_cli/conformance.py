@@ -155,6 +155,9 @@ def run(module: str, token_label: str, categories: str | None, case_ids: str | N
         emit_json(report.to_dict())
     else:
         _summary(report)
+        if report.settings.get("stopped_early"):
+            err_console.print(f"[red]the run stopped early[/]: {escape(report.settings['stopped_early'])}",
+                              highlight=False)
         for p in written:
             console.print(f"report written: {escape(str(p))}", highlight=False)
     click.get_current_context().exit(0 if report.ok else 1)

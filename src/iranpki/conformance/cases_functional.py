@@ -28,7 +28,7 @@ from pkcs11.mechanisms import CTRParams, GCMParams
 from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
 
 from .model import CaseFailed, NotApplicable, NotChecked, Outcome, case, passed
-from .runner import CKR, Context, ckr_name
+from .runner import CKR, Context, ckr_name, ckr_of
 
 F = "functional"
 BASE = "PKCS#11 2.40 base"
@@ -82,7 +82,8 @@ def check(cond: bool, message: str) -> None:
 
 
 def refused_with(exc: pkcs11.PKCS11Error) -> str:
-    return type(exc).__name__
+    """The return value a refusal carried, as PKCS#11 names it (``CKR_PIN_INVALID``)."""
+    return ckr_of(exc)
 
 
 def ul(v: int) -> ctypes.c_ulong:
@@ -443,10 +444,41 @@ def set_pin(ctx: Context) -> Outcome:
         expect(login(ctx, new), "CKR_OK", what="C_Login with the new PIN")
     finally:
         # Put the PIN back whatever happened, so the token stays usable for the rest of the run.
-        ctx.session.set_pin(new, old)
+        way_back = _put_pin_back(ctx, new, old)
     expect(logout(ctx), "CKR_OK", what="C_Logout")
     expect(login(ctx, old), "CKR_OK", what="C_Login with the restored PIN")
-    return passed("the new PIN logged in, the old one was refused, and the old PIN was restored")
+    return passed(f"the new PIN logged in, the old one was refused, and the old PIN was restored{way_back}")
+
+
+def _put_pin_back(ctx: Context, new: str, old: str) -> str:
+    """Set the user PIN from ``new`` back to ``old``: by C_SetPIN, or, where the device refuses
+    the old PIN back (a PIN policy: openCryptoki will not take its default PIN back through
+    C_SetPIN), by the security officer's C_InitPIN. Returns how, for the detail. Where neither
+    works the token's user PIN is one the suite made up and nobody knows: the case marks the
+    token lost (``ctx.lost``), so that the run judges no more cases on it."""
+    try:
+        ctx.session.set_pin(new, old)
+        return ""
+    except pkcs11.PKCS11Error as exc:
+        refusal = refused_with(exc)
+    if not ctx.so_pin:
+        ctx.lost = (f"FUNC-SETPIN changed the user PIN and the device refused the old one back through C_SetPIN "
+                    f"({refusal}); no SO PIN was given to restore it with C_InitPIN, so the token's user PIN is now "
+                    "one the suite made up: initialise the token again (iranpki token init) and give "
+                    "IRANPKI_PKCS11_SO_PIN to the next run")
+        raise CaseFailed(ctx.lost)
+    logout(ctx)
+    try:
+        with ctx.token.open(rw=True, so_pin=ctx.so_pin) as so:
+            so.init_pin(old)
+    except pkcs11.PKCS11Error as exc:
+        ctx.lost = (f"FUNC-SETPIN changed the user PIN; the device refused the old one back through C_SetPIN "
+                    f"({refusal}) and through the SO's C_InitPIN ({refused_with(exc)}), so the token's user PIN "
+                    "is now one the suite made up: initialise the token again (iranpki token init)")
+        raise CaseFailed(ctx.lost) from None
+    expect(login(ctx, old), "CKR_OK", what="C_Login with the PIN the SO restored")
+    return (f" (C_SetPIN refused the old PIN back with {refusal}, a PIN policy of the device; the SO restored "
+            "it with C_InitPIN)")
 
 
 # -- objects -----------------------------------------------------------------------------------

@@ -194,8 +194,10 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """True when no case failed or ended in error (not_applicable does not count against)."""
-        return not any(r.verdict in (Verdict.FAIL, Verdict.ERROR) for r in self.results)
+        """True when no case failed or ended in error and the run judged to the end
+        (not_applicable does not count against)."""
+        return not self.settings.get("stopped_early") and not any(
+            r.verdict in (Verdict.FAIL, Verdict.ERROR) for r in self.results)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -179,6 +179,9 @@ class Context:
     raw: RawCryptoki
     created: list[Any] = field(default_factory=list)
     cache: dict[str, Any] = field(default_factory=dict)
+    # Set by a case that left the token unusable for the rest of the run (a user PIN it could
+    # not put back): why, in one sentence. The run then judges no more cases on this token.
+    lost: str | None = None
 
     def need(self, *mechanisms: str) -> None:
         """Raise NotApplicable unless the device claims every mechanism (C_GetMechanismList)."""
@@ -340,7 +343,8 @@ def _batches(cases: list[Case]) -> list[list[Case]]:
 
 
 def _run_batch(options: RunOptions, job: dict[str, Any], batch: list[Case],
-               on_result: Callable[[CaseResult], None]) -> None:
+               on_result: Callable[[CaseResult], None]) -> str | None:
+    """Run one batch; returns why the token is lost for the rest of the run, if a case lost it."""
     pending = list(batch)
     while pending:
         worker = _Worker(options, {**job, "cases": [c.id for c in pending]})
@@ -359,7 +363,7 @@ def _run_batch(options: RunOptions, job: dict[str, Any], batch: list[Case],
                         for c in pending:
                             on_result(_error(c, f"the module did not initialise or log in within "
                                                 f"{options.timeout_s:g} s; killed", took))
-                        return
+                        return None
                     on_result(_error(current, f"no answer within {options.timeout_s:g} s; killed", took))
                     pending.remove(current)
                     break
@@ -370,7 +374,7 @@ def _run_batch(options: RunOptions, job: dict[str, Any], batch: list[Case],
                         for c in pending:
                             on_result(_error(c, f"{why} before the case started (loading the module or logging in)",
                                              took))
-                        return
+                        return None
                     on_result(_error(current, why, took))
                     pending.remove(current)
                     break
@@ -387,9 +391,14 @@ def _run_batch(options: RunOptions, job: dict[str, Any], batch: list[Case],
                                                              r.get("measurements", {}), r["duration_s"])))
                     pending.remove(current)
                     current = None
+                elif "lost" in msg:
+                    worker.kill()
+                    for c in pending:
+                        on_result(CaseResult.of(c, Outcome(Verdict.NOT_CHECKED, f"not run: {msg['lost']}")))
+                    return str(msg["lost"])
                 elif "done" in msg:
                     worker.kill()
-                    return
+                    return None
         finally:
             if worker.proc.poll() is None:
                 worker.kill()
@@ -451,13 +460,20 @@ def run_suite(options: RunOptions, user_pin: Any, so_pin: Any = None,
         if on_result:
             on_result(r)
 
+    lost: str | None = None
     for batch in _batches(cases):
-        _run_batch(options, job, batch, record)
+        if lost is None:
+            lost = _run_batch(options, job, batch, record)
+        else:
+            for c in batch:
+                record(CaseResult.of(c, Outcome(Verdict.NOT_CHECKED, f"not run: {lost}")))
     order = {c.id: i for i, c in enumerate(cases)}
     results.sort(key=lambda r: order[r.id])
     settings = {"categories": list(options.categories) if options.categories else None,
                 "cases": list(options.ids) if options.ids else None, "timeout_s": options.timeout_s,
                 "disposable": options.disposable, "objects_before": objects,
+                # Why the run stopped judging before the end (a case left the token unusable), if it did.
+                "stopped_early": lost,
                 # Case code from outside the suite ran in this run: named, with the SHA-256 of its
                 # source, so that the signed report says so (and no approval is made from it).
                 "plugins": [plugin_identity(p) for p in options.plugins],
@@ -562,12 +578,29 @@ def load_cases(plugins: Iterable[str] = ()) -> None:
         _import_plugin(name)
 
 
-def _ckr_of(exc: BaseException) -> str:
-    """``AttributeTypeInvalid`` -> ``CKR_ATTRIBUTE_TYPE_INVALID``: python-pkcs11 names its
-    exceptions after the PKCS#11 return values."""
+# python-pkcs11 names its exceptions after the PKCS#11 return values, in CamelCase; these six
+# are spelt otherwise (British spelling, acronyms, a word moved).
+_EXCEPTION_CKR = {
+    "FunctionCancelled": "CKR_FUNCTION_CANCELED", "RandomNoRNG": "CKR_RANDOM_NO_RNG",
+    "SessionReadWriteSOExists": "CKR_SESSION_READ_WRITE_SO_EXISTS", "SlotIDInvalid": "CKR_SLOT_ID_INVALID",
+    "TokenNotRecognised": "CKR_TOKEN_NOT_RECOGNIZED",
+    "AnotherUserAlreadyLoggedIn": "CKR_USER_ANOTHER_ALREADY_LOGGED_IN",
+}
+
+
+def ckr_of(exc: BaseException) -> str:
+    """The return value a python-pkcs11 exception stands for, as PKCS#11 names it:
+    ``AttributeTypeInvalid`` -> ``CKR_ATTRIBUTE_TYPE_INVALID``; a value python-pkcs11 does not
+    map ("Unmapped error code 0x...") by its number."""
     import re
 
-    return "CKR_" + re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).upper()
+    name = type(exc).__name__
+    if name in _EXCEPTION_CKR:
+        return _EXCEPTION_CKR[name]
+    if name == "PKCS11Error":
+        unmapped = re.search(r"0x([0-9a-fA-F]+)", str(exc))
+        return ckr_name(int(unmapped.group(1), 16)) if unmapped else "an error python-pkcs11 does not name"
+    return "CKR_" + re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()
 
 
 def _run_one(c: Case, ctx: Context) -> Outcome:
@@ -589,7 +622,7 @@ def _run_one(c: Case, ctx: Context) -> Outcome:
         # The module answered with an error where the case needed it to work: a deviation of the
         # device from the clause (a missing attribute, a refused template), so a fail with the
         # return value, never an "error" (which is the suite's own failure, a crash or a hang).
-        out = Outcome(Verdict.FAIL, f"the module answered {_ckr_of(exc)} where {c.clause} requires the call "
+        out = Outcome(Verdict.FAIL, f"the module answered {ckr_of(exc)} where {c.clause} requires the call "
                                     f"to succeed{': ' + str(exc) if str(exc) else ''}")
     except Exception as exc:  # noqa: BLE001 - the suite could not judge; say what broke
         out = Outcome(Verdict.ERROR, f"the case raised {type(exc).__name__}: {exc}")
@@ -644,6 +677,9 @@ def _worker_main() -> None:
         outcome = _run_one(c, ctx)
         send({"result": {"verdict": outcome.verdict.value, "detail": outcome.detail,
                          "measurements": outcome.measurements, "duration_s": outcome.duration_s}})
+        if ctx.lost:
+            send({"lost": ctx.lost})
+            return
         # A case that changed login state, or that failed midway (an operation left active,
         # say), must not disturb the next one: start it from a fresh logged-in session.
         if c.isolated or outcome.verdict is not Verdict.PASS:
