@@ -297,3 +297,57 @@ def test_command_reports_crash_and_goes_on(shim: Path, fault_token: dict[str, st
     assert done.returncode == 1, done.stderr
     verdicts = {r["id"]: r["verdict"] for r in json.loads(done.stdout)["results"]}
     assert verdicts == {"FUNC-SIGN-ECDSA-P256-HOSTHASH-SHA256": "error", "FUNC-RANDOM-32": "pass"}
+
+
+SMALL_DEVICE = {"FAULTSHIM_MAX_SESSIONS": "8", "FAULTSHIM_MAX_RSA_BITS": "2048"}
+SMALL_CHECK = r'''
+import json, sys
+import pkcs11
+from pkcs11 import KeyType, Mechanism
+lib = pkcs11.lib(sys.argv[1])
+token = lib.get_token(token_label=sys.argv[2])
+sessions, refused = [], None
+try:
+    for _ in range(9):
+        sessions.append(token.open(rw=True, user_pin=sys.argv[3]) if not sessions else token.open(rw=True))
+except pkcs11.PKCS11Error as exc:
+    refused = type(exc).__name__
+try:
+    sessions[0].generate_keypair(KeyType.RSA, 4096, store=False)
+    big = "generated"
+except pkcs11.PKCS11Error as exc:
+    big = type(exc).__name__
+info = token.slot.get_mechanism_info(Mechanism.RSA_PKCS_KEY_PAIR_GEN)
+print(json.dumps({"opened": len(sessions), "ninth": refused, "rsa4096": big, "rsa_max": info.max_key_length}))
+'''
+
+
+def test_a_small_device_is_judged_by_what_it_declares(shim: Path, fault_token: dict[str, str]) -> None:
+    """Issue 12 item 5: the suite's sizes come from what the token declares. A device that says
+    it takes 8 sessions and RSA keys up to 2048 bits (and keeps to it) once failed the 32-session
+    case and the RSA-4096 cases; now the session case opens what the token has room for, and a
+    key size outside the declared range is not applicable, never a fail."""
+    env = {**os.environ, "SOFTHSM2_CONF": fault_token["conf"], "FAULTSHIM_MODULE": SOFTHSM_MODULE, **SMALL_DEVICE}
+    env.pop("FAULTSHIM_FAULT", None)
+    done = subprocess.run([sys.executable, "-c", SMALL_CHECK, str(shim), TOKEN, fault_token["pin"]],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    # The shim keeps to its limits, so a suite that ignored them would fail these cases.
+    assert json.loads(done.stdout) == {"opened": 8, "ninth": "SessionCount", "rsa4096": "KeySizeRange",
+                                       "rsa_max": 2048}
+
+    from iranpki.conformance.runner import RunOptions, run_suite
+
+    ids = ["FUNC-SESSION-MANY", "FUNC-KEYGEN-RSA-2048", "FUNC-KEYGEN-RSA-4096", "FUNC-SIGN-RSA4096-SHA256-PKCS1",
+           "PERF-SIGN-RSA4096-PKCS1"]
+    options = RunOptions(module=str(shim), token=TOKEN, ids=ids, timeout_s=TIMEOUT_S, disposable=True,
+                         env={"SOFTHSM2_CONF": fault_token["conf"], "FAULTSHIM_MODULE": SOFTHSM_MODULE,
+                              "FAULTSHIM_FAULT": "", **SMALL_DEVICE, **PERF})
+    report = run_suite(options, SecretSource(env=None, prompt=lambda _: fault_token["pin"]))
+    got = {r.id: (r.verdict.value, r.detail) for r in report.results}
+    assert got["FUNC-SESSION-MANY"][0] == "pass" and got["FUNC-SESSION-MANY"][1].startswith("7 sessions"), got
+    assert got["FUNC-KEYGEN-RSA-2048"][0] == "pass", got
+    for case_id in ("FUNC-KEYGEN-RSA-4096", "FUNC-SIGN-RSA4096-SHA256-PKCS1", "PERF-SIGN-RSA4096-PKCS1"):
+        verdict, detail = got[case_id]
+        assert verdict == "not_applicable", got
+        assert "declares key sizes 512..2048 bits for CKM_RSA_PKCS_KEY_PAIR_GEN" in detail, detail

@@ -6,6 +6,13 @@
  *   FAULTSHIM_MODULE   the real module (default /usr/lib/softhsm/libsofthsm2.so)
  *   FAULTSHIM_FAULT    one of the faults below; unset or empty = pass-through
  *   FAULTSHIM_SLOW_MS  the delay of the "slow" fault in milliseconds (default 50)
+ *   FAULTSHIM_MAX_SESSIONS  a small device, not a faulty one: C_GetTokenInfo declares this many
+ *                      sessions (ulMaxSessionCount, ulMaxRwSessionCount; ulSessionCount and
+ *                      ulRwSessionCount are this process's) and C_OpenSession refuses more with
+ *                      CKR_SESSION_COUNT
+ *   FAULTSHIM_MAX_RSA_BITS  likewise: C_GetMechanismInfo(CKM_RSA_PKCS_KEY_PAIR_GEN) declares at
+ *                      most this many bits and C_GenerateKeyPair refuses larger with
+ *                      CKR_KEY_SIZE_RANGE
  *
  * Faults:
  *   corrupt_signature      C_Sign / C_SignFinal: one byte of the signature flipped
@@ -91,6 +98,8 @@ _Static_assert(F_COUNT == N_FUNCTIONS, "PKCS#11 v2.40 has 68 functions");
 #define CKR_ARGUMENTS_BAD 0x07UL
 #define CKR_ATTRIBUTE_SENSITIVE 0x11UL
 #define CKR_KEY_HANDLE_INVALID 0x60UL
+#define CKR_KEY_SIZE_RANGE 0x62UL
+#define CKR_SESSION_COUNT 0xB1UL
 #define CKR_KEY_TYPE_INCONSISTENT 0x63UL
 #define CKR_KEY_FUNCTION_NOT_PERMITTED 0x68UL
 #define CKR_MECHANISM_INVALID 0x70UL
@@ -106,6 +115,7 @@ _Static_assert(F_COUNT == N_FUNCTIONS, "PKCS#11 v2.40 has 68 functions");
 #define CKA_EXPONENT_1 0x126UL
 #define CKA_EXPONENT_2 0x127UL
 #define CKA_COEFFICIENT 0x128UL
+#define CKA_MODULUS_BITS 0x121UL
 #define CKA_EXTRACTABLE 0x162UL
 #define CKA_NEVER_EXTRACTABLE 0x164UL
 #define CK_UNAVAILABLE_INFORMATION (~0UL)
@@ -125,7 +135,10 @@ static CK_FUNCTION_LIST *real;      /* the real module's list */
 static CK_FUNCTION_LIST shim;       /* our copy, with some entries replaced */
 static enum fault fault = NONE;
 static long slow_ms = 50;
-static volatile long open_sessions; /* session_drag: this process's open sessions */
+static volatile long open_sessions; /* session_drag, the session limit: this process's open sessions */
+static volatile long open_rw_sessions;
+static long max_sessions;           /* FAULTSHIM_MAX_SESSIONS, 0 = the real module's */
+static long max_rsa_bits;           /* FAULTSHIM_MAX_RSA_BITS, 0 = the real module's */
 
 #define REAL(name, type) ((type)real->fn[F_##name])
 
@@ -296,11 +309,62 @@ typedef CK_RV (*close_fn)(CK_SESSION_HANDLE);
 typedef CK_RV (*close_all_fn)(CK_SLOT_ID);
 typedef CK_RV (*open_fn)(CK_SLOT_ID, CK_FLAGS, void *, void *, CK_SESSION_HANDLE *);
 
+#define CKF_RW_SESSION 0x2UL
+
 static CK_RV shim_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, void *app, void *notify, CK_SESSION_HANDLE *out) {
+    if (max_sessions > 0 && open_sessions >= max_sessions)
+        return CKR_SESSION_COUNT;
     CK_RV rv = REAL(OpenSession, open_fn)(slot, flags, app, notify, out);
-    if (rv == CKR_OK)
+    if (rv == CKR_OK) {
         __sync_add_and_fetch(&open_sessions, 1);
+        if (flags & CKF_RW_SESSION)
+            __sync_add_and_fetch(&open_rw_sessions, 1);
+    }
     return rv;
+}
+
+/* ---- FAULTSHIM_MAX_SESSIONS, FAULTSHIM_MAX_RSA_BITS: a small device that says so ---- */
+
+typedef struct {
+    char text[96]; /* label, manufacturerID, model, serialNumber */
+    CK_FLAGS flags;
+    CK_ULONG ulMaxSessionCount, ulSessionCount, ulMaxRwSessionCount, ulRwSessionCount;
+    CK_ULONG rest[6];
+    CK_VERSION hardwareVersion, firmwareVersion;
+    char utcTime[16];
+} CK_TOKEN_INFO;
+typedef struct { CK_ULONG ulMinKeySize, ulMaxKeySize; CK_FLAGS flags; } CK_MECHANISM_INFO;
+typedef CK_RV (*token_info_fn)(CK_SLOT_ID, CK_TOKEN_INFO *);
+typedef CK_RV (*mech_info_fn)(CK_SLOT_ID, CK_ULONG, CK_MECHANISM_INFO *);
+typedef CK_RV (*keypair_fn)(CK_SESSION_HANDLE, CK_MECHANISM *, CK_ATTRIBUTE *, CK_ULONG, CK_ATTRIBUTE *, CK_ULONG,
+                            CK_OBJECT_HANDLE *, CK_OBJECT_HANDLE *);
+#define CKM_RSA_PKCS_KEY_PAIR_GEN 0x0UL
+
+static CK_RV shim_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO *info) {
+    CK_RV rv = REAL(GetTokenInfo, token_info_fn)(slot, info);
+    if (rv == CKR_OK && max_sessions > 0) {
+        info->ulMaxSessionCount = info->ulMaxRwSessionCount = (CK_ULONG)max_sessions;
+        info->ulSessionCount = (CK_ULONG)open_sessions;
+        info->ulRwSessionCount = (CK_ULONG)open_rw_sessions;
+    }
+    return rv;
+}
+
+static CK_RV shim_GetMechanismInfo(CK_SLOT_ID slot, CK_ULONG mech, CK_MECHANISM_INFO *info) {
+    CK_RV rv = REAL(GetMechanismInfo, mech_info_fn)(slot, mech, info);
+    if (rv == CKR_OK && max_rsa_bits > 0 && mech == CKM_RSA_PKCS_KEY_PAIR_GEN)
+        info->ulMaxKeySize = (CK_ULONG)max_rsa_bits;
+    return rv;
+}
+
+static CK_RV shim_GenerateKeyPair(CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_ATTRIBUTE *pub, CK_ULONG npub,
+                                  CK_ATTRIBUTE *priv, CK_ULONG npriv, CK_OBJECT_HANDLE *hpub, CK_OBJECT_HANDLE *hpriv) {
+    if (max_rsa_bits > 0 && m != NULL && m->mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN && pub != NULL)
+        for (CK_ULONG i = 0; i < npub; i++)
+            if (pub[i].type == CKA_MODULUS_BITS && pub[i].pValue != NULL &&
+                pub[i].ulValueLen == sizeof(CK_ULONG) && *(CK_ULONG *)pub[i].pValue > (CK_ULONG)max_rsa_bits)
+                return CKR_KEY_SIZE_RANGE;
+    return REAL(GenerateKeyPair, keypair_fn)(s, m, pub, npub, priv, npriv, hpub, hpriv);
 }
 
 static CK_RV shim_CloseSession(CK_SESSION_HANDLE s) {
@@ -308,16 +372,21 @@ static CK_RV shim_CloseSession(CK_SESSION_HANDLE s) {
         /* Say the session is closed and keep it: its handle stays valid and its objects stay. */
         return CKR_OK;
     }
+    CK_ULONG session_info[4] = {0}; /* CK_SESSION_INFO: slotID, state, flags, ulDeviceError */
+    int rw = REAL(GetSessionInfo, session_info_fn)(s, session_info) == CKR_OK && (session_info[2] & CKF_RW_SESSION);
     CK_RV rv = REAL(CloseSession, close_fn)(s);
-    if (rv == CKR_OK)
+    if (rv == CKR_OK) {
         __sync_sub_and_fetch(&open_sessions, 1);
+        if (rw)
+            __sync_sub_and_fetch(&open_rw_sessions, 1);
+    }
     return rv;
 }
 
 static CK_RV shim_CloseAllSessions(CK_SLOT_ID slot) {
     CK_RV rv = REAL(CloseAllSessions, close_all_fn)(slot);
     if (rv == CKR_OK)
-        open_sessions = 0; /* the suite's tokens are alone in their slots */
+        open_sessions = open_rw_sessions = 0; /* the suite's tokens are alone in their slots */
     return rv;
 }
 
@@ -357,6 +426,12 @@ static CK_RV load(void) {
     const char *ms = getenv("FAULTSHIM_SLOW_MS");
     if (ms != NULL && *ms != '\0')
         slow_ms = strtol(ms, NULL, 10);
+    const char *most = getenv("FAULTSHIM_MAX_SESSIONS");
+    if (most != NULL && *most != '\0')
+        max_sessions = strtol(most, NULL, 10);
+    const char *bits = getenv("FAULTSHIM_MAX_RSA_BITS");
+    if (bits != NULL && *bits != '\0')
+        max_rsa_bits = strtol(bits, NULL, 10);
     return CKR_OK;
 }
 
@@ -384,6 +459,9 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST **out) {
     shim.fn[F_CloseSession] = (void *)shim_CloseSession;
     shim.fn[F_OpenSession] = (void *)shim_OpenSession;
     shim.fn[F_CloseAllSessions] = (void *)shim_CloseAllSessions;
+    shim.fn[F_GetTokenInfo] = (void *)shim_GetTokenInfo;
+    shim.fn[F_GetMechanismInfo] = (void *)shim_GetMechanismInfo;
+    shim.fn[F_GenerateKeyPair] = (void *)shim_GenerateKeyPair;
     *out = &shim;
     return CKR_OK;
 }

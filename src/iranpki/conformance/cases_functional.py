@@ -124,9 +124,7 @@ class CK_TOKEN_INFO(ctypes.Structure):  # noqa: N801 - the PKCS#11 name (PKCS#11
 def pin_lengths(ctx: Context) -> tuple[int, int]:
     """The user PIN lengths the token declares (CK_TOKEN_INFO ulMinPinLen, ulMaxPinLen): every PIN
     the suite makes up must lie within them, or a refusal means nothing."""
-    info = CK_TOKEN_INFO()
-    expect(ctx.raw("C_GetTokenInfo", ul(ctx.token.slot.slot_id), ctypes.byref(info)), "CKR_OK",
-           what="C_GetTokenInfo")
+    info = token_info(ctx)
     low, high = int(info.ulMinPinLen), int(info.ulMaxPinLen)
     if high == CK_UNAVAILABLE_INFORMATION or high == 0:
         high = max(low, 64)
@@ -143,6 +141,48 @@ def made_up_pin(ctx: Context, like: str | None = None) -> str:
         pin = "".join("0123456789"[b % 10] for b in os.urandom(size))
         if pin != like:
             return pin
+
+
+def token_info(ctx: Context) -> CK_TOKEN_INFO:
+    """CK_TOKEN_INFO as the token declares it now (C_GetTokenInfo)."""
+    info = CK_TOKEN_INFO()
+    expect(ctx.raw("C_GetTokenInfo", ul(ctx.token.slot.slot_id), ctypes.byref(info)), "CKR_OK",
+           what="C_GetTokenInfo")
+    return info
+
+
+def sessions_allowed(ctx: Context, wanted: int) -> tuple[int, int]:
+    """How many more sessions, and of them read-write, the suite may open, up to ``wanted``: the
+    token's ulMaxSessionCount and ulMaxRwSessionCount less those open (CK_TOKEN_INFO; 0 means no
+    practical limit, CK_UNAVAILABLE_INFORMATION that the token does not say)."""
+    info = token_info(ctx)
+
+    def room(most: int, now: int) -> int:
+        if most in (0, CK_UNAVAILABLE_INFORMATION):
+            return wanted
+        in_use = now if now != CK_UNAVAILABLE_INFORMATION else 1
+        return max(0, min(wanted, most - in_use))
+
+    return room(int(info.ulMaxSessionCount), int(info.ulSessionCount)), room(
+        int(info.ulMaxRwSessionCount), int(info.ulRwSessionCount))
+
+
+# Bits of each curve's order, against CKM_EC_KEY_PAIR_GEN's declared key sizes (mechs §2.3).
+CURVE_BITS = {"P256": 256, "P384": 384, "P521": 521, "BP256": 256, "BP384": 384, "BP512": 512}
+
+
+def need_key_size(ctx: Context, mech_name: str, bits: int) -> None:
+    """Raise NotApplicable unless ``bits`` lies within the key sizes the device declares for the
+    mechanism (C_GetMechanismInfo ulMinKeySize..ulMaxKeySize): a size the device does not offer is
+    not a fault. AES sizes are in bytes by the spec (mechs §2.8.3), in bits by some devices: a size
+    fitting either reading is taken. A device declaring 0..0 says nothing, and nothing is refused."""
+    info = ctx.token.slot.get_mechanism_info(mechanism(mech_name))
+    low, high = int(info.min_key_length), int(info.max_key_length)
+    if high == 0 or low <= bits <= high or ("AES" in mech_name and low <= bits // 8 <= high):
+        return
+    unit = "bytes" if "AES" in mech_name else "bits"
+    raise NotApplicable(f"the device declares key sizes {low}..{high} {unit} for {mech_name} in "
+                        f"C_GetMechanismInfo; this case needs {bits} bits")
 
 
 def raw_set_bool(ctx: Context, handle: int, attr: int, value: bool) -> int:
@@ -166,6 +206,7 @@ def rsa_pair(ctx: Context, bits: int, *, sign: bool = True, extra: dict | None =
     key = f"rsa{bits}:{sign}"
     if cache and key in ctx.cache:
         return ctx.cache[key]
+    need_key_size(ctx, "CKM_RSA_PKCS_KEY_PAIR_GEN", bits)
     pair = ctx.session.generate_keypair(
         KeyType.RSA, bits, store=False,
         public_template={Attribute.PUBLIC_EXPONENT: b"\x01\x00\x01", Attribute.VERIFY: True,
@@ -183,6 +224,7 @@ def ec_pair(ctx: Context, curve: str, *, extra: dict | None = None, cache: bool 
     key = f"ec{curve}"
     if cache and key in ctx.cache:
         return ctx.cache[key]
+    need_key_size(ctx, "CKM_EC_KEY_PAIR_GEN", CURVE_BITS[curve])
     params = ctx.session.create_domain_parameters(
         KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(CURVES[curve][0])}, local=True)
     try:
@@ -336,18 +378,26 @@ def session_ro(ctx: Context) -> Outcome:
 
 
 @case("FUNC-SESSION-MANY", category=F, clause=f"{BASE} §5.6 C_OpenSession, C_CloseSession",
-      title="32 sessions open at once, each usable, each closes")
+      title="32 sessions (or as many as the token declares room for) open at once, each usable, each closes")
 def session_many(ctx: Context) -> Outcome:
-    sessions = [ctx.token.open(rw=bool(i % 2)) for i in range(32)]
+    # As many as the token declares room for (CK_TOKEN_INFO), up to 32; half read-write.
+    total, rw = sessions_allowed(ctx, 32)
+    if total < 2:
+        raise NotApplicable(f"the token declares room for {total} more session(s) (CK_TOKEN_INFO ulMaxSessionCount)")
+    kinds = [i % 2 == 1 and i // 2 < rw for i in range(total)]
+    sessions = []
     try:
+        for writable in kinds:
+            sessions.append(ctx.token.open(rw=writable))
         handles = {s.handle for s in sessions}
-        check(len(handles) == 32, f"32 sessions got {len(handles)} distinct handles")
+        check(len(handles) == total, f"{total} sessions got {len(handles)} distinct handles")
         for s in sessions:
             check(len(s.generate_random(64)) == 8, "C_GenerateRandom in an extra session returned the wrong length")
     finally:
         for s in sessions:
             s.close()
-    return passed("32 sessions had distinct handles, each generated random data, each closed")
+    return passed(f"{total} sessions ({sum(kinds)} read-write) had distinct handles, each generated random data, "
+                  "each closed")
 
 
 @case("FUNC-SESSION-CLOSE-INVALIDATES", category=F, clause=f"{BASE} §5.6 C_CloseSession",
@@ -656,6 +706,7 @@ for _bits in (128, 192, 256):
           title=f"An AES-{_bits} key is generated with CKA_VALUE_LEN {_bits // 8} and round-trips CBC-PAD",
           needs=("CKM_AES_KEY_GEN", "CKM_AES_CBC_PAD"), bits=_bits)
     def keygen_aes(ctx: Context, bits: int) -> Outcome:
+        need_key_size(ctx, "CKM_AES_KEY_GEN", bits)
         key = ctx.session.generate_key(KeyType.AES, bits, store=False)
         ctx.track(key)
         check(key[Attribute.VALUE_LEN] == bits // 8, f"CKA_VALUE_LEN {key[Attribute.VALUE_LEN]}; expected {bits // 8}")
@@ -800,6 +851,7 @@ for _bits in (2048, 3072):
 # -- AES ---------------------------------------------------------------------------------------
 
 def aes_case(ctx: Context, bits: int, mode: str) -> Outcome:
+    need_key_size(ctx, f"CKM_AES_{mode}", bits)
     value = os.urandom(bits // 8)
     key = aes_key(ctx, value)
     data = os.urandom(64) if mode in ("ECB", "CBC") else MSG
@@ -844,6 +896,7 @@ for _bits in (128, 192, 256):
 # -- wrap and unwrap ---------------------------------------------------------------------------
 
 def aes_wrap_case(ctx: Context, bits: int, pad: bool) -> Outcome:
+    need_key_size(ctx, "CKM_AES_KEY_WRAP_PAD" if pad else "CKM_AES_KEY_WRAP", bits)
     kek_value, target_value = os.urandom(bits // 8), os.urandom(24 if pad else 32)
     kek = aes_key(ctx, kek_value, wrap=True, unwrap=True)
     target = aes_key(ctx, target_value)

@@ -27,7 +27,7 @@ from pkcs11.util.ec import encode_named_curve_parameters
 
 from .cases_functional import (
     BAD_HANDLE, BASE, CK_ATTRIBUTE, CURVES, MECHS, MSG, RSA_SIGN, aes_key, check, ec_pair, expect, mechanism,
-    refused_with, rsa_pair, rsa_sign_case, ul,
+    need_key_size, refused_with, rsa_pair, rsa_sign_case, ul,
 )
 from .cases_security import raw_set
 from .model import CaseFailed, Outcome, case, passed
@@ -154,6 +154,7 @@ def keygen_attrs_case(ctx: Context, kind: str, size: Any) -> Outcome:
                                                   f"{k[Attribute.EC_PARAMS].hex()}, requested {want.hex()}")
         keys = (pub, priv)
     else:
+        need_key_size(ctx, "CKM_AES_KEY_GEN", size)
         key = ctx.session.generate_key(KeyType.AES, size, store=False,
                                        template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False})
         ctx.track(key)

@@ -463,8 +463,26 @@ def scaling_holds(attempt: tuple[float, float, float], judged: bool = True) -> b
     return not judged or min(sessions, processes) >= SCALING_FLOOR * one
 
 
+def _key_size_of(op_id: str) -> tuple[str, int] | None:
+    """The generating mechanism and key size (bits) an operation's keys need, read off its id
+    (RSA2048, ECDSA-P256, EC-P256, AES256), to hold against what the device declares."""
+    import re
+
+    for pattern, mech in ((r"RSA(\d+)", "CKM_RSA_PKCS_KEY_PAIR_GEN"), (r"-P(\d+)", "CKM_EC_KEY_PAIR_GEN"),
+                          (r"AES(\d+)", "CKM_AES_KEY_GEN")):
+        found = re.search(pattern, op_id)
+        if found:
+            return mech, int(found.group(1))
+    return None
+
+
 def measure(ctx: Context, op_id: str) -> Outcome:
+    from .cases_functional import need_key_size
+
     op = OPS_BY_ID[op_id]
+    sized = _key_size_of(op_id)
+    if sized:
+        need_key_size(ctx, *sized)  # a key size the device does not offer is not applicable, not slow
     cls = _device_class()
     bound = op.bounds_ms[_BOUNDS_OF[cls]]
     n, seconds = _parallel(), _seconds()
