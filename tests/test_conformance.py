@@ -200,6 +200,9 @@ def test_cli_run_and_list(device: dict[str, str], tmp_path: Path) -> None:
     fail = CliRunner().invoke(cli, ["conformance", "run", "--module", MODULE, "--token", LABEL, "--cases",
                                     "FUNC-LOGIN-LOGOUT"], env=env)
     assert fail.exit_code == 1 and "FUNC-LOGIN-LOGOUT" in fail.output
+    # The summary says where the device stands against its class's set (issue 12 item 1).
+    assert "for approval as hsm:" in fail.output and "required cases did not pass: FUNC-INFO-LIBRARY (not run)" in \
+        " ".join(fail.output.split())
     listed = CliRunner().invoke(cli, ["conformance", "list", "--categories", "security", "--json"])
     assert listed.exit_code == 0
     assert all(c["category"] == "security" for c in json.loads(listed.output))

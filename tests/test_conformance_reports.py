@@ -393,3 +393,26 @@ def test_the_cases_that_need_attention_come_first(lab: dict) -> None:
     assert "SEC-PIN-RETRY-LOCK-X" in section and "no SO PIN was given" in section and "not_checked" in section
     assert "1 case(s) could not be checked here" in page
     assert "FUNC-INFO-LIBRARY" not in section  # a pass is not in it
+
+
+def test_the_report_says_which_required_cases_did_not_pass_and_why(lab: dict) -> None:
+    """Issue 12 item 1: the page says where the device stands against its class's set: every
+    required case that did not pass, with its verdict and why, or that all passed."""
+    report = sample_report(lab["module"])
+    page = reporting.render_html(report)
+    assert '<h2 id="required">Required for approval as smartcard</h2>' in page
+    count = len(required_cases("smartcard", REGISTRY))
+    assert f"All {count} cases a smartcard must pass passed." in page
+
+    for r in report.results:
+        if r.id == "SEC-PIN-RETRY-LOCK":
+            r.verdict, r.detail = Verdict.NOT_CHECKED, "no SO PIN was given (IRANPKI_PKCS11_SO_PIN)"
+    report.results = [r for r in report.results if r.id != "FUNC-SETPIN"]
+    page = reporting.render_html(report)
+    head = page.index('<h2 id="required">')
+    section = page[head:page.index("<h2", head + 1)]
+    assert f"2 of the {count} cases a smartcard must pass did not pass" in section
+    assert "SEC-PIN-RETRY-LOCK" in section and "not_checked" in section and "no SO PIN was given" in section
+    assert "FUNC-SETPIN" in section and "not run" in section
+    # The page leads with it: right after the summary, before the device.
+    assert page.index("<h2>Summary</h2>") < head < page.index("<h2>Device</h2>")

@@ -9,7 +9,8 @@ import click
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from iranpki.conformance import CATEGORIES, CaseResult, Report, Verdict, select
+from iranpki.conformance import CATEGORIES, REGISTRY, CaseResult, Report, Verdict, select
+from iranpki.conformance.required import REQUIRED, required_shortfall
 from iranpki.conformance.runner import RunOptions, load_cases, run_suite, write_reports
 from iranpki.keys import SecretSource
 
@@ -88,6 +89,17 @@ def _summary(report: Report) -> None:
     for r in bad:
         console.print(f"[{_STYLE[r.verdict]}]{r.verdict.value}[/] {escape(r.id)}: {escape(r.detail)}", highlight=False,
                       soft_wrap=True)
+    cls = report.settings.get("device_class")
+    if cls in REQUIRED:
+        count, short = required_shortfall(cls, ({"id": r.id, "verdict": r.verdict.value, "detail": r.detail}
+                                                for r in report.results), REGISTRY)
+        if short:
+            listed = ", ".join(f"{i} ({v})" for i, v, _ in short[:8]) + (f" and {len(short) - 8} more"
+                                                                         if len(short) > 8 else "")
+            console.print(f"[yellow]for approval as {escape(cls)}[/]: {len(short)} of {count} required cases did not "
+                          f"pass: {escape(listed)}", highlight=False, soft_wrap=True)
+        else:
+            console.print(f"for approval as {escape(cls)}: all {count} required cases passed", highlight=False)
 
 
 @conformance.command()

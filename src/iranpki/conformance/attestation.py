@@ -219,7 +219,7 @@ def _require_class_set(report: Report) -> None:
     """Refuse unless every case the device's class requires (conformance.required) is in the
     report and passed; name each one that is not, with its verdict and why."""
     from .model import REGISTRY
-    from .required import DEVICE_CLASSES, required_cases
+    from .required import DEVICE_CLASSES, required_shortfall
     from .runner import load_cases
 
     cls = report.settings.get("device_class")
@@ -228,18 +228,13 @@ def _require_class_set(report: Report) -> None:
                                    f"(device_class {cls!r}; one of {', '.join(DEVICE_CLASSES)}); run the suite with "
                                    "--device-class", [])
     load_cases()
-    got = {r.id: r for r in report.results}
-    problems = []
-    for case_id in required_cases(cls, REGISTRY):
-        r = got.get(case_id)
-        if r is None:
-            problems.append((case_id, "not run"))
-        elif r.verdict is not Verdict.PASS:
-            problems.append((case_id, f"{r.verdict.value}: {r.detail}"))
+    count, short = required_shortfall(cls, ({"id": r.id, "verdict": r.verdict.value, "detail": r.detail}
+                                            for r in report.results), REGISTRY)
+    problems = [(i, verdict if verdict == "not run" else f"{verdict}: {why}") for i, verdict, why in short]
     if problems:
         listed = "; ".join(f"{i} ({why})" for i, why in problems[:12])
         more = f"; and {len(problems) - 12} more" if len(problems) > 12 else ""
-        raise ApprovalRefusedError(f"no approval: a {cls} must pass {len(required_cases(cls, REGISTRY))} required cases, "
+        raise ApprovalRefusedError(f"no approval: a {cls} must pass {count} required cases, "
                                    f"and {len(problems)} did not: {listed}{more}. Run the suite so that each "
                                    "is checked (an SO PIN, a free slot) and passes", [i for i, _ in problems])
 

@@ -267,6 +267,28 @@ def _category_table(results: Sequence[Mapping[str, Any]]) -> str:
             + ("<th>measurements</th>" if measured else "") + "<th>time</th></tr>" + "".join(rows) + "</table>")
 
 
+def _required_section(data: Mapping[str, Any]) -> list[str]:
+    """Where the report stands against the case set its device class must pass for an approval
+    (conformance.required): each required case that did not pass, with its verdict and why."""
+    from .model import REGISTRY
+    from .required import DEVICE_CLASSES, required_shortfall
+    from .runner import load_cases
+
+    cls = (data.get("settings") or {}).get("device_class")
+    if cls not in DEVICE_CLASSES:
+        return []
+    load_cases()
+    count, short = required_shortfall(str(cls), data.get("results") or [], REGISTRY)
+    head = f'<h2 id="required">Required for approval as {_e(cls)}</h2>'
+    if not short:
+        return [head, f"<p>All {count} cases a {_e(cls)} must pass passed.</p>"]
+    rows = "".join(f"<tr><td>{_e(i)}</td><td>{_badge(v) if v != 'not run' else _e(v)}</td>"
+                   f"<td class=\"detail\">{_e(why)}</td></tr>" for i, v, why in short)
+    return [head, f"<p><strong>{len(short)} of the {count} cases a {_e(cls)} must pass did not pass</strong>; "
+                  "no approval is made until each is checked and passes.</p>",
+            f'<table class="results"><tr><th>id</th><th>verdict</th><th>why</th></tr>{rows}</table>']
+
+
 def render_html(report: object) -> str:
     """The report as one HTML page (UTF-8, no scripts, no external resources)."""
     data = report_dict(report)
@@ -293,7 +315,7 @@ def render_html(report: object) -> str:
            f"finished {_e(_when(data.get('finished_at')))}.</p>",
            f"<p><strong>{_e(outcome)}</strong></p>",
            f"<p>report.json SHA-256 (named by an approval): <code>{_e(_json_sha256(report) or '-')}</code></p>",
-           "<h2>Summary</h2>", _summary_table(counts)]
+           "<h2>Summary</h2>", _summary_table(counts), *_required_section(data)]
     if attention:
         # First what needs the lab's attention, each with its clause and what was seen, so that a
         # reader need not scan hundreds of rows for them.

@@ -24,9 +24,10 @@ Patterns end in ``*`` to take every case whose id begins so.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-__all__ = ["DEVICE_CLASSES", "REQUIRED", "required_cases"]
+__all__ = ["DEVICE_CLASSES", "REQUIRED", "required_cases", "required_shortfall"]
 
 DEVICE_CLASSES = ("hsm", "usb-token", "smartcard")
 
@@ -58,3 +59,24 @@ def required_cases(device_class: str, case_ids: Iterable[str]) -> list[str]:
                          f"{', '.join(DEVICE_CLASSES)}")
     patterns = REQUIRED[device_class]
     return [i for i in case_ids if any(fnmatch.fnmatchcase(i, p) for p in patterns)]
+
+
+def required_shortfall(device_class: str, results: Iterable[Mapping[str, Any]],
+                       case_ids: Iterable[str]) -> tuple[int, list[tuple[str, str, str]]]:
+    """How a report stands against its class's set: the number of required cases, and each one
+    that is not a pass as ``(id, verdict, why)``, the verdict ``not run`` for a case missing
+    from the report. ``results`` are the report's result rows (``id``, ``verdict``, ``detail``);
+    ``case_ids`` the suite's registry. Raises ValueError for an unknown class."""
+    wanted = required_cases(device_class, case_ids)
+    got = {str(r.get("id")): r for r in results}
+    short = []
+    for case_id in wanted:
+        r = got.get(case_id)
+        if r is None:
+            short.append((case_id, "not run", "the run did not select it"))
+            continue
+        verdict = r.get("verdict")
+        verdict = str(getattr(verdict, "value", verdict))
+        if verdict != "pass":
+            short.append((case_id, verdict, str(r.get("detail", ""))))
+    return len(wanted), short
