@@ -344,5 +344,9 @@ def test_refusals_are_named_as_pkcs11_names_them() -> None:
     wrong = {name: ckr_of(getattr(exceptions, name)()) for rv, name in pairs
              if ckr_of(getattr(exceptions, name)()) != rv}
     assert not wrong, wrong
+    # The five it raises as a plain PKCS11Error with a sentence are named too.
+    sentences = re.findall(r"rv == (CKR_\w+):\s*\n\s*exc = PKCS11Error\(\"([^\"]+)\"\)", source)
+    assert len(sentences) == 5
+    assert {rv: ckr_of(pkcs11.PKCS11Error(text)) for rv, text in sentences} == {rv: rv for rv, _ in sentences}
     assert ckr_of(pkcs11.PKCS11Error("Unmapped error code 0x6")) == "CKR_FUNCTION_FAILED"
     assert ckr_of(pkcs11.PKCS11Error("Unmapped error code 0x80000001")) == "CKR_0x80000001"

@@ -351,3 +351,15 @@ def test_a_small_device_is_judged_by_what_it_declares(shim: Path, fault_token: d
         verdict, detail = got[case_id]
         assert verdict == "not_applicable", got
         assert "declares key sizes 512..2048 bits for CKM_RSA_PKCS_KEY_PAIR_GEN" in detail, detail
+
+    # The performance cases' N sessions and N processes keep to the room declared too: 8 sessions
+    # less the worker's leave 7, so N is 3 (N of this process and one of each of N processes);
+    # with 3 sessions there is room for no N at all, and only the latency is judged.
+    for most, says in (("8", "from 3 sessions"), ("3", "N sessions and N processes not measured: the token "
+                                                     "declares room for 1 more read-write session(s)")):
+        options = RunOptions(module=str(shim), token=TOKEN, ids=["PERF-SIGN-ECDSA-P256"], timeout_s=TIMEOUT_S,
+                             disposable=True, env={"SOFTHSM2_CONF": fault_token["conf"], "FAULTSHIM_MODULE": SOFTHSM_MODULE,
+                                                   "FAULTSHIM_FAULT": "", **SMALL_DEVICE, "FAULTSHIM_MAX_SESSIONS": most,
+                                                   **PERF})
+        (r,) = run_suite(options, SecretSource(env=None, prompt=lambda _: fault_token["pin"])).results
+        assert r.verdict.value == "pass" and says in r.detail, (most, r.detail)

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Run a command beside an openCryptoki of its own. Called in mount, PID and IPC namespaces of its own,
-# it hides the machine's openCryptoki state behind empty tmpfs folders (configuration, token
-# store, and /run: locks, the daemon's socket and pid file; SysV shared memory is the IPC namespace's), starts pkcsslotd with one software token
-# (slot 3, not yet initialised) and runs the command; the daemon dies with the PID namespace.
-# Nothing outside is touched, so every run starts from a fresh token and two runs never share one.
-#   unshare -m -p -i -f --mount-proc --propagation private bash tests/opencryptoki/private-ock.sh CMD [ARG...]
+# Run a command beside an openCryptoki of its own. The script puts itself in mount, PID and IPC
+# namespaces of its own (unshare), hides the machine's openCryptoki state there behind empty tmpfs
+# folders (configuration, token store, and /run: locks, the daemon's socket and pid file; SysV
+# shared memory is the IPC namespace's), starts pkcsslotd with one software token (slot 3, not
+# yet initialised) and runs the command; the daemon dies with the PID namespace. Nothing outside
+# is touched, so every run starts from a fresh token and two runs never share one.
+#   bash tests/opencryptoki/private-ock.sh CMD [ARG...]
 set -euo pipefail
-[ "$$" = 1 ] && [ "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/"$PPID"/ns/mnt 2>/dev/null || true)" ] \
-  || { echo "private-ock: run me as 'unshare -m -p -i -f --mount-proc --propagation private bash $0 ...'" >&2; exit 2; }
+if [ "${IRANPKI_PRIVATE_OCK:-}" != "$$" ]; then
+  # Not yet inside: enter the namespaces, where this shell is PID 1 and the marker says so.
+  exec unshare -m -p -i -f --mount-proc --propagation private \
+    env IRANPKI_PRIVATE_OCK=1 bash "$0" "$@"
+fi
+[ "$(findmnt -no PROPAGATION /)" = private ] \
+  || { echo "private-ock: / is not private in this mount namespace; refusing to mount" >&2; exit 2; }
 command -v pkcsslotd >/dev/null || PATH="$PATH:/usr/sbin"
 command -v pkcsslotd >/dev/null || { echo "private-ock: pkcsslotd not found; apt-get install opencryptoki" >&2; exit 2; }
 getent group pkcs11 >/dev/null || { echo "private-ock: no group pkcs11; apt-get install opencryptoki" >&2; exit 2; }

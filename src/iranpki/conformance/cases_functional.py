@@ -180,7 +180,8 @@ def need_key_size(ctx: Context, mech_name: str, bits: int) -> None:
     low, high = int(info.min_key_length), int(info.max_key_length)
     if high == 0 or low <= bits <= high or ("AES" in mech_name and low <= bits // 8 <= high):
         return
-    unit = "bytes" if "AES" in mech_name else "bits"
+    # AES in bytes by the spec; a device declaring 128 or more counts bits.
+    unit = "bytes" if "AES" in mech_name and high < 128 else "bits"
     raise NotApplicable(f"the device declares key sizes {low}..{high} {unit} for {mech_name} in "
                         f"C_GetMechanismInfo; this case needs {bits} bits")
 
@@ -488,16 +489,29 @@ def set_pin(ctx: Context) -> Outcome:
     old = ctx.user_pin
     new = made_up_pin(ctx)  # within the lengths the token declares (CK_TOKEN_INFO)
     ctx.session.set_pin(old, new)
+    seen: BaseException | None = None
     try:
         expect(logout(ctx), "CKR_OK", what="C_Logout")
         expect(login(ctx, old), "CKR_PIN_INCORRECT", what="C_Login with the old PIN after C_SetPIN")
         expect(login(ctx, new), "CKR_OK", what="C_Login with the new PIN")
-    finally:
-        # Put the PIN back whatever happened, so the token stays usable for the rest of the run.
+    except Exception as exc:  # noqa: BLE001 - judged below, once the PIN is back
+        seen = exc
+    # Put the PIN back whatever happened, so the token stays usable for the rest of the run.
+    try:
         way_back = _put_pin_back(ctx, new, old)
+    except NotChecked as lost:
+        if seen is not None:  # the device's own failure comes first; the lost token is said too
+            raise CaseFailed(f"{_said(seen)}; and {lost}") from None
+        raise
+    if seen is not None:
+        raise seen
     expect(logout(ctx), "CKR_OK", what="C_Logout")
     expect(login(ctx, old), "CKR_OK", what="C_Login with the restored PIN")
     return passed(f"the new PIN logged in, the old one was refused, and the old PIN was restored{way_back}")
+
+
+def _said(exc: BaseException) -> str:
+    return f"{ckr_of(exc)} where a call had to succeed" if isinstance(exc, pkcs11.PKCS11Error) else str(exc)
 
 
 def _put_pin_back(ctx: Context, new: str, old: str) -> str:
@@ -505,27 +519,38 @@ def _put_pin_back(ctx: Context, new: str, old: str) -> str:
     the old PIN back (a PIN policy: openCryptoki will not take its default PIN back through
     C_SetPIN), by the security officer's C_InitPIN. Returns how, for the detail. Where neither
     works the token's user PIN is one the suite made up and nobody knows: the case marks the
-    token lost (``ctx.lost``), so that the run judges no more cases on it."""
+    token lost (``ctx.lost``) and raises NotChecked, so that the run judges no more cases on it."""
     try:
         ctx.session.set_pin(new, old)
         return ""
     except pkcs11.PKCS11Error as exc:
         refusal = refused_with(exc)
+    logout(ctx)
+    if login(ctx, old) == CKR["CKR_OK"]:
+        # The PIN never changed (the device answered C_SetPIN without doing it): nothing to undo.
+        return f" (C_SetPIN back answered {refusal}: the old PIN was still the token's)"
     if not ctx.so_pin:
         ctx.lost = (f"FUNC-SETPIN changed the user PIN and the device refused the old one back through C_SetPIN "
                     f"({refusal}); no SO PIN was given to restore it with C_InitPIN, so the token's user PIN is now "
                     "one the suite made up: initialise the token again (iranpki token init) and give "
                     "IRANPKI_PKCS11_SO_PIN to the next run")
-        raise CaseFailed(ctx.lost)
-    logout(ctx)
+        raise NotChecked(ctx.lost)
     try:
-        with ctx.token.open(rw=True, so_pin=ctx.so_pin) as so:
+        so = ctx.token.open(rw=True, so_pin=ctx.so_pin)
+    except pkcs11.PKCS11Error as exc:
+        ctx.lost = (f"FUNC-SETPIN changed the user PIN; the device refused the old one back through C_SetPIN "
+                    f"({refusal}), and the SO could not log in to restore it ({refused_with(exc)}: check "
+                    "IRANPKI_PKCS11_SO_PIN), so the token's user PIN is now one the suite made up: initialise the "
+                    "token again (iranpki token init)")
+        raise NotChecked(ctx.lost) from None
+    try:
+        with so:
             so.init_pin(old)
     except pkcs11.PKCS11Error as exc:
         ctx.lost = (f"FUNC-SETPIN changed the user PIN; the device refused the old one back through C_SetPIN "
                     f"({refusal}) and through the SO's C_InitPIN ({refused_with(exc)}), so the token's user PIN "
                     "is now one the suite made up: initialise the token again (iranpki token init)")
-        raise CaseFailed(ctx.lost) from None
+        raise NotChecked(ctx.lost) from None
     expect(login(ctx, old), "CKR_OK", what="C_Login with the PIN the SO restored")
     return (f" (C_SetPIN refused the old PIN back with {refusal}, a PIN policy of the device; the SO restored "
             "it with C_InitPIN)")

@@ -305,6 +305,9 @@ def render_html(report: object) -> str:
                else f"not passed: {failed} case(s) failed or erred" if failed else "no cases were run")
     if unchecked:
         outcome += f"; {unchecked} case(s) could not be checked here"
+    stopped = (data.get("settings") or {}).get("stopped_early")
+    if stopped:
+        outcome = f"not passed: the run stopped early: {stopped}; " + outcome
     attention = [r for r in results if _verdict(r) in ATTENTION]
     title = f"Conformance report: {device.get('token_label') or device.get('library_description') or 'device'}"
     charts = performance_series(data)

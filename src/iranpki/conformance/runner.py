@@ -586,6 +586,12 @@ _EXCEPTION_CKR = {
     "TokenNotRecognised": "CKR_TOKEN_NOT_RECOGNIZED",
     "AnotherUserAlreadyLoggedIn": "CKR_USER_ANOTHER_ALREADY_LOGGED_IN",
 }
+# ... and these five it raises as a plain PKCS11Error with a sentence.
+_MESSAGE_CKR = {
+    "Buffer was too small": "CKR_BUFFER_TOO_SMALL", "(already initialized)": "CKR_CRYPTOKI_ALREADY_INITIALIZED",
+    "(not initialized)": "CKR_CRYPTOKI_NOT_INITIALIZED", "Parallel not supported": "CKR_SESSION_PARALLEL_NOT_SUPPORTED",
+    "User type invalid": "CKR_USER_TYPE_INVALID",
+}
 
 
 def ckr_of(exc: BaseException) -> str:
@@ -598,8 +604,11 @@ def ckr_of(exc: BaseException) -> str:
     if name in _EXCEPTION_CKR:
         return _EXCEPTION_CKR[name]
     if name == "PKCS11Error":
-        unmapped = re.search(r"0x([0-9a-fA-F]+)", str(exc))
-        return ckr_name(int(unmapped.group(1), 16)) if unmapped else "an error python-pkcs11 does not name"
+        text = str(exc)
+        unmapped = re.search(r"0x([0-9a-fA-F]+)", text)
+        if unmapped:
+            return ckr_name(int(unmapped.group(1), 16))
+        return next((rv for words, rv in _MESSAGE_CKR.items() if words in text), "an error python-pkcs11 does not name")
     return "CKR_" + re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()
 
 
