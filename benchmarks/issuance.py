@@ -107,7 +107,8 @@ def per_process(base: str, runs: int) -> None:
     sh(iranpki, "key", "generate", "--label", "root", "--algorithm", "p384")
     sh(iranpki, "key", "generate", "--label", "l1", "--algorithm", "p256")
     sh(iranpki, "ca", "create-root", "--name", "root", "--key", "root", "--subject", "C=IR,O=Bench,CN=Bench Root")
-    sh(iranpki, "ca", "create-intermediate", "--parent", "root", "--level", "1", "--name", "l1", "--key", "l1",
+    sh(iranpki, "ca", "create-intermediate", "--parent", "root", "--level", "1", "--purpose", "time-stamping", "--name", "l1",
+       "--key", "l1",
        "--subject", "C=IR,O=Bench,CN=Bench L1")
     sh(iranpki, "ca", "export", "l1", "--out", str(home / "l1.pem"))
     sub_key = ec.generate_private_key(ec.SECP256R1())

@@ -2,8 +2,9 @@
 # The iranpki demo, on the embedded defaults (SQLite store, SoftHSM2 tokens):
 #   1. two SoftHSM2 tokens, "Root CA" and "GICA", with random PINs kept in the environment only;
 #   2. the national root (RSA 4096 on the Root CA token) in the shape of Root CA-G3;
-#   3. the General Intermediate CA, one CA certificate per assurance level 1-4, keys on "GICA";
-#   4. one certificate of every end-entity profile from the level-2 intermediate, each from a
+#   3. the General Intermediate CA, a CA certificate per assurance level 1-4 for signing, and at
+#      level 2 one each for TLS, code signing and time-stamping (docs/hierarchy.md), keys on "GICA";
+#   4. one certificate of every end-entity profile from the level-2 intermediates, each from a
 #      subscriber's CSR, and each checked with `openssl verify -x509_strict -purpose ...`;
 #   5. revocation: complete and delta CRLs (the level-2 CA's in two shards), published into a
 #      repository folder as the certificates' URLs say, and judged by `openssl verify -crl_check_all`;
@@ -47,22 +48,32 @@ iranpki key generate --token "Root CA" --label root-g3 --algorithm rsa4096
 iranpki ca create-root --name root --key 'pkcs11:token=Root%20CA;object=root-g3' \
   --subject 'C=IR,O=I.R.Government,OU=Root CA,CN=Islamic Republic of Iran Root CA-G3 (demo)'
 
-step "General Intermediate CA, one CA certificate per assurance level"
+step "General Intermediate CA: a CA certificate per assurance level and purpose (docs/hierarchy.md)"
+intermediate() {  # name, level, purpose, key algorithm, CN, extra arguments
+  local name=$1 level=$2 purpose=$3 alg=$4 cn=$5; shift 5
+  iranpki key generate --token GICA --label "$name" --algorithm "$alg" >/dev/null
+  iranpki ca create-intermediate --parent root --level "$level" --purpose "$purpose" --name "$name" \
+    --key "pkcs11:token=GICA;object=$name" \
+    --subject "C=IR,O=E-Commerce Development Center,OU=GICA,CN=$cn (demo)" --json "$@" \
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  %s: level %s, %s, serial %s" % (d["name"], d["level"], d["purpose"], d["serial"]))'
+  iranpki ca export "$name" --out "$out/$name.pem"
+}
 algs=(p256 p384 p384 rsa3072)
 for level in 1 2 3 4; do
   shards=1; [ "$level" = 2 ] && shards=2   # the level-2 CA partitions its CRL in two
-  iranpki key generate --token GICA --label "gica-l$level" --algorithm "${algs[$((level-1))]}" >/dev/null
-  iranpki ca create-intermediate --parent root --level "$level" --name "gica$level" --crl-shards "$shards" \
-    --key "pkcs11:token=GICA;object=gica-l$level" \
-    --subject "C=IR,O=E-Commerce Development Center,OU=GICA,CN=General Intermediate CA Level $level (demo)" --json \
-    | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  %s: level %s, serial %s" % (d["name"], d["level"], d["serial"]))'
+  intermediate "gica$level" "$level" signing "${algs[$((level-1))]}" "General Intermediate CA Level $level" \
+    --crl-shards "$shards"
 done
+intermediate gica2tls 2 tls p384 "General Intermediate CA Level 2 TLS"
+intermediate gica2code 2 code-signing rsa3072 "General Intermediate CA Level 2 Code Signing"
+intermediate gica2tsa 2 time-stamping p384 "General Intermediate CA Level 2 Time Stamping"
 iranpki ca list
-
 iranpki ca export root --out "$out/root.pem"
-iranpki ca export gica2 --out "$out/gica2.pem"
+# Which level-2 CA issues which profile: the one whose purpose allows it.
+declare -A ca_of=([personal-signature]=gica2 [organisational-seal]=gica2 [smime]=gica2 [ocsp-signer]=gica2
+                  [ssl-server]=gica2tls [code-signing]=gica2code [tsa]=gica2tsa)
 
-step "one certificate of every end-entity profile, from the level-2 intermediate"
+step "one certificate of every end-entity profile, from the level-2 intermediates"
 csr() {  # name, subject, then openssl req arguments for the key and extensions
   local name=$1 subj=$2; shift 2
   openssl req -new -utf8 -nodes -keyout "$out/subscribers/$name.key" \
@@ -80,10 +91,10 @@ issue() {  # profile, purpose, csr name, extra iranpki args...
   local profile=$1 purpose=$2 name=$3; shift 3
   local serial
   if [ "$purpose" = codesign ]; then purpose=$codesign_purpose; fi
-  serial=$(iranpki cert issue --ca gica2 --profile "$profile" --csr "$out/subscribers/$name.csr" \
+  serial=$(iranpki cert issue --ca "${ca_of[$profile]}" --profile "$profile" --csr "$out/subscribers/$name.csr" \
            --out "$out/$profile.pem" --json "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["serial"])')
   serials[$profile]=$serial
-  if openssl verify -x509_strict -purpose "$purpose" -CAfile "$out/root.pem" -untrusted "$out/gica2.pem" \
+  if openssl verify -x509_strict -purpose "$purpose" -CAfile "$out/root.pem" -untrusted "$out/${ca_of[$profile]}.pem" \
        "$out/$profile.pem" >/dev/null 2>"$out/$profile.verify.txt"; then
     printf '  %-20s serial %s  openssl verify -purpose %-13s OK\n' "$profile" "$serial" "$purpose"
   else
@@ -112,7 +123,7 @@ issue ocsp-signer ocsphelper ocsp
 step "revocation: CRLs published into a repository folder, judged by openssl verify -crl_check_all"
 iranpki cert revoke "${serials[ssl-server]}" --reason keyCompromise >/dev/null
 iranpki crl generate --ca root
-iranpki crl generate --ca gica2
+for ca in gica2 gica2tls gica2code gica2tsa; do iranpki crl generate --ca "$ca"; done
 iranpki cert revoke "${serials[smime]}" --reason superseded >/dev/null
 iranpki crl generate --ca gica2 --delta
 iranpki crl publish --to "$out/repository"
@@ -121,7 +132,7 @@ crl_check() {  # profile, expected (good|revoked): the certificate against its o
   url=$(openssl x509 -in "$out/$profile.pem" -noout -ext crlDistributionPoints | grep -o 'http[^ ]*')
   path="$out/repository/${url#http://repository.demo.ir/}"
   { openssl crl -inform DER -in "$path"; openssl crl -inform DER -in "$out/repository/crl/root.crl"; } > "$out/crls.pem"
-  if openssl verify -crl_check_all -CAfile "$out/root.pem" -untrusted "$out/gica2.pem" -CRLfile "$out/crls.pem" \
+  if openssl verify -crl_check_all -CAfile "$out/root.pem" -untrusted "$out/${ca_of[$profile]}.pem" -CRLfile "$out/crls.pem" \
        "$out/$profile.pem" >"$out/$profile.crl-check.txt" 2>&1; then got=good; else got=revoked; fi
   if [ "$got" = revoked ] && ! grep -q "certificate revoked" "$out/$profile.crl-check.txt"; then got=error; fi
   printf '  %-20s CRL %-22s openssl: %s (expected %s)\n' "$profile" "${url##*/}" "$got" "$expected"
@@ -148,10 +159,10 @@ server_pids=()
 trap 'kill "${server_pids[@]}" 2>/dev/null || true' EXIT
 
 step "OCSP: iranpki ocsp serve on 127.0.0.1, asked by openssl ocsp"
-if serve_bg "$out/ocsp.log" iranpki ocsp serve --ca gica2 --host 127.0.0.1 --port 0 --workers 2; then
+if serve_bg "$out/ocsp.log" iranpki ocsp serve --ca gica2 --ca gica2tls --host 127.0.0.1 --port 0 --workers 2; then
   ocsp_check() {  # profile, expected status
-    local profile=$1 expected=$2 got
-    got=$(openssl ocsp -issuer "$out/gica2.pem" -cert "$out/$profile.pem" -url "$url/gica2" \
+    local profile=$1 expected=$2 got ca=${ca_of[$1]}
+    got=$(openssl ocsp -issuer "$out/$ca.pem" -cert "$out/$profile.pem" -url "$url/$ca" \
             -CAfile "$out/root.pem" -respout "$out/$profile.ocsp.der" 2>&1 | tee "$out/$profile.ocsp.txt")
     if grep -q "Response verify OK" <<<"$got" && grep -q ": $expected" <<<"$got"; then
       printf '  %-20s openssl ocsp: %-8s Response verify OK\n' "$profile" "$expected"
@@ -165,10 +176,10 @@ if serve_bg "$out/ocsp.log" iranpki ocsp serve --ca gica2 --host 127.0.0.1 --por
 fi
 
 step "a relying party: iranpki verify with the published CRLs"
-{ openssl crl -inform DER -in "$out/repository/crl/root.crl"; for f in "$out"/repository/crl/gica2-*.crl; do
+{ openssl crl -inform DER -in "$out/repository/crl/root.crl"; for f in "$out"/repository/crl/gica2*.crl; do
     openssl crl -inform DER -in "$f"; done; } > "$out/all-crls.pem"
 for profile in personal-signature ssl-server; do
-  if iranpki verify "$out/$profile.pem" --chain "$out/gica2.pem" --crl "$out/all-crls.pem" --level 2 \
+  if iranpki verify "$out/$profile.pem" --chain "$out/${ca_of[$profile]}.pem" --crl "$out/all-crls.pem" --level 2 \
        --revocation hard-fail >"$out/$profile.verify-rp.txt" 2>&1; then got=valid; else got=invalid; fi
   printf '  %-20s iranpki verify --level 2: %s\n' "$profile" "$got"
   [ "$got" = valid ] || grep -o 'revoked on [^;]*' "$out/$profile.verify-rp.txt" | sed 's/^/    /'
@@ -177,9 +188,9 @@ grep -q "revoked on" "$out/ssl-server.verify-rp.txt" || { echo "  the revoked ce
 
 step "time-stamping: iranpki tsa serve (key on token GICA), checked by openssl ts -verify"
 iranpki key generate --token GICA --label tsa --algorithm p256 --pubout "$out/tsa.pub.pem" >/dev/null
-iranpki cert issue --ca gica2 --profile tsa --public-key "$out/tsa.pub.pem" \
+iranpki cert issue --ca gica2tsa --profile tsa --public-key "$out/tsa.pub.pem" \
   --subject 'C=IR,O=E-Commerce Development Center,CN=National TSA on token (demo)' --out "$out/tsa-token.pem" --json >/dev/null
-if serve_bg "$out/tsa.log" iranpki tsa serve --ca gica2 --key 'pkcs11:token=GICA;object=tsa' --host 127.0.0.1 \
+if serve_bg "$out/tsa.log" iranpki tsa serve --ca gica2tsa --key 'pkcs11:token=GICA;object=tsa' --host 127.0.0.1 \
      --port 0 --workers 2; then
   printf 'قرارداد شماره ۱۲۳\n' > "$out/contract.txt"
   iranpki tsa stamp "$out/contract.txt" --url "$url/" --trust "$out/root.pem" --out "$out/contract.tsr"
@@ -193,16 +204,17 @@ fi
 kill "${server_pids[@]}" 2>/dev/null || true
 wait "${server_pids[@]}" 2>/dev/null || true
 
-step "CPS review: what the level-2 CA issued, against the example CPS (iranpki cps check --level 2)"
-# The folder a CA hands to the Root CA's reviewers: its CA certificate and the root, one
-# certificate of each kind it issued above, its published CRLs (both shards, complete and delta;
-# the root's ARL) and an OCSP response its own responder gave (saved by openssl ocsp -respout).
+step "CPS review: what the level-2 CAs issued, against the example CPS (iranpki cps check --level 2)"
+# The folder the General CA hands to the Root CA's reviewers: its level-2 CA certificates and the
+# root, one certificate of each kind they issued above, their published CRLs (the signing CA's
+# two shards, complete and delta; the root's ARL) and an OCSP response its own responder gave
+# (saved by openssl ocsp -respout).
 arts="$out/cps-artefacts"
 mkdir -p "$arts"
 cp "$out/root.pem" "$arts/root-ca.pem"
-cp "$out/gica2.pem" "$arts/gica2-ca.pem"
+for ca in gica2 gica2tls gica2code gica2tsa; do cp "$out/$ca.pem" "$arts/$ca-ca.pem"; done
 for profile in "${!serials[@]}"; do cp "$out/$profile.pem" "$arts/$profile.pem"; done
-cp "$out"/repository/crl/gica2-*.crl "$out/repository/crl/root.crl" "$arts/"
+cp "$out"/repository/crl/gica2*.crl "$out/repository/crl/root.crl" "$arts/"
 if [ -f "$out/personal-signature.ocsp.der" ]; then
   cp "$out/personal-signature.ocsp.der" "$arts/personal-signature.ocsp"
 else
@@ -217,7 +229,7 @@ else
 fi
 
 step "the store"
-iranpki cert list --ca gica2
+iranpki cert list
 step "keys on the tokens stay sensitive and never extractable (pkcs11-tool)"
 pkcs11-tool --module /usr/lib/softhsm/libsofthsm2.so --token-label "Root CA" --login --pin env:IRANPKI_PKCS11_PIN \
   --list-objects --type privkey 2>/dev/null | grep -E 'label|Access'

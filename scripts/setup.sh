@@ -20,6 +20,9 @@ command -v unshare >/dev/null || need_apt+=(util-linux)
 # chromium: the reports are looked at in a real browser (Playwright drives Debian's Chromium;
 # browsers cannot be downloaded here).
 command -v chromium >/dev/null || need_apt+=(chromium)
+# NSS certutil and GnuTLS certtool: relying-party software nobody here wrote, judging the chains.
+command -v certutil >/dev/null || need_apt+=(libnss3-tools)
+command -v certtool >/dev/null || need_apt+=(gnutls-bin)
 # openCryptoki: the second PKCS#11 module the conformance suite is tried on (its software token,
 # run by the tests on a private pkcsslotd; the machine's own openCryptoki is never started).
 [ -x /usr/sbin/pkcsslotd ] && compgen -G '/usr/lib/*/opencryptoki/libopencryptoki.so.0' >/dev/null \

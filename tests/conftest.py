@@ -32,7 +32,8 @@ OCSP = "http://ocsp.test.ir"
 
 def pytest_configure(config: pytest.Config) -> None:
     # Every peer the tests need: a missing one fails the run here, it never turns a test into a skip.
-    for tool in ("openssl", "softhsm2-util", "pkcs11-tool", "osslsigncode", "wrk", "gcc", "ip", "unshare", "chromium"):
+    for tool in ("openssl", "softhsm2-util", "pkcs11-tool", "osslsigncode", "wrk", "gcc", "ip", "unshare", "chromium",
+                 "certutil", "certtool"):
         if shutil.which(tool) is None:
             raise pytest.UsageError(f"{tool} is missing; run scripts/setup.sh (the README's test command does)")
     # The second PKCS#11 module the conformance suite runs on (test_conformance_opencryptoki.py).

@@ -33,12 +33,16 @@ def ws(softhsm, tmp_path_factory: pytest.TempPathFactory) -> dict:
     iranpki("init", str(home), "--repository-url", "http://repo.test.ir", "--ocsp-url", "http://ocsp.test.ir")
     iranpki("key", "generate", "--token", "Root CA", "--label", "cli-root", "--algorithm", "rsa3072")
     iranpki("key", "generate", "--token", "GICA", "--label", "cli-gica3", "--algorithm", "p256")
+    iranpki("key", "generate", "--token", "GICA", "--label", "cli-gica3-tls", "--algorithm", "p256")
     iranpki("ca", "create-root", "--name", "root", "--key", "pkcs11:token=Root%20CA;object=cli-root",
             "--subject", "C=IR,O=I.R.Government,OU=Root CA,CN=CLI Test Root")
-    iranpki("ca", "create-intermediate", "--parent", "root", "--level", "3", "--name", "gica3",
+    iranpki("ca", "create-intermediate", "--parent", "root", "--level", "3", "--purpose", "signing", "--name", "gica3",
             "--key", "pkcs11:token=GICA;object=cli-gica3", "--subject", "C=IR,O=GICA,CN=GICA Level 3 CLI")
+    iranpki("ca", "create-intermediate", "--parent", "root", "--level", "3", "--purpose", "tls", "--name", "gica3tls",
+            "--key", "pkcs11:token=GICA;object=cli-gica3-tls", "--subject", "C=IR,O=GICA,CN=GICA Level 3 TLS CLI")
     iranpki("ca", "export", "root", "--out", str(base / "root.pem"))
     iranpki("ca", "export", "gica3", "--out", str(base / "gica3.pem"))
+    iranpki("ca", "export", "gica3tls", "--out", str(base / "gica3tls.pem"))
     return {"home": home, "base": base, "run": iranpki, "env": env}
 
 
@@ -52,14 +56,14 @@ def _csr(base: Path, name: str, subj: str, *extra: str) -> Path:
 def test_issue_from_csr_show_export_revoke(ws) -> None:
     base, iranpki = ws["base"], ws["run"]
     csr = _csr(base, "site", "/C=IR/ST=Tehran/O=Example Co", "-addext", "subjectAltName=DNS:www.example.ir")
-    out = iranpki("cert", "issue", "--ca", "gica3", "--profile", "ssl-server", "--csr", str(csr), "--json")
+    out = iranpki("cert", "issue", "--ca", "gica3tls", "--profile", "ssl-server", "--csr", str(csr), "--json")
     info = json.loads(out.stdout)
-    assert info["status"] == "valid" and info["profile"] == "ssl-server" and info["ca"] == "gica3"
+    assert info["status"] == "valid" and info["profile"] == "ssl-server" and info["ca"] == "gica3tls"
     (base / "site.pem").write_text(info["pem"])
-    assert openssl_verify(base / "root.pem", base / "gica3.pem", base / "site.pem", "sslserver").returncode == 0
+    assert openssl_verify(base / "root.pem", base / "gica3tls.pem", base / "site.pem", "sslserver").returncode == 0
     serial = info["serial"]
     # The certificate is in the store before it was printed.
-    listed = json.loads(iranpki("cert", "list", "--ca", "gica3", "--json").stdout)
+    listed = json.loads(iranpki("cert", "list", "--ca", "gica3tls", "--json").stdout)
     assert serial in [c["serial"] for c in listed]
     shown = iranpki("cert", "show", serial).stdout
     assert "www.example.ir" in shown and "UTC (14" in shown  # Gregorian and Jalali dates
@@ -167,9 +171,10 @@ def test_software_keys_through_the_cli(tmp_path: Path, monkeypatch: pytest.Monke
     ok("ca", "create-root", "--home", home, "--name", "root", "--key", "root", "--subject", "C=IR,O=T,CN=T Root")
     # Each key is opened with its own source: the root's passphrase from the environment, the
     # level-1 key's from the file.
-    ok("ca", "create-intermediate", "--home", home, "--parent", "root", "--level", "1", "--name", "l1",
+    ok("ca", "create-intermediate", "--home", home, "--parent", "root", "--level", "1", "--purpose", "signing", "--name", "l1",
        "--key", "l1", "--subject", "C=IR,O=T,CN=T L1", "--passphrase-file", str(pass_file))
     result = runner.invoke(cli, ["ca", "create-intermediate", "--home", home, "--parent", "root", "--level", "2",
+                                 "--purpose", "signing",
                                  "--name", "l2", "--key", "l1", "--subject", "C=IR,O=T,CN=T L2",
                                  "--passphrase-file", str(pass_file)])
     assert result.exit_code == 1 and "requires the CA key on a lab-approved token or HSM" in result.output
@@ -198,7 +203,7 @@ def test_a_ca_name_is_a_slug(ws, name: str) -> None:
     in one line that says what a CA name is, before any key is used."""
     if "\x00" in name:  # a NUL cannot cross execve; the library refuses it (next test)
         return
-    out = ws["run"]("ca", "create-intermediate", "--parent", "root", "--level", "3", "--name", name,
+    out = ws["run"]("ca", "create-intermediate", "--parent", "root", "--level", "3", "--purpose", "tls", "--name", name,
                     "--key", "pkcs11:token=GICA;object=cli-gica3", "--subject", "C=IR,O=GICA,CN=x", ok=False)
     assert out.returncode == 1, out.stdout
     assert "is not allowed; a CA name is 1 to 63 ASCII letters, digits, '-' and '_'" in out.stderr

@@ -479,7 +479,8 @@ def test_crl_commands_as_an_operator_uses_them(tmp_path: Path, monkeypatch: pyte
     call("key", "generate", "--home", home, "--label", "root", "--algorithm", "p384")
     call("key", "generate", "--home", home, "--label", "l1", "--algorithm", "p256")
     call("ca", "create-root", "--home", home, "--name", "root", "--key", "root", "--subject", "C=IR,O=T,CN=T Root")
-    call("ca", "create-intermediate", "--home", home, "--parent", "root", "--level", "1", "--name", "l1",
+    call("ca", "create-intermediate", "--home", home, "--parent", "root", "--level", "1", "--purpose", "time-stamping",
+         "--name", "l1",
          "--key", "l1", "--subject", "C=IR,O=T,CN=T L1", "--json")
     call("ca", "set-crl-shards", "--home", home, "l1", "2")  # before it issues: allowed
     pub = tmp_path / "k.pub"

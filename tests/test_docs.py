@@ -192,7 +192,8 @@ def test_the_developer_guide_snippet_runs(tmp_path: Path) -> None:
                  ["key", "generate", "--home", "ca", "--label", "root", "--algorithm", "p384"],
                  ["key", "generate", "--home", "ca", "--label", "gica2", "--algorithm", "p256"],
                  ["ca", "create-root", "--home", "ca", "--name", "root", "--key", "root", "--subject", "C=IR,O=T,CN=T Root"],
-                 ["ca", "create-intermediate", "--home", "ca", "--parent", "root", "--level", "1", "--name", "gica2",
+                 ["ca", "create-intermediate", "--home", "ca", "--parent", "root", "--level", "1", "--purpose", "tls",
+                  "--name", "gica2",
                   "--key", "gica2", "--subject", "C=IR,O=T,CN=T GICA"]):
         done = subprocess.run([iranpki, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr

@@ -178,7 +178,8 @@ def test_fermat_csr_is_refused_through_the_command(tmp_path: Path) -> None:
                  ["key", "generate", "--home", home, "--label", "root", "--algorithm", "p384"],
                  ["key", "generate", "--home", home, "--label", "l1", "--algorithm", "p256"],
                  ["ca", "create-root", "--home", home, "--name", "root", "--key", "root", "--subject", "C=IR,O=T,CN=R"],
-                 ["ca", "create-intermediate", "--home", home, "--parent", "root", "--level", "1", "--name", "l1",
+                 ["ca", "create-intermediate", "--home", home, "--parent", "root", "--level", "1", "--purpose", "tls",
+                  "--name", "l1",
                   "--key", "l1", "--subject", "C=IR,O=T,CN=L1"]):
         result = runner.invoke(cli, args, env=env)
         assert result.exit_code == 0, result.output

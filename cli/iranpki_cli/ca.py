@@ -7,6 +7,8 @@ import hashlib
 import click
 from cryptography import x509
 
+from iranpki.ca import ca_purpose
+from iranpki.policy import load_policy
 from iranpki.profiles import subject_text
 from iranpki.store import CaRecord
 
@@ -15,22 +17,26 @@ from .handling import HandledGroup
 from .render import emit_json, fields, iso, table, when
 
 
+# The national CP's CA purposes (policies/national-cp.yaml, ca_purposes).
+PURPOSES = [p.id for p in load_policy().ca_purposes]
+
+
 @click.group(cls=HandledGroup)
 def ca() -> None:
-    """Certificate authorities: the root and its intermediates (one per assurance level).
+    """Certificate authorities: the root and its intermediates (one per assurance level and purpose).
 
     \b
     Example:
       iranpki ca create-root --name root --key 'pkcs11:token=Root%20CA;object=root' \\
           --subject 'C=IR,O=I.R.Government,OU=Root CA,CN=Islamic Republic of Iran Root CA-G3'
-      iranpki ca create-intermediate --parent root --level 2 --name gica2 \\
+      iranpki ca create-intermediate --parent root --level 2 --purpose signing --name gica2 \\
           --key 'pkcs11:token=GICA;object=gica2' --subject 'C=IR,O=GICA,CN=General Intermediate CA Level 2'
     """
 
 
 def _info(r: CaRecord) -> dict:
     cert = x509.load_der_x509_certificate(r.certificate)
-    return {"name": r.name, "kind": r.kind, "level": r.level, "parent": r.parent,
+    return {"name": r.name, "kind": r.kind, "level": r.level, "purpose": ca_purpose(cert), "parent": r.parent,
             "subject": subject_text(cert.subject), "serial": f"{cert.serial_number:x}",
             "not_before": iso(cert.not_valid_before_utc), "not_after": iso(cert.not_valid_after_utc),
             "key": r.key_reference, "sha256": hashlib.sha256(r.certificate).hexdigest(),
@@ -45,7 +51,8 @@ def _show(r: CaRecord, as_json: bool) -> None:
         return
     cert = x509.load_der_x509_certificate(r.certificate)
     fields(f"CA {r.name}", [
-        ("kind", r.kind + (f", assurance level {r.level}" if r.level else "")),
+        ("kind", r.kind + (f", assurance level {r.level}" if r.level else "")
+         + (f", for {info['purpose']}" if info["purpose"] else "")),
         ("issued by", r.parent or "(self-signed)"), ("subject", info["subject"]), ("serial", info["serial"]),
         ("valid from", when(cert.not_valid_before_utc)), ("valid until", when(cert.not_valid_after_utc)),
         ("key", r.key_reference), ("signs with", r.signature), ("CRL shards", str(r.crl_shards)),
@@ -88,6 +95,10 @@ def create_root(home: str, name: str, key_ref: str, subject: str, validity_days:
 @click.option("--name", required=True)
 @click.option("--parent", required=True, help="The CA that certifies it (the root).")
 @click.option("--level", type=click.IntRange(1, 4), required=True, help="Assurance level 1-4.")
+@click.option("--purpose", required=True, type=click.Choice(PURPOSES),
+              help="What this CA certificate issues (the national CP's CA purposes): tls (ssl-server), signing "
+                   "(personal-signature, organisational-seal, smime), code-signing, time-stamping (tsa). Its "
+                   "extended key usages go into the certificate; see docs/hierarchy.md.")
 @click.option("--key", "key_ref", required=True, help="The intermediate's key (pkcs11: URI; software only at level 1).")
 @click.option("--subject", required=True)
 @click.option("--validity-days", type=int, default=None)
@@ -101,20 +112,20 @@ def create_root(home: str, name: str, key_ref: str, subject: str, validity_days:
 @click.option("--crl-shards", type=click.IntRange(1, 4096), default=1, show_default=True,
               help="Partition the CA's CRL into N shards; each certificate names its shard's CRL.")
 @json_option
-def create_intermediate(home: str, name: str, parent: str, level: int, key_ref: str, subject: str,
+def create_intermediate(home: str, name: str, parent: str, level: int, purpose: str, key_ref: str, subject: str,
                         validity_days: int | None, signature: str | None, passphrase_file: str | None,
                         parent_passphrase_file: str | None, crl_shards: int, as_json: bool) -> None:
-    """Have the root certify an intermediate CA for one assurance level.
+    """Have the root certify an intermediate CA for one assurance level and one purpose.
 
     \b
     Example:
-      iranpki ca create-intermediate --parent root --level 2 --name gica2 \\
+      iranpki ca create-intermediate --parent root --level 2 --purpose signing --name gica2 \\
           --key 'pkcs11:token=GICA;object=gica2' --subject 'C=IR,O=ECDC,CN=General Intermediate CA Level 2'
     """
     ws = workspace(home)
     authority = ws.create_intermediate(name, parent, level, key_ref, subject, validity_days=validity_days,
                                        signature=signature, parent_secret=KeySecret(parent_passphrase_file),
-                                       secret=KeySecret(passphrase_file), crl_shards=crl_shards)
+                                       secret=KeySecret(passphrase_file), crl_shards=crl_shards, purpose=purpose)
     _show(authority.record, as_json)
 
 
@@ -155,9 +166,9 @@ def list_(home: str, as_json: bool) -> None:
     rows = []
     for r in records:
         cert = x509.load_der_x509_certificate(r.certificate)
-        rows.append([r.name, r.kind, str(r.level or "-"), r.parent or "-", subject_text(cert.subject),
-                     when(cert.not_valid_after_utc)])
-    table("Certificate authorities", ["name", "kind", "level", "parent", "subject", "valid until"], rows)
+        rows.append([r.name, r.kind, str(r.level or "-"), ca_purpose(cert) or "-", r.parent or "-",
+                     subject_text(cert.subject), when(cert.not_valid_after_utc)])
+    table("Certificate authorities", ["name", "kind", "level", "purpose", "parent", "subject", "valid until"], rows)
 
 
 @ca.command()

@@ -47,7 +47,9 @@ from .keycheck import check_public_key
 from .keys.base import KeySpec, SignatureScheme, Signer, key_spec_of, signature_valid
 from .names import check_ca_name
 from .policy import CertificatePolicy, load_policy
-from .profiles import ATTRIBUTE_NAMES, EKUS, Profile, load_profile, name_der, subject_text, subject_text_of
+from .profiles import (
+    ATTRIBUTE_NAMES, EKUS, ExtendedKeyUsage, Profile, load_profile, name_der, subject_text, subject_text_of,
+)
 from .store.base import AuditEvent, CaRecord, CertificateRecord, Reason, Store
 
 __all__ = [
@@ -452,20 +454,50 @@ class CertificateAuthority:
         self._issuer = _Issuer(record.name, self.certificate.subject.public_bytes(), ski, record.level,
                                record.repository_url, record.ocsp_url, self.certificate.not_valid_after_utc,
                                record.crl_shards)
-        self._templates: dict[tuple[str, str, int], list[bytes]] = {}
+        # Keyed by the profile object (kept in the value, so its id is not reused): two profiles
+        # of one name (a CA certificate's purpose changes the intermediate profile) never share.
+        self._templates: dict[tuple[int, str, int], tuple[Profile, list[bytes]]] = {}
 
     @property
     def name(self) -> str:
         return self.record.name
 
     def _template(self, profile: Profile, spec: KeySpec, shard: int = 0) -> list[bytes]:
-        key = (profile.name, spec.kind, shard)
-        tpl = self._templates.get(key)
-        if tpl is None:
+        key = (id(profile), spec.kind, shard)
+        kept = self._templates.get(key)
+        if kept is None or kept[0] is not profile:
             level = profile.level if profile.kind != "end-entity" else self.record.level
-            tpl = _profile_extensions(profile, self._issuer, spec, level, self.policy, shard)
-            self._templates[key] = tpl
-        return tpl
+            kept = (profile, _profile_extensions(profile, self._issuer, spec, level, self.policy, shard))
+            self._templates[key] = kept
+        return kept[1]
+
+    @property
+    def extended_key_usages(self) -> frozenset[str] | None:
+        """The extended key usages of this CA's certificate, by the profiles' names; None when it
+        has none (a root, or an intermediate made before CA purposes: it issues any profile)."""
+        return certificate_usages(self.certificate)
+
+    @property
+    def purpose(self) -> str | None:
+        """The CP's CA purpose this CA's certificate is for (by its extended key usages), or None."""
+        return ca_purpose(self.certificate, self.policy)
+
+    def _check_purpose(self, profile: Profile) -> None:
+        """An intermediate CA certificate's extended key usages limit what it issues (NSS, Windows,
+        the CA/Browser Forum): every usage of the profile must be among them. OCSPSigning is the
+        exception, for the OCSP signer certificate of the CA's own responder."""
+        usages = self.extended_key_usages
+        if usages is None or profile.kind != "end-entity" or profile.extended_key_usage is None:
+            return
+        missing = [u for u in profile.extended_key_usage.values if u != "OCSPSigning" and u not in usages]
+        if not missing:
+            return
+        right = next((p for p in self.policy.ca_purposes if profile.name in p.issues), None)
+        where = (f"issue it from a CA certificate of purpose {right.id!r} (iranpki ca create-intermediate "
+                 f"--purpose {right.id})" if right else "issue it from a CA certificate whose purpose allows it")
+        raise IssuanceError(
+            f"CA {self.name!r} is for {self.purpose or 'other uses'} (extended key usage "
+            f"{', '.join(sorted(usages))}); profile {profile.name!r} needs {', '.join(missing)}: {where}")
 
     def issue(self, profile: Profile | str, request: IssueRequest, *, actor: str = "iranpki") -> IssuedCertificate:
         """Issue a certificate of ``profile`` for ``request``; return it once it is stored."""
@@ -490,6 +522,7 @@ class CertificateAuthority:
             profile = load_profile(profile)
         if profile.kind != "end-entity":
             raise IssuanceError(f"issue_many issues end-entity certificates; {profile.name!r} is a {profile.kind} profile")
+        self._check_purpose(profile)
         plans = []
         for i, request in enumerate(requests):
             try:
@@ -509,6 +542,7 @@ class CertificateAuthority:
 
     def _issue(self, profile: Profile, request: IssueRequest, *, actor: str,
                subject_level: int | None) -> IssuedCertificate:
+        self._check_purpose(profile)
         plan = self._check(profile, request, subject_level)
         for _ in range(_SERIAL_TRIES):
             issued = self._make(plan)
@@ -662,8 +696,16 @@ def create_intermediate(parent: CertificateAuthority, signer: Signer, name: str,
                         subject: list[tuple[str, str]], *, repository_url: str | None = None,
                         ocsp_url: str | None = None, profile: str | Profile | None = None,
                         validity_days: int | None = None, scheme: SignatureScheme | None = None,
-                        actor: str = "iranpki", crl_shards: int = 1) -> CertificateAuthority:
+                        actor: str = "iranpki", crl_shards: int = 1,
+                        purpose: str | None = None) -> CertificateAuthority:
     """Have ``parent`` certify a new intermediate CA of assurance ``level`` whose key is ``signer``.
+
+    ``purpose`` is one of the CP's CA purposes (``tls``, ``signing``, ``code-signing``,
+    ``time-stamping``): the CA certificate carries its extended key usages, and the CA issues
+    only the profiles they allow (and its own OCSP signer). Without one the CA certificate has no
+    extended key usage and issues any profile; NSS then refuses its code-signing certificates and
+    the CA/Browser Forum's rules are not met, so the national hierarchy always names one
+    (``iranpki ca create-intermediate`` requires it).
 
     ``scheme`` is how the new CA will sign (default: PKCS#1 v1.5 or ECDSA with the hash matched
     to its key); the parent signs the CA certificate with its own scheme.
@@ -675,6 +717,9 @@ def create_intermediate(parent: CertificateAuthority, signer: Signer, name: str,
         raise IssuanceError(
             f"profile {prof.name!r} is not an intermediate profile of level {level}; use intermediate-level{level}"
         )
+    if purpose is not None:
+        usages = parent.policy.purpose(purpose).extended_key_usage
+        prof = prof.model_copy(update={"extended_key_usage": ExtendedKeyUsage(values=usages)})
     scheme = scheme or SignatureScheme(hash=signer.key_spec.default_hash)
     if scheme.padding == "pss" and signer.key_spec.kind != "rsa":
         raise IssuanceError(f"RSA-PSS needs an RSA key; the key {signer.reference} is {signer.key_spec}")
@@ -700,6 +745,27 @@ def create_intermediate(parent: CertificateAuthority, signer: Signer, name: str,
         "serial": f"{issued.record.serial:x}", "key": signer.reference,
         "fingerprint": issued.record.fingerprint}))
     return CertificateAuthority(record, signer, parent.store, clock=parent.clock, policy=parent.policy)
+
+
+def certificate_usages(certificate: x509.Certificate) -> frozenset[str] | None:
+    """A certificate's extended key usages by the profiles' names (dotted for others), or None
+    when it has the extension not at all."""
+    try:
+        eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    names = {oid: name for name, oid in EKUS.items()}
+    return frozenset(names.get(o, o.dotted_string) for o in eku)
+
+
+def ca_purpose(certificate: x509.Certificate, policy: CertificatePolicy | None = None) -> str | None:
+    """The CP's CA purpose a CA certificate is for (its extended key usages exactly those of the
+    purpose), or None (no extended key usage: a root, or an intermediate made before purposes)."""
+    usages = certificate_usages(certificate)
+    if usages is None:
+        return None
+    found = (policy or load_policy()).purpose_of_usages(usages)
+    return found.id if found else None
 
 
 # ---- revocation -------------------------------------------------------------------------------

@@ -159,6 +159,31 @@ class StatusServices(_Frozen):
     tsa: TsaPolicy
 
 
+# The extended key usages a CA certificate may carry, by the names the profiles use (OCSPSigning
+# is never one: a CA certificate with it could answer OCSP for its parent's certificates).
+CA_EXTENDED_KEY_USAGES = ("serverAuth", "clientAuth", "codeSigning", "emailProtection", "timeStamping")
+
+
+class CaPurpose(_Frozen):
+    """What one kind of intermediate CA certificate is for: the extended key usages it carries
+    (a constraint on what it issues, in NSS, Windows and the CA/Browser Forum's rules) and the
+    end-entity profiles it issues. Every intermediate CA certificate is of exactly one purpose."""
+
+    id: str = Field(pattern=r"^[a-z][a-z-]*$")
+    text: str
+    extended_key_usage: tuple[str, ...] = Field(min_length=1)
+    issues: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("extended_key_usage")
+    @classmethod
+    def _ca_usages(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [u for u in v if u not in CA_EXTENDED_KEY_USAGES]
+        if bad:
+            raise ValueError(f"extended key usage {bad[0]!r} is not one a CA certificate carries here; must be among "
+                             f"{', '.join(CA_EXTENDED_KEY_USAGES)}")
+        return v
+
+
 class CertificatePolicy(_Frozen):
     name: str
     version: str
@@ -169,6 +194,7 @@ class CertificatePolicy(_Frozen):
     key_storages: tuple[Method, ...] = Field(min_length=1)
     levels: tuple[AssuranceLevel, ...]
     status: StatusServices
+    ca_purposes: tuple[CaPurpose, ...] = Field(min_length=1)
 
     @field_validator("levels")
     @classmethod
@@ -179,6 +205,12 @@ class CertificatePolicy(_Frozen):
 
     @model_validator(mode="after")
     def _references(self) -> CertificatePolicy:
+        ids = [p.id for p in self.ca_purposes]
+        if len(set(ids)) != len(ids) or len({frozenset(p.extended_key_usage) for p in self.ca_purposes}) != len(ids):
+            raise ValueError("ca_purposes: each purpose needs an id and a set of extended key usages of its own")
+        issued = [name for p in self.ca_purposes for name in p.issues]
+        if len(set(issued)) != len(issued):
+            raise ValueError("ca_purposes: a profile is issued under one purpose only")
         for what, methods in (("identity_proofing_methods", self.identity_proofing_methods),
                               ("key_storages", self.key_storages)):
             ids = [m.id for m in methods]
@@ -200,6 +232,18 @@ class CertificatePolicy(_Frozen):
                 raise ValueError(f"status.ocsp.refresh_before_hours must be shorter than level {lv.level}'s "
                                  "status.ocsp_validity_hours")
         return self
+
+    def purpose(self, purpose_id: str) -> CaPurpose:
+        """The CA purpose ``purpose_id``; ConfigError naming the choices when there is none."""
+        for p in self.ca_purposes:
+            if p.id == purpose_id:
+                return p
+        raise ConfigError(f"CA purpose {purpose_id!r} is not one the CP defines; must be one of "
+                          f"{', '.join(p.id for p in self.ca_purposes)}")
+
+    def purpose_of_usages(self, usages: frozenset[str]) -> CaPurpose | None:
+        """The purpose whose extended key usages are exactly ``usages``, or None."""
+        return next((p for p in self.ca_purposes if frozenset(p.extended_key_usage) == usages), None)
 
     def level(self, n: int) -> AssuranceLevel:
         for lv in self.levels:

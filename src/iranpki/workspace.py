@@ -162,14 +162,15 @@ class Workspace:
     def create_intermediate(self, name: str, parent: str, level: int, key: str, subject: str, *,
                             validity_days: int | None = None, signature: str | None = None,
                             parent_secret: SecretSource | None = None, secret: SecretSource | None = None,
-                            actor: str = "iranpki", crl_shards: int = 1) -> ca_mod.CertificateAuthority:
+                            actor: str = "iranpki", crl_shards: int = 1,
+                            purpose: str | None = None) -> ca_mod.CertificateAuthority:
         scheme = SignatureScheme.parse(signature) if signature else None
         issuer = self.open_ca(parent, parent_secret)
         signer = self.open_key(key, secret)
         ocsp = f"{self.config.ocsp_url.rstrip('/')}/{name}" if self.config.ocsp_url else ""
         return ca_mod.create_intermediate(issuer, signer, name, level, ca_mod.parse_subject(subject),
                                           ocsp_url=ocsp, validity_days=validity_days, scheme=scheme, actor=actor,
-                                          crl_shards=crl_shards)
+                                          crl_shards=crl_shards, purpose=purpose)
 
     def open_ca(self, name: str, secret: SecretSource | None = None) -> ca_mod.CertificateAuthority:
         record = self.store.get_ca(name)

@@ -209,10 +209,17 @@ def _s_8_1(cp: CertificatePolicy) -> str:
                    "An audit also follows any change of the CA's ownership, key ceremony or site. "
                    + _level_sources(cp))
 
+def _s_1_3_1(cp: CertificatePolicy) -> str:
+    purposes = "; ".join(f"**{p.id}**, for {p.text}: extended key usage {', '.join(p.extended_key_usage)}, "
+                         f"issuing {', '.join(p.issues)}" for p in cp.ca_purposes)
+    return ("The Government Root CA issues, renews and revokes the certificates of intermediate CAs, a "
+            "separate CA certificate per assurance level and per purpose. Each CA certificate carries its "
+            "purpose's extended key usages and issues only the certificates they allow, and the OCSP signer "
+            f"certificate of its own responder: {purposes}. Licensed intermediate CAs issue certificates "
+            "to subscribers; a government intermediate CA may license subordinate CAs inside its sector.")
+
+
 _FIXED: dict[str, str] = {
-    "1.3.1": "The Government Root CA issues, renews and revokes the certificates of intermediate CAs, a "
-             "separate CA certificate per assurance level. Licensed intermediate CAs issue certificates "
-             "to subscribers; a government intermediate CA may license subordinate CAs inside its sector.",
     "1.3.2": "Registration offices identify applicants, check their data and prepare requests for "
              "issuance, revocation, renewal and re-key on behalf of an intermediate CA.",
     "1.3.3": "Natural persons, organisations and servers that hold certificates of the national PKI.",
@@ -228,7 +235,7 @@ _FIXED: dict[str, str] = {
 }
 
 _SECTIONS: dict[str, Callable[[CertificatePolicy], str]] = {
-    "1.1": _s_1_1, "1.2": _s_1_2, "3.2.3": _s_3_2_3, "4.9.5": _s_4_9_5, "4.9.7": _s_4_9_7,
+    "1.1": _s_1_1, "1.2": _s_1_2, "1.3.1": _s_1_3_1, "3.2.3": _s_3_2_3, "4.9.5": _s_4_9_5, "4.9.7": _s_4_9_7,
     "4.9.8": _s_4_9_8, "4.9.9": _s_4_9_9, "4.9.10": _s_4_9_10, "5.4.3": _s_5_4_3, "5.5.2": _s_5_5_2,
     "6.1.5": _s_6_1_5, "6.2.1": _s_6_2_1, "6.3.2": _s_6_3_2, "6.8": _s_6_8, "7.1.3": _s_7_1_3,
     "7.1.6": _s_7_1_6, "8.1": _s_8_1,
