@@ -26,6 +26,10 @@ def _common(func):  # noqa: ANN001, ANN202 - a click decorator
                         help="Sign as a delegated responder with this key (pkcs11: URI or software key name); "
                              "each CA issues it an ocsp-signer certificate, renewed before it expires. "
                              "Default: sign with each CA's own key.")(func)
+    func = click.option("--include-ca-certificate", is_flag=True,
+                        help="Send the CA's certificate in every response, for clients that check the signer "
+                             "against trust anchors alone (GnuTLS ocsptool --load-trust). Default: none with a "
+                             "CA-signed response (RFC 6960 4.2.1), the responder's with a delegated one.")(func)
     func = click.option("--ca", "ca_names", multiple=True, required=True,
                         help="A CA to answer for (repeatable: one responder for several CAs).")(func)
     return home_option(func)
@@ -59,9 +63,9 @@ def ocsp() -> None:
               help="Connections one client address may hold open in each worker (raise it for a large NAT).")
 @click.option("--refresher-silence", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
               help="GET /health answers 503 when the refresher has not reported for this many seconds.")
-def serve(home: str, ca_names: tuple[str, ...], responder_key: str | None, passphrase_file: str | None,
-          responder_passphrase_file: str | None, host: str, port: int, workers: int, signing: str,
-          timeout: float, max_client_connections: int, refresher_silence: float) -> None:
+def serve(home: str, ca_names: tuple[str, ...], include_ca_certificate: bool, responder_key: str | None,
+          passphrase_file: str | None, responder_passphrase_file: str | None, host: str, port: int, workers: int,
+          signing: str, timeout: float, max_client_connections: int, refresher_silence: float) -> None:
     """Answer OCSP requests until SIGTERM or Ctrl-C.
 
     Prints 'listening on http://HOST:PORT' as soon as it answers; the pre-produced responses are
@@ -85,15 +89,17 @@ def serve(home: str, ca_names: tuple[str, ...], responder_key: str | None, passp
     workspace(home).serve_ocsp(list(ca_names), host=host, port=port, workers=workers, responder_key=responder_key,
                                signing=signing, secret=secret, responder_secret=responder_secret,
                                request_timeout=timeout, max_client_connections=max_client_connections,
-                               max_refresher_silence=refresher_silence, on_ready=ready)
+                               max_refresher_silence=refresher_silence, on_ready=ready,
+                               include_ca_certificate=include_ca_certificate)
 
 
 @ocsp.command()
 @_common
 @click.option("--all", "everything", is_flag=True, help="Re-sign every response, not only those that are due.")
 @json_option
-def prepare(home: str, ca_names: tuple[str, ...], responder_key: str | None, passphrase_file: str | None,
-            responder_passphrase_file: str | None, everything: bool, as_json: bool) -> None:
+def prepare(home: str, ca_names: tuple[str, ...], include_ca_certificate: bool, responder_key: str | None,
+            passphrase_file: str | None, responder_passphrase_file: str | None, everything: bool,
+            as_json: bool) -> None:
     """Sign the pre-produced responses that are due (missing, near nextUpdate, or older than a
     status change), for both SHA-1 and SHA-256 CertIDs, without serving.
 
@@ -106,7 +112,7 @@ def prepare(home: str, ca_names: tuple[str, ...], responder_key: str | None, pas
         signed = workspace(home).prepare_ocsp(
             list(ca_names), responder_key=responder_key, everything=everything, secret=KeySecret(passphrase_file),
             responder_secret=KeySecret(responder_passphrase_file) if responder_passphrase_file else None,
-            progress=progress)
+            progress=progress, include_ca_certificate=include_ca_certificate)
     if as_json:
         emit_json({"cas": list(ca_names), "signed": signed})
     else:

@@ -250,7 +250,7 @@ class Workspace:
 
     def ocsp_service(self, cas: list[str], *, responder_key: str | None = None, signing: str = "pre-produced",
                      secret: SecretSource | None = None, responder_secret: SecretSource | None = None,
-                     renew_responders: bool = True) -> ocsp.OcspService:
+                     renew_responders: bool = True, include_ca_certificate: bool = False) -> ocsp.OcspService:
         """An OCSP service answering for ``cas``, signing with each CA's key or, given
         ``responder_key``, as a delegated responder with a certificate from each CA.
 
@@ -276,7 +276,8 @@ class Workspace:
         try:
             for record in records:
                 if responder_key is None:
-                    responders.append(ocsp.Responder(record, key(record.key_reference, secret)))
+                    responders.append(ocsp.Responder(record, key(record.key_reference, secret),
+                                                     include_ca_certificate=include_ca_certificate))
                     continue
                 signer = key(responder_key, responder_secret or secret)
                 if renew_responders:
@@ -289,7 +290,7 @@ class Workspace:
                         raise ocsp.ResponderError(
                             f"CA {record.name!r} has no valid OCSP responder certificate for {signer.reference}; "
                             "start the responder with access to the CA key, which issues one")
-                responders.append(ocsp.Responder(record, signer, cert))
+                responders.append(ocsp.Responder(record, signer, cert, include_ca_certificate=include_ca_certificate))
         except BaseException:
             for signer in opened.values():
                 signer.close()
@@ -299,10 +300,11 @@ class Workspace:
 
     def prepare_ocsp(self, cas: list[str], *, responder_key: str | None = None, everything: bool = False,
                      secret: SecretSource | None = None, responder_secret: SecretSource | None = None,
-                     progress: Callable[[int], None] | None = None) -> int:
+                     progress: Callable[[int], None] | None = None, include_ca_certificate: bool = False) -> int:
         """Sign the due pre-produced OCSP responses of ``cas`` once (all of them with ``everything``);
         return how many were signed. ``progress(signed)`` is called after each batch of 500."""
-        service = self.ocsp_service(cas, responder_key=responder_key, secret=secret, responder_secret=responder_secret)
+        service = self.ocsp_service(cas, responder_key=responder_key, secret=secret, responder_secret=responder_secret,
+                                    include_ca_certificate=include_ca_certificate)
         try:
             return service.prepare(everything=everything, progress=progress)
         finally:
@@ -312,7 +314,8 @@ class Workspace:
                    responder_key: str | None = None, signing: str = "pre-produced",
                    secret: SecretSource | None = None, responder_secret: SecretSource | None = None,
                    request_timeout: float = 10.0, max_client_connections: int = 256,
-                   max_refresher_silence: float = 30.0, on_ready: Callable[[str], None] | None = None) -> None:
+                   max_refresher_silence: float = 30.0, on_ready: Callable[[str], None] | None = None,
+                   include_ca_certificate: bool = False) -> None:
         """Run the OCSP responder for ``cas`` until SIGTERM or SIGINT (see :mod:`iranpki.ocsp.server`);
         ``on_ready(url)`` is called once it answers; the pre-produced responses are signed meanwhile."""
         from .ocsp import server
@@ -324,7 +327,7 @@ class Workspace:
         secret = server.RememberedSecret(secret) if secret is not None else None
         responder_secret = server.RememberedSecret(responder_secret) if responder_secret is not None else secret
         options = {"responder_key": responder_key, "signing": signing, "secret": secret,
-                   "responder_secret": responder_secret}
+                   "responder_secret": responder_secret, "include_ca_certificate": include_ca_certificate}
         # Opened once before any fork: an unknown CA, a wrong key or passphrase, or a missing
         # responder certificate (issued now) is reported here, with the command's exit status.
         self.ocsp_service(cas, **options).close()  # type: ignore[arg-type]

@@ -293,7 +293,8 @@ class Responder:
     """The signing identity that answers for one CA: the CA's own key, or a delegated responder
     whose certificate the CA issued (RFC 6960 4.2.2.2)."""
 
-    def __init__(self, ca: CaRecord, signer: Signer, certificate: CertificateRecord | None = None):
+    def __init__(self, ca: CaRecord, signer: Signer, certificate: CertificateRecord | None = None, *,
+                 include_ca_certificate: bool = False):
         ca_cert = x509.load_der_x509_certificate(ca.certificate)
         key_der = signer.public_key.public_bytes(*_SPKI)
         if certificate is None:
@@ -302,7 +303,11 @@ class Responder:
                                      "own key, or a delegated responder key (--responder-key)")
             self.scheme = SignatureScheme.parse(ca.signature)
             self.not_after = ca_cert.not_valid_after_utc
-            self.certs = b""
+            # No certs: every client has the CA's certificate (it made the CertID from it), and
+            # RFC 6960 4.2.1 says certs SHOULD then be absent. A client that checks the signer
+            # against trust anchors only (GnuTLS ocsptool --load-trust) needs the CA's certificate
+            # in the response: include_ca_certificate puts it there.
+            plain, with_ca = b"", der.context(0, der.sequence(ca.certificate))
         else:
             cert = x509.load_der_x509_certificate(certificate.certificate)
             if cert.public_key().public_bytes(*_SPKI) != key_der:
@@ -319,9 +324,13 @@ class Responder:
                                      "issue one with the ocsp-signer profile")
             self.scheme = SignatureScheme(hash=signer.key_spec.default_hash)
             self.not_after = cert.not_valid_after_utc
-            # certs [0] EXPLICIT SEQUENCE OF Certificate: the responder's certificate only, so the
-            # client can check that the CA delegated to it (RFC 9919 2.2.2).
-            self.certs = der.context(0, der.sequence(certificate.certificate))
+            # certs [0] EXPLICIT SEQUENCE OF Certificate: the responder's certificate, so the client
+            # can check that the CA delegated to it (RFC 9919 2.2.2); with include_ca_certificate
+            # the CA's too, for a client that builds the path from trust anchors alone.
+            plain = der.context(0, der.sequence(certificate.certificate))
+            with_ca = der.context(0, der.sequence(certificate.certificate, ca.certificate))
+        self.include_ca_certificate = include_ca_certificate
+        self.certs, self._other_certs = (with_ca, plain) if include_ca_certificate else (plain, with_ca)
         self.ca = ca
         self.signer = signer
         self.certificate = certificate
@@ -360,9 +369,12 @@ class Responder:
         return _wrap(b"\x30", b"\x0a\x01\x00" + _wrap(b"\xa0", _wrap(b"\x30", _BASIC + _wrap(b"\x04", basic))))
 
     def signed_it(self, response: bytes) -> bool:
-        """Whether ``response`` (one this responder's store holds) was signed by this identity: its
-        responderID comes in the first few dozen octets, after the headers."""
-        return self.responder_id in response[:96]
+        """Whether ``response`` (one this responder's store holds) was signed by this identity, with
+        the certificates it sends: its responderID comes in the first few dozen octets, after the
+        headers, and the certs field last (so a responder started with or without the CA's
+        certificate re-signs what was made the other way)."""
+        return (self.responder_id in response[:96] and response.endswith(self.certs)
+                and not response.endswith(self._other_certs))
 
 
 def _wrap(tag: bytes, content: bytes) -> bytes:
@@ -720,5 +732,5 @@ class OcspService:
                 log.error("CA %s has no valid OCSP responder certificate for key %s (revoked or expired); the "
                           "refresher issues a new one", name, r.signer.reference)
             elif record.serial != r.certificate.serial:  # type: ignore[union-attr]
-                self._install(Responder(r.ca, r.signer, record))
+                self._install(Responder(r.ca, r.signer, record, include_ca_certificate=r.include_ca_certificate))
                 log.info("CA %s now answers with responder certificate %x", name, record.serial)
