@@ -505,6 +505,13 @@ def test_crl_commands_as_an_operator_uses_them(tmp_path: Path, monkeypatch: pyte
     call("crl", "generate", "--home", home, "--ca", "root")
     listed = json.loads(call("crl", "list", "--home", home, "--json"))
     assert len(listed) == 4 and "CRLs" in call("crl", "list", "--home", home)
+    # --due: the revocation after the complete CRLs makes them due (every shard); then not.
+    assert "--due decides on the complete CRLs" in call("crl", "generate", "--home", home, "--ca", "l1", "--due",
+                                                         "--delta", code=2)
+    due = call("crl", "generate", "--home", home, "--ca", "l1", "--due")
+    assert f"are due: certificate {serials[1]} changed status after its newest complete CRL" in " ".join(due.split())
+    assert "not due" in call("crl", "generate", "--home", home, "--ca", "l1", "--due")
+    assert json.loads(call("crl", "generate", "--home", home, "--ca", "l1", "--due", "--json")) == []
     repo = tmp_path / "www"
     published = json.loads(call("crl", "publish", "--home", home, "--to", str(repo), "--json"))
     paths = {p["path"] for p in published}
@@ -522,3 +529,43 @@ def test_crl_commands_as_an_operator_uses_them(tmp_path: Path, monkeypatch: pyte
     # The number of shards grows, never shrinks.
     assert json.loads(call("ca", "set-crl-shards", "--home", home, "l1", "3", "--json"))["crl_shards"] == 3
     assert "can grow but not shrink" in call("ca", "set-crl-shards", "--home", home, "l1", "2", code=1)
+
+
+def _certtool_says(chain: Path, cert: Path, *crls: Path) -> str:
+    """GnuTLS certtool's verdict on ``cert`` with ``crls`` loaded (it follows no freshestCRL)."""
+    args = ["certtool", "--verify", "--load-ca-certificate", str(chain), "--infile", str(cert)]
+    for c in crls:
+        args += ["--load-crl", str(c)]
+    out = run(args)
+    return "revoked" if "revoked" in out.stdout.lower() else "trusted" if out.returncode == 0 else out.stdout
+
+
+def test_relying_parties_without_deltas_and_complete_crls_when_due(sw) -> None:
+    """Issue 13 item 3: certtool reads no delta CRLs, so a revocation on a delta CRL alone reads as
+    trusted there. `crl generate --due` (complete_crl_due) puts every status change on a complete
+    CRL at the next run, and renews one past half its validity; it does nothing otherwise."""
+    store, ica, clock = sw["store"], sw["ica"], sw["clock"]
+    certs = _issue(ica, 2)
+    out = sw["dir"] / "crls"
+    assert crl.complete_crl_due(store, ica.record, clock.now()) == "it has no complete CRL yet"
+    base = crl.generate_crl(store, ica.record, ica.signer, out, clock=clock)
+    assert crl.complete_crl_due(store, ica.record, clock.now()) is None
+    revoke(store, certs[0].serial, "keyCompromise")
+    assert crl.complete_crl_due(store, ica.record, clock.now()) == \
+        f"certificate {certs[0].serial:x} changed status after its newest complete CRL"
+    delta = crl.generate_crl(store, ica.record, ica.signer, out, delta=True, clock=clock)
+    chain = _pem(sw["dir"] / "chain.pem", sw["root"].certificate, ica.certificate)
+    cert = sw["dir"] / "revoked.pem"
+    cert.write_bytes(x509.load_der_x509_certificate(certs[0].certificate).public_bytes(Encoding.PEM))
+    full_pem, delta_pem = _crl_pem(sw["dir"] / "base.pem", base.der), _crl_pem(sw["dir"] / "delta.pem", delta.der)
+    # What a relying party without delta support sees: it fetches the certificate's CRL
+    # distribution point (the complete CRL) and never follows freshestCRL, so the complete CRL's
+    # state, not the delta's. (Given the delta file by hand, certtool reads it as one more CRL.)
+    assert _certtool_says(chain, cert, full_pem) == "trusted"
+    assert _certtool_says(chain, cert, full_pem, delta_pem) == "revoked"
+    again = crl.generate_crl(store, ica.record, ica.signer, out, clock=clock)
+    assert _certtool_says(chain, cert, _crl_pem(sw["dir"] / "again.pem", again.der)) == "revoked"
+    assert crl.complete_crl_due(store, ica.record, clock.now()) is None
+    # Past half its validity (the level's crl_next_update_hours, 7 days at level 1) it is due again.
+    clock.moment += timedelta(hours=84, seconds=1)
+    assert "past half its validity" in (crl.complete_crl_due(store, ica.record, clock.now()) or "")

@@ -8,7 +8,7 @@ from iranpki.store import CrlRecord
 
 from .common import KeySecret, home_option, json_option, workspace
 from .handling import HandledGroup
-from .render import emit_json, iso, progress_counter, table, when
+from .render import console, emit_json, iso, progress_counter, table, when
 
 
 @click.group(cls=HandledGroup)
@@ -41,10 +41,14 @@ def _table(title: str, records: list[CrlRecord]) -> None:
 @click.option("--ca", "ca_name", required=True, help="The CA whose CRL to generate.")
 @click.option("--delta", is_flag=True, help="A delta CRL against the newest complete CRL (RFC 5280 5.2.4).")
 @click.option("--shard", type=int, default=None, help="Only this shard of a partitioned CA (default: all).")
+@click.option("--due", is_flag=True,
+              help="Only if the complete CRLs are due: a status change since the newest one, none yet, or past "
+                   "half its validity. Run it from cron hourly: every revocation is then on a complete CRL, which "
+                   "relying parties that read no delta CRLs see, within the hour.")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None,
               help="Passphrase of a software CA key (else IRANPKI_KEY_PASSPHRASE or a prompt).")
 @json_option
-def generate(home: str, ca_name: str, delta: bool, shard: int | None, passphrase_file: str | None,
+def generate(home: str, ca_name: str, delta: bool, shard: int | None, due: bool, passphrase_file: str | None,
              as_json: bool) -> None:
     """Generate, sign and record the CA's CRL (each shard's, unless --shard names one). On a
     terminal, a running count of the entries shows while it works.
@@ -53,7 +57,21 @@ def generate(home: str, ca_name: str, delta: bool, shard: int | None, passphrase
     Example:
       iranpki crl generate --ca gica2
       iranpki crl generate --ca gica2 --delta --json
+      iranpki crl generate --ca gica2 --due          # from cron, hourly
     """
+    if due and (delta or shard is not None):
+        raise click.UsageError("--due decides on the complete CRLs of every shard; leave out --delta and --shard")
+    if due:
+        why = workspace(home).crl_due(ca_name)
+        if why is None:
+            if as_json:
+                emit_json([])
+            else:
+                console.print(f"the complete CRLs of {ca_name} are not due: nothing changed since them and they are "
+                              "within the first half of their validity", highlight=False)
+            return
+        if not as_json:
+            console.print(f"the complete CRLs of {ca_name} are due: {why}", highlight=False)
     with progress_counter(f"CRL of {ca_name}: revoked entries") as progress:
         done = workspace(home).generate_crls(ca_name, delta=delta, shard=shard, secret=KeySecret(passphrase_file),
                                              progress=progress)

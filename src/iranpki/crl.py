@@ -274,6 +274,39 @@ def generate_crls(store: Store, ca: CaRecord, signer: Signer, out_dir: str | os.
     return [generate_crl(store, ca, signer, out_dir, delta=delta, shard=s, **kw) for s in shards]  # type: ignore[arg-type]
 
 
+def complete_crl_due(store: Store, ca: CaRecord, now: datetime) -> str | None:
+    """Why ``ca``'s complete CRLs are due now, or None when they are not.
+
+    Due when a shard has no complete CRL yet, when a certificate of the CA changed status
+    (revoked, put on hold, released) after the newest complete CRL of any shard, or when that CRL
+    is past half its validity. Run ``crl generate --due`` from cron more often than the CP's
+    ``crl_publish_within_hours`` (hourly, say): then every revocation is on a complete CRL within
+    that time, and a relying party that reads no delta CRLs (GnuTLS certtool, many applications)
+    sees it as soon as it fetches the CRL again.
+    """
+    shards: list[int | None] = [None] if ca.crl_shards == 1 else list(range(ca.crl_shards))
+    newest = [store.latest_crl(ca.name, "full", s) for s in shards]
+    missing = [s for s, r in zip(shards, newest) if r is None]
+    if missing:
+        return "it has no complete CRL yet" if shards == [None] else \
+            f"shard(s) {', '.join(str(s) for s in missing)} have no complete CRL yet"
+    records = [r for r in newest if r is not None]
+    since = min(r.status_seq for r in records)
+    while True:  # the store's status changes after the oldest of them, a page at a time
+        page = store.status_changes(since, limit=1000)
+        mine = next((c for c in page if c[1] == ca.name), None)
+        if mine is not None:
+            return f"certificate {mine[2]:x} changed status after its newest complete CRL"
+        if len(page) < 1000:
+            break
+        since = page[-1][0]
+    for r in records:
+        half = r.this_update + (r.next_update - r.this_update) / 2
+        if now >= half:
+            return f"complete CRL {r.number} is past half its validity (nextUpdate {r.next_update.isoformat()})"
+    return None
+
+
 def _write_atomic(path: Path, parts: Iterable[bytes | memoryview]) -> str:
     """Write ``parts`` to ``path`` so that a reader sees the old file or the whole new one, never
     a part: a temporary file in the same folder, flushed to disk, then renamed over the target."""

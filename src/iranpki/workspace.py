@@ -222,6 +222,12 @@ class Workspace:
         """Every CRL the workspace generated, kept by number (the register is in the store)."""
         return self.home / "crls"
 
+    def crl_due(self, ca: str) -> str | None:
+        """Why ``ca``'s complete CRLs are due now (see :func:`iranpki.crl.complete_crl_due`), or None."""
+        from . import crl
+
+        return crl.complete_crl_due(self.store, self.store.get_ca(ca), self.clock.now())
+
     def generate_crls(self, ca: str, *, delta: bool = False, shard: int | None = None,
                       secret: SecretSource | None = None, actor: str = "iranpki",
                       progress: Callable[[int], None] | None = None) -> list:
