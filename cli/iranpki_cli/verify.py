@@ -52,12 +52,14 @@ class VerifyOptions:
     workspace: Workspace | None
     #: The signed file of a detached CMS signature (--content).
     content: bytes | None = None
+    #: The RFC 5280 6.1.1 policy inputs given (--policy, --explicit-policy, ...), for certificates.
+    policy_inputs: dict[str, object] = field(default_factory=dict)
 
     def validation_options(self) -> dict[str, object]:
         """The keyword arguments of :func:`iranpki.validation.validate_certificate` these stand for."""
         return {"purpose": self.purpose, "at": self.at, "level": self.level, "intermediates": list(self.chain),
                 "crls": list(self.crls), "ocsp": self.ocsp, "fetch": self.fetch, "revocation": self.revocation,
-                "trust_roots": list(self.trust) if self.trust is not None else None}
+                "trust_roots": list(self.trust) if self.trust is not None else None, **self.policy_inputs}
 
     def validate(self, cert: validation.CertificateInput, **overrides: object) -> validation.ValidationResult:
         """Validate ``cert`` with these options, against the workspace's roots when there is one."""
@@ -223,11 +225,26 @@ def _parse_time(text: str | None) -> datetime | None:
                                       "needs a status.")
 @click.option("--content", "content_file", type=click.Path(dir_okay=False), default=None,
               help="The signed file of a detached CMS signature (default: FILE without its .p7s).")
+@click.option("--policy", "policies", multiple=True, metavar="OID",
+              help="A certificate policy the relying party accepts (repeatable; RFC 5280 6.1.1 "
+                   "user-initial-policy-set; 2.5.29.32.0 for any). Not with --level, which stands for the "
+                   "national policies of a level and above.")
+@click.option("--explicit-policy", is_flag=True,
+              help="The path must be valid for an accepted policy (RFC 5280 6.1.1 initial-explicit-policy).")
+@click.option("--inhibit-policy-mapping", is_flag=True,
+              help="No policy mapping (RFC 5280 6.1.1 initial-policy-mapping-inhibit).")
+@click.option("--inhibit-any-policy", is_flag=True,
+              help="anyPolicy in a certificate matches nothing (RFC 5280 6.1.1 initial-any-policy-inhibit).")
+@click.option("--algorithms", type=click.Choice(list(validation.ALGORITHM_POLICIES)), default="national",
+              show_default=True,
+              help="national: the national CP's algorithms only (RSA from 2048 bits, ECDSA on P-256 and P-384, "
+                   "SHA-2). legacy: SHA-1 and DSA too, for certificates older than the CP.")
 @home_option
 @json_option
 def verify(file: str, purpose: str | None, at_text: str | None, level: int | None, chain_files: tuple[str, ...],
            crl_files: tuple[str, ...], ocsp: bool, fetch: bool, trust_files: tuple[str, ...], revocation: str,
-           content_file: str | None, home: str, as_json: bool) -> None:
+           content_file: str | None, policies: tuple[str, ...], explicit_policy: bool, inhibit_policy_mapping: bool,
+           inhibit_any_policy: bool, algorithms: str, home: str, as_json: bool) -> None:
     """Validate a certificate as a relying party: chain to a trusted root, validity, revocation
     (CRL, OCSP), key usage for --purpose, national assurance --level. Or validate a signed file:
     a PDF (PAdES), an S/MIME message, a CMS signature (attached, or detached with --content) or a
@@ -245,6 +262,7 @@ def verify(file: str, purpose: str | None, at_text: str | None, level: int | Non
       iranpki verify old.pem --at 2025-06-01 --crl gica2-2025-06.crl --json
       iranpki verify contract.pdf --crl gica2.crl
       iranpki verify report.tar.gz.p7s              # detached: checks report.tar.gz
+      iranpki verify ee.pem --trust anchor.pem --policy 2.16.840.1.101.3.2.1.48.1 --explicit-policy
     """
     ctx = click.get_current_context()
     explicit_home = ctx.get_parameter_source("home") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
@@ -255,11 +273,19 @@ def verify(file: str, purpose: str | None, at_text: str | None, level: int | Non
         chain=tuple(_read(f, "the chain file") for f in chain_files),
         crls=tuple(_read(f, "the CRL file") for f in crl_files), ocsp=ocsp, fetch=fetch,
         trust=tuple(_read(f, "the trust file") for f in trust_files) or None, revocation=revocation, workspace=ws,
-        content=_content(file, content_file))
+        content=_content(file, content_file),
+        policy_inputs={k: v for k, v in (("user_initial_policy_set", list(policies) or None),
+                                         ("initial_explicit_policy", explicit_policy),
+                                         ("initial_policy_mapping_inhibit", inhibit_policy_mapping),
+                                         ("initial_any_policy_inhibit", inhibit_any_policy),
+                                         ("algorithms", algorithms if algorithms != "national" else None)) if v})
     kind = next((k for k in KINDS if k.detect(data)), None)
     if kind is None:
         raise click.UsageError(f"{file} is not a file iranpki verify reads; it reads: "
                                f"{', '.join(k.name for k in KINDS)} (PEM or DER)")
+    if options.policy_inputs and kind.name != "certificate":
+        raise click.UsageError(f"--policy, --explicit-policy, the --inhibit options and --algorithms apply to "
+                               f"certificates; {file} is a {kind.name}, validated by the rules of its signature format")
     try:
         verdict = kind.verify(data, options)
     except ValidationInputError as exc:

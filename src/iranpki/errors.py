@@ -332,9 +332,11 @@ class KeyUsageError(CertificateValidationError):
 
 
 class PolicyNotAcceptableError(CertificateValidationError):
-    """The chain does not carry a national policy of the assurance level asked for (or a higher one)."""
+    """The chain does not carry a national policy of the assurance level asked for (or a higher
+    one), or, with the relying party's own RFC 5280 6.1.1 inputs (``level`` None), no policy they
+    accept."""
 
-    def __init__(self, message: str, *, level: int, policies: tuple[str, ...] = (), **kw: object):
+    def __init__(self, message: str, *, level: int | None, policies: tuple[str, ...] = (), **kw: object):
         self.level = level
         self.policies = policies
         super().__init__(message, **kw)  # type: ignore[arg-type]

@@ -57,13 +57,18 @@ from functools import lru_cache
 from importlib import resources
 from typing import Literal, Union
 
+from asn1crypto import algos
 from asn1crypto import crl as asn1_crl
+from asn1crypto import keys as asn1_keys
 from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import pem as asn1_pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko_certvalidator import CertificateValidator, PKIXValidationParams, ValidationContext
+from pyhanko_certvalidator.policy_decl import (
+    AlgorithmUsageConstraint, AlgorithmUsagePolicy, DisallowWeakAlgorithmsPolicy,
+)
 from pyhanko_certvalidator import errors as pv_errors
 from pyhanko_certvalidator.fetchers.api import CertificateFetcher, CRLFetcher, Fetchers, OCSPFetcher
 from pyhanko_certvalidator.path import ValidationPath
@@ -360,7 +365,10 @@ def validate_certificate(cert: CertificateInput, *, purpose: str | None = None, 
                          crls: Iterable[bytes] = (), ocsp_responses: Iterable[bytes] = (),
                          ocsp: bool = False, fetch: bool = False, revocation: RevocationMode = "soft-fail",
                          level: int | None = None, policy: CertificatePolicy | None = None,
-                         retroactive: bool = False, timeout: float = 10.0) -> ValidationResult:
+                         retroactive: bool = False, timeout: float = 10.0,
+                         user_initial_policy_set: Iterable[str] | None = None,
+                         initial_explicit_policy: bool = False, initial_policy_mapping_inhibit: bool = False,
+                         initial_any_policy_inhibit: bool = False, algorithms: str = "national") -> ValidationResult:
     """Validate ``cert`` for ``purpose`` at ``at`` (default: now); return the path or raise.
 
     - ``purpose``: a key of :data:`PURPOSES` (default ``any``).
@@ -371,6 +379,14 @@ def validate_certificate(cert: CertificateInput, *, purpose: str | None = None, 
       their distribution points and missing CA certificates from caIssuers. Both off by default.
     - ``revocation``: ``soft-fail``, ``hard-fail`` or ``require`` (see the module's docstring).
     - ``level``: require a national policy of this assurance level or a higher one.
+    - The inputs of RFC 5280 6.1.1 for policy processing, for a relying party with policies of
+      its own (``level`` sets the first two from the national CP; give one or the other):
+      ``user_initial_policy_set`` (policy OIDs acceptable to the relying party; default any
+      policy), ``initial_explicit_policy`` (the path must be valid for one of them),
+      ``initial_policy_mapping_inhibit`` (no policy mapping), ``initial_any_policy_inhibit``
+      (anyPolicy in a certificate is not a match).
+    - ``algorithms``: the algorithm policy, ``national`` (the CP's algorithms only: the default)
+      or ``legacy`` (SHA-1 and DSA too); see :func:`algorithm_policy`.
     - ``retroactive``: with ``at`` in the past, also use revocation data issued after ``at``: a
       CRL of today then says whether the certificate had been revoked by ``at`` (what a signature
       made at ``at`` needs). Wrong for a certificate put on hold and released in between, whose
@@ -383,7 +399,9 @@ def validate_certificate(cert: CertificateInput, *, purpose: str | None = None, 
     return asyncio.run(async_validate_certificate(
         cert, purpose=purpose, at=at, intermediates=intermediates, trust_roots=trust_roots, crls=crls,
         ocsp_responses=ocsp_responses, ocsp=ocsp, fetch=fetch, revocation=revocation, level=level,
-        policy=policy, retroactive=retroactive, timeout=timeout))
+        policy=policy, retroactive=retroactive, timeout=timeout, user_initial_policy_set=user_initial_policy_set,
+        initial_explicit_policy=initial_explicit_policy, initial_policy_mapping_inhibit=initial_policy_mapping_inhibit,
+        initial_any_policy_inhibit=initial_any_policy_inhibit, algorithms=algorithms))
 
 
 async def async_validate_certificate(cert: CertificateInput, *, purpose: str | None = None,
@@ -393,7 +411,11 @@ async def async_validate_certificate(cert: CertificateInput, *, purpose: str | N
                                      ocsp: bool = False, fetch: bool = False,
                                      revocation: RevocationMode = "soft-fail", level: int | None = None,
                                      policy: CertificatePolicy | None = None, retroactive: bool = False,
-                                     timeout: float = 10.0) -> ValidationResult:
+                                     timeout: float = 10.0, user_initial_policy_set: Iterable[str] | None = None,
+                                     initial_explicit_policy: bool = False,
+                                     initial_policy_mapping_inhibit: bool = False,
+                                     initial_any_policy_inhibit: bool = False,
+                                     algorithms: str = "national") -> ValidationResult:
     """:func:`validate_certificate` for callers that run an event loop (pyHanko's validation is async)."""
     leaf = _to_cryptography(cert, "the certificate")
     use = PURPOSES.get(purpose or "any")
@@ -432,23 +454,22 @@ async def async_validate_certificate(cert: CertificateInput, *, purpose: str | N
         fetchers = Fetchers(ocsp_fetcher=real.ocsp_fetcher if ocsp else _NoOcsp(),
                             crl_fetcher=real.crl_fetcher if fetch else _NoCrl(),
                             cert_fetcher=real.cert_fetcher if fetch else _NoCerts())
-    params = None
-    if level is not None:
-        oids = frozenset(cp.level(n).policy_oid for n in range(level, 5))
-        params = PKIXValidationParams(user_initial_policy_set=oids, initial_explicit_policy=True)
+    params = _policy_inputs(cp, level, user_initial_policy_set, initial_explicit_policy,
+                            initial_policy_mapping_inhibit, initial_any_policy_inhibit)
+    algorithm_rules = algorithm_policy(algorithms, cp)
     try:
         # crls and ocsps are passed even when empty: pyhanko-certvalidator then lets hard-fail and
         # require run without data and fail per certificate, with a message that names it.
         context = ValidationContext(
             trust_roots=[_asn1(r) for r in roots], other_certs=[_asn1(c) for c in others], moment=moment,
             allow_fetching=fetchers is not None, fetchers=fetchers, crls=crl_ders, ocsps=ocsp_ders,
-            revocation_mode=revocation, retroactive_revinfo=retroactive)
+            revocation_mode=revocation, retroactive_revinfo=retroactive, algorithm_usage_policy=algorithm_rules)
         validator = CertificateValidator(_asn1(leaf), validation_context=context, pkix_params=params)
         try:
             path = await validator.async_validate_path()
         except (pv_errors.PathError, pv_errors.ValidationError) as exc:
             raise translate_error(exc, leaf, at=context.moment, level=level, revocation=revocation,
-                                  trust_roots=roots, intermediates=others, policy=cp) from None
+                                  trust_roots=roots, intermediates=others, policy=cp, pkix_params=params) from None
         chain = tuple(x509.load_der_x509_certificate(c.dump()) for c in path.iter_certs(include_root=True))
         _check_usage(leaf, use, chain)
         policies = _qualified(path)
@@ -461,6 +482,94 @@ async def async_validate_certificate(cert: CertificateInput, *, purpose: str | N
     finally:
         if backend is not None:
             await backend.close()
+
+
+_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+
+#: The algorithm policies a relying party chooses from (``algorithms=``, ``--algorithms``).
+ALGORITHM_POLICIES = ("national", "legacy")
+_CURVE_NAMES = {"P-256": "secp256r1", "P-384": "secp384r1", "P-521": "secp521r1"}
+
+
+class NationalAlgorithms(AlgorithmUsagePolicy):
+    """The national CP's algorithms, allowed and nothing else (the default): RSA (PKCS#1 v1.5 or
+    PSS) of at least the smallest size any level allows, ECDSA on the curves some level allows,
+    and the hashes some level allows. SHA-1, DSA and other curves are refused, in signatures of
+    certificates, CRLs and OCSP responses alike."""
+
+    def __init__(self, cp: CertificatePolicy):
+        self.hashes = frozenset(h for lv in cp.levels for h in lv.keys.hashes)
+        self.min_rsa = min(lv.min_rsa_bits for lv in cp.levels)
+        self.curves = frozenset(_CURVE_NAMES.get(c, c) for lv in cp.levels for c in lv.ec_curves)
+
+    def digest_algorithm_allowed(self, algo: algos.DigestAlgorithm, moment: datetime | None) -> AlgorithmUsageConstraint:
+        name = algo["algorithm"].native
+        if name in self.hashes:
+            return AlgorithmUsageConstraint(True)
+        return AlgorithmUsageConstraint(False, failure_reason=(
+            f"the national algorithm policy allows the hashes {', '.join(sorted(self.hashes))}, not {name}"))
+
+    def signature_algorithm_allowed(self, algo: algos.SignedDigestAlgorithm, moment: datetime | None,
+                                    public_key: asn1_keys.PublicKeyInfo | None) -> AlgorithmUsageConstraint:
+        try:
+            name = algo.signature_algo
+        except ValueError:
+            name = algo["algorithm"].native
+        if name in ("rsassa_pkcs1v15", "rsassa_pss"):
+            if public_key is not None and public_key.bit_size < self.min_rsa:
+                return AlgorithmUsageConstraint(False, failure_reason=(
+                    f"RSA-{public_key.bit_size} is below the national minimum of {self.min_rsa} bits"))
+        elif name == "ecdsa":
+            curve = public_key["algorithm"]["parameters"].chosen.native if public_key is not None else None
+            if public_key is not None and curve not in self.curves:
+                return AlgorithmUsageConstraint(False, failure_reason=(
+                    f"ECDSA on {curve} is not among the national curves ({', '.join(sorted(self.curves))})"))
+        else:
+            return AlgorithmUsageConstraint(False, failure_reason=(
+                f"{name} signatures are not in the national algorithm policy (RSA and ECDSA only)"))
+        try:
+            hash_name = algo.hash_algo
+        except ValueError:
+            return AlgorithmUsageConstraint(False, failure_reason=f"the hash of the {name} signature cannot be read")
+        return self.digest_algorithm_allowed(algos.DigestAlgorithm({"algorithm": hash_name}), moment)
+
+
+def algorithm_policy(name: str, cp: CertificatePolicy) -> AlgorithmUsagePolicy:
+    """The algorithm policy ``name``: ``national`` (:class:`NationalAlgorithms`, the default) or
+    ``legacy`` (what pyhanko-certvalidator can verify, SHA-1 and DSA and RSA/DSA from 1024 bits
+    included, MD2 and MD5 excepted: for documents and test suites older than the national CP)."""
+    if name == "national":
+        return NationalAlgorithms(cp)
+    if name == "legacy":
+        return DisallowWeakAlgorithmsPolicy(weak_hash_algos=frozenset({"md2", "md5"}), rsa_key_size_threshold=1024,
+                                            dsa_key_size_threshold=1024)
+    raise ValidationInputError(f"unknown algorithm policy {name!r}; must be one of: {', '.join(ALGORITHM_POLICIES)}")
+
+
+def _policy_inputs(cp: CertificatePolicy, level: int | None, user_set: Iterable[str] | None, explicit: bool,
+                   mapping_inhibit: bool, any_inhibit: bool) -> PKIXValidationParams | None:
+    """The RFC 5280 6.1.1 inputs (c) user-initial-policy-set, (e) initial-policy-mapping-inhibit,
+    (f) initial-explicit-policy and (g) initial-any-policy-inhibit, from ``level`` (the national
+    policies of that level or higher, explicitly) or as given; None for RFC 5280's defaults."""
+    if level is not None and user_set is not None:
+        raise ValidationInputError("give either an assurance level or a set of acceptable policies, not both: the "
+                                   "level stands for the national policies of that level and above")
+    oids: frozenset[str] | None = None
+    if user_set is not None:
+        given = [str(o).strip() for o in user_set]
+        bad = [o for o in given if o != "2.5.29.32.0" and not _OID.match(o)]
+        if bad or not given:
+            raise ValidationInputError(f"policy {bad[0] if bad else '(none)'!r} is not an object identifier; give "
+                                       "dotted OIDs such as 2.16.364.101.1.2 (2.5.29.32.0 for any policy)")
+        # pyhanko-certvalidator names anyPolicy by its asn1crypto name.
+        oids = frozenset("any_policy" if o == "2.5.29.32.0" else o for o in given)
+    if level is not None:
+        oids, explicit = frozenset(cp.level(n).policy_oid for n in range(level, 5)), True
+    if oids is None and not (explicit or mapping_inhibit or any_inhibit):
+        return None
+    return PKIXValidationParams(user_initial_policy_set=oids or frozenset({"any_policy"}),
+                                initial_explicit_policy=explicit, initial_policy_mapping_inhibit=mapping_inhibit,
+                                initial_any_policy_inhibit=any_inhibit)
 
 
 # ---- usage ------------------------------------------------------------------------------------
@@ -563,7 +672,8 @@ def translate_error(exc: Exception, certificate: CertificateInput, *, at: dateti
                     level: int | None = None, revocation: str = "soft-fail",
                     trust_roots: Iterable[CertificateInput] | None = None,
                     intermediates: Iterable[CertificateInput] = (),
-                    policy: CertificatePolicy | None = None) -> CertificateValidationError:
+                    policy: CertificatePolicy | None = None,
+                    pkix_params: PKIXValidationParams | None = None) -> CertificateValidationError:
     """iranpki's error, with its message and data, for a pyhanko-certvalidator failure about
     ``certificate``: for callers that run pyHanko's validation themselves (signatures).
 
@@ -576,7 +686,7 @@ def translate_error(exc: Exception, certificate: CertificateInput, *, at: dateti
         roots = national_anchors() if trust_roots is None else _many(trust_roots, "a trust root")
         return _no_path(leaf, roots, _many(intermediates, "an intermediate certificate"), exc)
     if isinstance(exc, pv_errors.PathValidationError):
-        return _translate(exc, leaf, level, policy or load_policy(), moment, revocation)
+        return _translate(exc, leaf, level, policy or load_policy(), moment, revocation, pkix_params)
     return CertificateValidationError(f"{_describe(leaf)} does not validate: {exc}",
                                       certificate=leaf.public_bytes(Encoding.DER), subject=subject_text(leaf.subject))
 
@@ -597,7 +707,8 @@ def _path_length_culprit(path: ValidationPath) -> asn1_x509.Certificate | None:
 
 
 def _translate(exc: pv_errors.PathValidationError, leaf: x509.Certificate, level: int | None,
-               cp: CertificatePolicy, moment: datetime, mode: str) -> CertificateValidationError:
+               cp: CertificatePolicy, moment: datetime, mode: str,
+               params: PKIXValidationParams | None = None) -> CertificateValidationError:
     culprit = _culprit(exc)
     bad = x509.load_der_x509_certificate(culprit.dump()) if culprit is not None else leaf
     who = _describe(bad)
@@ -668,6 +779,17 @@ def _translate(exc: pv_errors.PathValidationError, leaf: x509.Certificate, level
             f"level {level} needs {want.policy_oid} ({want.name}) or a higher level's policy on every "
             "certificate of the path. Use a certificate from a CA of that level, or ask for a lower level",
             level=level, policies=tuple(held), **data)
+    if params is not None and "set of policies" in text:
+        held = _cert_policies(leaf)
+        wanted = sorted("2.5.29.32.0 (any policy)" if o == "any_policy" else o for o in params.user_initial_policy_set)
+        asked = "; ".join(x for x in (
+            f"acceptable policies {', '.join(wanted)}", "explicit policy" if params.initial_explicit_policy else "",
+            "policy mapping inhibited" if params.initial_policy_mapping_inhibit else "",
+            "anyPolicy inhibited" if params.initial_any_policy_inhibit else "") if x)
+        return PolicyNotAcceptableError(
+            f"the path of {_describe(leaf)} is not valid for the policies asked for ({asked}; RFC 5280 6.1.1): "
+            f"{_strip(text)}. It carries {', '.join(held) or 'no certificate policies'}. Accept its policies, or use "
+            "a certificate issued under one you accept", level=None, policies=tuple(held), **data)
     return InvalidPathError(f"the path of {_describe(leaf)} is not valid: {_strip(text)}", **data)
 
 
