@@ -250,15 +250,77 @@ def national_anchors() -> list[x509.Certificate]:
     return [x509.load_der_x509_certificate(d) for d in _shipped_anchors()]
 
 
+class KeylessCertificate:
+    """A certificate whose public key cryptography cannot load, but which is a certificate all the
+    same (RFC 5280 allows it, openssl reads it): a DSA key that inherits its parameters from its
+    issuer's (RFC 3279 2.3.2), say. It stands in for a ``cryptography.x509.Certificate``: its
+    names, serial number, validity and extensions are the certificate's (read through a copy
+    whose public key is replaced, never used for a signature), and ``public_bytes`` gives the
+    certificate's own bytes. Only ``public_key()`` cannot be had; path validation verifies its
+    signatures with pyhanko-certvalidator, which reads such keys."""
+
+    # A P-256 public key (the generator point), put in the copy in place of the unreadable one.
+    _PLACEHOLDER_SPKI = bytes.fromhex(
+        "3059301306072a8648ce3d020106082a8648ce3d03010703420004"
+        "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
+        "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
+
+    def __init__(self, der: bytes):
+        original = asn1_x509.Certificate.load(der)
+        original.native  # noqa: B018 - the whole certificate must parse, or it is not one
+        tbs = original["tbs_certificate"].copy()
+        tbs["subject_public_key_info"] = asn1_keys.PublicKeyInfo.load(self._PLACEHOLDER_SPKI)
+        copy = asn1_x509.Certificate({"tbs_certificate": tbs, "signature_algorithm": original["signature_algorithm"],
+                                      "signature_value": original["signature_value"]})
+        self._der = bytes(der)
+        self._copy = x509.load_der_x509_certificate(copy.dump())
+        self.key_algorithm = original.public_key.algorithm
+
+    def public_bytes(self, encoding: Encoding) -> bytes:
+        if encoding == Encoding.DER:
+            return self._der
+        return asn1_pem.armor("CERTIFICATE", self._der)
+
+    def public_key(self) -> object:
+        raise ValidationInputError(f"the {self.key_algorithm.upper()} public key of {subject_text(self.subject)!r} cannot "
+                                   "be loaded here (it inherits its parameters from its issuer's)")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._copy, name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KeylessCertificate) and other._der == self._der
+
+    def __hash__(self) -> int:
+        return hash(self._der)
+
+
+def _load_der(der: bytes) -> x509.Certificate:
+    """A certificate from DER: cryptography's, or a :class:`KeylessCertificate` when only its key
+    is what cryptography cannot load. ValueError when it is not a certificate at all."""
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as first:
+        try:
+            return KeylessCertificate(der)  # type: ignore[return-value]
+        except (ValueError, TypeError, KeyError):
+            raise first from None
+
+
 def load_certificates(data: bytes, what: str = "the input") -> list[x509.Certificate]:
-    """Every certificate in ``data``: one DER certificate, or one or more PEM blocks."""
+    """Every certificate in ``data``: one DER certificate, or one or more PEM blocks. A
+    certificate whose key cryptography cannot load comes as a :class:`KeylessCertificate`."""
     if len(data) > MAX_INPUT_BYTES:
         raise ValidationInputError(f"{what} is {len(data)} bytes; a certificate file is far smaller")
     try:
         if b"-----BEGIN" in data[:4096] or data.lstrip().startswith(b"-----"):
-            certs = x509.load_pem_x509_certificates(data)
+            ders = [der for kind, _, der in asn1_pem.unarmor(data, multiple=True) if kind in ("CERTIFICATE",
+                                                                                             "X509 CERTIFICATE")]
+            if not ders:
+                raise ValueError("no CERTIFICATE PEM block in it")
         else:
-            certs = [x509.load_der_x509_certificate(data)]
+            ders = [data]
+        certs = [_load_der(d) for d in ders]
     except ValueError as exc:
         raise ValidationInputError(
             f"{what} is not an X.509 certificate ({problem(exc)}); give a PEM or DER certificate "
@@ -287,10 +349,10 @@ def load_crls(data: bytes, what: str = "the CRL") -> list[bytes]:
 
 
 def _to_cryptography(cert: CertificateInput, what: str) -> x509.Certificate:
-    if isinstance(cert, x509.Certificate):
-        return cert
+    if isinstance(cert, (x509.Certificate, KeylessCertificate)):
+        return cert  # type: ignore[return-value]
     if isinstance(cert, asn1_x509.Certificate):
-        return x509.load_der_x509_certificate(cert.dump())
+        return _load_der(cert.dump())
     if isinstance(cert, (bytes, bytearray, memoryview)):
         certs = load_certificates(bytes(cert), what)
         if len(certs) != 1:
@@ -470,7 +532,7 @@ async def async_validate_certificate(cert: CertificateInput, *, purpose: str | N
         except (pv_errors.PathError, pv_errors.ValidationError) as exc:
             raise translate_error(exc, leaf, at=context.moment, level=level, revocation=revocation,
                                   trust_roots=roots, intermediates=others, policy=cp, pkix_params=params) from None
-        chain = tuple(x509.load_der_x509_certificate(c.dump()) for c in path.iter_certs(include_root=True))
+        chain = tuple(_load_der(c.dump()) for c in path.iter_certs(include_root=True))
         _check_usage(leaf, use, chain)
         policies = _qualified(path)
         checks = _revocation_sources(path, context, fetchers, ocsp_ders)
@@ -627,7 +689,7 @@ def _cert_policies(cert: x509.Certificate) -> list[str]:
 
 def _describe(cert: x509.Certificate | asn1_x509.Certificate, ca: bool | None = None) -> str:
     if isinstance(cert, asn1_x509.Certificate):
-        cert = x509.load_der_x509_certificate(cert.dump())
+        cert = _load_der(cert.dump())
     if ca is None:
         try:
             ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -710,9 +772,9 @@ def _translate(exc: pv_errors.PathValidationError, leaf: x509.Certificate, level
                cp: CertificatePolicy, moment: datetime, mode: str,
                params: PKIXValidationParams | None = None) -> CertificateValidationError:
     culprit = _culprit(exc)
-    bad = x509.load_der_x509_certificate(culprit.dump()) if culprit is not None else leaf
+    bad = _load_der(culprit.dump()) if culprit is not None else leaf
     who = _describe(bad)
-    path = tuple(subject_text(x509.load_der_x509_certificate(c.dump()).subject)
+    path = tuple(subject_text(_load_der(c.dump()).subject)
                  for c in exc.original_path.iter_certs(include_root=True) if isinstance(c, asn1_x509.Certificate))
     data = {"certificate": bad.public_bytes(Encoding.DER), "subject": subject_text(bad.subject), "path": path}
     text = str(exc)
@@ -857,7 +919,7 @@ def _revocation_sources(path: ValidationPath, context: ValidationContext, fetche
     for cert in path.iter_certs(include_root=False):
         if not isinstance(cert, asn1_x509.Certificate):
             continue
-        subject = subject_text(x509.load_der_x509_certificate(cert.dump()).subject)
+        subject = subject_text(_load_der(cert.dump()).subject)
         if cert.ocsp_no_check_value is not None:
             out.append(RevocationCheck(subject, None, "not checked: id-pkix-ocsp-nocheck (RFC 6960 4.2.2.2.1)"))
             continue
