@@ -388,3 +388,102 @@ def test_example_cps_states_every_claim_within_the_cp(level: int) -> None:
     assert {c.name for c in claims} == set(CLAIM_NAMES)
     assert {c.kind for c in claims if c.name == "validity_days"} == set(CP.level(level).max_validity_days)
     assert check_claims(claims, CP, level) == []
+
+
+# --- issue 13 item 6: what real CPS documents do (short excerpts written for the test) ----------
+
+REFERRING = """\
+# Example CA Certification Practice Statement
+
+### 4.9.7 CRL issuance frequency
+
+CRLs are issued as described in Section 7.2.
+
+### 6.3.2 Certificate operational periods and key pair usage periods
+
+See Section 7.1 for the validity periods.
+
+## 7.1 Certificate profile
+
+| Certificate | Maximum validity |
+|---|---|
+| Subordinate CAs | 8 years |
+| TLS server certificates | 199 days |
+
+Keys: ECDSA P- 256 and P -384.
+
+### 7.1.6 Certificate policy object identifier
+
+The policy identifiers are listed in Section 7.1.
+
+## 7.2 CRL profile
+
+A complete CRL has a nextUpdate at most 7 days after its thisUpdate.
+"""
+
+
+def test_values_in_section_7_are_read_where_4_9_7_and_6_3_2_refer_there() -> None:
+    got, _ = claims_of(REFERRING, 2)
+    assert got[("crl_next_update_hours", None)] == 168
+    # "Subordinate CAs": a plural kind name is the CA certificate.
+    assert got[("validity_days", "intermediate")] == 8 * 365 and got[("validity_days", "ssl-server")] == 199
+    # A section's own statement still wins over the one it refers to.
+    own = REFERRING.replace("CRLs are issued as described in Section 7.2.",
+                            "A complete CRL's nextUpdate is at most 4 days after thisUpdate; see also Section 7.2.")
+    assert claims_of(own, 2)[0][("crl_next_update_hours", None)] == 96
+
+
+def test_curve_names_with_spaces_are_read() -> None:
+    text = "## 6.1.5 Key sizes\n\nSubscriber keys are RSA of 2048 bits or ECDSA on P- 256 or P -384.\n"
+    assert claims_of(text, 2)[0][("ec_curves", None)] == ("P-256", "P-384")
+
+
+def test_when_an_investigation_begins_is_not_the_revocation_delay() -> None:
+    text = ("### 4.9.5 Time within which CA must process the revocation request\n\n"
+            "The CA begins investigating a certificate problem report within 72 hours of receiving it. "
+            "The CA revokes the certificate within 24 hours of a verified revocation request.\n")
+    assert claims_of(text, 2)[0][("revocation_processing_hours", None)] == 24
+    only = ("### 4.9.5 Time within which CA must process the revocation request\n\n"
+            "Within 72 hours of receiving a report, the CA begins its investigation.\n")
+    assert ("revocation_processing_hours", None) not in claims_of(only, 2)[0]
+
+
+def test_what_the_real_cps_trial_found_is_read() -> None:
+    """Issue 13 item 6, from trying real CPS documents (excerpts written for the test)."""
+    # A list item under a lead-in that says what it is about; curve names with typographic hyphens.
+    keys = ("## 6.1.5 Key sizes\n\nFor RSA key pairs, the CA SHALL ensure that:\n"
+            "- the modulus size, when encoded, is at least 2048 bits; and\n- the modulus size is divisible by 8.\n\n"
+            "For ECDSA key pairs:\n- the key is a point on the NIST P\u2010256 or P\u2010384 curve.\n")
+    got = claims_of(keys, 2)[0]
+    assert got[("rsa_min_bits", None)] == 2048 and got[("ec_curves", None)] == ("P-256", "P-384")
+    # "See paragraph 4.10.1", and lists of sections.
+    para = ("### 4.9.7 CRL issuance frequency\n\nSee paragraph 4.10.1.\n\n"
+            "### 4.10.1 Operational characteristics\n\nA complete CRL's nextUpdate is 5 days after its thisUpdate.\n")
+    assert claims_of(para, 2)[0][("crl_next_update_hours", None)] == 120
+    listed = para.replace("See paragraph 4.10.1.", "See sections 4.10 and 4.10.1.")
+    assert claims_of(listed, 2)[0][("crl_next_update_hours", None)] == 120
+    # A section of another document is not this one's.
+    other = para.replace("See paragraph 4.10.1.", "As required by Section 4.10.1 of the Baseline Requirements.")
+    assert ("crl_next_update_hours", None) not in claims_of(other, 2)[0]
+    # A reference up ("§4.9" from 4.9.5) reads that section's own text, not its other parts.
+    up = ("## 4.9 Certificate revocation and suspension\n\nThis section covers revocation.\n\n"
+          "### 4.9.1 Circumstances for revocation\n\nThe CA revokes within 5 days if a reason applies.\n\n"
+          "### 4.9.5 Time within which CA must process the revocation request\n\nThe provisions of §4.9. 5 of "
+          "the [SMBR] apply.\n")
+    assert ("revocation_processing_hours", None) not in claims_of(up, 2)[0]
+    # Profile tables under un-numbered headings: the heading names the kind.
+    profiles = ("### 6.3.2 Certificate operational periods\n\nSee [Section 7.1](#71-certificate-profile).\n\n"
+                "## 7.1 Certificate profile\n\n### Root CA Certificate Profile\n\n| Field | Description |\n|---|---|\n"
+                "| `validity` | At most 3660 days |\n\n### TLS Subordinate CA Certificate Profile\n\n"
+                "| Field | Description |\n|---|---|\n| `validity` | At most 1098 days |\n\n"
+                "### Subscriber Certificate Profile (TLS server)\n\n| Field | Description |\n|---|---|\n"
+                "| `validity` | At most 100 days |\n| `certificatePolicies` | Contains the policy OID 2.23.140.1.2.1 |\n\n"
+                "### 7.1.6 Certificate policy object identifier\n\nSee Section 7.1.\n")
+    got = claims_of(profiles, 2)[0]
+    assert got[("validity_days", "intermediate")] == 1098 and got[("validity_days", "ssl-server")] == 100
+    assert got[("policy_oids", None)] == ("2.23.140.1.2.1",)
+    # Raw HTML pasted into the Markdown is not read as sentences (its words once made a
+    # "signature" certificate of a profile table's 25 years).
+    html = ("### 6.3.2 Certificate operational periods\n\n<table><tr><td>Signature algorithm</td><td>sha256</td></tr>"
+            "<tr><td>Validity</td><td>25 years</td></tr></table>\n")
+    assert ("validity_days", "personal-signature") not in claims_of(html, 2)[0]

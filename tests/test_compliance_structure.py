@@ -277,3 +277,37 @@ def test_rendered_cp_values_equal_the_yaml() -> None:
             assert f"ecdsa-with-{h.upper()}" in per_level("7.1.3")[n]
     assert cp.status.tsa.policy_oid in doc.get("6.8").text
     assert cp.name in doc.get("1.2").text and cp.version in doc.get("1.2").text
+
+
+def test_sub_sections_below_an_added_refinement_are_refinements_too() -> None:
+    """Issue 13 item 6: 1.6.1 below 1.6 was INFO and its own 1.6.1.1 a WARNING; both refine 1.6."""
+    md = _doc(body=lambda h: _BODY + ("\n\n### 1.6.1 Definitions\n\nText.\n\n#### 1.6.1.1 Terms of this CPS\n\nText."
+                                      if h.number == "1.6" else ""))
+    findings = check_structure(parse_cps(md))
+    assert [(f.rule, f.place, f.severity) for f in findings] == [
+        ("CPS-STRUCT-EXTRA", "CPS 1.6.1", Severity.INFO), ("CPS-STRUCT-EXTRA", "CPS 1.6.1.1", Severity.INFO)]
+
+
+def test_no_stipulation_is_one_finding_not_two() -> None:
+    """Issue 13 item 6: a section that says only "No stipulation" where the reader looks for a
+    value was reported as CPS-STRUCT-NO-STIPULATION and again as CPS-CLAIM-UNREAD."""
+    from iranpki.compliance import check_document
+
+    md = _doc(body=lambda h: "No stipulation." if h.number == "4.9.7" else _BODY)
+    report = check_document(parse_cps(md), 2)
+    at = [f for f in report.findings if f.place == "CPS 4.9.7"]
+    assert [f.rule for f in at] == ["CPS-STRUCT-NO-STIPULATION"]
+    assert "value(s) the national CP limits are stated there" in at[0].message
+
+
+def test_cabf_titles_and_sections_are_not_retitlings() -> None:
+    """Issue 13 item 6: a CPS following the CA/Browser Forum's requirements titles 3.2.2 as they do
+    and adds their 8.7 Self-Audits; "Refund policies" is the plural of "Refund policy"."""
+    titles = {"3.2.2": "Authentication of Organization and Domain Identity", "9.1.5": "Refund policies",
+              "4.7.5": "Conduct constituting acceptance of a re-key certificate",
+              "4.7.3": "Processing certificate re-key requests", "4.9": "CERTIFICATE SUSPENSION AND REVOCATION"}
+    md = _doc(title=lambda h: titles.get(h.number, h.title),
+              body=lambda h: _BODY + ("\n\n## 8.7 Self-Audits\n\nQuarterly." if h.number == "8.6" else ""))
+    findings = check_structure(parse_cps(md))
+    assert [(f.rule, f.place, f.severity) for f in findings] == [("CPS-STRUCT-EXTRA", "CPS 8.7", Severity.INFO)]
+    assert "CA/Browser Forum" in findings[0].message

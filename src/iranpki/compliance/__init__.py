@@ -83,14 +83,18 @@ def _order(findings: list[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (stages.index(f.stage), f.severity.rank))
 
 
+_FOLDING = ("CPS-STRUCT-MISSING", "CPS-STRUCT-NO-STIPULATION")
+
+
 def _fold_missing(structure: list[Finding], unread: list[Finding]) -> list[Finding]:
-    """A missing section is one finding: the values the claim reader could not read there
-    (CPS-CLAIM-UNREAD) are counted in the CPS-STRUCT-MISSING finding instead of listed again."""
-    missing = {f.place for f in structure if f.rule == "CPS-STRUCT-MISSING"}
+    """A missing section, or one that says only "No stipulation", is one finding: the values the
+    claim reader could not read there (CPS-CLAIM-UNREAD) are counted in that finding instead of
+    listed again."""
+    missing = {f.place for f in structure if f.rule in _FOLDING}
     folded = [f for f in unread if f.place in missing]
     out = []
     for f in structure:
-        n = sum(1 for u in folded if u.place == f.place) if f.rule == "CPS-STRUCT-MISSING" else 0
+        n = sum(1 for u in folded if u.place == f.place) if f.rule in _FOLDING else 0
         if n:
             f = replace(f, message=f"{f.message}; {n} value(s) the national CP limits are stated there, so they "
                                    "cannot be compared")

@@ -28,6 +28,12 @@ How the reader decides (the rules a CPS author can rely on):
   that proves identity). Key storage is the *weakest* store named for the level, because the
   CP's ``keys.storage`` is the least protected store a level accepts; sentences about the CA's
   own keys ("CA", "root", "OCSP", "TSA" without "subscriber") are left out.
+- **References**: where a section states nothing readable and refers elsewhere ("see Section
+  7.2", "as described in section 7.1"), the sections it names are read, after its own text
+  (real CPSs keep the CRL and certificate profiles in section 7 and point there from 4.9.7,
+  6.3.2 and 7.1.6). Kind names may be plural or short ("Subordinate CAs", "Sub-CA", "ICA").
+- **4.9.5**: a duration nearest to words about investigating, acknowledging or answering a
+  report says when the CA starts, not how soon it revokes, and is not read as the delay.
 - **Hashes** (7.1.3): SHA-1, SHA-224, SHA-256, SHA-384, SHA-512 and MD5 as written in algorithm
   names ("sha256WithRSAEncryption", "ecdsa-with-SHA384"); SHA-1 and MD5 in a sentence that
   negates them ("SHA-1 is not used") are not claims.
@@ -133,6 +139,7 @@ class _Piece:
     levels: frozenset[int] | None  # None: every level
     table: bool
     sentence: str  # the whole sentence (or row) the piece is part of, for context
+    caption: str = ""  # a table row's: the un-numbered heading above its table
 
 
 _NEGATION = re.compile(r"\b(?:not|never|no|nor|without|prohibited|forbidden|disallowed|refused|rejected|"
@@ -191,31 +198,47 @@ def _strip_markdown(line: str) -> str:
 
 def _paragraphs(text: str) -> list[str]:
     """Paragraphs and list items, their lines joined; table lines left out (they are read from
-    Section.tables)."""
+    Section.tables). A list item under a lead-in that ends with a colon carries the lead-in
+    ("For RSA key pairs, the CA ensures that: the modulus size is at least 2048 bits"), so that
+    what the item says is read with what it is about."""
     out: list[str] = []
     joining = False
+    lead = ""
+    item = False
     for line in text.splitlines():
         stripped = line.strip()
-        if not stripped or stripped.startswith(("|", "#")):
+        if not stripped or stripped.startswith(("|", "#", "<")):
+            # Tables are read from Section.tables; raw HTML (a <table> pasted from a word processor)
+            # is not read at all: its words, cell by cell, would be taken for sentences.
             joining = False
             continue
         starts_item = re.match(r"(?:[-*+]|\d+[.)])\s+", stripped) is not None
         if joining and not starts_item:
             out[-1] += " " + _strip_markdown(stripped)
+        elif starts_item:
+            out.append((lead + " " if lead else "") + _strip_markdown(stripped))
+            item = True
         else:
             out.append(_strip_markdown(stripped))
+            item = False
+        if not item:
+            lead = out[-1] if out[-1].rstrip().endswith(":") else ""
         joining = True
     return out
 
 
-def _pieces(doc: CpsDocument, numbers: Iterable[str]) -> list[_Piece]:
-    """Table rows first, then the clauses of every sentence, of the sections and their subsections."""
+def _pieces(doc: CpsDocument, numbers: Iterable[str], only: Iterable[str] = ()) -> list[_Piece]:
+    """Table rows first, then the clauses of every sentence, of the sections and their
+    subsections (of the sections in ``only``, their own text alone)."""
     rows: list[_Piece] = []
     sentences: list[_Piece] = []
-    for number in numbers:
-        for section in doc.subtree(number):
-            for table in section.tables:
-                rows.extend(_table_rows(table))
+    own_only = set(only)
+    for number in [*numbers, *own_only]:
+        for section in ([doc.get(number)] if number in own_only else doc.subtree(number)):
+            if section is None:
+                continue
+            for i, table in enumerate(section.tables):
+                rows.extend(_table_rows(table, section.captions[i] if i < len(section.captions) else ""))
             for paragraph in _paragraphs(section.text):
                 for sentence in re.split(r"(?<=[.;!?؛])\s+", paragraph):
                     if sentence.strip():
@@ -223,7 +246,7 @@ def _pieces(doc: CpsDocument, numbers: Iterable[str]) -> list[_Piece]:
     return rows + sentences
 
 
-def _table_rows(table: list[list[str]]) -> list[_Piece]:
+def _table_rows(table: list[list[str]], caption: str = "") -> list[_Piece]:
     if len(table) < 2:
         return []
     header = [h.strip() for h in table[0]]
@@ -237,7 +260,7 @@ def _table_rows(table: list[list[str]]) -> list[_Piece]:
         cells = [f"{header[i] if i < len(header) else ''}: {_strip_markdown(c.strip())}"
                  for i, c in enumerate(row) if i not in level_cols]
         text = " | ".join(cells)
-        out.append(_Piece(text, levels, True, text))
+        out.append(_Piece(text, levels, True, text, caption))
     return out
 
 
@@ -300,10 +323,29 @@ _KINDS: tuple[tuple[str, str | None], ...] = (
     (r"s/mime|\bsmime\b|e-?mail|پست الکترونیک|ایمیل", "smime"),
     (r"\bssl\b|\btls\b|\bserver\b|سرور", "ssl-server"),
     (r"\bseal\b|organi[sz]ation|مهر سازمانی", "organisational-seal"),
-    (r"\bca certificate|\bintermediate\b|\bsubordinate ca\b|\bissuing ca\b|گواهی مرکز|مرکز میانی", "intermediate"),
+    (r"\bca certificates?\b|\bintermediates?\b|\bsubordinate cas?\b|\bissuing cas?\b|\bsub-?cas?\b|\bicas?\b"
+     r"|\bsubordinate certification authorit(?:y|ies)\b|گواهی مرکز|مرکز میانی", "intermediate"),
     (r"\bpersonal\b|\bsignature\b|امضای دیجیتال", "personal-signature"),
 )
 _KIND_PATTERN = "|".join(f"(?:{p})" for p, _ in _KINDS) + "|" + "|".join(re.escape(k) for k in CERTIFICATE_KINDS)
+
+
+# A caption names its kind by these first: "Root CA Certificate Profile" is the root's, "TLS
+# Subordinate CA Certificate Profile" a CA certificate's, not a TLS server certificate's.
+_CAPTION_FIRST = (_KINDS[0], _KINDS[1],
+                  (r"\bsubordinate cas?\b|\bintermediates?\b|\bissuing cas?\b|\bsub-?cas?\b|\bicas?\b"
+                   r"|\bsubordinate certification authorit(?:y|ies)\b|\bcross-certified\b", "intermediate"))
+
+
+def _caption_kind(caption: str) -> str | None | bool:
+    """The kind a table caption (a profile's heading) names, None for the root's own, or False
+    when it names none."""
+    low = caption.lower()
+    for pattern, kind in _CAPTION_FIRST:
+        if re.search(pattern, low):
+            return kind
+    found = _kind_of(low)
+    return found if found is not None or re.search(_KIND_PATTERN, low) else False
 
 
 def _kind_of(words: str) -> str | None:
@@ -318,7 +360,9 @@ def _kind_of(words: str) -> str | None:
 
 _CURVES = {"p-256": "P-256", "p256": "P-256", "secp256r1": "P-256", "prime256v1": "P-256", "p-384": "P-384",
            "p384": "P-384", "secp384r1": "P-384", "p-521": "P-521", "p521": "P-521", "secp521r1": "P-521"}
-_CURVE = re.compile(r"\b(?:p-?(?:256|384|521)|secp(?:256|384|521)r1|prime256v1|brainpoolp\d+r1)\b", re.IGNORECASE)
+# "P-256", "P256", and as some documents space it, "P- 256" or "P -256".
+_CURVE = re.compile(r"\b(?:p(?:\s*[-‐‑–]\s*|[-‐‑–]?)(?:256|384|521)|secp(?:256|384|521)r1|prime256v1"
+                    r"|brainpoolp\d+r1)\b", re.IGNORECASE)
 _HASH = re.compile(r"(?<![a-z0-9])(?:sha-?(1|224|256|384|512)(?!\d)|(md5))", re.IGNORECASE)
 _WEAK_HASHES = ("sha1", "md5")
 _OID = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){2,}(?![\d.]*\d)")
@@ -368,6 +412,10 @@ _AUDIT_KEYWORDS = {r"\bevery\b|\bonce\b|interval|frequen|period|\bهر\b|\bcycle
 _RESPONDER_CERTIFICATE = re.compile(r"(?:responder|signer|signing|delegated)\W+(?:\w+\W+)?certificate|گواهی پاسخ",
                                     re.IGNORECASE)
 _RESPONSES = re.compile(r"\brespons(?:e|es)\b|پاسخ‌ها", re.IGNORECASE)
+# 4.9.5: a duration nearest to words about investigating a report, or acknowledging or
+# answering one, says when the CA starts or replies, not how soon it revokes.
+_REVOCATION_KEYWORDS = {r"revo[ck]|ابطال": "revoke",
+                        r"investigat|begin|commence|start|acknowledg|respond|reply|response|report|بررسی": "other"}
 _ANNUAL = re.compile(r"\bannual(?:ly)?\b|\byearly\b|once a year|سالانه", re.IGNORECASE)
 
 
@@ -378,11 +426,60 @@ class _Reader:
     policy: CertificatePolicy
 
     def tiers(self, name: str) -> list[list[_Piece]]:
-        return _tiers(_pieces(self.doc, CLAIM_NAMES[name]), self.level)
+        """The claim's own sections' pieces, strongest first; then, as weaker tiers read only when
+        those state nothing, the sections they refer to ("see section 7.2", "as 7.1 describes"):
+        real CPSs state CRL and certificate profiles in section 7 and point there from 4.9.7,
+        6.3.2 and 7.1.6."""
+        own = CLAIM_NAMES[name]
+        whole, above = _references(self.doc, own)
+        tiers = _tiers(_pieces(self.doc, own), self.level)
+        return tiers + _tiers(_pieces(self.doc, whole, above), self.level) if whole or above else tiers
 
     def claim(self, name: str, value: int | str | tuple[str, ...], piece: _Piece, kind: str | None = None) -> Claim:
         return Claim(name=name, value=value, section=CLAIM_NAMES[name][0], text=piece.text, kind=kind,
                      level=self.level if piece.levels is not None else None)
+
+
+# In a referred section (a whole certificate profile), only OIDs in a certificate-policies context.
+_POLICY_CONTEXT = re.compile(r"polic|سیاست", re.IGNORECASE)
+_SECTION_REFERENCE = re.compile(
+    r"(?:\bsections?|\bparagraphs?|\bclauses?|\bchapters?|§|\bsee|\bin|بخش|قسمت|بند)\s*\[?"
+    r"((?:[1-9])(?:\.\d{1,2}){1,3})\b((?:\]?(?:\([^)]*\))?\s*(?:,|and|or|و)\s*\[?(?:[1-9])(?:\.\d{1,2}){1,3}\b)*)",
+    re.IGNORECASE)
+_MORE_NUMBERS = re.compile(r"(?<![\d.])([1-9](?:\.\d{1,2}){1,3})\b")
+# "Section 4.9.7 of the Baseline Requirements", "sections 4.9.1.1 and 4.9.1.2 of RFC 5280": a
+# section of another document, not of this one ("of this CPS" is this one).
+_OTHER_DOCUMENT = re.compile(r"\]?(?:\([^)]*\))?\s*(?:(?:,|and|or)\s*\[?[\d.]+\]?(?:\([^)]*\))?\s*)*"
+                             r"of\s+(?:the\s+)?(?!this\b|these\b)\w", re.IGNORECASE)
+
+
+def _references(doc: CpsDocument, own: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The sections ``own`` refers to, to be read whole, and those above ``own`` it refers to, to
+    be read for their own text only: "See Section 7.1" from 7.1.6 means 7.1's profile tables,
+    while "§4.9" from 4.9.5 must not bring in every other part of 4.9. References to ``own``
+    itself or below it are its own text already."""
+    whole, above = [], []
+    for ref in _referred(doc, own):
+        if any(ref == o or ref.startswith(o + ".") for o in own):
+            continue
+        (above if any(o.startswith(ref + ".") for o in own) else whole).append(ref)
+    return whole, above
+
+
+def _referred(doc: CpsDocument, numbers: Iterable[str]) -> list[str]:
+    """The section numbers the text of ``numbers`` (and their subsections) refers to, that the
+    document has, in order of first mention."""
+    out: list[str] = []
+    for number in numbers:
+        for section in doc.subtree(number):
+            text = normalise_digits(section.text)
+            for m in _SECTION_REFERENCE.finditer(text):
+                if _OTHER_DOCUMENT.match(text, m.end()):
+                    continue
+                for ref in [m.group(1), *_MORE_NUMBERS.findall(m.group(2) or "")]:
+                    if ref not in out and doc.get(ref) is not None:
+                        out.append(ref)
+    return out
 
 
 def _validity(r: _Reader) -> list[Claim]:
@@ -393,6 +490,8 @@ def _validity(r: _Reader) -> list[Claim]:
                 # A row names one certificate: the first cell that names a kind.
                 first = next((c for c in piece.text.split(" | ") if _kind_of(c.split(":", 1)[-1])), "")
                 kinds = [(0, _kind_of(first.split(":", 1)[-1]))] if first else []
+                if not kinds and piece.caption and (named := _caption_kind(piece.caption)) is not False:
+                    kinds = [(0, named)]  # a profile table: its heading names the kind
             else:
                 kinds = [(m.start(), _kind_of(m.group()))
                          for m in re.finditer(_KIND_PATTERN, piece.text, re.IGNORECASE)]
@@ -433,7 +532,9 @@ def _keys(r: _Reader) -> list[Claim]:
         return out
 
     def curves(pieces: list[_Piece]) -> list[tuple[str, _Piece]]:
-        return [(_CURVES.get(m.group().lower(), m.group()), p) for p in pieces for m in _CURVE.finditer(p.text)]
+        return [(_CURVES.get(re.sub(r"[\s‐‑–]", lambda c: "" if c.group().isspace() else "-", m.group().lower()),
+                             m.group()), p)
+                for p in pieces for m in _CURVE.finditer(p.text)]
 
     claims = []
     if found := _first(r.tiers("rsa_min_bits"), bits):
@@ -469,7 +570,7 @@ def _durations_claims(r: _Reader) -> list[Claim]:
     specs: list[tuple[str, dict[str, str], str, bool, str, bool]] = [
         ("crl_next_update_hours", _CRL_KEYWORDS, "next_update", False, "hour", True),
         ("crl_publish_within_hours", _CRL_KEYWORDS, "publish", False, "hour", True),
-        ("revocation_processing_hours", {}, "", True, "hour", True),
+        ("revocation_processing_hours", _REVOCATION_KEYWORDS, "revoke", True, "hour", True),
         ("ocsp_validity_hours", _OCSP_KEYWORDS, "validity", True, "hour", True),
         ("audit_log_retention_years", {}, "", True, "year", False),
         ("archive_retention_years", {}, "", True, "year", False),
@@ -518,10 +619,15 @@ def _methods(r: _Reader) -> list[Claim]:
 
 
 def _policy_oids(r: _Reader) -> list[Claim]:
-    pieces = _pieces(r.doc, CLAIM_NAMES["policy_oids"])
     # Every OID the section lists counts, whatever level it is written against: the check asks
-    # whether the level's OID is among them.
-    oids = {m.group(): p for p in pieces for m in _OID.finditer(p.text)}
+    # whether the level's OID is among them. Where 7.1.6 lists none and refers elsewhere ("See
+    # Section 7.1"), the sections it names are read.
+    own = CLAIM_NAMES["policy_oids"]
+    oids = {m.group(): p for p in _pieces(r.doc, own) for m in _OID.finditer(p.text)}
+    if not oids:
+        whole, above = _references(r.doc, own)
+        oids = {m.group(): p for p in _pieces(r.doc, whole, above) for m in _OID.finditer(p.text)
+                if _POLICY_CONTEXT.search(p.text)}
     if not oids:
         return []
     return [r.claim("policy_oids", tuple(sorted(oids)), next(iter(oids.values())))]

@@ -92,10 +92,22 @@ def _is_delimiter_row(line: str) -> bool:
 
 def _tables(lines: list[str]) -> list[list[list[str]]]:
     """The GFM pipe tables among ``lines`` (the body of one section, outside code fences)."""
+    return _tables_and_captions(lines)[0]
+
+
+def _tables_and_captions(lines: list[str]) -> tuple[list[list[list[str]]], list[str]]:
+    """The GFM pipe tables among ``lines``, and for each the un-numbered heading that is the last
+    heading above it in the section ("" when none): real CPSs give one profile table per kind of
+    certificate under headings such as "### TLS Subordinate CA Certificate Profile"."""
     tables: list[list[list[str]]] = []
+    captions: list[str] = []
+    caption = ""
     i = 0
     while i + 1 < len(lines):
         head, delim = lines[i], lines[i + 1]
+        hm = _ATX.match(head)
+        if hm:
+            caption = _TAG.sub("", hm.group(2) or "").strip().strip("*_ ")
         if "|" in head and _is_delimiter_row(delim):
             header = split_table_row(head)
             # GFM 4.10: the delimiter row must have as many cells as the header row.
@@ -106,10 +118,11 @@ def _tables(lines: list[str]) -> list[list[list[str]]]:
                     rows.append(split_table_row(lines[j]))
                     j += 1
                 tables.append(rows)
+                captions.append(caption)
                 i = j
                 continue
         i += 1
-    return tables
+    return tables, captions
 
 
 def parse_cps(text: str, path: str = "<text>") -> CpsDocument:
@@ -149,9 +162,11 @@ def parse_cps(text: str, path: str = "<text>") -> CpsDocument:
                 found[-1][4].append("")
     if not found:
         raise ComplianceError(f"{path}: no numbered heading found; expected {_EXPECTED}")
-    sections = [Section(number=number, title=heading_title, text="\n".join(body).strip("\n"),
-                        tables=_tables(plain), line=idx + 1)
-                for number, heading_title, idx, body, plain in found]
+    sections = []
+    for number, heading_title, idx, body, plain in found:
+        tables, captions = _tables_and_captions(plain)
+        sections.append(Section(number=number, title=heading_title, text="\n".join(body).strip("\n"),
+                                tables=tables, line=idx + 1, captions=captions))
     return CpsDocument(path=path, title=title, sections=sections)
 
 

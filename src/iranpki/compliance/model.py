@@ -70,6 +70,8 @@ class Section:
     text: str  # the body under this heading, before its first sub-heading (tables included as written)
     tables: list[list[list[str]]] = field(default_factory=list)  # each table: rows of cell texts, header first
     line: int = 0  # 1-based line of the heading in the file
+    #: Per table, the un-numbered heading just above it ("### Root CA Certificate Profile"), or "".
+    captions: list[str] = field(default_factory=list)
 
     @property
     def depth(self) -> int:

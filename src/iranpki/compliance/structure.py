@@ -23,14 +23,17 @@ heading. :func:`check_structure` finds, one finding per problem, sorted by docum
   row) that holds them states no number with a unit. "Within 24 hours, and promptly after a key
   compromise" is precise; "CRLs are issued periodically." is not, even when another sentence of
   the section has a number, because that number may well be about something else.
-- CPS-STRUCT-TITLE (WARNING): a title that differs from RFC 3647 after normalising case,
-  punctuation, parenthetical qualifiers ("(if applicable)"), a plural "s", small words ("of",
-  "and", "the", ...), "organization/organisation", "on-line/online" and "enrollment/enrolment".
+- CPS-STRUCT-TITLE (WARNING): a title that differs from RFC 3647 after normalising case, word
+  order, punctuation, parenthetical qualifiers ("(if applicable)"), plurals, small words ("of",
+  "and", "the", ...), "organization/organisation", "on-line/online", "enrollment/enrolment" and
+  "re-keyed/re-keying/re-key"; the CA/Browser Forum's own titles of 3.2.2, 4.9.12, 7.1.2 and
+  7.2.2 are accepted too, and their 8.7 Self-Audits is an INFO extra.
   A title with no Latin letters (written in Persian) is not compared: a translation is not a
   retitling.
 - CPS-STRUCT-EXTRA: a numbered heading the outline does not have. INFO for a sub-section that
   refines an outline heading RFC 3647 does not divide further: 4.9.1.1 below 4.9.1, 1.6.1 below
-  1.6 (as the CA/Browser Forum requirements do), and anything deeper below those. WARNING for a
+  1.6 (as the CA/Browser Forum requirements do), and anything deeper below those (1.6.1.1 below
+  an added 1.6.1 too: each is judged by its nearest outline ancestor). WARNING for a
   number that departs from the outline: a new sibling (4.9.17, 4.13, 10) or a sub-section of one.
 """
 
@@ -92,6 +95,19 @@ def _describe(h: Heading) -> str:
     return f"{h.number} {h.title}"
 
 
+#: Titles the CA/Browser Forum's requirements give some RFC 3647 components (TLS BR, S/MIME BR,
+#: Code Signing BR); a CPS that follows them has not retitled the component.
+CABF_TITLES: dict[str, tuple[str, ...]] = {
+    "3.2.2": ("Authentication of organization and domain identity", "Authentication of organization identity and "
+              "domain control"),
+    "4.9.12": ("Special requirements related to key compromise",),
+    "7.1.2": ("Certificate content and extensions", "Certificate content and extensions; application of RFC 5280"),
+    "7.2.2": ("CRL and CRL entry extensions",),
+}
+#: Sections the CA/Browser Forum's requirements add to the RFC 3647 outline (TLS BR 8.7).
+CABF_SECTIONS: dict[str, str] = {"8.7": "Self-audits"}
+
+
 def normalise_title(title: str) -> str:
     """A title reduced to what RFC 3647 conformance cares about (see the module docstring)."""
     t = normalise_digits(title).lower()
@@ -105,10 +121,15 @@ def normalise_title(title: str) -> str:
     for w in t.split():
         if w in _STOP_WORDS:
             continue
-        if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        if len(w) > 4 and w.endswith("ies"):
+            w = w[:-3] + "y"  # policies: policy
+        elif len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
             w = w[:-1]
+        if w in ("rekeyed", "rekeying"):
+            w = "rekey"  # "re-key certificate", "re-keyed certificate", "re-keying requests": one thing
         words.append(w)
-    return " ".join(words)
+    # The same words in another order ("Certificate suspension and revocation") are the same title.
+    return " ".join(sorted(words))
 
 
 def _sentences(text: str) -> Iterable[str]:
@@ -266,7 +287,8 @@ def check_structure(doc: CpsDocument) -> list[Finding]:
                     f"{_shorten(sentence)!r}",
                     f"replace {vague!r} with a number and a unit (e.g. 'within 24 hours', 'every 7 days')",
                     f"national CP, section {s.number}: a period or size the CPS must state as a number"))
-        if s.title and normalise_title(s.title) and normalise_title(s.title) != normalise_title(h.title):
+        if s.title and normalise_title(s.title) and normalise_title(s.title) not in {
+                normalise_title(t) for t in (h.title, *CABF_TITLES.get(s.number, ()))}:
             add(s.line, _finding(
                 "CPS-STRUCT-TITLE", Severity.WARNING, s.number,
                 f"section {s.number} (line {s.line}) is titled {s.title!r}; RFC 3647 calls it {h.title!r}",
@@ -299,12 +321,21 @@ def _shorten(text: str, limit: int = 160) -> str:
 
 
 def _extra(s: Section, add: Callable[[float, Finding], None]) -> None:
+    if s.number in CABF_SECTIONS or any(s.number.startswith(n + ".") for n in CABF_SECTIONS):
+        top = s.number if s.number in CABF_SECTIONS else next(n for n in CABF_SECTIONS if s.number.startswith(n + "."))
+        add(s.line, _finding(
+            "CPS-STRUCT-EXTRA", Severity.INFO, s.number,
+            f"section {s.number} {s.title} (line {s.line}) is one the CA/Browser Forum's requirements add to "
+            f"the RFC 3647 outline ({top} {CABF_SECTIONS[top]})",
+            "nothing to do", "CA/Browser Forum TLS Baseline Requirements, section 8.7"))
+        return
     # A sub-section below an outline heading that RFC 3647 does not divide further (4.9.1.1 below
     # 4.9.1, 1.6.1 below 1.6) refines the outline; a new sibling (4.9.17, 4.13, 10) departs from it.
     parent = parent_number(s.number)
     known = heading(parent) if parent else None
+    # Up to the nearest outline heading: 1.6.1.1 below an added 1.6.1 refines 1.6 as 1.6.1 does.
     ancestor = parent
-    while known is None and ancestor is not None and s.depth > 4:
+    while known is None and ancestor is not None:
         ancestor = parent_number(ancestor)
         known = heading(ancestor) if ancestor else None
     if known is not None and not any(h.number.startswith(known.number + ".") for h in OUTLINE):
