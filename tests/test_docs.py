@@ -206,3 +206,19 @@ def test_the_developer_guide_snippet_runs(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert "-----BEGIN CERTIFICATE-----" in lines and re.fullmatch(r"[0-9a-f]{1,40}", lines[-2]), out.stdout
+
+
+def test_the_repository_cites_no_file_outside_it() -> None:
+    """Code, data and documents cite RFCs, public sources and docs/, never notes kept outside the
+    repository (issue 14): what a reader needs is in docs/architecture.md and docs/national-pki.md."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    outside = []
+    for name in tracked:
+        if name.endswith((".py", ".md", ".yaml", ".sh", ".toml")) and name != "tests/test_docs.py":
+            text = (root / name).read_text("utf-8", errors="replace")
+            outside += [f"{name}: {word}" for word in ("DESIGN.md", "STYLE.md", "DOMAIN.md") if word in text]
+    assert not outside, outside
+    assert (root / "docs" / "architecture.md").is_file() and (root / "docs" / "national-pki.md").is_file()

@@ -14,7 +14,7 @@ Implemented here:
   (on complete CRLs of a CA that publishes delta CRLs).
 
 Why the revoked list is encoded here and not by ``cryptography`` or ``asn1crypto``: at national
-scale (a million entries) the first is quadratic and the second takes minutes (DESIGN.md). The
+scale (a million entries) the first is quadratic and the second takes minutes (docs/architecture.md). The
 entries come from the store as plain tuples in one snapshot and are written straight into one
 buffer, with room left in front of it for the headers, whose lengths are known only at the end;
 nothing holds a Python object per entry. The tests read every CRL back with ``cryptography``,

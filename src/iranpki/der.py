@@ -2,7 +2,7 @@
 
 Components (names, extensions, public keys) are encoded by ``cryptography``; this module only
 wraps already-encoded parts into the outer structures (TBSCertificate, Certificate, and later
-the streamed CRL), where the general libraries are too slow at national scale (DESIGN.md).
+the streamed CRL), where the general libraries are too slow at national scale (docs/architecture.md, measured facts).
 Tests check every structure built here against ``cryptography``, ``asn1crypto`` and ``openssl``.
 """
 

@@ -3,7 +3,7 @@ message framing (Content-Length bodies, keep-alive, pipelining, ``Expect: 100-co
 on asyncio at the protocol level, and the processes that serve it. The library imports no HTTP
 framework, and this path must be short.
 
-Processes (scale is by processes: PKCS#11 login is per process, DESIGN.md)::
+Processes (scale is by processes: PKCS#11 login is per process, docs/architecture.md)::
 
     supervisor   binds the port, forks the children, restarts any that dies,
       |          stops them all on SIGTERM or SIGINT

@@ -5,7 +5,7 @@ Implemented here, each on a named standard:
 - PAdES (ETSI EN 319 142-1) baseline signatures B-B, B-T and B-LT over PDF (ISO 32000-2 12.8)
   through pyHanko, with the key behind :class:`iranpki.keys.Signer` (a PKCS#11 token or a
   software key): :class:`PyHankoSigner` adapts one to the other, so a token key goes through
-  the key layer and its per-module lock (DESIGN.md).
+  the key layer and its per-module lock (docs/architecture.md).
 - CMS SignedData (RFC 5652 section 5), detached or attached, with the ESS
   signing-certificate-v2 attribute (RFC 5035) and CMS algorithm protection (RFC 6211).
 - S/MIME 4.0 (RFC 8551): multipart/signed (RFC 1847; RFC 8551 section 3.5.3) and

@@ -3,7 +3,7 @@
 What is read, and from which RFC 3647 section, is :data:`CLAIM_NAMES`; the unit of each value
 is :data:`CLAIM_UNITS`. :func:`extract_claims` reads them for one assurance level;
 :func:`check_claims` compares them with the CP of that level. Both return findings, never raise
-for what a CPS says (STYLE.md 2).
+for what a CPS says (docs/architecture.md, conventions).
 
 How the reader decides (the rules a CPS author can rely on):
 

@@ -7,7 +7,7 @@
 - :class:`Finding`: one thing wrong (or worth a look), with a severity, a rule id, the place
   (a CPS section, or an artefact and field), the CP or CPS requirement it breaks and a fix.
 
-Findings are values, never exceptions (STYLE.md 2); :class:`iranpki.errors.ComplianceError` is
+Findings are values, never exceptions (docs/architecture.md, conventions); :class:`iranpki.errors.ComplianceError` is
 only for input the checker cannot read at all.
 """
 
@@ -31,7 +31,7 @@ class Severity(str, Enum):
 
 
 class Stage(str, Enum):
-    """The licensing stage of an intermediate CA (DOMAIN.md) where a finding is settled; the
+    """The licensing stage of an intermediate CA (docs/national-pki.md) where a finding is settled; the
     same groups serve the periodic compliance audit."""
 
     POLICIES = "policies"  # stage 1: the Root CA reviews the CPS against the CP

@@ -14,7 +14,7 @@ Each heading carries two judgements the structure checker (:mod:`.structure`) ac
 ``stipulation_required``
     "No stipulation" (or "Not applicable") is not an answer here: the national CP sets a
     requirement the CPS must meet and show, or the Root CA needs to know what the CA does before
-    it licenses it (DOMAIN.md, stage 1). The sections are:
+    it licenses it (docs/national-pki.md, stage 1). The sections are:
 
     - every section the claim reader (:mod:`.claims`) reads a value from: 1.2 (policy OIDs),
       3.2.3 (identity proofing), 4.9.5, 4.9.7, 4.9.8, 4.9.10 (revocation and status freshness),

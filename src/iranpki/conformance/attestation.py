@@ -21,7 +21,7 @@ format every party already verifies (``openssl cms -verify`` prints the document
 document is read by anything that reads JSON.
 
 Verification raises :class:`AttestationError` (with every problem listed) and returns a typed
-record when everything holds (STYLE.md 2).
+record when everything holds (docs/architecture.md, conventions).
 """
 
 from __future__ import annotations

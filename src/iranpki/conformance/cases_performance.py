@@ -9,12 +9,12 @@ Each case passes when
   default, or ``smartcard``); and
 * N sessions and N processes together do at least ``SCALING_FLOOR`` of one session's work: more
   clients must never mean fewer operations (an OCSP responder or a TSA scales by processes,
-  DESIGN.md). A device that serialises clients stays near 1; one that thrashes falls below.
+  docs/architecture.md). A device that serialises clients stays near 1; one that thrashes falls below.
 
 The bounds (``BOUNDS``) are floors a device of that class must clear to serve its role in the
 national PKI, not targets:
 
-* ``hsm``: an HSM signs for a CA, an OCSP responder or a TSA, where DESIGN.md measures
+* ``hsm``: an HSM signs for a CA, an OCSP responder or a TSA, where docs/architecture.md gives
   thousands of responses per second per core. A p50 of 20 ms for RSA-2048 (50 signatures/s in
   one session) and 10 ms for ECDSA P-256 is far below any HSM sold for that use (network HSMs
   add about 1-5 ms of round trip), so a device above them is broken or throttled. Larger keys
@@ -211,7 +211,7 @@ def _ecdsa_sign(curve: str, size: int) -> Callable[[Any], Callable[[], Any]]:
 
         _, priv = _ec(session, curve)
         digest = secrets.token_bytes(size)
-        # SoftHSM2 and others lack hash-and-sign ECDSA: the host hashes (DESIGN.md), so CKM_ECDSA.
+        # SoftHSM2 and others lack hash-and-sign ECDSA: the host hashes (docs/architecture.md), so CKM_ECDSA.
         return lambda: priv.sign(digest, mechanism=Mechanism.ECDSA)
     return build
 

@@ -10,7 +10,7 @@ A case says what happened by returning an :class:`Outcome` or by raising :class:
 (the device broke the clause), :class:`NotApplicable` (the device does not claim the mechanism
 or feature) or :class:`NotChecked` (the suite could not check it here: an SO PIN not given, no
 free slot). Any other exception is an ``error``: the suite broke, or the module crashed or hung.
-A skip is never a pass (STYLE.md 9).
+A skip is never a pass (docs/architecture.md, conventions).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ cases, reporting each case's start and outcome as one JSON line on a pipe. A wor
 (a segfault or abort in the module) or stays silent past the time limit is killed, its current
 case gets the verdict ``error``, and a new worker runs the rest of the batch. A fresh process
 rather than ``fork()``: a forked child would inherit a module state that PKCS#11 2.40 section
-6.7.7 says it must not use, and DESIGN.md records SoftHSM2 losing tokens that way.
+6.7.7 says it must not use, and SoftHSM2 lost tokens that way (docs/architecture.md).
 
 PINs travel to the worker on its stdin pipe, never in argv, the environment, logs or the report.
 """

@@ -1,6 +1,6 @@
 """PKCS#11 tokens and HSMs through python-pkcs11.
 
-Two facts shape this module (DESIGN.md, measured on SoftHSM2 2.6.1):
+Two facts shape this module (docs/architecture.md, measured on SoftHSM2 2.6.1):
 
 - python-pkcs11 passes NULL to C_Initialize, so a module may turn its own locking off, and the
   GIL is released around each call. Every call into one module therefore goes through one

@@ -2,7 +2,7 @@
 (transport) and 6 (caching headers), RFC 9112 message framing. The HTTP layer and the process
 supervision are in :mod:`iranpki.httpserve`, shared with the time-stamp authority.
 
-Processes (scale is by processes: PKCS#11 login is per process, DESIGN.md)::
+Processes (scale is by processes: PKCS#11 login is per process, docs/architecture.md)::
 
     supervisor   binds the port, forks the refresher and the workers, restarts any that dies,
       |          stops them all on SIGTERM or SIGINT
