@@ -728,7 +728,7 @@ def test_responder_certificate_is_renewed_before_it_expires(pki: Pki, delegated:
                 worker = Workspace.open(home_copy, clock=ws.clock).ocsp_service(
                     ["gica1"], responder_key="responder", renew_responders=False)
                 assert worker.responders["gica1"].certificate.serial == current.serial  # type: ignore[union-attr]
-                assert worker._authority is None
+                assert worker._issue_responder is None  # it cannot issue: no CA key
             service.close()
         finally:
             ws.close()

@@ -20,10 +20,9 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from urllib.parse import quote
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -32,8 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtensionOID
 
 from . import der
-from .der import problem
 from .clock import Clock, SystemClock, utc
+from .der import problem
 from .errors import (
     DuplicateError,
     IssuanceError,
@@ -44,13 +43,25 @@ from .errors import (
     Violation,
 )
 from .keycheck import check_public_key
-from .keys.base import KeySpec, SignatureScheme, Signer, key_spec_of, signature_valid
+from .keys.base import KeySpec, SignatureScheme, Signer, key_spec_of
 from .names import check_ca_name
 from .policy import CertificatePolicy, load_policy
 from .profiles import (
-    ATTRIBUTE_NAMES, EKUS, ExtendedKeyUsage, Profile, load_profile, name_der, subject_text, subject_text_of,
+    ATTRIBUTE_NAMES,
+    EKUS,
+    ExtendedKeyUsage,
+    Profile,
+    load_profile,
+    name_der,
+    subject_text,
+    subject_text_of,
 )
 from .store.base import AuditEvent, CaRecord, CertificateRecord, Reason, Store
+from .x509parts import (
+    IssuerFields,
+    encode_extension,
+    fill_url,
+)
 
 __all__ = [
     "MAX_CSR_BYTES",
@@ -59,12 +70,9 @@ __all__ = [
     "IssuedCertificate",
     "create_intermediate",
     "create_root",
-    "crl_url",
-    "encode_extension",
     "parse_subject",
     "request_from_csr",
     "revoke",
-    "verify_signature",
 ]
 
 #: A CSR larger than this is refused before it is parsed (a real one is under 4 KiB).
@@ -247,14 +255,6 @@ def _text(value: str | bytes) -> str:
 
 # ---- composing certificates -------------------------------------------------------------------
 
-def encode_extension(oid: x509.ObjectIdentifier, critical: bool, value: x509.ExtensionType) -> bytes:
-    """The DER Extension of ``value`` (encoded by cryptography), for the structures iranpki composes."""
-    # RFC 5280 4.1: Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue }.
-    # DER leaves a DEFAULT value out, so a non-critical extension carries no BOOLEAN at all.
-    return der.sequence(der.oid(oid.dotted_string), b"\x01\x01\xff" if critical else b"",
-                        der.octet_string(value.public_bytes()))
-
-
 def _key_usage(names: tuple[str, ...]) -> x509.KeyUsage:
     flags = {
         "digital_signature": "digitalSignature", "content_commitment": "nonRepudiation",
@@ -270,54 +270,7 @@ def _ski(public_key: PublicKeyTypes) -> x509.SubjectKeyIdentifier:
     return x509.SubjectKeyIdentifier.from_public_key(public_key)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class _Issuer:
-    """What a certificate takes from its issuer."""
-
-    name: str
-    name_der: bytes
-    ski: bytes | None
-    level: int | None
-    repository_url: str
-    ocsp_url: str
-    not_after: datetime | None
-    crl_shards: int = 1
-
-
-def _shard_text(shards: int, shard: int) -> str:
-    return f"-{shard}" if shards > 1 else ""
-
-
-def _fill(template: str | None, issuer: _Issuer, shard: int = 0) -> str | None:
-    if template is None:
-        return None
-    if issuer.crl_shards > 1 and "{shard}" not in template and "{ca}" in template and "crl" in template:
-        raise IssuanceError(
-            f"CA {issuer.name!r} partitions its CRL into {issuer.crl_shards} shards, but the URL template "
-            f"{template!r} has no {{shard}}; add {{shard}} so each certificate names its shard's CRL"
-        )
-    # A name made by iranpki is a slug (checked when the CA is created) and goes into the URL as it
-    # is; a record from an older version or edited by hand is percent-encoded, so that no '/',
-    # '..', '?', '#' or space can reach a certificate, and the CA can still issue and revoke.
-    url = template.format(repository=issuer.repository_url.rstrip("/"), ocsp=issuer.ocsp_url,
-                          ca=quote(issuer.name, safe=""),
-                          shard=_shard_text(issuer.crl_shards, shard))
-    return url or None
-
-
-#: Where a CA's CRLs are published, relative to its repository URL (the profiles' default template).
-CRL_TEMPLATE = "{repository}/crl/{ca}{shard}.crl"
-DELTA_CRL_TEMPLATE = "{repository}/crl/{ca}{shard}-delta.crl"
-
-
-def crl_url(record: CaRecord, shard: int | None = None, *, delta: bool = False) -> str:
-    """The URL of the CA's CRL (of ``shard``, or its delta CRL), as its certificates name it."""
-    issuer = _Issuer(record.name, b"", None, record.level, record.repository_url, record.ocsp_url, None,
-                     record.crl_shards)
-    return _fill(DELTA_CRL_TEMPLATE if delta else CRL_TEMPLATE, issuer, shard or 0) or ""
-
-
-def _profile_extensions(profile: Profile, issuer: _Issuer, spec: KeySpec, level: int | None,
+def _profile_extensions(profile: Profile, issuer: IssuerFields, spec: KeySpec, level: int | None,
                         policy: CertificatePolicy, shard: int = 0) -> list[bytes]:
     """The extensions every certificate of ``profile`` from ``issuer`` carries (SKI and SAN aside)."""
     out: list[bytes] = []
@@ -341,19 +294,19 @@ def _profile_extensions(profile: Profile, issuer: _Issuer, spec: KeySpec, level:
     if oids:
         out.append(encode_extension(ExtensionOID.CERTIFICATE_POLICIES, False, x509.CertificatePolicies(
             [x509.PolicyInformation(x509.ObjectIdentifier(o), None) for o in oids])))
-    crl = _fill(profile.urls.crl, issuer, shard)
+    crl = fill_url(profile.urls.crl, issuer, shard)
     if crl:
         out.append(encode_extension(ExtensionOID.CRL_DISTRIBUTION_POINTS, False, x509.CRLDistributionPoints(
             [x509.DistributionPoint([x509.UniformResourceIdentifier(crl)], None, None, None)])))
-    freshest = _fill(profile.urls.freshest_crl, issuer, shard)
+    freshest = fill_url(profile.urls.freshest_crl, issuer, shard)
     if freshest:
         out.append(encode_extension(ExtensionOID.FRESHEST_CRL, False, x509.FreshestCRL(
             [x509.DistributionPoint([x509.UniformResourceIdentifier(freshest)], None, None, None)])))
     aia = []
-    ocsp = _fill(profile.urls.ocsp, issuer)
+    ocsp = fill_url(profile.urls.ocsp, issuer)
     if ocsp:
         aia.append(x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp)))
-    ca_issuers = _fill(profile.urls.ca_issuers, issuer)
+    ca_issuers = fill_url(profile.urls.ca_issuers, issuer)
     if ca_issuers:
         aia.append(x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
                                           x509.UniformResourceIdentifier(ca_issuers)))
@@ -371,20 +324,12 @@ def _sans(dns: list[str], ips: list, emails: list[str]) -> x509.SubjectAlternati
     return x509.SubjectAlternativeName(names) if names else None
 
 
-def verify_signature(public_key: PublicKeyTypes, signature: bytes, data: bytes, scheme: SignatureScheme) -> None:
-    """Check a signature the CA key just made (certificates, CRLs, OCSP responses) before it is used."""
-    if not signature_valid(public_key, signature, data, scheme):
-        raise TokenError(
-            "the CA key produced a signature that does not verify: the token or HSM is faulty. "
-            "Nothing was issued; take the device out of service and report it to the lab")
-
-
 @lru_cache(maxsize=64)
 def _algorithm_identifier(scheme: SignatureScheme, spec: KeySpec) -> bytes:
     return scheme.algorithm_identifier(spec)
 
 
-def _compose(issuer: _Issuer, signer: Signer, scheme: SignatureScheme, serial: int,
+def _compose(issuer: IssuerFields, signer: Signer, scheme: SignatureScheme, serial: int,
              not_before: datetime, not_after: datetime, subject_der: bytes, spki_der: bytes,
              extensions: list[bytes]) -> bytes:
     alg = _algorithm_identifier(scheme, signer.key_spec)
@@ -398,8 +343,7 @@ def _compose(issuer: _Issuer, signer: Signer, scheme: SignatureScheme, serial: i
         spki_der,
         der.context(3, der.sequence(*extensions)),
     )
-    signature = signer.sign(tbs, scheme)
-    verify_signature(signer.public_key, signature, tbs, scheme)
+    signature = signer.sign_checked(tbs, scheme)
     return der.sequence(tbs, alg, der.bit_string(signature))
 
 
@@ -451,7 +395,7 @@ class CertificateAuthority:
             ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
         except x509.ExtensionNotFound:
             ski = _ski(self.certificate.public_key()).digest
-        self._issuer = _Issuer(record.name, self.certificate.subject.public_bytes(), ski, record.level,
+        self._issuer = IssuerFields(record.name, self.certificate.subject.public_bytes(), ski, record.level,
                                record.repository_url, record.ocsp_url, self.certificate.not_valid_after_utc,
                                record.crl_shards)
         # Keyed by the profile object (kept in the value, so its id is not reused): two profiles
@@ -674,7 +618,7 @@ def create_root(store: Store, signer: Signer, name: str, subject: list[tuple[str
         raise IssuanceError(f"RSA-PSS needs an RSA key; the key {signer.reference} is {spec}")
     subject_der = name_der(subj)
     ski = _ski(signer.public_key)
-    issuer = _Issuer(name, subject_der, ski.digest, None, repository_url, ocsp_url, None)
+    issuer = IssuerFields(name, subject_der, ski.digest, None, repository_url, ocsp_url, None)
     extensions = _profile_extensions(prof, issuer, spec, None, load_policy())
     extensions.append(encode_extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, ski))
     now = clock.now().replace(microsecond=0)

@@ -37,13 +37,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
 
 from . import der
-from .ca import encode_extension, verify_signature, crl_url
 from .clock import Clock, SystemClock
+from .der import generalized_time
 from .errors import CrlError
 from .keys.base import SignatureScheme, Signer
 from .names import inside
 from .policy import CertificatePolicy, load_policy
 from .store.base import AuditEvent, CaRecord, CrlRecord, Store
+from .x509parts import crl_url, encode_extension
 
 __all__ = ["CrlError", "GeneratedCrl", "encode_revoked", "generalized_time", "generate_crl", "generate_crls", "publish", "repository_path"]
 
@@ -67,21 +68,14 @@ class GeneratedCrl:
 
 #: ISO text to DER time digits in one C call: "-", ":" and "T" dropped, "+" (of "+00:00") made
 #: "Z", so ``YYYY-MM-DDTHH:MM:SS+00:00`` becomes ``YYYYMMDDHHMMSSZ0000``.
-_ISO_DIGITS = (bytes.maketrans(b"+", b"Z"), b"-:T")
 
 
 def _time(text: str) -> bytes:
     """ISO text (``YYYY-MM-DDTHH:MM:SS...``, UTC) to a DER Time (UTCTime to 2049, then Generalized)."""
-    digits = text.encode("ascii").translate(*_ISO_DIGITS)
+    digits = text.encode("ascii").translate(*der.ISO_DIGITS)
     if b"1950" <= digits < b"2050":
         return b"\x17\x0d" + digits[2:14] + b"Z"
     return b"\x18\x0f" + digits[:14] + b"Z"
-
-
-def generalized_time(text: str) -> bytes:
-    """ISO text (UTC) to a DER GeneralizedTime in whole seconds: invalidityDate (RFC 5280 5.3.2)
-    and the OCSP times (RFC 6960 4.2.2.1) always use it."""
-    return b"\x18\x0f" + text.encode("ascii").translate(*_ISO_DIGITS)[:14] + b"Z"
 
 
 def _entry_extensions(reason: int | None, invalidity: str | None) -> bytes:
@@ -111,7 +105,7 @@ def encode_revoked(rows: Iterable[tuple[str, str, int | None, str | None]], out:
     """
     n = 0
     fromhex = bytes.fromhex
-    iso = _ISO_DIGITS[0]
+    iso = der.ISO_DIGITS[0]
     heads, tails = _COMMON_HEADS, _COMMON_EXTS
     for serial_hex, revoked_at, reason, invalidity in rows:
         n += 1
@@ -241,8 +235,7 @@ def generate_crl(store: Store, ca: CaRecord, signer: Signer, out_dir: str | os.P
     buf[start:gap] = tbs_header + inner
     tbs = memoryview(buf)[start:]
 
-    signature = signer.sign(tbs, scheme)  # type: ignore[arg-type]
-    verify_signature(signer.public_key, signature, tbs, scheme)  # type: ignore[arg-type]
+    signature = signer.sign_checked(tbs, scheme)  # type: ignore[arg-type]
     tail = alg + der.bit_string(signature)
     outer_header = b"\x30" + der.length(len(tbs) + len(tail))
 

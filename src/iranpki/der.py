@@ -112,3 +112,14 @@ def problem(exc: BaseException) -> str:
         if parts:
             return f"{what}, in {'.'.join(parts)}"
     return what
+
+
+#: Turns ISO 8601 text (``YYYY-MM-DDTHH:MM:SS+00:00``) into the digits of a DER time, with
+#: ``bytes.translate``: the separators deleted, a "+" (of "+00:00") become the "Z".
+ISO_DIGITS = (bytes.maketrans(b"+", b"Z"), b"-:T")
+
+
+def generalized_time(text: str) -> bytes:
+    """ISO text (UTC) to a DER GeneralizedTime in whole seconds: invalidityDate (RFC 5280 5.3.2)
+    and the OCSP times (RFC 6960 4.2.2.1) always use it."""
+    return b"\x18\x0f" + text.encode("ascii").translate(*ISO_DIGITS)[:14] + b"Z"

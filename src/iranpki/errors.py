@@ -9,6 +9,7 @@ Catch :class:`IranPkiError` to catch them all; catch a subtree to handle one con
     │   ├── TokenNotFoundError      no token with the requested label
     │   ├── KeyNotFoundError        no key object / key file for a reference
     │   ├── PinError                PIN or passphrase missing, wrong or locked
+    │   ├── FaultySignatureError    a signature the key just made does not verify
     │   └── UnsupportedAlgorithmError
     ├── ProfileError                a profile file that does not load or validate
     │   └── UnknownProfileError
@@ -80,6 +81,7 @@ __all__ = [
     "StoreError",
     "TsaError",
     "TokenError",
+    "FaultySignatureError",
     "TokenNotFoundError",
     "UnknownProfileError",
     "UnsupportedAlgorithmError",
@@ -138,6 +140,11 @@ class TokenNotFoundError(TokenError):
 
 class KeyNotFoundError(TokenError):
     """No key matches a key reference."""
+
+
+class FaultySignatureError(TokenError):
+    """A signature the key just made does not verify with its public key: the device is faulty,
+    and nothing signed with it was used (``Signer.sign_checked``)."""
 
 
 class PinError(TokenError):

@@ -278,6 +278,12 @@ class Workspace:
             record = self.store.get_ca(name)
             return ca_mod.CertificateAuthority(record, key(record.key_reference, secret), self.store, clock=self.clock)
 
+        def issue_responder(name: str, subject: list[tuple[str, str]], public_key: object,
+                            days: int) -> object:
+            # The responder asks; the CA (opened here, with its key) issues the ocsp-signer certificate.
+            request = ca_mod.IssueRequest(subject=subject, public_key=public_key, validity_days=days)  # type: ignore[arg-type]
+            return authority(name).issue("ocsp-signer", request, actor="iranpki ocsp").record
+
         responders = []
         try:
             for record in records:
@@ -288,8 +294,8 @@ class Workspace:
                 signer = key(responder_key, responder_secret or secret)
                 if renew_responders:
                     authority(record.name)
-                    cert = ocsp.ensure_responder_certificate(self.store, record, signer,
-                                                             lambda name=record.name: authority(name), clock=self.clock)
+                    cert = ocsp.ensure_responder_certificate(self.store, record, signer, issue_responder,  # type: ignore[arg-type]
+                                                             clock=self.clock)
                 else:
                     cert = ocsp.find_responder_certificate(self.store, record.name, signer.public_key, self.clock.now())
                     if cert is None:
@@ -302,7 +308,7 @@ class Workspace:
                 signer.close()
             raise
         return ocsp.OcspService(self.store, responders, signing=signing, clock=self.clock,
-                                authority=authority if renew_responders else None)
+                                issue_responder=issue_responder if renew_responders else None)  # type: ignore[arg-type]
 
     def prepare_ocsp(self, cas: list[str], *, responder_key: str | None = None, everything: bool = False,
                      secret: SecretSource | None = None, responder_secret: SecretSource | None = None,

@@ -220,7 +220,7 @@ def _require_class_set(report: Report) -> None:
     report and passed; name each one that is not, with its verdict and why."""
     from .model import REGISTRY
     from .required import DEVICE_CLASSES, required_shortfall
-    from .runner import load_cases
+    from .registry import load_cases
 
     cls = report.settings.get("device_class")
     if cls not in DEVICE_CLASSES:

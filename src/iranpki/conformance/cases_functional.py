@@ -28,7 +28,7 @@ from pkcs11.mechanisms import CTRParams, GCMParams
 from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
 
 from .model import CaseFailed, NotApplicable, NotChecked, Outcome, case, passed
-from .runner import CKR, Context, ckr_name, ckr_of
+from .context import CKR, Context, ckr_name, ckr_of
 
 F = "functional"
 BASE = "PKCS#11 2.40 base"

@@ -31,7 +31,7 @@ from .cases_functional import (
 )
 from .cases_security import raw_set
 from .model import CaseFailed, Outcome, case, passed
-from .runner import Context
+from .context import Context
 
 F = "functional"
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import CaseFailed, Outcome, Verdict, case
-from .runner import Context
+from .context import Context
 
 __all__: list[str] = []
 

@@ -52,7 +52,7 @@ from .cases_functional import (
     ul,
 )
 from .model import CaseFailed, NotApplicable, NotChecked, Outcome, case, passed
-from .runner import CKR, Context, ckr_name
+from .context import CKR, Context, ckr_name
 
 S = "security"
 TOOKAN = "Tookan (CCS 2010)"

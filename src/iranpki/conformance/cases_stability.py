@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from .model import CaseFailed, Outcome, Verdict, case
-from .runner import CKR, Context, ckr_name
+from .context import CKR, Context, ckr_name
 
 __all__: list[str] = []
 

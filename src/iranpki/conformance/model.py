@@ -21,10 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # the context lives with the worker, which loads python-pkcs11
-    from .runner import Context
+from typing import Any
 
 __all__ = [
     "CATEGORIES",
@@ -96,7 +93,9 @@ class Case:
     clause: str
     title: str
     needs: tuple[str, ...]
-    run: Callable[[Context], Outcome]
+    # Takes the worker's iranpki.conformance.context.Context (which imports this module, so it is
+    # not named here: the model stays below the context in the import graph).
+    run: Callable[[Any], Outcome]
     # A case that logs out, closes every session or changes a PIN runs in a worker of its own,
     # so that it cannot disturb the cases batched after it.
     isolated: bool = False

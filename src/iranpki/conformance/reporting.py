@@ -272,7 +272,7 @@ def _required_section(data: Mapping[str, Any]) -> list[str]:
     (conformance.required): each required case that did not pass, with its verdict and why."""
     from .model import REGISTRY
     from .required import DEVICE_CLASSES, required_shortfall
-    from .runner import load_cases
+    from .registry import load_cases
 
     cls = (data.get("settings") or {}).get("device_class")
     if cls not in DEVICE_CLASSES:

@@ -6,7 +6,7 @@ key on a token, or a file path for an encrypted PKCS#8 software key.
 
 from __future__ import annotations
 
-from .base import KeySpec, SecretSource, SignatureScheme, Signer, key_spec_of
+from .base import PASSPHRASE_ENV, PIN_ENV, KeySpec, SecretSource, SignatureScheme, Signer, key_spec_of
 from .software import SoftwareSigner, generate_software_key, load_software_key
 
 __all__ = [
@@ -23,11 +23,6 @@ __all__ = [
     "load_software_key",
     "open_signer",
 ]
-
-#: The environment variable a software key's passphrase is read from by default.
-PASSPHRASE_ENV = "IRANPKI_KEY_PASSPHRASE"
-#: The environment variable a token's user PIN is read from by default (also iranpki.keys.pkcs11.PIN_ENV).
-PIN_ENV = "IRANPKI_PKCS11_PIN"
 
 
 def is_pkcs11(reference: str) -> bool:

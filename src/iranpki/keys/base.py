@@ -164,6 +164,12 @@ class SignatureScheme:
         return cls(hash_name, "pss" if pad == "pss" else "pkcs1v15")  # type: ignore[arg-type]
 
 
+#: The environment variable a software key's passphrase is read from by default.
+PASSPHRASE_ENV = "IRANPKI_KEY_PASSPHRASE"
+#: The environment variable a token's user PIN is read from by default.
+PIN_ENV = "IRANPKI_PKCS11_PIN"
+
+
 def signature_valid(public_key: PublicKeyTypes, signature: bytes, data: bytes, scheme: SignatureScheme) -> bool:
     """Whether ``signature`` over ``data`` verifies with ``public_key`` under ``scheme`` (RSA PKCS#1
     v1.5 or PSS, ECDSA): the check every signature a CA key makes passes before it is used."""
@@ -182,6 +188,17 @@ def signature_valid(public_key: PublicKeyTypes, signature: bytes, data: bytes, s
     except InvalidSignature:
         return False
     return True
+
+
+def verify_signature(public_key: PublicKeyTypes, signature: bytes, data: bytes, scheme: SignatureScheme) -> None:
+    """Check a signature a CA key just made (certificates, CRLs, OCSP responses, time stamps)
+    before it is used; FaultySignatureError (a TokenError) when it does not verify."""
+    if not signature_valid(public_key, signature, data, scheme):
+        from ..errors import FaultySignatureError
+
+        raise FaultySignatureError(
+            "the CA key produced a signature that does not verify: the token or HSM is faulty. "
+            "Nothing was issued; take the device out of service and report it to the lab")
 
 
 class Signer(ABC):
@@ -204,6 +221,14 @@ class Signer(ABC):
     @abstractmethod
     def sign(self, data: bytes, scheme: SignatureScheme) -> bytes:
         """Sign ``data`` (not a digest). ECDSA signatures come back DER-encoded (RFC 3279 2.2.3)."""
+
+    def sign_checked(self, data: bytes, scheme: SignatureScheme) -> bytes:
+        """Sign ``data``, then verify the signature with the public key before returning it: a
+        faulty token or HSM raises FaultySignatureError here, so no unverified signature leaves
+        iranpki."""
+        signature = self.sign(data, scheme)
+        verify_signature(self.public_key, signature, data, scheme)
+        return signature
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the signer holds (sessions, key material)."""

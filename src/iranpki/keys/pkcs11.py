@@ -35,8 +35,7 @@ from ..errors import (
     UnsupportedAlgorithmError,
 )
 from ..names import check_object_label, check_text, check_token_label
-from . import PIN_ENV as _PIN_ENV
-from .base import KeySpec, SecretSource, SignatureScheme, Signer
+from .base import PIN_ENV, KeySpec, SecretSource, SignatureScheme, Signer
 from .uri import Pkcs11Uri
 
 __all__ = [
@@ -55,7 +54,6 @@ __all__ = [
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 MODULE_ENV = "IRANPKI_PKCS11_MODULE"
-PIN_ENV = _PIN_ENV  # one name, defined in iranpki.keys
 
 _RSA_MECHS = {
     ("sha256", "pkcs1v15"): Mechanism.SHA256_RSA_PKCS,

@@ -52,10 +52,9 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .. import der
-from ..ca import CertificateAuthority, IssueRequest, verify_signature
 from ..clock import Clock, SystemClock
-from ..crl import generalized_time
-from ..errors import OcspError, TokenError
+from ..der import generalized_time
+from ..errors import FaultySignatureError, OcspError
 from ..keys.base import SignatureScheme, Signer
 from ..policy import CertificatePolicy, load_policy
 from ..store.base import CaRecord, CertificateRecord, OcspResponseRecord, Store
@@ -357,10 +356,9 @@ class Responder:
         if nonce is not None:
             exts = der.context(1, der.sequence(der.sequence(_NONCE, der.octet_string(der.octet_string(nonce)))))
         tbs = _wrap(b"\x30", self.responder_id + _gentime(produced_at) + _wrap(b"\x30", b"".join(singles)) + exts)
-        signature = self.signer.sign(tbs, self.scheme)
         try:
-            verify_signature(self.public_key, signature, tbs, self.scheme)
-        except TokenError:
+            signature = self.signer.sign_checked(tbs, self.scheme)
+        except FaultySignatureError:
             raise ResponderError(
                 f"the key {self.signer.reference} produced an OCSP signature that does not verify: the token or HSM "
                 "is faulty. The response was not sent; take the device out of service and report it to the lab"
@@ -424,13 +422,18 @@ def _responder_subject(ca: CaRecord) -> list[tuple[str, str]]:
     return [("C", "IR"), ("O", str(org[0].value) if org else ca.name), ("CN", f"{label[:49]} OCSP Responder")]
 
 
-def ensure_responder_certificate(store: Store, ca: CaRecord, key: Signer,
-                                 authority: Callable[[], CertificateAuthority], *,
-                                 policy: CertificatePolicy | None = None, clock: Clock | None = None,
-                                 actor: str = "iranpki ocsp") -> CertificateRecord:
+#: Issues a delegated responder certificate: ``(ca name, subject, public key, validity days)`` to
+#: the stored record of an ``ocsp-signer`` certificate the CA issued. The responder never holds the
+#: issuing engine; whoever wires it (the workspace) opens the CA only when it is called.
+IssueResponder = Callable[[str, list[tuple[str, str]], PublicKeyTypes, int], CertificateRecord]
+
+
+def ensure_responder_certificate(store: Store, ca: CaRecord, key: Signer, issue: IssueResponder, *,
+                                 policy: CertificatePolicy | None = None,
+                                 clock: Clock | None = None) -> CertificateRecord:
     """The delegated responder certificate of ``ca`` for ``key``: the current one, or a new one
-    (profile ``ocsp-signer``) when there is none or it expires within
-    ``status.ocsp.renew_responder_before_days``. ``authority`` opens the CA (its key) only then."""
+    (profile ``ocsp-signer``, through ``issue``) when there is none or it expires within
+    ``status.ocsp.renew_responder_before_days``."""
     policy = policy or load_policy()
     clock = clock or SystemClock()
     now = clock.now()
@@ -442,11 +445,10 @@ def ensure_responder_certificate(store: Store, ca: CaRecord, key: Signer,
     current = find_responder_certificate(store, ca.name, key.public_key, now)
     if current is not None and current.not_after - now > timedelta(days=rules.renew_responder_before_days):
         return current
-    issued = authority().issue("ocsp-signer", IssueRequest(subject=_responder_subject(ca), public_key=key.public_key,
-                                                           validity_days=rules.delegated_responder_days), actor=actor)
-    log.info("issued OCSP responder certificate %x for CA %s, valid until %s", issued.record.serial, ca.name,
-             issued.record.not_after.isoformat())
-    return issued.record
+    issued = issue(ca.name, _responder_subject(ca), key.public_key, rules.delegated_responder_days)
+    log.info("issued OCSP responder certificate %x for CA %s, valid until %s", issued.serial, ca.name,
+             issued.not_after.isoformat())
+    return issued
 
 
 # ---- the service ----------------------------------------------------------------------------------
@@ -503,7 +505,8 @@ class OcspService:
     ``signing`` is ``pre-produced`` (plain single-certificate requests are answered from the
     store's pre-produced responses; nonces and several certificates are signed for the request
     when the CP allows it) or ``on-demand`` (every response is signed for its request).
-    ``authority`` opens a CA by name; it is needed only to renew delegated responder certificates.
+    ``issue_responder`` issues a delegated responder certificate (:data:`IssueResponder`); it is
+    needed only to renew those.
 
     Serial numbers the CA never issued cannot be answered ahead, so each costs a live signature:
     at most ``unknown_per_second`` signatures per process answer a request that names one (one
@@ -519,7 +522,7 @@ class OcspService:
 
     def __init__(self, store: Store, responders: Iterable[Responder], *, signing: str = "pre-produced",
                  policy: CertificatePolicy | None = None, clock: Clock | None = None,
-                 authority: Callable[[str], CertificateAuthority] | None = None,
+                 issue_responder: IssueResponder | None = None,
                  unknown_per_second: float = UNKNOWN_SIGNATURES_PER_SECOND):
         if signing not in SIGNING_MODES:
             raise OcspError(f"signing mode {signing!r} is not offered; must be one of {', '.join(SIGNING_MODES)}")
@@ -527,7 +530,7 @@ class OcspService:
         self.signing = signing
         self.policy = policy or load_policy()
         self.clock = clock or SystemClock()
-        self._authority = authority
+        self._issue_responder = issue_responder
         self._rules = self.policy.status.ocsp
         self.responders: dict[str, Responder] = {}
         self._index: dict[tuple[str, bytes, bytes], Responder] = {}
@@ -720,12 +723,11 @@ class OcspService:
             if not r.delegated:
                 continue
             if renew:
-                if self._authority is None:
+                if self._issue_responder is None:
                     raise ResponderError(f"the responder certificate of CA {name!r} is due for renewal, and this "
                                          "responder cannot open the CA; start it with access to the CA key")
-                authority = self._authority
                 record: CertificateRecord | None = ensure_responder_certificate(
-                    self.store, r.ca, r.signer, lambda: authority(name), policy=self.policy, clock=self.clock)
+                    self.store, r.ca, r.signer, self._issue_responder, policy=self.policy, clock=self.clock)
             else:
                 record = find_responder_certificate(self.store, name, r.public_key, now)
             if record is None:

@@ -53,9 +53,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .. import der
-from ..ca import verify_signature
 from ..clock import Clock, SystemClock
-from ..errors import TokenError, TsaError
+from ..errors import FaultySignatureError, TsaError
 from ..keys.base import SignatureScheme, Signer
 from ..policy import TsaPolicy, load_policy
 from ..store.base import Store
@@ -418,10 +417,9 @@ class TimeStampAuthority:
         ))
         signed = b"".join(attrs)
         to_sign = der.tlv(0x31, signed)  # RFC 5652 5.4: signed as an explicit SET OF
-        signature = self.signer.sign(to_sign, ident.scheme)
         try:
-            verify_signature(self.public_key, signature, to_sign, ident.scheme)
-        except TokenError:
+            signature = self.signer.sign_checked(to_sign, ident.scheme)
+        except FaultySignatureError:
             raise TsaError(
                 f"the key {self.signer.reference} produced a time-stamp signature that does not verify: the token "
                 "or HSM is faulty. No token was sent; take the device out of service and report it to the lab"
