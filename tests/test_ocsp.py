@@ -44,14 +44,8 @@ from hypothesis import strategies as st
 from iranpki.ca import CertificateAuthority, IssueRequest, parse_subject
 from iranpki.clock import FixedClock
 from iranpki.keys import PASSPHRASE_ENV, KeySpec
-from iranpki.ocsp import (
-    MalformedRequestError,
-    OcspService,
-    _fast_cert_id,
-    _parse_full,
-    find_responder_certificate,
-    parse_request,
-)
+from iranpki.ocsp import MalformedRequestError, OcspService, find_responder_certificate, parse_request
+from iranpki.ocsp.codec import _fast_cert_id, _parse_full
 from iranpki.store import SqliteStore
 from iranpki.workspace import Workspace
 

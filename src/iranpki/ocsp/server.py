@@ -43,7 +43,15 @@ from typing import Any, ClassVar
 from urllib.parse import unquote_to_bytes
 
 from ..errors import IranPkiError, OcspError
-from ..httpserve import Child, HttpSettings, RememberedSecret, Site, bind, run_worker, supervise
+from ..httpserve import (
+    Child,
+    HttpSettings,
+    RememberedSecret,
+    Site,
+    bind,
+    run_worker,
+    supervise,
+)
 from . import OcspService, Reply
 
 __all__ = ["RememberedSecret", "ServerSettings", "serve"]
