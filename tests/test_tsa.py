@@ -37,10 +37,9 @@ from iranpki.clock import FixedClock
 from iranpki.errors import TsaError
 from iranpki.keys import PASSPHRASE_ENV, KeySpec
 from iranpki.policy import load_policy
+from iranpki.tsa.codec import _asn1_fields, _fast_fields
 from iranpki.tsa import (
     FailureInfo,
-    _asn1_fields,
-    _fast_fields,
     RejectedRequestError,
     check_reply,
     check_tsa_certificate,
