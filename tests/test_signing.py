@@ -375,7 +375,7 @@ def test_pe_signed_by_osslsigncode(pki: dict, monkeypatch: pytest.MonkeyPatch) -
         seen.append(list(cmd))
         return real_run(cmd, *a, **kw)
 
-    monkeypatch.setattr(signing.subprocess, "run", spy)
+    monkeypatch.setattr(subprocess, "run", spy)  # the module osslsigncode is run through
     signing.sign_pe(base / "app.exe", base / "app-signed.exe", key_file=key_path, certificate=cert, chain=pki["chain"],
                     passphrase=SecretSource(prompt=lambda _: passphrase), description="Example app")
     monkeypatch.undo()
