@@ -105,7 +105,7 @@ def build(folder: Path, store_dir: Path, n: int) -> list[tuple[str, list[str]]]:
     from iranpki.keys import SoftwareSigner
     from iranpki.ocsp import Responder, single_response
     from iranpki.policy import load_policy
-    from iranpki.store import Reason, SqliteStore
+    from iranpki.store import Reason, open_store
     from tests.samples import KEYS, SUBJECTS, request
 
     def new_key(kind: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
@@ -121,7 +121,7 @@ def build(folder: Path, store_dir: Path, n: int) -> list[tuple[str, list[str]]]:
     # tests/test_compliance_artefacts.py does); the check runs under the real CP.
     software_cp = cp.model_copy(update={"levels": tuple(
         lv.model_copy(update={"keys": lv.keys.model_copy(update={"storage": "software"})}) for lv in cp.levels)})
-    store = SqliteStore(str(store_dir / "store.sqlite3"), clock, create=True)
+    store = open_store(store_dir / "store.sqlite3", clock=clock, create=True)
     tools: list[tuple[str, list[str]]] = []
     try:
         root = create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP384R1())), "root",

@@ -95,11 +95,11 @@ def make_ca(work: Path, key: str) -> tuple[str, str]:
     intermediate's key and certificate as PEM files for openssl. Returns (store path, hash)."""
     from iranpki.ca import create_intermediate, create_root, parse_subject
     from iranpki.keys import SignatureScheme, SoftwareSigner
-    from iranpki.store import SqliteStore
+    from iranpki.store import open_store
 
     private = rsa.generate_private_key(65537, 2048) if key == "rsa2048" else ec.generate_private_key(ec.SECP256R1())
     store_path = str(work / "store.sqlite3")
-    store = SqliteStore(store_path, create=True)
+    store = open_store(store_path, create=True)
     try:
         root = create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP384R1())), "root",
                            parse_subject("C=IR,O=Bench,CN=Bench Root"), repository_url="http://repo.bench.ir")
@@ -249,9 +249,9 @@ def ours_child(store_path: str, key_file: str, out_dir: str) -> None:
     """In the measured child: generate the CRL, print its path and the time inside generate_crl."""
     from iranpki.crl import generate_crl
     from iranpki.keys import SoftwareSigner
-    from iranpki.store import SqliteStore
+    from iranpki.store import open_store
 
-    store = SqliteStore(store_path)
+    store = open_store(store_path)
     ca = store.get_ca(CA_NAME)
     signer = SoftwareSigner(serialization.load_pem_private_key(Path(key_file).read_bytes(), None))  # type: ignore[arg-type]
     start = time.perf_counter()

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from iranpki.ca import CertificateAuthority, IssueRequest, create_intermediate, create_root, parse_subject
 from iranpki.keys import KeySpec, SecretSource, SoftwareSigner
-from iranpki.store import SqliteStore
+from iranpki.store import open_store
 
 MESSAGE = secrets.token_bytes(600)  # about the size of a TBSCertificate
 BATCH = 100
@@ -67,7 +67,7 @@ def raw_signer(signer) -> Callable[[], int]:
 
 
 def make_ca(base: str, signer, name: str) -> CertificateAuthority:
-    store = SqliteStore(os.path.join(base, f"{name}.sqlite3"), create=True)
+    store = open_store(os.path.join(base, f"{name}.sqlite3"), create=True)
     root = create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP384R1())), "root",
                        parse_subject("C=IR,O=Bench,CN=Bench Root"), repository_url="http://repo.bench.ir")
     return create_intermediate(root, signer, name, 1, parse_subject(f"C=IR,O=Bench,CN=Bench {name}"),

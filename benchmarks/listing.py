@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from iranpki.ca import create_intermediate, create_root, parse_subject
 from iranpki.keys import SoftwareSigner
-from iranpki.store import SqliteStore
+from iranpki.store import Store, open_store
 
 CAS = ("gica-a", "gica-b", "gica-c")
 PROFILES = ("ssl-server", "personal-signature", "smime")
@@ -50,7 +50,7 @@ def make_store(folder: Path, n: int) -> Path:
     (folder / "iranpki.yaml").write_text("store: iranpki.sqlite3\nkeys_dir: keys\nrepository_url: http://repo.bench.ir\n")
     (folder / "keys").mkdir(mode=0o700)
     path = folder / "iranpki.sqlite3"
-    store = SqliteStore(str(path), create=True)
+    store = open_store(str(path), create=True)
     root = create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP384R1())), "root",
                        parse_subject("C=IR,O=Bench,CN=Bench Root"), repository_url="http://repo.bench.ir")
     for name in CAS:
@@ -97,7 +97,7 @@ def timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - t) * 1000
 
 
-def cases(store: SqliteStore) -> dict[str, Callable[[], object]]:
+def cases(store: Store) -> dict[str, Callable[[], object]]:
     def tenth_page() -> None:
         after = None
         for _ in range(10):
@@ -127,7 +127,7 @@ def main() -> None:
         small, large = make_store(work / "small", args.small), make_store(work / "large", args.entries)
         print(f"listing benchmark: {args.small:,} against {args.entries:,} certificates "
               f"(seeded in {time.perf_counter() - t:.0f} s), {args.rounds} rounds, medians in ms")
-        stores = {"small": SqliteStore(str(small / "iranpki.sqlite3")), "large": SqliteStore(str(large / "iranpki.sqlite3"))}
+        stores = {"small": open_store(str(small / "iranpki.sqlite3")), "large": open_store(str(large / "iranpki.sqlite3"))}
         runs = {k: cases(s) for k, s in stores.items()}
         iranpki = str(Path(sys.executable).parent / "iranpki")
         results: dict[str, dict[str, list[float]]] = {k: {} for k in stores}

@@ -14,13 +14,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from iranpki import crl
 from iranpki.ca import CertificateAuthority, IssueRequest, create_intermediate, create_root, parse_subject
 from iranpki.keys import SoftwareSigner
-from iranpki.store import SqliteStore
+from iranpki.store import Store, open_store
 
 
 @dataclass
 class ThrowawayPki:
     folder: Path
-    store: SqliteStore
+    store: Store
     root: CertificateAuthority
     ca: CertificateAuthority
 
@@ -62,7 +62,7 @@ class ThrowawayPki:
 
 def throwaway_pki() -> ThrowawayPki:
     folder = Path(tempfile.mkdtemp(prefix="iranpki-example-"))
-    store = SqliteStore(str(folder / "store.sqlite3"), create=True)
+    store = open_store(str(folder / "store.sqlite3"), create=True)
     root = create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP384R1())), "root",
                        parse_subject("C=IR,O=I.R.Government,OU=Root CA,CN=Example Root"),
                        repository_url="http://repository.example.ir")

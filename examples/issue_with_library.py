@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from iranpki.ca import IssueRequest, create_intermediate, create_root, parse_subject
 from iranpki.errors import ProfileViolationError
 from iranpki.keys import SoftwareSigner
-from iranpki.store import SqliteStore
+from iranpki.store import open_store
 
-store = SqliteStore(tempfile.mkdtemp() + "/store.sqlite3", create=True)
+store = open_store(tempfile.mkdtemp() + "/store.sqlite3", create=True)
 root = create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP384R1())), "root",
                    parse_subject("C=IR,O=I.R.Government,OU=Root CA,CN=Example Root"),
                    repository_url="http://repository.example.ir")

@@ -277,3 +277,28 @@ def test_a_read_only_store_file_opens_read_only_and_nothing_is_half_done(tmp_pat
         assert not (tmp_path / "ws" / "keys" / "k.pem").exists()
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_stores_open_through_one_factory(tmp_path) -> None:
+    """Issue 14 item 4: the workspace, the benchmarks and the examples open stores by location
+    through iranpki.store.open_store; a location no backend serves is refused by name."""
+    import pytest
+
+    from iranpki.errors import ConfigError
+    from iranpki.store import SqliteStore, open_store
+
+    plain = open_store(tmp_path / "a.sqlite3", create=True)
+    url = open_store(f"sqlite:///{tmp_path}/b.sqlite3", create=True)
+    assert isinstance(plain, SqliteStore) and isinstance(url, SqliteStore) and url.path == f"{tmp_path}/b.sqlite3"
+    plain.close()
+    url.close()
+    with pytest.raises(ConfigError, match=r"names the scheme 'postgresql', which no store backend serves; give one "
+                                          r"of: sqlite:// or a file path"):
+        open_store("postgresql://db.example.ir/iranpki")
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    direct = subprocess.run(["grep", "-rln", r"SqliteStore(", "src/iranpki/workspace.py", "benchmarks", "examples"],
+                            cwd=root, capture_output=True, text=True).stdout.split()
+    assert direct == [], direct

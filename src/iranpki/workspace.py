@@ -28,7 +28,7 @@ from .der import problem
 from .errors import ConfigError, NotFoundError, RequestError
 from .keys import PASSPHRASE_ENV, KeySpec, SecretSource, SignatureScheme, Signer, generate_software_key, is_pkcs11, open_signer
 from .names import check_file_label, check_text, inside
-from .store import AuditEvent, CertificateRecord, KeyRecord, SqliteStore
+from .store import AuditEvent, CertificateRecord, KeyRecord, Store, open_store
 
 if TYPE_CHECKING:
     from . import ocsp, tsa, validation
@@ -55,7 +55,7 @@ class Workspace:
     home: Path
     config: WorkspaceConfig
     clock: Clock
-    _store: SqliteStore | None = None
+    _store: Store | None = None
 
     # ---- opening ----------------------------------------------------------------------------
 
@@ -76,7 +76,7 @@ class Workspace:
         text = yaml.safe_dump(config.model_dump(), sort_keys=False, allow_unicode=True)
         (path / CONFIG_NAME).write_text("# iranpki workspace settings\n" + text, encoding="utf-8")
         ws = cls(path, config, clock or SystemClock())
-        SqliteStore(str(ws.store_path), ws.clock, create=True).close()
+        open_store(ws.store_path, clock=ws.clock, create=True).close()
         return ws
 
     @classmethod
@@ -99,9 +99,9 @@ class Workspace:
         return self.home / self.config.store
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> Store:
         if self._store is None:
-            self._store = SqliteStore(str(self.store_path), self.clock)
+            self._store = open_store(self.store_path, clock=self.clock)
         return self._store
 
     def close(self) -> None:

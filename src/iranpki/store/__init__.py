@@ -1,4 +1,5 @@
-"""Certificate stores: the :class:`Store` interface and its SQLite backend."""
+"""Certificate stores: the :class:`Store` interface, its backends, and :func:`open_store`, the one
+way to open a store from a location (a workspace's ``store`` setting, a benchmark's file)."""
 
 from __future__ import annotations
 
@@ -16,5 +17,38 @@ from .base import (
 )
 from .sqlite import SqliteStore
 
-__all__ = ["AuditEvent", "CaRecord", "CertificateRecord", "CrlRecord", "KeyRecord", "OcspResponseRecord", "Reason",
-           "RevokedSnapshot", "SqliteStore", "Store", "serial_text"]
+__all__ = ["BACKENDS", "AuditEvent", "CaRecord", "CertificateRecord", "CrlRecord", "KeyRecord", "OcspResponseRecord",
+           "Reason", "RevokedSnapshot", "SqliteStore", "Store", "open_store", "serial_text"]
+
+import os  # noqa: E402 - below the re-exports, which are this module's API
+from collections.abc import Callable  # noqa: E402
+
+from ..clock import Clock  # noqa: E402
+from ..errors import ConfigError  # noqa: E402
+
+
+def _sqlite(location: str, clock: Clock | None, create: bool) -> Store:
+    return SqliteStore(location, clock, create=create)
+
+
+#: Store backends by the scheme of their location (``sqlite:///path``; a plain path is SQLite).
+#: A backend is a callable ``(location without the scheme, clock, create) -> Store``.
+BACKENDS: dict[str, Callable[[str, Clock | None, bool], Store]] = {"sqlite": _sqlite}
+
+
+def open_store(location: str | os.PathLike[str], *, clock: Clock | None = None, create: bool = False) -> Store:
+    """Open the store at ``location``: a file path (SQLite), or a URL as SQLAlchemy writes them,
+    ``sqlite:///relative/file`` or ``sqlite:////absolute/file``.
+    ``create`` makes a new store where there is none. A scheme no backend serves is a ConfigError
+    naming the schemes that are."""
+    text = os.fspath(location)
+    scheme, sep, rest = text.partition("://")
+    if not sep or os.sep in scheme or len(scheme) < 2:  # a plain path (C:\ is no scheme either)
+        scheme, rest = "sqlite", text
+    elif scheme == "sqlite":
+        rest = rest[1:] if rest.startswith("/") else rest  # sqlite:///abs/path -> /abs/path
+    backend = BACKENDS.get(scheme)
+    if backend is None:
+        raise ConfigError(f"store location {text!r} names the scheme {scheme!r}, which no store backend serves; "
+                          f"give one of: {', '.join(f'{s}://' for s in BACKENDS)} or a file path")
+    return backend(rest, clock, create)
