@@ -22,7 +22,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -415,10 +415,11 @@ class CertificateAuthority:
             self._templates[key] = kept
         return kept[1]
 
-    @property
+    @cached_property
     def extended_key_usages(self) -> frozenset[str] | None:
         """The extended key usages of this CA's certificate, by the profiles' names; None when it
-        has none (a root, or an intermediate made before CA purposes: it issues any profile)."""
+        has none (a root, or an intermediate made before CA purposes: it issues any profile).
+        Read once: every issuance checks the profile against them."""
         return certificate_usages(self.certificate)
 
     @property
