@@ -12,7 +12,7 @@ from iranpki.policy import load_policy
 from iranpki.profiles import subject_text
 from iranpki.store import CaRecord
 
-from .common import KeySecret, export_options, home_option, json_option, workspace, write_certificates
+from .common import key_secrets, export_options, home_option, json_option, workspace, write_certificates
 from .handling import HandledGroup
 from .render import emit_json, fields, iso, table, when
 
@@ -86,7 +86,7 @@ def create_root(home: str, name: str, key_ref: str, subject: str, validity_days:
     """
     ws = workspace(home)
     authority = ws.create_root(name, key_ref, subject, validity_days=validity_days, profile=profile_name,
-                               signature=signature, secret=KeySecret(passphrase_file), crl_shards=crl_shards)
+                               signature=signature, secret=key_secrets(passphrase_file), crl_shards=crl_shards)
     _show(authority.record, as_json)
 
 
@@ -124,8 +124,8 @@ def create_intermediate(home: str, name: str, parent: str, level: int, purpose: 
     """
     ws = workspace(home)
     authority = ws.create_intermediate(name, parent, level, key_ref, subject, validity_days=validity_days,
-                                       signature=signature, parent_secret=KeySecret(parent_passphrase_file),
-                                       secret=KeySecret(passphrase_file), crl_shards=crl_shards, purpose=purpose)
+                                       signature=signature, parent_secret=key_secrets(parent_passphrase_file),
+                                       secret=key_secrets(passphrase_file), crl_shards=crl_shards, purpose=purpose)
     _show(authority.record, as_json)
 
 

@@ -12,7 +12,7 @@ from iranpki.errors import RequestError
 from iranpki.store import CertificateRecord, Reason
 from iranpki.workspace import MAX_KEY_FILE
 
-from .common import KeySecret, export_options, home_option, json_option, workspace, write_certificates
+from .common import key_secrets, export_options, home_option, json_option, workspace, write_certificates
 from .handling import HandledGroup
 from .render import console, emit_json, fields, iso, table, when
 
@@ -80,7 +80,7 @@ def issue(home: str, ca_name: str, profile_name: str, csr: str | None, public_ke
     issued = ws.issue(ca_name, profile_name, csr=_read(csr) if csr else None,
                       public_key=_read(public_key) if public_key else None, subject=subject,
                       dns=list(dns), ips=list(ip), emails=list(email), validity_days=days,
-                      secret=KeySecret(passphrase_file))
+                      secret=key_secrets(passphrase_file))
     if out:
         with open(out, "wb") as f:
             f.write(issued.pem)

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from iranpki.keys import PASSPHRASE_ENV, PIN_ENV, SecretSource
+from iranpki.keys import PASSPHRASE_ENV, PIN_ENV, KeySecrets, SecretSource
 from iranpki.workspace import HOME_ENV, Workspace
 
 
@@ -38,16 +38,9 @@ def secret_source(passphrase_file: str | None = None) -> SecretSource:
     return SecretSource(env=PASSPHRASE_ENV, file=passphrase_file, prompt=_prompt, what="passphrase")
 
 
-class KeySecret(SecretSource):
-    """Chooses PIN or passphrase by the key reference it is asked for."""
-
-    def __init__(self, passphrase_file: str | None = None):
-        super().__init__()
-        self._pin = pin_source()
-        self._pass = secret_source(passphrase_file)
-
-    def get(self, for_what: str) -> str:
-        return (self._pin if for_what.startswith("token") else self._pass).get(for_what)
+def key_secrets(passphrase_file: str | None = None) -> KeySecrets:
+    """The PIN and the passphrase offered to open a key: its backend takes the kind it needs."""
+    return KeySecrets(pin=pin_source(), passphrase=secret_source(passphrase_file))
 
 
 def workspace(home: str) -> Workspace:

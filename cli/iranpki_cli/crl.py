@@ -6,7 +6,7 @@ import click
 
 from iranpki.store import CrlRecord
 
-from .common import KeySecret, home_option, json_option, workspace
+from .common import key_secrets, home_option, json_option, workspace
 from .handling import HandledGroup
 from .render import console, emit_json, iso, progress_counter, table, when
 
@@ -73,7 +73,7 @@ def generate(home: str, ca_name: str, delta: bool, shard: int | None, due: bool,
         if not as_json:
             console.print(f"the complete CRLs of {ca_name} are due: {why}", highlight=False)
     with progress_counter(f"CRL of {ca_name}: revoked entries") as progress:
-        done = workspace(home).generate_crls(ca_name, delta=delta, shard=shard, secret=KeySecret(passphrase_file),
+        done = workspace(home).generate_crls(ca_name, delta=delta, shard=shard, secret=key_secrets(passphrase_file),
                                              progress=progress)
     records = [g.record for g in done]
     if as_json:

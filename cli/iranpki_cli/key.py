@@ -6,7 +6,7 @@ import click
 
 from iranpki.keys import KeySpec
 
-from .common import KeySecret, home_option, json_option, pin_source, workspace
+from .common import key_secrets, home_option, json_option, pin_source, workspace
 from .handling import HandledGroup
 from .render import console, emit_json, table, when
 
@@ -46,13 +46,13 @@ def generate(home: str, algorithm: str, label: str, token: str | None, passphras
     spec = KeySpec.parse(algorithm)
     ws = workspace(home)
     signer = ws.generate_key(spec, label=label, token=token,
-                             secret=pin_source() if token else KeySecret(passphrase_file))
+                             secret=pin_source() if token else key_secrets(passphrase_file))
     public_pem = signer.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     if pubout:
         with open(pubout, "wb") as f:
             f.write(public_pem)
     if as_json:
-        emit_json({"reference": signer.reference, "algorithm": str(spec), "label": label,
+        emit_json({"reference": str(signer.reference), "algorithm": str(spec), "label": label,
                    "public_key": public_pem.decode("ascii")})
     else:
         console.print(f"generated {spec} key [bold]{label}[/]\nreference: {signer.reference}", highlight=False)

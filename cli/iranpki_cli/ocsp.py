@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .common import KeySecret, home_option, json_option, workspace
+from .common import key_secrets, home_option, json_option, workspace
 from .handling import HandledGroup
 from .render import console, emit_json, progress_counter
 
@@ -80,8 +80,8 @@ def serve(home: str, ca_names: tuple[str, ...], include_ca_certificate: bool, re
     """
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s iranpki-ocsp[%(process)d] %(levelname)s %(message)s")
-    secret = KeySecret(passphrase_file)
-    responder_secret = KeySecret(responder_passphrase_file) if responder_passphrase_file else None
+    secret = key_secrets(passphrase_file)
+    responder_secret = key_secrets(responder_passphrase_file) if responder_passphrase_file else None
 
     def ready(url: str) -> None:
         click.echo(f"listening on {url}", err=True)
@@ -110,8 +110,8 @@ def prepare(home: str, ca_names: tuple[str, ...], include_ca_certificate: bool, 
     """
     with progress_counter("OCSP responses signed") as progress:
         signed = workspace(home).prepare_ocsp(
-            list(ca_names), responder_key=responder_key, everything=everything, secret=KeySecret(passphrase_file),
-            responder_secret=KeySecret(responder_passphrase_file) if responder_passphrase_file else None,
+            list(ca_names), responder_key=responder_key, everything=everything, secret=key_secrets(passphrase_file),
+            responder_secret=key_secrets(responder_passphrase_file) if responder_passphrase_file else None,
             progress=progress, include_ca_certificate=include_ca_certificate)
     if as_json:
         emit_json({"cas": list(ca_names), "signed": signed})

@@ -12,7 +12,7 @@ from iranpki import signing
 from iranpki.keys import SignatureScheme, Signer, open_signer
 from iranpki.workspace import HOME_ENV, Workspace
 
-from .common import KeySecret, json_option, relying_party_roots
+from .common import key_secrets, json_option, relying_party_roots
 from .handling import HandledGroup
 from .render import emit_json, fields
 
@@ -59,8 +59,8 @@ def _key_options(func: F) -> F:
 def _open(key_ref: str, passphrase_file: str | None, home: str | None) -> Signer:
     """The key: through the workspace when there is one (its module, its key names), else as given."""
     if home is not None:
-        return Workspace.open(home).open_key(key_ref, KeySecret(passphrase_file))
-    return open_signer(key_ref, KeySecret(passphrase_file))
+        return Workspace.open(home).open_key(key_ref, key_secrets(passphrase_file))
+    return open_signer(key_ref, key_secrets(passphrase_file))
 
 
 def _chain(files: tuple[str, ...]) -> list[bytes]:
@@ -192,5 +192,5 @@ def pe(exe: str, out: str, key_file: str, cert_file: str, chain_files: tuple[str
     """
     cert = Path(cert_file).read_bytes()
     signing.sign_pe(exe, out, key_file=key_file, certificate=cert, chain=_chain(chain_files),
-                    passphrase=KeySecret(passphrase_file), description=description, url=url, timestamp_url=tsa_url)
+                    passphrase=key_secrets(passphrase_file), description=description, url=url, timestamp_url=tsa_url)
     _done(as_json, "Program signed", {"out": out, "signer": _subject(cert)})

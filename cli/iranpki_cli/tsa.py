@@ -11,7 +11,7 @@ import click
 from iranpki.tsa import fetch_stamp, verify_token
 from iranpki.workspace import HOME_ENV
 
-from .common import KeySecret, home_option, json_option, relying_party_roots, workspace
+from .common import key_secrets, home_option, json_option, relying_party_roots, workspace
 from .handling import HandledGroup
 from .render import console, emit_json
 
@@ -73,7 +73,7 @@ def serve(home: str, ca_name: str, key_ref: str, cert_serial: str | None, passph
         click.echo(f"listening on {url}", err=True)
 
     workspace(home).serve_tsa(ca_name, key_ref, certificate=cert_serial, host=host, port=port, workers=workers,
-                              secret=KeySecret(passphrase_file), request_timeout=timeout,
+                              secret=key_secrets(passphrase_file), request_timeout=timeout,
                               max_client_connections=max_client_connections, on_ready=ready)
 
 

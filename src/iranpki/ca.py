@@ -627,12 +627,12 @@ def create_root(store: Store, signer: Signer, name: str, subject: list[tuple[str
     spki = signer.public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     cert_der = _compose(issuer, signer, scheme, _new_serial(), now, not_after, subject_der, spki, extensions)
     record = CaRecord(name=name, kind="root", level=None, parent=None, certificate=cert_der,
-                      key_reference=signer.reference, repository_url=repository_url, ocsp_url=ocsp_url,
+                      key_reference=str(signer.reference), repository_url=repository_url, ocsp_url=ocsp_url,
                       created_at=now, signature=str(scheme), crl_shards=crl_shards)
     cert = x509.load_der_x509_certificate(cert_der)
     store.add_ca(record, None, AuditEvent("ca.created", name, actor, {
         "kind": "root", "subject": subject_text(cert.subject), "serial": f"{cert.serial_number:x}",
-        "key": signer.reference, "fingerprint": hashlib.sha256(cert_der).hexdigest(),
+        "key": str(signer.reference), "fingerprint": hashlib.sha256(cert_der).hexdigest(),
         "not_after": not_after.isoformat()}))
     return CertificateAuthority(record, signer, store, clock=clock, scheme=scheme)
 
@@ -672,7 +672,7 @@ def create_intermediate(parent: CertificateAuthority, signer: Signer, name: str,
     if scheme.hash not in lv.keys.hashes:
         raise IssuanceError(f"assurance level {level} allows signatures with {', '.join(lv.keys.hashes)}; "
                             f"{scheme} uses {scheme.hash}. Choose one of those hashes for the CA's signatures")
-    if not lv.software_keys_allowed and not signer.reference.startswith("pkcs11:"):
+    if not lv.software_keys_allowed and not signer.reference.on_token:
         raise IssuanceError(
             f"assurance level {level} requires the CA key on a lab-approved token or HSM; "
             f"{signer.reference} is a software key. Generate the key on a token (iranpki key generate --token ...)"
@@ -681,13 +681,13 @@ def create_intermediate(parent: CertificateAuthority, signer: Signer, name: str,
     issued = parent._issue(prof, request, actor=actor, subject_level=level)
     now = parent.clock.now().replace(microsecond=0)
     record = CaRecord(name=name, kind="intermediate", level=level, parent=parent.name,
-                      certificate=issued.record.certificate, key_reference=signer.reference,
+                      certificate=issued.record.certificate, key_reference=str(signer.reference),
                       repository_url=repository_url or parent.record.repository_url,
                       ocsp_url=ocsp_url if ocsp_url is not None else parent.record.ocsp_url, created_at=now,
                       signature=str(scheme), crl_shards=crl_shards)
     parent.store.add_ca(record, issued.record, AuditEvent("ca.created", name, actor, {
         "kind": "intermediate", "level": level, "parent": parent.name, "subject": issued.record.subject,
-        "serial": f"{issued.record.serial:x}", "key": signer.reference,
+        "serial": f"{issued.record.serial:x}", "key": str(signer.reference),
         "fingerprint": issued.record.fingerprint}))
     return CertificateAuthority(record, signer, parent.store, clock=parent.clock, policy=parent.policy)
 

@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 
 from .errors import IranPkiError
 from .keys.base import SecretSource
+from .keys.reference import SecretKind
 
 __all__ = ["Child", "HttpSettings", "RememberedSecret", "Site", "bind", "run_worker", "supervise"]
 
@@ -92,9 +93,18 @@ class RememberedSecret(SecretSource):
         super().__init__(what=source.what)
         self._source = source
         self._known: dict[str, str] = {}
+        self._kinds: dict[str, RememberedSecret] = {}
 
     def __repr__(self) -> str:
         return f"RememberedSecret({self._source!r})"
+
+    def for_kind(self, kind: SecretKind) -> SecretSource:
+        inner = self._source.for_kind(kind)
+        if inner is self._source:
+            return self
+        if kind not in self._kinds:
+            self._kinds[kind] = RememberedSecret(inner)
+        return self._kinds[kind]
 
     def get(self, for_what: str) -> str:
         if for_what not in self._known:

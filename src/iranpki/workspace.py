@@ -26,7 +26,20 @@ from . import ca as ca_mod
 from .clock import Clock, SystemClock
 from .der import problem
 from .errors import ConfigError, NotFoundError, RequestError
-from .keys import PASSPHRASE_ENV, KeySpec, SecretSource, SignatureScheme, Signer, generate_software_key, is_pkcs11, open_signer
+from .keys import (
+    PASSPHRASE_ENV,
+    KeyReference,
+    KeySettings,
+    KeySpec,
+    Pkcs11KeyReference,
+    SecretSource,
+    SignatureScheme,
+    Signer,
+    SoftwareKeyReference,
+    generate_software_key,
+    open_signer,
+    parse_key_reference,
+)
 from .names import check_file_label, check_text, inside
 from .store import AuditEvent, CertificateRecord, KeyRecord, Store, open_store
 
@@ -46,6 +59,8 @@ class WorkspaceConfig(BaseModel):
     store: str = "iranpki.sqlite3"
     keys_dir: str = "keys"
     pkcs11_module: str | None = Field(default=None, description="PKCS#11 module; default SoftHSM2")
+    pkcs11_pin_files: dict[str, str] = Field(default_factory=dict,
+                                             description="a file holding the user PIN, by token label")
     repository_url: str = Field(pattern=r"^https?://[^\s]+$")
     ocsp_url: str = Field(default="", pattern=r"^(https?://[^\s]+)?$")
 
@@ -127,25 +142,87 @@ class Workspace:
             check_file_label(label)
             path = inside(self.home / self.config.keys_dir, f"{label}.pem")
             signer = generate_software_key(spec, str(path), secret or SecretSource(env=PASSPHRASE_ENV, what="passphrase"))
+            signer.reference = SoftwareKeyReference(str(path)).relative_to(self.home)
             backend = "software"
+        reference = str(signer.reference)
         self.store.add_key(
-            KeyRecord(signer.reference, backend, str(spec), label, self.clock.now()),
-            AuditEvent("key.generated", signer.reference, actor, {"backend": backend, "algorithm": str(spec),
+            KeyRecord(reference, signer.reference.backend, str(spec), label, self.clock.now()),
+            AuditEvent("key.generated", reference, actor, {"backend": backend, "algorithm": str(spec),
                                                                     "token": token}),
         )
         return signer
 
-    def open_key(self, reference: str, secret: SecretSource | None = None) -> Signer:
-        check_text(reference, "key reference")
-        if not is_pkcs11(reference) and not os.path.isabs(reference) and not os.path.exists(reference):
-            name = reference if reference.endswith(".pem") else reference + ".pem"
+    @property
+    def key_settings(self) -> KeySettings:
+        """This machine's settings for opening keys, from the configuration: the workspace folder
+        (relative software keys), the PKCS#11 module and the token PIN files."""
+        return KeySettings(base=self.home, pkcs11_module=self.config.pkcs11_module,
+                           pin_files=dict(self.config.pkcs11_pin_files))
+
+    def key_reference(self, text: str | KeyReference) -> KeyReference:
+        """The reference an operator's ``--key`` names, in the form a record keeps: a PKCS#11
+        URI, a software key file (relative to the current folder, or the label of a key in the
+        workspace's key folder), made relative to the workspace when it lies inside it."""
+        if isinstance(text, KeyReference):
+            return text
+        check_text(text, "key reference")
+        if not text.startswith(("pkcs11:", "file:")) and "/" not in text and not os.path.exists(text):
+            name = text if text.endswith(".pem") else text + ".pem"
             candidate = self.home / self.config.keys_dir / name
-            if "/" not in name and candidate.exists():
-                reference = str(candidate)
-        if is_pkcs11(reference) and "module-path=" not in reference and self.config.pkcs11_module:
-            sep = "&" if "?" in reference else "?"
-            reference = f"{reference}{sep}module-path={self.config.pkcs11_module}"
-        return open_signer(reference, secret)
+            if candidate.exists():
+                text = str(candidate)
+        ref = parse_key_reference(text)
+        if isinstance(ref, SoftwareKeyReference):
+            ref = SoftwareKeyReference(os.path.abspath(ref.path)).relative_to(self.home)
+        return ref
+
+    def open_key(self, reference: str | KeyReference, secret: SecretSource | None = None) -> Signer:
+        """Open the key an operator names (see :meth:`key_reference`)."""
+        return open_signer(self.key_reference(reference), secret, self.key_settings)
+
+    def open_recorded_key(self, reference: str, secret: SecretSource | None = None) -> Signer:
+        """Open the key a record names (a CA's ``key_reference``): relative software keys are in
+        the workspace; the module and PIN files come from the configuration."""
+        return open_signer(reference, secret, self.key_settings)
+
+    def _key_settings_to_adopt(self, key: str | KeyReference) -> dict[str, object]:
+        """A key URI given with ``module-path`` or ``pin-source`` for a key a record will keep:
+        the record keeps the key's name only, so this machine's part goes to the configuration
+        (written by :meth:`_write_config` once the record is made), where the next opening of
+        the record finds it. A setting that contradicts the configuration is refused here."""
+        ref = self.key_reference(key)
+        changes: dict[str, object] = {}
+        if not isinstance(ref, Pkcs11KeyReference):
+            return changes
+        module = ref.local.module_path
+        if module and os.path.realpath(module) != os.path.realpath(self.config.pkcs11_module or module):
+            raise ConfigError(f"the key URI names the PKCS#11 module {module} but this workspace uses "
+                              f"{self.config.pkcs11_module} (pkcs11_module in {self.home / CONFIG_NAME}); "
+                              "one workspace uses one module: leave module-path out of the URI")
+        if module and not self.config.pkcs11_module:
+            changes["pkcs11_module"] = module
+        pin = ref.local.pin_source
+        if pin:
+            pin_file = ref.local.pin_source_path()
+            known = self.config.pkcs11_pin_files.get(ref.token)
+            if known is not None and known != pin_file:
+                raise ConfigError(f"the key URI names the PIN file {pin_file} for token {ref.token!r} but this "
+                                  f"workspace reads {known} (pkcs11_pin_files in {self.home / CONFIG_NAME}); "
+                                  "change it there, or leave pin-source out of the URI")
+            if known is None:
+                changes["pkcs11_pin_files"] = {**self.config.pkcs11_pin_files, ref.token: pin_file}
+        return changes
+
+    def _write_config(self, changes: dict[str, object]) -> None:
+        if not changes:
+            return
+        config = self.config.model_copy(update=changes)
+        text = yaml.safe_dump(config.model_dump(), sort_keys=False, allow_unicode=True)
+        target = self.home / CONFIG_NAME
+        tmp = target.with_suffix(".yaml.tmp")
+        tmp.write_text("# iranpki workspace settings\n" + text, encoding="utf-8")
+        os.replace(tmp, target)
+        self.config = config
 
     # ---- CAs --------------------------------------------------------------------------------
 
@@ -153,11 +230,14 @@ class Workspace:
                     profile: str = "root", signature: str | None = None, secret: SecretSource | None = None,
                     actor: str = "iranpki", crl_shards: int = 1) -> ca_mod.CertificateAuthority:
         scheme = SignatureScheme.parse(signature) if signature else None
+        adopt = self._key_settings_to_adopt(key)
         signer = self.open_key(key, secret)
-        return ca_mod.create_root(self.store, signer, name, ca_mod.parse_subject(subject),
+        made = ca_mod.create_root(self.store, signer, name, ca_mod.parse_subject(subject),
                                   repository_url=self.config.repository_url, ocsp_url=self.config.ocsp_url,
                                   profile=profile, validity_days=validity_days, clock=self.clock, scheme=scheme,
                                   actor=actor, crl_shards=crl_shards)
+        self._write_config(adopt)
+        return made
 
     def create_intermediate(self, name: str, parent: str, level: int, key: str, subject: str, *,
                             validity_days: int | None = None, signature: str | None = None,
@@ -166,15 +246,18 @@ class Workspace:
                             purpose: str | None = None) -> ca_mod.CertificateAuthority:
         scheme = SignatureScheme.parse(signature) if signature else None
         issuer = self.open_ca(parent, parent_secret)
+        adopt = self._key_settings_to_adopt(key)
         signer = self.open_key(key, secret)
         ocsp = f"{self.config.ocsp_url.rstrip('/')}/{name}" if self.config.ocsp_url else ""
-        return ca_mod.create_intermediate(issuer, signer, name, level, ca_mod.parse_subject(subject),
+        made = ca_mod.create_intermediate(issuer, signer, name, level, ca_mod.parse_subject(subject),
                                           ocsp_url=ocsp, validity_days=validity_days, scheme=scheme, actor=actor,
                                           crl_shards=crl_shards, purpose=purpose)
+        self._write_config(adopt)
+        return made
 
     def open_ca(self, name: str, secret: SecretSource | None = None) -> ca_mod.CertificateAuthority:
         record = self.store.get_ca(name)
-        return ca_mod.CertificateAuthority(record, self.open_key(record.key_reference, secret), self.store,
+        return ca_mod.CertificateAuthority(record, self.open_recorded_key(record.key_reference, secret), self.store,
                                            clock=self.clock)
 
     def chain(self, name: str) -> list[bytes]:
@@ -239,7 +322,7 @@ class Workspace:
             raise crl.CrlError(f"CA {ca!r} does not partition its CRL; leave out --shard (got {shard})")
         if shard is not None and record.crl_shards > 1 and not 0 <= shard < record.crl_shards:
             raise crl.CrlError(f"shard {shard} does not exist; CA {ca!r} has shards 0 to {record.crl_shards - 1}")
-        signer = self.open_key(record.key_reference, secret)
+        signer = self.open_recorded_key(record.key_reference, secret)
         try:
             return crl.generate_crls(self.store, record, signer, self.crl_dir, delta=delta,
                                      shard=shard if record.crl_shards > 1 else None, clock=self.clock, actor=actor,
@@ -267,16 +350,17 @@ class Workspace:
         from . import ocsp
 
         records = [self.store.get_ca(name) for name in dict.fromkeys(cas)]
-        opened: dict[str, Signer] = {}
+        opened: dict[KeyReference, Signer] = {}
 
-        def key(reference: str, source: SecretSource | None) -> Signer:
+        def key(reference: KeyReference, source: SecretSource | None) -> Signer:
             if reference not in opened:  # CAs sharing a key share one signer (one PKCS#11 login)
-                opened[reference] = self.open_key(reference, source)
+                opened[reference] = open_signer(reference, source, self.key_settings)
             return opened[reference]
 
         def authority(name: str) -> ca_mod.CertificateAuthority:
             record = self.store.get_ca(name)
-            return ca_mod.CertificateAuthority(record, key(record.key_reference, secret), self.store, clock=self.clock)
+            return ca_mod.CertificateAuthority(record, key(parse_key_reference(record.key_reference), secret),
+                                               self.store, clock=self.clock)
 
         def issue_responder(name: str, subject: list[tuple[str, str]], public_key: object,
                             days: int) -> object:
@@ -288,10 +372,10 @@ class Workspace:
         try:
             for record in records:
                 if responder_key is None:
-                    responders.append(ocsp.Responder(record, key(record.key_reference, secret),
+                    responders.append(ocsp.Responder(record, key(parse_key_reference(record.key_reference), secret),
                                                      include_ca_certificate=include_ca_certificate))
                     continue
-                signer = key(responder_key, responder_secret or secret)
+                signer = key(self.key_reference(responder_key), responder_secret or secret)
                 if renew_responders:
                     authority(record.name)
                     cert = ocsp.ensure_responder_certificate(self.store, record, signer, issue_responder,  # type: ignore[arg-type]

@@ -20,9 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from .. import der
 from ..errors import PinError, UnsupportedAlgorithmError
+from .reference import KeyReference, SecretKind
 
 __all__ = [
     "HASHES",
+    "KeySecrets",
     "KeySpec",
     "SecretSource",
     "SignatureScheme",
@@ -204,8 +206,9 @@ def verify_signature(public_key: PublicKeyTypes, signature: bytes, data: bytes, 
 class Signer(ABC):
     """One private key that signs. Implementations are safe to share between threads."""
 
-    #: A reference that opens this key again (a file path or an RFC 7512 URI). Holds no secret.
-    reference: str
+    #: The key's name (:mod:`iranpki.keys.reference`); ``str()`` of it is what a record keeps.
+    #: Holds no secret and nothing about this machine.
+    reference: KeyReference
 
     @property
     @abstractmethod
@@ -257,6 +260,11 @@ class SecretSource:
     def __repr__(self) -> str:  # never shows the secret, only where it comes from
         return f"SecretSource(env={self.env!r}, file={self.file!r}, prompt={self.prompt is not None})"
 
+    def for_kind(self, kind: SecretKind) -> SecretSource:
+        """The source of a ``kind`` of secret (a token's PIN, a key file's passphrase). A plain
+        source offers the same secret for either; :class:`KeySecrets` holds one of each."""
+        return self
+
     def get(self, for_what: str) -> str:
         if self.file:
             try:
@@ -280,3 +288,23 @@ class SecretSource:
             return self.prompt(f"{self.what} for {for_what}")
         where = f"set the environment variable {self.env}" if self.env else "give a file"
         raise PinError(f"no {self.what} for {for_what}: {where}, or run interactively to be asked")
+
+
+class KeySecrets(SecretSource):
+    """A token user PIN and a software key passphrase, offered together to open a key whose kind
+    is not known yet (a CA's key, named by its record): the key's backend asks for the kind it
+    needs (:attr:`KeyReference.secret_kind`)."""
+
+    def __init__(self, *, pin: SecretSource, passphrase: SecretSource):
+        super().__init__(what="PIN or passphrase")
+        self.pin = pin
+        self.passphrase = passphrase
+
+    def __repr__(self) -> str:
+        return f"KeySecrets(pin={self.pin!r}, passphrase={self.passphrase!r})"
+
+    def for_kind(self, kind: SecretKind) -> SecretSource:
+        return self.pin if kind == "PIN" else self.passphrase
+
+    def get(self, for_what: str) -> str:
+        raise PinError(f"no PIN or passphrase chosen for {for_what}: ask KeySecrets.for_kind for the key's kind")

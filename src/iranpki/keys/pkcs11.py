@@ -36,6 +36,7 @@ from ..errors import (
 )
 from ..names import check_object_label, check_text, check_token_label
 from .base import PIN_ENV, KeySpec, SecretSource, SignatureScheme, Signer
+from .reference import KeyReference, KeySettings, Pkcs11KeyReference
 from .uri import Pkcs11Uri
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "list_tokens",
     "module_path",
     "open_pkcs11_signer",
+    "open_reference",
 ]
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -76,7 +78,7 @@ def module_path(explicit: str | None = None) -> str:
     if not os.path.exists(path):
         raise ConfigError(
             f"PKCS#11 module {path!r} does not exist; install the vendor's module (for SoftHSM2: "
-            f"apt-get install softhsm2) or set {MODULE_ENV} / module-path= in the key URI"
+            f"apt-get install softhsm2) or set pkcs11_module in the workspace's iranpki.yaml, or {MODULE_ENV}"
         )
     return path
 
@@ -147,10 +149,11 @@ class _Module:
 
 
 def _pin_source(uri: Pkcs11Uri | None, pin: SecretSource | None) -> SecretSource:
-    """Where the user PIN of the token a URI names comes from. A URI's ``pin-source`` names the
-    PIN of that key's token (RFC 7512 2.4: "where the application can find the PIN"), so it wins
-    over the general source the caller offers (environment or prompt): an operator with tokens
-    of different PINs gives each key URI its own file, and the common variable must not hide it."""
+    """Where the user PIN of a token comes from. A ``pin-source`` (given with the key's URI, or
+    the token's PIN file in the workspace settings) names the PIN of that token (RFC 7512 2.4:
+    "where the application can find the PIN"), so it wins over the general source the caller
+    offers (environment or prompt): an operator with tokens of different PINs gives each its own
+    file, and the common variable must not hide it."""
     if uri is not None and uri.pin_source:
         return SecretSource(file=uri.pin_source_path(), what="user PIN")
     if pin is not None:
@@ -238,7 +241,7 @@ class Pkcs11Signer(Signer):
         self._label = label
         self._pin = pin
         self._uri = uri
-        self.reference = str(uri)
+        self.reference = Pkcs11KeyReference(uri)
         with module.lock:
             priv, pub = _find_pair(module.session(label, pin), uri)
             self._priv = priv
@@ -279,14 +282,25 @@ class Pkcs11Signer(Signer):
         return encode_ecdsa_signature(raw)
 
 
-def open_pkcs11_signer(reference: str, pin: SecretSource | None = None) -> Pkcs11Signer:
-    uri = Pkcs11Uri.parse(reference)
-    if not uri.token:
-        raise ConfigError(f"PKCS#11 URI {reference!r} names no token; add token=LABEL")
-    if uri.type not in (None, "private"):
-        raise ConfigError(f"PKCS#11 URI {reference!r} has type={uri.type}; a signer needs type=private")
-    mod = _Module.get(module_path(uri.module_path))
-    return Pkcs11Signer(mod, uri.token, _pin_source(uri, pin), uri)
+def open_pkcs11_signer(reference: str | Pkcs11KeyReference, pin: SecretSource | None = None,
+                       settings: KeySettings | None = None) -> Pkcs11Signer:
+    """Open the key a PKCS#11 reference names. The module is the one given with the URI for this
+    call (``module-path=``), else the settings' (the workspace's ``pkcs11_module``), else
+    ``IRANPKI_PKCS11_MODULE``, else SoftHSM2's; the PIN file likewise the URI's ``pin-source``,
+    else the settings' file for the token, else ``pin``."""
+    ref = reference if isinstance(reference, Pkcs11KeyReference) else Pkcs11KeyReference.parse(reference)
+    settings = settings or KeySettings()
+    mod = _Module.get(module_path(ref.local.module_path or settings.pkcs11_module))
+    pin_file = ref.local.pin_source or settings.pin_files.get(ref.token)
+    source = pin.for_kind("PIN") if pin is not None else None
+    return Pkcs11Signer(mod, ref.token, _pin_source(Pkcs11Uri(pin_source=pin_file), source), ref.uri)
+
+
+def open_reference(reference: KeyReference, secret: SecretSource | None, settings: KeySettings) -> Pkcs11Signer:
+    """The PKCS#11 backend of :data:`iranpki.keys.KEY_BACKENDS`."""
+    if not isinstance(reference, Pkcs11KeyReference):
+        raise TypeError(f"the PKCS#11 backend opens PKCS#11 key references, not {reference!r}")
+    return open_pkcs11_signer(reference, secret, settings)
 
 
 def generate_keypair(token: str, label: str, spec: KeySpec, *, module: str | None = None,
@@ -297,7 +311,7 @@ def generate_keypair(token: str, label: str, spec: KeySpec, *, module: str | Non
     check_object_label(label)
     path = module_path(module)
     mod = _Module.get(path)
-    pin = _pin_source(None, pin)
+    pin = _pin_source(None, pin.for_kind("PIN") if pin is not None else None)
     key_id = os.urandom(16)
     with mod.lock:
         sess = mod.session(token, pin)
@@ -326,8 +340,7 @@ def generate_keypair(token: str, label: str, spec: KeySpec, *, module: str | Non
                                         public_template=public_template, private_template=private_template)
         except pkcs11.PKCS11Error as exc:
             raise TokenError(f"token {token!r} could not generate a {spec} key: {type(exc).__name__}") from None
-    uri = Pkcs11Uri(token=token, object=label, id=key_id, type="private",
-                    module_path=path if module else None)
+    uri = Pkcs11Uri(token=token, object=label, id=key_id, type="private")
     return Pkcs11Signer(mod, token, pin, uri)
 
 

@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 from ..errors import KeyNotFoundError, PinError, TokenError, UnsupportedAlgorithmError
-from .base import CURVES, HASHES, KeySpec, SecretSource, SignatureScheme, Signer
+from .base import CURVES, HASHES, PASSPHRASE_ENV, KeySpec, SecretSource, SignatureScheme, Signer
+from .reference import KeyReference, KeySettings, MemoryKeyReference, SoftwareKeyReference, parse_key_reference
 
-__all__ = ["SoftwareSigner", "generate_software_key", "load_software_key"]
+__all__ = ["SoftwareSigner", "generate_software_key", "load_software_key", "open_reference"]
 
 MIN_PASSPHRASE = 8
 
@@ -25,14 +26,14 @@ MIN_PASSPHRASE = 8
 class SoftwareSigner(Signer):
     """A signer over a private key held in this process's memory."""
 
-    def __init__(self, private_key: PrivateKeyTypes, reference: str = "memory:"):
+    def __init__(self, private_key: PrivateKeyTypes, reference: KeyReference | str = MemoryKeyReference()):
         if not isinstance(private_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
             raise UnsupportedAlgorithmError(
                 f"software key of type {type(private_key).__name__} is not offered; use RSA or ECDSA"
             )
         self._key = private_key
         self._public = private_key.public_key()
-        self.reference = reference
+        self.reference = parse_key_reference(reference)
         self._lock = threading.Lock()  # OpenSSL keys are thread-safe; the lock guards close()
 
     @property
@@ -65,7 +66,7 @@ def _new_private_key(spec: KeySpec) -> PrivateKeyTypes:
 
 def generate_software_key(spec: KeySpec, path: str, passphrase: SecretSource) -> SoftwareSigner:
     """Generate a key, write it encrypted to ``path`` (never over an existing file), return its signer."""
-    secret = passphrase.get(f"the new key {path}")
+    secret = passphrase.for_kind("passphrase").get(f"the new key {path}")
     if len(secret) < MIN_PASSPHRASE:
         raise PinError(
             f"the passphrase for {path} is too short ({len(secret)} characters); use at least {MIN_PASSPHRASE}"
@@ -84,7 +85,7 @@ def generate_software_key(spec: KeySpec, path: str, passphrase: SecretSource) ->
         f.write(pem)
         f.flush()
         os.fsync(f.fileno())
-    return SoftwareSigner(key, reference=os.path.abspath(path))
+    return SoftwareSigner(key, reference=SoftwareKeyReference(os.path.abspath(path)))
 
 
 def load_software_key(path: str, passphrase: SecretSource) -> SoftwareSigner:
@@ -99,9 +100,21 @@ def load_software_key(path: str, passphrase: SecretSource) -> SoftwareSigner:
             f"key file {path} is not an encrypted PKCS#8 key; iranpki refuses unencrypted keys. "
             "Re-encrypt it: openssl pkcs8 -topk8 -v2 aes-256-cbc"
         )
-    secret = passphrase.get(f"key file {path}")
+    secret = passphrase.for_kind("passphrase").get(f"key file {path}")
     try:
         key = serialization.load_pem_private_key(data, secret.encode("utf-8"))
     except ValueError:
         raise PinError(f"wrong passphrase for key file {path} (or the file is damaged)") from None
-    return SoftwareSigner(key, reference=os.path.abspath(path))
+    return SoftwareSigner(key, reference=SoftwareKeyReference(os.path.abspath(path)))
+
+
+def open_reference(reference: KeyReference, secret: SecretSource | None, settings: KeySettings) -> SoftwareSigner:
+    """The software backend of :data:`iranpki.keys.KEY_BACKENDS`: open the key file a
+    :class:`SoftwareKeyReference` names (inside the workspace when relative); the signer keeps
+    the reference as given."""
+    if not isinstance(reference, SoftwareKeyReference):
+        raise TypeError(f"the software backend opens software key references, not {reference!r}")
+    signer = load_software_key(str(reference.file(settings)),
+                               secret or SecretSource(env=PASSPHRASE_ENV, what="passphrase"))
+    signer.reference = reference
+    return signer

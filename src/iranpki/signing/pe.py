@@ -63,7 +63,7 @@ def sign_pe(input_path: str | os.PathLike[str], output_path: str | os.PathLike[s
         encrypted = b"ENCRYPTED" in f.read(200)
     if encrypted:
         source = passphrase or SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
-        secret = source.get(f"key {key_path}")
+        secret = source.for_kind("passphrase").get(f"key {key_path}")
     with tempfile.TemporaryDirectory(prefix="iranpki-pe-") as tmp:  # mode 0700
         certs = Path(tmp) / "certs.pem"
         certs.write_bytes(_pem_bundle([cert, *load_certificates(list(chain))]))

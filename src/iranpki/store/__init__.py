@@ -5,20 +5,27 @@ from __future__ import annotations
 
 from .base import (
     AuditEvent,
+    AuditTrail,
     CaRecord,
     CertificateRecord,
+    Certificates,
+    Counters,
     CrlRecord,
     KeyRecord,
+    KeyRecords,
     OcspResponseRecord,
+    OcspResponses,
     Reason,
+    Revocations,
     RevokedSnapshot,
     Store,
     serial_text,
 )
 from .sqlite import SqliteStore
 
-__all__ = ["BACKENDS", "AuditEvent", "CaRecord", "CertificateRecord", "CrlRecord", "KeyRecord", "OcspResponseRecord",
-           "Reason", "RevokedSnapshot", "SqliteStore", "Store", "open_store", "serial_text"]
+__all__ = ["BACKENDS", "AuditEvent", "AuditTrail", "CaRecord", "CertificateRecord", "Certificates", "Counters",
+           "CrlRecord", "KeyRecord", "KeyRecords", "OcspResponseRecord", "OcspResponses", "Reason", "Revocations",
+           "RevokedSnapshot", "SqliteStore", "Store", "open_store", "serial_text"]
 
 import os  # noqa: E402 - below the re-exports, which are this module's API
 from collections.abc import Callable  # noqa: E402

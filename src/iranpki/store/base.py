@@ -1,4 +1,5 @@
-"""The store interface: CAs, certificates, revocations, key records and the audit log.
+"""The store interface, one part per concern: key records, CAs and certificates, revocation
+and CRL numbers, OCSP responses, counters, and the audit log (the RA's requests come next).
 
 Every method that changes state takes the :class:`AuditEvent` describing the change and writes
 it in the same transaction as the change, so the log never disagrees with the data. A method
@@ -16,13 +17,19 @@ from enum import Enum
 
 __all__ = [
     "AuditEvent",
+    "AuditTrail",
     "CaRecord",
     "CertificateRecord",
+    "Certificates",
+    "Counters",
     "CrlRecord",
-    "OcspResponseRecord",
-    "RevokedSnapshot",
     "KeyRecord",
+    "KeyRecords",
+    "OcspResponseRecord",
+    "OcspResponses",
     "Reason",
+    "Revocations",
+    "RevokedSnapshot",
     "Store",
     "serial_text",
 ]
@@ -170,14 +177,18 @@ class RevokedSnapshot:
         self.crl_number = crl_number
 
 
-class Store(ABC):
-    """What the CA core needs of a store. SQLite implements it; PostgreSQL will."""
+class KeyRecords(ABC):
+    """The keys the workspace generated (their references, never their secrets)."""
 
     @abstractmethod
     def add_key(self, record: KeyRecord, audit: AuditEvent) -> None: ...
 
     @abstractmethod
     def list_key_records(self) -> list[KeyRecord]: ...
+
+
+class Certificates(ABC):
+    """CAs and the certificates they issued."""
 
     @abstractmethod
     def add_ca(self, record: CaRecord, certificate: CertificateRecord | None, audit: AuditEvent) -> None:
@@ -208,6 +219,10 @@ class Store(ABC):
         after that certificate (a keyset page: the cost of a page does not grow with the store)."""
         ...
 
+
+class Revocations(ABC):
+    """Revocation state, its change sequence, and the CRLs made from it (numbers, register)."""
+
     @abstractmethod
     def set_revocation(self, serial: int, revoked_at: datetime | None, reason: Reason | None,
                        invalidity_date: datetime | None, audit: AuditEvent,
@@ -218,16 +233,23 @@ class Store(ABC):
         current reason still equals it (``None`` = not revoked; ``"any"`` = no guard).
         """
 
-    # ---- CRLs and OCSP -----------------------------------------------------------------------------
+    @abstractmethod
+    def status_seq(self) -> int:
+        """The highest status change sequence of the store (0 when nothing was ever revoked)."""
+
+    @abstractmethod
+    def status_changes(self, since_seq: int, limit: int = 1000) -> list[tuple[int, str, int]]:
+        """Status changes after ``since_seq``: ``(status_seq, ca, serial)`` in sequence order."""
+
+    @abstractmethod
+    def certificate_status(self, ca: str, serial: int) -> tuple[str | None, str | None, int | None, int] | None:
+        """``(revoked_at, not_after, reason, status_seq)`` of a certificate of ``ca``, or None if unknown.
+
+        A narrow read for responders: times as ISO text, no certificate body."""
 
     @abstractmethod
     def set_crl_shards(self, ca: str, shards: int, audit: AuditEvent) -> CaRecord:
         """Partition the CA's CRL into ``shards``; the number may grow, never shrink."""
-
-    @abstractmethod
-    def next_numbers(self, name: str, count: int = 1) -> int:
-        """Reserve ``count`` numbers of the counter ``name`` (e.g. time-stamp serials); return the
-        first. Numbers only increase, are never handed out twice, across processes and restarts."""
 
     @abstractmethod
     def next_crl_number(self, ca: str) -> int:
@@ -252,19 +274,9 @@ class Store(ABC):
         (removeFromCRL) and whose time is that of the release.
         """
 
-    @abstractmethod
-    def status_seq(self) -> int:
-        """The highest status change sequence of the store (0 when nothing was ever revoked)."""
 
-    @abstractmethod
-    def status_changes(self, since_seq: int, limit: int = 1000) -> list[tuple[int, str, int]]:
-        """Status changes after ``since_seq``: ``(status_seq, ca, serial)`` in sequence order."""
-
-    @abstractmethod
-    def certificate_status(self, ca: str, serial: int) -> tuple[str | None, str | None, int | None, int] | None:
-        """``(revoked_at, not_after, reason, status_seq)`` of a certificate of ``ca``, or None if unknown.
-
-        A narrow read for responders: times as ISO text, no certificate body."""
+class OcspResponses(ABC):
+    """Pre-produced OCSP responses and what is due for signing."""
 
     @abstractmethod
     def put_ocsp_responses(self, records: list[OcspResponseRecord]) -> None:
@@ -276,19 +288,40 @@ class Store(ABC):
         ...
 
     @abstractmethod
+    def ocsp_due(self, ca: str, hash: str, due: datetime, limit: int = 500, after: int | None = None) -> list[int]:
+        """Serials of ``ca`` with no response for ``hash`` or one whose nextUpdate is before ``due``,
+        or whose status changed after it was signed; in serial order, above ``after`` if given."""
+
+
+class Counters(ABC):
+    """Numbers handed out once (time-stamp serials) and the services' small state."""
+
+    @abstractmethod
+    def next_numbers(self, name: str, count: int = 1) -> int:
+        """Reserve ``count`` numbers of the counter ``name`` (e.g. time-stamp serials); return the
+        first. Numbers only increase, are never handed out twice, across processes and restarts."""
+
+    @abstractmethod
     def put_meta(self, key: str, value: str) -> None:
         """Set a small named value (a service's heartbeat); not audited: it records no decision."""
 
     @abstractmethod
     def get_meta(self, key: str) -> str | None: ...
 
-    @abstractmethod
-    def ocsp_due(self, ca: str, hash: str, due: datetime, limit: int = 500, after: int | None = None) -> list[int]:
-        """Serials of ``ca`` with no response for ``hash`` or one whose nextUpdate is before ``due``,
-        or whose status changed after it was signed; in serial order, above ``after`` if given."""
+
+class AuditTrail(ABC):
+    """The audit log. Every change above writes its event in the same transaction as the change."""
 
     @abstractmethod
     def audit_log(self, limit: int | None = None) -> list[tuple[int, datetime, AuditEvent]]: ...
+
+
+class Store(KeyRecords, Certificates, Revocations, OcspResponses, Counters, AuditTrail):
+    """What the CA core needs of a store, one interface per concern. SQLite implements it;
+    PostgreSQL will. Every backend passes the contract in ``tests/store_contract.py``."""
+
+    #: Why the store is open read-only (a read-only file or disk), or None when it can be changed.
+    read_only: str | None = None
 
     @abstractmethod
     def close(self) -> None: ...
