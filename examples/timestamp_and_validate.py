@@ -36,17 +36,17 @@ print(f"time-stamp: ok serial={stamp.serial} at {stamp.gen_time.isoformat()} pol
 
 # Validation against our root (a relying party of the real PKI trusts the national root, the default).
 result = validation.validate_certificate(tsa_cert.record.certificate, purpose="timestamping",
-                                         trust_roots=[pki.root_pem], intermediates=pki.chain)
+                                         trust_roots=[pki.root_pem], intermediates=pki.chain).raise_for_error()
 print(f"validation: ok path={' -> '.join(result.subjects)} level={result.level}")
-try:
-    validation.validate_certificate(tsa_cert.record.certificate, purpose="server", trust_roots=[pki.root_pem],
-                                    intermediates=pki.chain)
-except KeyUsageError as exc:
-    print(f"wrong purpose refused, ok: {exc}")
+# A certificate that does not validate gives a result whose error says why (raise_for_error raises it).
+wrong = validation.validate_certificate(tsa_cert.record.certificate, purpose="server", trust_roots=[pki.root_pem],
+                                        intermediates=pki.chain)
+assert isinstance(wrong.error, KeyUsageError), wrong
+print(f"wrong purpose refused, ok: {wrong.error}")
 revoke(pki.store, tsa_cert.record.serial, "keyCompromise")
 try:
     validation.validate_certificate(tsa_cert.record.certificate, purpose="timestamping", trust_roots=[pki.root_pem],
-                                    intermediates=pki.chain, crls=pki.crls(), revocation="hard-fail")
+                                    intermediates=pki.chain, crls=pki.crls(), revocation="hard-fail").raise_for_error()
     raise SystemExit("a revoked certificate validated")
 except CertificateRevokedError as exc:
     print(f"revoked refused, ok: {exc}")

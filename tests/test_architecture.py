@@ -13,9 +13,9 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "iranpki"
 # docs/architecture.md, "The layers": the top-level module or package of iranpki and its layer.
 LAYERS = {
     0: {"iranpki", "_data", "errors", "clock", "der", "names", "keycheck", "keys", "profiles", "policy", "identity", "store",
-        "x509parts", "pagestyle", "httpserve"},
+        "x509parts", "pagestyle", "httpserve", "inputs", "verdict"},
     1: {"ca", "validation", "signing"},
-    2: {"ocsp", "tsa", "crl", "compliance", "conformance"},
+    2: {"ocsp", "tsa", "crl", "compliance", "conformance", "verify"},
     3: {"workspace"},
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
@@ -113,3 +113,23 @@ def test_the_library_imports_no_client_framework() -> None:
                        else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             found += [f"{name}: {m}" for m in modules if m.split(".")[0] in banned or m in banned]
     assert not found, found
+
+
+def test_one_loader_one_input_type_one_dispatcher() -> None:
+    """Certificates are read by one loader of one input type, and files are told apart by one
+    dispatcher (issue 14, item 5): a second definition in the library or the command fails."""
+    wanted = {"load_certificates": "iranpki.inputs", "load_crls": "iranpki.inputs", "CertificateInput": "iranpki.inputs",
+              "detect_kind": "iranpki.verify", "verify_file": "iranpki.verify"}
+    cli = Path(__file__).resolve().parent.parent / "cli" / "iranpki_cli"
+    files = {**{name: path for name, path in _modules().items()},
+             **{f"cli.{p.stem}": p for p in cli.glob("*.py")}}
+    defined: dict[str, list[str]] = {}
+    for name, path in files.items():
+        for node in ast.parse(path.read_text("utf-8")).body:
+            names = ([node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else
+                     [t.id for t in node.targets if isinstance(t, ast.Name)] if isinstance(node, ast.Assign) else
+                     [node.target.id] if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) else [])
+            for n in names:
+                if n in wanted or n in ("detect_signed_kind", "verify_signed", "KINDS", "SignatureInvalid"):
+                    defined.setdefault(n, []).append(name)
+    assert defined == {n: [m] for n, m in wanted.items()}, defined

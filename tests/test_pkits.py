@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from iranpki import validation
+from iranpki import inputs, validation
 from iranpki.errors import (
     CertificateRevokedError, CertificateValidationError, InvalidPathError, PolicyNotAcceptableError,
     RevocationUnknownError,
@@ -47,7 +47,7 @@ def _validate(case: dict, algorithms: str = "legacy") -> validation.ValidationRe
         intermediates=[_read("certs", c) for c in case.get("other_certs", [])],
         crls=[_read("crls", c) for c in [*case.get("crls", []), "TrustAnchorRootCRL.crl"]],
         revocation="soft-fail" if case.get("revocation") is False else "require", algorithms=algorithms,
-        **case.get("params", {}))
+        **case.get("params", {})).raise_for_error()
 
 
 def test_the_suite_is_whole() -> None:
@@ -143,15 +143,15 @@ def test_a_certificate_whose_key_cryptography_cannot_load_is_read(tmp_path: Path
     from cryptography.hazmat.primitives.serialization import Encoding
 
     der = _read("certs", "ValidDSAParameterInheritanceTest5EE.crt")
-    (cert,) = validation.load_certificates(der)
-    assert isinstance(cert, validation.KeylessCertificate) and cert.public_bytes(Encoding.DER) == der
+    (cert,) = inputs.load_certificates(der)
+    assert isinstance(cert, inputs.KeylessCertificate) and cert.public_bytes(Encoding.DER) == der
     shown = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-subject", "-serial", "-nameopt",
                             "RFC2253"], input=der, capture_output=True, timeout=60).stdout.decode()
     assert f"subject={cert.subject.rfc4514_string()}" in shown and f"serial={cert.serial_number:02X}" in shown
     with pytest.raises(validation.ValidationInputError, match="DSA public key .* cannot be loaded here"):
         cert.public_key()
     pem = cert.public_bytes(Encoding.PEM)
-    assert validation.load_certificates(pem)[0] == cert
+    assert inputs.load_certificates(pem)[0] == cert
     case = next(c for c in CASES if c["name"] == "valid_dsa_parameter_inheritance_test5")
     result = _validate(case)
     assert result.certificate == cert and len(result.path) == 4

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from iranpki import crl, signing
+from iranpki.verify import detect_kind, verify_file
 from iranpki.ca import IssueRequest, create_root, parse_subject
 from iranpki.keys import PASSPHRASE_ENV, KeySpec, SecretSource, SignatureScheme, SoftwareSigner, generate_software_key
 from iranpki.store import SqliteStore
@@ -395,7 +396,7 @@ def test_pe_signed_by_osslsigncode(pki: dict, monkeypatch: pytest.MonkeyPatch) -
     assert r.ok and r.timestamped, r.output
     assert not signing.verify_pe(base / "app-signed.exe", [pki["root_pem"]], crls=pki["crls"][:1]).ok
 
-    assert signing.verify_signed((base / "app-signed.exe").read_bytes(), trust_roots=[pki["root_pem"]]).ok
+    assert verify_file((base / "app-signed.exe").read_bytes(), trust_roots=[pki["root_pem"]]).ok
 
     from iranpki_cli.main import cli
 
@@ -484,16 +485,16 @@ def test_examples_run(name: str) -> None:
     assert "ok" in out.stdout.lower()
 
 
-def test_detect_signed_kind(pki: dict) -> None:
+def test_detect_kind(pki: dict) -> None:
     signer = SoftwareSigner(pki["person_key"])
     p7s = signing.sign_cms(b"x", signer, pki["person"])
     pem_p7s = b"-----BEGIN CMS-----\n" + base64.encodebytes(p7s) + b"-----END CMS-----\n"
     mail = signing.sign_mail(MESSAGE, signer, pki["person"])
     cases = {minimal_pdf(): "pdf", p7s: "cms", pem_p7s: "cms", mail: "smime",
-             signing.encrypt_mail(MESSAGE, [pki["reza"]]): "smime", minimal_pe(): "pe", pki["root_pem"]: None,
-             b"hello": None}
+             signing.encrypt_mail(MESSAGE, [pki["reza"]]): "smime", minimal_pe(): "pe",
+             pki["root_pem"]: "certificate", b"hello": None}
     for data, kind in cases.items():
-        assert signing.detect_signed_kind(data) == kind, (kind, data[:40])
+        assert detect_kind(data) == kind, (kind, data[:40])
 
 
 def test_revoked_signer(pki: dict) -> None:
@@ -526,11 +527,11 @@ def test_verify_signed_dispatches(pki: dict) -> None:
     p7s = signing.sign_cms(b"data", signer, pki["person"], chain=pki["chain"])
     mail = signing.sign_mail(MESSAGE, signer, pki["person"], chain=pki["chain"])
     for data, content, kind in ((pdf, None, "pdf"), (p7s, b"data", "cms"), (mail, None, "smime")):
-        r = signing.verify_signed(data, content=content, trust_roots=root)
+        r = verify_file(data, content=content, trust_roots=root)
         assert r.kind == kind and r.ok, r.problems
         info = json.loads(json.dumps(r.to_dict()))
         assert info["ok"] and info["signatures"][0]["intact"] and "0499370899" in info["signatures"][0]["signer"]
-    assert not signing.verify_signed(p7s, content=b"dat4", trust_roots=root).ok
-    assert not signing.verify_signed(pdf).ok  # the national root by default
+    assert not verify_file(p7s, content=b"dat4", trust_roots=root).ok
+    assert not verify_file(pdf).ok  # the national root by default
     with pytest.raises(signing.SigningError, match="not a signed file"):
-        signing.verify_signed(b"plain text")
+        verify_file(b"plain text")

@@ -87,7 +87,7 @@ class Pki:
         kw.setdefault("at", T0 + HOUR)
         kw.setdefault("trust_roots", [self.root.certificate])
         kw.setdefault("intermediates", [self.ica.certificate])
-        return validate_certificate(cert, **kw)  # type: ignore[arg-type]
+        return validate_certificate(cert, **kw).raise_for_error()  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -211,13 +211,13 @@ def test_untrusted_root(pki: Pki) -> None:
     leaf = pki.issue()
     # Default anchors: the national Root CA-G3, which did not issue the test hierarchy.
     with pytest.raises(NoTrustedPathError, match="no path to a trusted root") as err:
-        validate_certificate(leaf, intermediates=[pki.ica.certificate], at=T0 + HOUR)
+        validate_certificate(leaf, intermediates=[pki.ica.certificate], at=T0 + HOUR).raise_for_error()
     assert "Root CA-G3" in str(err.value) and "--chain" in str(err.value)
     # A chain that does end in a root, but not one that is trusted.
     with pytest.raises(NoTrustedPathError, match="no path to a trusted root"):
-        validate_certificate(leaf, intermediates=[pki.ica.certificate, pki.root.certificate], at=T0 + HOUR)
+        validate_certificate(leaf, intermediates=[pki.ica.certificate, pki.root.certificate], at=T0 + HOUR).raise_for_error()
     with pytest.raises(NoTrustedPathError, match="self-signed"):
-        validate_certificate(pki.root.certificate, at=T0 + HOUR)
+        validate_certificate(pki.root.certificate, at=T0 + HOUR).raise_for_error()
 
 
 def test_missing_intermediate(pki: Pki) -> None:
@@ -308,10 +308,10 @@ def test_higher_level_satisfies_lower(hierarchy: dict) -> None:
     leaf = gica2.issue("personal-signature", request("personal-signature", new_key().public_key())).certificate
     options = {"trust_roots": [root.certificate], "intermediates": [gica2.certificate], "purpose": "signature"}
     for asked in (1, 2):
-        result = validate_certificate(leaf, level=asked, **options)
+        result = validate_certificate(leaf, level=asked, **options).raise_for_error()
         assert (result.level, result.level_required) == (2, asked)
     with pytest.raises(PolicyNotAcceptableError, match="assurance level 3"):
-        validate_certificate(leaf, level=3, **options)
+        validate_certificate(leaf, level=3, **options).raise_for_error()
 
 
 # ---- inputs --------------------------------------------------------------------------------------------
@@ -407,15 +407,15 @@ def _pem_file(path: Path, cert: x509.Certificate) -> Path:
 def test_ocsp_good_and_revoked(served: Served) -> None:
     ws = Workspace.open(served.home)
     try:
-        result = ws.validate_certificate(served.certs["good"], purpose="server", ocsp=True, revocation="hard-fail")
+        result = ws.validate_certificate(served.certs["good"], purpose="server", ocsp=True, revocation="hard-fail").raise_for_error()
         assert [r.source for r in result.revocation] == ["OCSP", "OCSP"]
         assert f"http://{HOST}" in result.revocation[-1].detail
         with pytest.raises(CertificateRevokedError, match=r"for reason keyCompromise \(according to its OCSP\)") as err:
-            ws.validate_certificate(served.certs["revoked"], ocsp=True)
+            ws.validate_certificate(served.certs["revoked"], ocsp=True).raise_for_error()
         assert (err.value.source, err.value.reason) == ("OCSP", "keyCompromise")
         # Without --ocsp nothing is asked: hard-fail then cannot establish the status.
         with pytest.raises(RevocationUnknownError):
-            ws.validate_certificate(served.certs["good"], revocation="hard-fail")
+            ws.validate_certificate(served.certs["good"], revocation="hard-fail").raise_for_error()
     finally:
         ws.close()
 
@@ -423,10 +423,10 @@ def test_ocsp_good_and_revoked(served: Served) -> None:
 def test_crls_fetched_from_the_distribution_points(served: Served) -> None:
     ws = Workspace.open(served.home)
     try:
-        result = ws.validate_certificate(served.certs["good"], fetch=True, revocation="hard-fail")
+        result = ws.validate_certificate(served.certs["good"], fetch=True, revocation="hard-fail").raise_for_error()
         assert [r.source for r in result.revocation] == ["CRL", "CRL"]
         with pytest.raises(CertificateRevokedError, match=r"for reason keyCompromise \(according to its CRL\)"):
-            ws.validate_certificate(served.certs["revoked"], fetch=True)
+            ws.validate_certificate(served.certs["revoked"], fetch=True).raise_for_error()
     finally:
         ws.close()
 

@@ -12,10 +12,16 @@ from iranpki.policy import load_policy
 from iranpki.profiles import subject_text
 from iranpki.store import CaRecord
 
-from .common import key_secrets, export_options, home_option, json_option, workspace, write_certificates
+from .common import (
+    export_options,
+    home_option,
+    json_option,
+    key_secrets,
+    workspace,
+    write_certificates,
+)
 from .handling import HandledGroup
 from .render import emit_json, fields, iso, table, when
-
 
 # The national CP's CA purposes (policies/national-cp.yaml, ca_purposes).
 PURPOSES = [p.id for p in load_policy().ca_purposes]

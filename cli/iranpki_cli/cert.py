@@ -12,7 +12,14 @@ from iranpki.errors import RequestError
 from iranpki.store import CertificateRecord, Reason
 from iranpki.workspace import MAX_KEY_FILE
 
-from .common import key_secrets, export_options, home_option, json_option, workspace, write_certificates
+from .common import (
+    export_options,
+    home_option,
+    json_option,
+    key_secrets,
+    workspace,
+    write_certificates,
+)
 from .handling import HandledGroup
 from .render import console, emit_json, fields, iso, table, when
 

@@ -12,7 +12,6 @@ import click
 from iranpki.keys import PASSPHRASE_ENV, PIN_ENV, KeySecrets, SecretSource
 from iranpki.workspace import HOME_ENV, Workspace
 
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 home_option = click.option(

@@ -7,9 +7,22 @@ import sys
 
 import click
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from iranpki.conformance import CATEGORIES, REGISTRY, CaseResult, Report, Verdict, select
+from iranpki.conformance import (
+    CATEGORIES,
+    REGISTRY,
+    CaseResult,
+    Report,
+    Verdict,
+    select,
+)
 from iranpki.conformance.required import REQUIRED, required_shortfall
 from iranpki.conformance.runner import RunOptions, load_cases, run_suite, write_reports
 from iranpki.keys import SecretSource

@@ -20,7 +20,7 @@ import click
 from rich.markup import escape
 
 from iranpki.conformance import attestation
-from iranpki.signing import load_certificates
+from iranpki.inputs import load_asn1_certificates
 
 from .common import json_option
 from .handling import HandledCommand
@@ -110,7 +110,7 @@ def verify_report(report: str, signature_file: str | None, approval_file: str | 
         raise click.UsageError(f"nothing to verify: no {report}.p7s beside the report; give --signature or --approval")
     if module_path is not None and approval_file is None:
         raise click.UsageError("--module is checked against an approval; give --approval as well")
-    roots = [c.dump() for f in trust_files for c in load_certificates(Path(f).read_bytes())] or None
+    roots = [c.dump() for f in trust_files for c in load_asn1_certificates(Path(f).read_bytes(), f)] or None
     data = Path(report).read_bytes()
     checks: list[dict[str, Any]] = []
     if signature_file is not None:

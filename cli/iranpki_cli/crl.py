@@ -6,7 +6,7 @@ import click
 
 from iranpki.store import CrlRecord
 
-from .common import key_secrets, home_option, json_option, workspace
+from .common import home_option, json_option, key_secrets, workspace
 from .handling import HandledGroup
 from .render import console, emit_json, iso, progress_counter, table, when
 

@@ -6,7 +6,7 @@ import click
 
 from iranpki.keys import KeySpec
 
-from .common import key_secrets, home_option, json_option, pin_source, workspace
+from .common import home_option, json_option, key_secrets, pin_source, workspace
 from .handling import HandledGroup
 from .render import console, emit_json, table, when
 

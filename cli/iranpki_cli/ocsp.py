@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .common import key_secrets, home_option, json_option, workspace
+from .common import home_option, json_option, key_secrets, workspace
 from .handling import HandledGroup
 from .render import console, emit_json, progress_counter
 

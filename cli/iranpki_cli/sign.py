@@ -9,10 +9,11 @@ from typing import Any, TypeVar
 import click
 
 from iranpki import signing
+from iranpki.inputs import load_asn1_certificates
 from iranpki.keys import SignatureScheme, Signer, open_signer
 from iranpki.workspace import HOME_ENV, Workspace
 
-from .common import key_secrets, json_option, relying_party_roots
+from .common import json_option, key_secrets, relying_party_roots
 from .handling import HandledGroup
 from .render import emit_json, fields
 
@@ -64,7 +65,7 @@ def _open(key_ref: str, passphrase_file: str | None, home: str | None) -> Signer
 
 
 def _chain(files: tuple[str, ...]) -> list[bytes]:
-    return [c.dump() for f in files for c in signing.load_certificates(Path(f).read_bytes())]
+    return [c.dump() for f in files for c in load_asn1_certificates(Path(f).read_bytes(), f)]
 
 
 def _scheme(text: str | None) -> SignatureScheme | None:
@@ -79,7 +80,7 @@ def _done(as_json: bool, title: str, info: dict[str, Any]) -> None:
 
 
 def _subject(cert: bytes) -> str:
-    return signing.load_certificates(cert)[0].subject.human_friendly
+    return load_asn1_certificates(cert, "the certificate")[0].subject.human_friendly
 
 
 @sign.command()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from iranpki.keys.pkcs11 import list_tokens
-
 from iranpki.keys import SecretSource
+from iranpki.keys.pkcs11 import list_tokens
 
 from .common import _prompt, json_option, pin_source
 from .handling import HandledGroup

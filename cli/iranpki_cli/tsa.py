@@ -11,7 +11,13 @@ import click
 from iranpki.tsa import fetch_stamp, verify_token
 from iranpki.workspace import HOME_ENV
 
-from .common import key_secrets, home_option, json_option, relying_party_roots, workspace
+from .common import (
+    home_option,
+    json_option,
+    key_secrets,
+    relying_party_roots,
+    workspace,
+)
 from .handling import HandledGroup
 from .render import console, emit_json
 
@@ -112,7 +118,7 @@ def stamp(file: click.utils.LazyFile, url: str, hash_name: str, out: str | None,
     result = fetch_stamp(url, h.digest(), hash_name, timeout=timeout)
     tsa_subject = None
     if not no_verify:
-        tsa_subject = verify_token(result.token, relying_party_roots(home, trust_files)).subject  # type: ignore[attr-defined]
+        tsa_subject = verify_token(result.token, relying_party_roots(home, trust_files)).raise_for_error().subject  # type: ignore[attr-defined]
     if out:
         with open(out, "wb") as f:
             f.write(result.reply)

@@ -1,8 +1,8 @@
-"""`iranpki verify FILE`: validate a certificate (and, as they are added, signed files) as a relying party.
+"""`iranpki verify FILE`: validate a certificate or a signed file as a relying party.
 
-The command reads the file, finds its kind in :data:`KINDS`, and hands it to that kind's
-verifier: one library call, then rendering. A new kind (signed PDF, CMS) is one :func:`register`
-call from its own module; the options and the exit statuses stay the same:
+The command reads the files, calls :func:`iranpki.verify.verify_file` (through the workspace
+when there is one, for its roots and CA certificates) and renders the result it always gets
+back. The exit statuses:
 
 - 0: valid; 1: invalid (the reason is printed, or is in the JSON); 2: the input or an option
   cannot be used (not a certificate, unreadable CRL, ...).
@@ -11,98 +11,27 @@ call from its own module; the options and the exit statuses stay the same:
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 import jdatetime
 from click.core import ParameterSource
-from cryptography.hazmat.primitives.serialization import Encoding
 from rich.markup import escape
 
-from iranpki import signing, validation
-from iranpki.errors import CertificateValidationError, SigningError, ValidationInputError
+from iranpki import validation
+from iranpki import verify as verifier
+from iranpki.errors import ValidationInputError
 from iranpki.workspace import CONFIG_NAME, Workspace
 
 from .common import home_option, json_option
 from .handling import HandledCommand
 from .render import emit_json, err_console, fields, when
 
-__all__ = ["KINDS", "FileKind", "Verdict", "VerifyOptions", "register", "verify"]
+__all__ = ["certificate_rows", "verify"]
 
 #: The largest file `iranpki verify` reads (a signed PDF may be large; a certificate is a few KiB).
 MAX_FILE = 256 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class VerifyOptions:
-    """What the command line asked for, for every kind of file."""
-
-    purpose: str | None
-    at: datetime | None
-    level: int | None
-    chain: tuple[bytes, ...]
-    crls: tuple[bytes, ...]
-    ocsp: bool
-    fetch: bool
-    trust: tuple[bytes, ...] | None
-    revocation: str
-    workspace: Workspace | None
-    #: The signed file of a detached CMS signature (--content).
-    content: bytes | None = None
-    #: The RFC 5280 6.1.1 policy inputs given (--policy, --explicit-policy, ...), for certificates.
-    policy_inputs: dict[str, object] = field(default_factory=dict)
-
-    def validation_options(self) -> dict[str, object]:
-        """The keyword arguments of :func:`iranpki.validation.validate_certificate` these stand for."""
-        return {"purpose": self.purpose, "at": self.at, "level": self.level, "intermediates": list(self.chain),
-                "crls": list(self.crls), "ocsp": self.ocsp, "fetch": self.fetch, "revocation": self.revocation,
-                "trust_roots": list(self.trust) if self.trust is not None else None, **self.policy_inputs}
-
-    def validate(self, cert: validation.CertificateInput, **overrides: object) -> validation.ValidationResult:
-        """Validate ``cert`` with these options, against the workspace's roots when there is one."""
-        options = {**self.validation_options(), **overrides}
-        if self.workspace is not None:
-            return self.workspace.validate_certificate(cert, **options)
-        return validation.validate_certificate(cert, **options)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A valid file: a title and rows for people, and the JSON for scripts."""
-
-    title: str
-    rows: list[tuple[str, str]]
-    data: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class FileKind:
-    name: str
-    detect: Callable[[bytes], bool]
-    verify: Callable[[bytes, VerifyOptions], Verdict]
-
-
-KINDS: list[FileKind] = []
-
-
-def register(kind: FileKind) -> None:
-    """Add a kind of file to `iranpki verify` (tried in order of registration)."""
-    KINDS.append(kind)
-
-
-# ---- certificates -----------------------------------------------------------------------------
-
-def _is_certificate(data: bytes) -> bool:
-    if b"-----BEGIN CERTIFICATE-----" in data[:65536]:
-        return True
-    try:
-        validation.load_certificates(data)
-        return True
-    except ValidationInputError:
-        return False
 
 
 def certificate_rows(result: validation.ValidationResult) -> list[tuple[str, str]]:
@@ -120,56 +49,13 @@ def certificate_rows(result: validation.ValidationResult) -> list[tuple[str, str
     return rows
 
 
-def _verify_certificate(data: bytes, options: VerifyOptions) -> Verdict:
-    certs = validation.load_certificates(data, "the file")
-    # A PEM file may carry its chain after the certificate, as servers send it.
-    result = options.validate(certs[0], intermediates=[*options.chain, *(c.public_bytes(Encoding.PEM) for c in certs[1:])])
-    return Verdict(f"valid: {result.subject}", certificate_rows(result), result.to_dict())
-
-
-register(FileKind("certificate", _is_certificate, _verify_certificate))
-
-
-# ---- signed files (PDF, S/MIME, CMS, Windows PE) -----------------------------------------------
-
-class SignatureInvalid(Exception):
-    """A signed file whose signature does not validate (exit status 1), with the JSON of why."""
-
-    def __init__(self, message: str, data: dict[str, object]):
-        super().__init__(message)
-        self.data = data
-
-
-def _is_signed(data: bytes) -> bool:
-    return signing.detect_signed_kind(data) is not None
-
-
-def _verify_signed(data: bytes, options: VerifyOptions) -> Verdict:
-    trust: list[bytes] | None = list(options.trust) if options.trust is not None else None
-    intermediates = list(options.chain)
-    if options.workspace is not None:
-        trust = options.workspace.trust_roots(trust)  # the one rule: --trust, else national + workspace roots
-        intermediates += options.workspace.ca_certificates()
-    try:
-        result = signing.verify_signed(
-            data, content=options.content, trust_roots=trust, intermediates=intermediates, crls=list(options.crls),
-            allow_fetching=options.fetch or options.ocsp, require_revocation=options.revocation != "soft-fail",
-            moment=options.at)
-    except SigningError as exc:
-        raise ValidationInputError(str(exc)) from None
-    if not result.ok:
-        raise SignatureInvalid(f"the {result.kind} signature does not validate: " + "; ".join(result.problems),
-                               result.to_dict())
+def _signed_rows(result: verifier.SignedFileResult) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = [("kind", result.kind), ("signatures", str(len(result.results)))]
     for i, item in enumerate(result.to_dict()["signatures"], 1):  # type: ignore[union-attr]
         for key in ("signer", "field", "signing_time", "timestamp", "coverage", "level", "digest_algorithm"):
             if isinstance(item, dict) and item.get(key) not in (None, ""):
                 rows.append((f"{i}: {key.replace('_', ' ')}", str(item[key])))
-    return Verdict(f"valid {result.kind} signature", rows, result.to_dict())
-
-
-# Signed files first: a PEM CMS or an S/MIME message may hold certificates too.
-KINDS.insert(0, FileKind("signed file", _is_signed, _verify_signed))
+    return rows
 
 
 # ---- the command ------------------------------------------------------------------------------
@@ -268,40 +154,36 @@ def verify(file: str, purpose: str | None, at_text: str | None, level: int | Non
     explicit_home = ctx.get_parameter_source("home") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
     ws = Workspace.open(home) if explicit_home or (Path(home) / CONFIG_NAME).exists() else None
     data = _read(file, "the file")
-    options = VerifyOptions(
-        purpose=purpose, at=_parse_time(at_text), level=level,
-        chain=tuple(_read(f, "the chain file") for f in chain_files),
-        crls=tuple(_read(f, "the CRL file") for f in crl_files), ocsp=ocsp, fetch=fetch,
-        trust=tuple(_read(f, "the trust file") for f in trust_files) or None, revocation=revocation, workspace=ws,
-        content=_content(file, content_file),
-        policy_inputs={k: v for k, v in (("user_initial_policy_set", list(policies) or None),
-                                         ("initial_explicit_policy", explicit_policy),
-                                         ("initial_policy_mapping_inhibit", inhibit_policy_mapping),
-                                         ("initial_any_policy_inhibit", inhibit_any_policy),
-                                         ("algorithms", algorithms if algorithms != "national" else None)) if v})
-    kind = next((k for k in KINDS if k.detect(data)), None)
-    if kind is None:
-        raise click.UsageError(f"{file} is not a file iranpki verify reads; it reads: "
-                               f"{', '.join(k.name for k in KINDS)} (PEM or DER)")
-    if options.policy_inputs and kind.name != "certificate":
-        raise click.UsageError(f"--policy, --explicit-policy, the --inhibit options and --algorithms apply to "
-                               f"certificates; {file} is a {kind.name}, validated by the rules of its signature format")
+    if verifier.detect_kind(data) is None:
+        raise click.UsageError(f"{file} is not a file iranpki verify reads; it reads {verifier.DESCRIBED}")
+    trust = [_read(f, "the trust file") for f in trust_files] or None
+    options: dict[str, object] = dict(
+        purpose=purpose, at=_parse_time(at_text), level=level, intermediates=[_read(f, "the chain file") for f in chain_files],
+        crls=[_read(f, "the CRL file") for f in crl_files], ocsp=ocsp, fetch=fetch, trust_roots=trust,
+        revocation=revocation, content=_content(file, content_file),
+        **{k: v for k, v in (("user_initial_policy_set", list(policies) or None),
+                             ("initial_explicit_policy", explicit_policy),
+                             ("initial_policy_mapping_inhibit", inhibit_policy_mapping),
+                             ("initial_any_policy_inhibit", inhibit_any_policy),
+                             ("algorithms", algorithms if algorithms != "national" else None)) if v})
     try:
-        verdict = kind.verify(data, options)
+        result = ws.verify_file(data, **options) if ws is not None else verifier.verify_file(data, **options)  # type: ignore[arg-type]
     except ValidationInputError as exc:
         raise click.UsageError(str(exc)) from None
-    except (CertificateValidationError, SignatureInvalid) as exc:
+    if not result.ok:
         if as_json:
-            extra = exc.data if isinstance(exc, SignatureInvalid) else _error_data(exc)
-            emit_json({"valid": False, "kind": kind.name, "error": type(exc).__name__, "message": str(exc), **extra})
+            emit_json(result.to_dict())
         else:
-            err_console.print("[bold red]invalid:[/] " + escape(str(exc)), highlight=False)
+            err_console.print("[bold red]invalid:[/] " + escape(str(result.error)), highlight=False)
         sys.stdout.flush()
         ctx.exit(1)
     if as_json:
-        emit_json({"kind": kind.name, **verdict.data})
+        emit_json(result.to_dict())
+    elif result.certificate is not None:
+        fields(f"valid: {result.certificate.subject}", certificate_rows(result.certificate))
     else:
-        fields(verdict.title, verdict.rows)
+        assert result.signed is not None
+        fields(f"valid {result.kind} signature", _signed_rows(result.signed))
 
 
 def _content(file: str, content_file: str | None) -> bytes | None:
@@ -310,12 +192,3 @@ def _content(file: str, content_file: str | None) -> bytes | None:
     if file.endswith((".p7s", ".sig")) and Path(file[: file.rfind(".")]).is_file():
         return _read(file[: file.rfind(".")], "the signed content")
     return None
-
-
-def _error_data(exc: CertificateValidationError) -> dict[str, object]:
-    out: dict[str, object] = {"subject": exc.subject, "path": list(exc.path)}
-    for name in ("not_after", "not_before", "revoked_at", "reason", "source", "purpose", "has", "level", "policies"):
-        if hasattr(exc, name):
-            value = getattr(exc, name)
-            out[name] = value.isoformat() if isinstance(value, datetime) else value
-    return out

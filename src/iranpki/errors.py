@@ -33,6 +33,8 @@ Catch :class:`IranPkiError` to catch them all; catch a subtree to handle one con
     │   └── AttestationError        a signed report or approval that does not verify (``problems``)
     └── ValidationError             relying-party validation (RFC 5280 section 6), iranpki.validation
         ├── ValidationInputError    a file or option validation cannot use (not a certificate, bad CRL, ...)
+        │   └── UnusableInputError  a certificate or CRL that cannot be read (iranpki.inputs; a SigningError too)
+        ├── SignatureValidationError  a signed file whose signature reads but does not validate (``problems``)
         └── CertificateValidationError    a certificate that does not validate (carries the certificate)
             ├── NoTrustedPathError        no chain from it to a trusted root
             ├── InvalidPathError          a chain that breaks RFC 5280 6.1 (signature, names, CA flags, ...)
@@ -49,6 +51,10 @@ Catch :class:`IranPkiError` to catch them all; catch a subtree to handle one con
 Every message names the bad value, what was expected, and what to do next. Errors carry
 their data as attributes so that clients can render them (the CLI prints the message; a
 web portal may show ``violations`` as a table).
+
+A verification never raises for what it finds: it returns a result that always exists (see
+:class:`iranpki.verdict.Verdict`), whose ``error`` is the error of this tree that says why it
+failed, or None. ``raise_for_error()`` raises it for a caller that wants the exception.
 """
 
 from __future__ import annotations
@@ -87,6 +93,8 @@ __all__ = [
     "UnsupportedAlgorithmError",
     "ValidationError",
     "ValidationInputError",
+    "UnusableInputError",
+    "SignatureValidationError",
     "CertificateValidationError",
     "NoTrustedPathError",
     "InvalidPathError",
@@ -281,6 +289,17 @@ class CertificateValidationError(ValidationError):
         self.path = path
         super().__init__(message)
 
+    def data(self) -> dict[str, object]:
+        """What the error says, JSON-ready: ``subject``, ``path`` and the attributes its kind
+        carries (``not_after``, ``revoked_at``, ``reason``, ``purpose``, ``level``, ...)."""
+        out: dict[str, object] = {"subject": self.subject, "path": list(self.path)}
+        for name in ("not_after", "not_before", "revoked_at", "reason", "source", "purpose", "has", "level",
+                     "policies"):
+            if hasattr(self, name):
+                value = getattr(self, name)
+                out[name] = value.isoformat() if isinstance(value, datetime) else value
+        return out
+
 
 class NoTrustedPathError(CertificateValidationError):
     """No chain leads from the certificate to a trusted root (missing intermediate, other root)."""
@@ -352,7 +371,22 @@ class PolicyNotAcceptableError(CertificateValidationError):
 class SigningError(IranPkiError):
     """Signing refused (wrong key for the certificate, missing TSA, unreadable input), or a
     signature that cannot be read at all. A signature that reads but does not validate is a
-    result with its problems listed, not this error (see :mod:`iranpki.signing`)."""
+    result whose ``error`` is a :class:`SignatureValidationError`, not this error."""
+
+
+class UnusableInputError(ValidationInputError, SigningError):
+    """A certificate or CRL that cannot be read (:mod:`iranpki.inputs`): to a validator an
+    unusable input, to a signer an unusable certificate, whichever asked."""
+
+
+class SignatureValidationError(ValidationError):
+    """A signed file (PDF, CMS, S/MIME, PE) whose signature reads but does not validate.
+    ``kind`` is the file's kind and ``problems`` says why, one line each."""
+
+    def __init__(self, message: str, *, kind: str, problems: list[str]):
+        self.kind = kind
+        self.problems = problems
+        super().__init__(message)
 
 
 class TsaError(IranPkiError):

@@ -42,8 +42,9 @@ Network. Nothing is fetched unless asked: ``ocsp=True`` asks the OCSP responders
 works with the CRLs and OCSP responses of that time given by the caller; revocation data
 issued after ``at`` (such as any fetched now) is not used for it unless ``retroactive=True``.
 
-Every failure raises a :class:`~iranpki.errors.CertificateValidationError` subclass whose
-message names the certificate, the value that fails, what was expected and what to do.
+Every failure is a :class:`~iranpki.errors.CertificateValidationError` subclass, the ``error``
+of the result (:class:`iranpki.verdict.Verdict`), whose message names the certificate, the value
+that fails, what was expected and what to do.
 """
 
 from __future__ import annotations
@@ -53,25 +54,35 @@ import re
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
-from typing import Literal, Union
+from typing import Literal
 
 from asn1crypto import algos
 from asn1crypto import crl as asn1_crl
 from asn1crypto import keys as asn1_keys
 from asn1crypto import ocsp as asn1_ocsp
-from asn1crypto import pem as asn1_pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from pyhanko_certvalidator import CertificateValidator, PKIXValidationParams, ValidationContext
-from pyhanko_certvalidator.policy_decl import (
-    AlgorithmUsageConstraint, AlgorithmUsagePolicy, DisallowWeakAlgorithmsPolicy,
+from pyhanko_certvalidator import (
+    CertificateValidator,
+    PKIXValidationParams,
+    ValidationContext,
 )
 from pyhanko_certvalidator import errors as pv_errors
-from pyhanko_certvalidator.fetchers.api import CertificateFetcher, CRLFetcher, Fetchers, OCSPFetcher
+from pyhanko_certvalidator.fetchers.api import (
+    CertificateFetcher,
+    CRLFetcher,
+    Fetchers,
+    OCSPFetcher,
+)
 from pyhanko_certvalidator.path import ValidationPath
+from pyhanko_certvalidator.policy_decl import (
+    AlgorithmUsageConstraint,
+    AlgorithmUsagePolicy,
+    DisallowWeakAlgorithmsPolicy,
+)
 
 from .clock import utc
 from .der import problem
@@ -90,33 +101,33 @@ from .errors import (
     RevocationUnknownError,
     ValidationInputError,
 )
+from .inputs import (
+    CertificateInput,
+    load_certificates,
+    load_crls,
+    one_certificate,
+    to_asn1,
+)
 from .policy import CertificatePolicy, load_policy
 from .profiles import subject_text
+from .verdict import Verdict
 
 __all__ = [
     "PURPOSES",
     "REVOCATION_MODES",
-    "CertificateInput",
     "Purpose",
     "RevocationCheck",
     "ValidationResult",
     "async_validate_certificate",
-    "load_certificates",
-    "load_crls",
     "national_anchors",
     "relying_party_roots",
     "translate_error",
     "validate_certificate",
 ]
 
-#: A certificate as callers hold it: cryptography's, asn1crypto's (pyHanko's), or PEM/DER bytes.
-CertificateInput = Union[x509.Certificate, asn1_x509.Certificate, bytes]
 RevocationMode = Literal["soft-fail", "hard-fail", "require"]
 REVOCATION_MODES: tuple[str, ...] = ("soft-fail", "hard-fail", "require")
 
-#: The most a file of certificates or CRLs may hold before it is refused unparsed. A national CRL
-#: of a million entries is tens of megabytes; anything larger is not one.
-MAX_INPUT_BYTES = 256 * 1024 * 1024
 
 
 # ---- purposes ---------------------------------------------------------------------------------
@@ -192,8 +203,10 @@ class RevocationCheck:
 
 
 @dataclass(frozen=True)
-class ValidationResult:
-    """A certificate that validated: the path from the trust anchor down, and what was checked."""
+class ValidationResult(Verdict):
+    """The validation of a certificate: the path from the trust anchor down and what was
+    checked, or, when it did not validate, ``error`` (a CertificateValidationError that says
+    why, with the path as far as it was built) and an empty ``path``."""
 
     certificate: x509.Certificate
     path: tuple[x509.Certificate, ...]
@@ -205,6 +218,7 @@ class ValidationResult:
     level: int | None
     level_required: int | None
     warnings: tuple[str, ...] = field(default=())
+    error: CertificateValidationError | None = None
 
     @property
     def subject(self) -> str:
@@ -216,7 +230,11 @@ class ValidationResult:
         return tuple(subject_text(c.subject) for c in self.path)
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready summary (``iranpki verify --json``)."""
+        """A JSON-ready summary (``iranpki verify --json``): the path and checks when valid; the
+        error's name, message and data when not."""
+        if self.error is not None:
+            return {"valid": False, "error": type(self.error).__name__, "message": str(self.error),
+                    **self.error.data()}
         return {"valid": True, "subject": self.subject, "serial": f"{self.certificate.serial_number:x}",
                 "path": list(self.subjects), "at": self.at.isoformat(), "purpose": self.purpose,
                 "level": self.level, "level_required": self.level_required, "policies": list(self.policies),
@@ -248,132 +266,6 @@ def relying_party_roots(explicit: Sequence[bytes] | None = None, workspace_roots
 def national_anchors() -> list[x509.Certificate]:
     """The national root certificates shipped with iranpki (today: Root CA-G3)."""
     return [x509.load_der_x509_certificate(d) for d in _shipped_anchors()]
-
-
-class KeylessCertificate:
-    """A certificate whose public key cryptography cannot load, but which is a certificate all the
-    same (RFC 5280 allows it, openssl reads it): a DSA key that inherits its parameters from its
-    issuer's (RFC 3279 2.3.2), say. It stands in for a ``cryptography.x509.Certificate``: its
-    names, serial number, validity and extensions are the certificate's (read through a copy
-    whose public key is replaced, never used for a signature), and ``public_bytes`` gives the
-    certificate's own bytes. Only ``public_key()`` cannot be had; path validation verifies its
-    signatures with pyhanko-certvalidator, which reads such keys."""
-
-    # A P-256 public key (the generator point), put in the copy in place of the unreadable one.
-    _PLACEHOLDER_SPKI = bytes.fromhex(
-        "3059301306072a8648ce3d020106082a8648ce3d03010703420004"
-        "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
-        "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
-
-    def __init__(self, der: bytes):
-        original = asn1_x509.Certificate.load(der)
-        original.native  # noqa: B018 - the whole certificate must parse, or it is not one
-        tbs = original["tbs_certificate"].copy()
-        tbs["subject_public_key_info"] = asn1_keys.PublicKeyInfo.load(self._PLACEHOLDER_SPKI)
-        copy = asn1_x509.Certificate({"tbs_certificate": tbs, "signature_algorithm": original["signature_algorithm"],
-                                      "signature_value": original["signature_value"]})
-        self._der = bytes(der)
-        self._copy = x509.load_der_x509_certificate(copy.dump())
-        self.key_algorithm = original.public_key.algorithm
-
-    def public_bytes(self, encoding: Encoding) -> bytes:
-        if encoding == Encoding.DER:
-            return self._der
-        return asn1_pem.armor("CERTIFICATE", self._der)
-
-    def public_key(self) -> object:
-        raise ValidationInputError(f"the {self.key_algorithm.upper()} public key of {subject_text(self.subject)!r} cannot "
-                                   "be loaded here (it inherits its parameters from its issuer's)")
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._copy, name)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, KeylessCertificate) and other._der == self._der
-
-    def __hash__(self) -> int:
-        return hash(self._der)
-
-
-def _load_der(der: bytes) -> x509.Certificate:
-    """A certificate from DER: cryptography's, or a :class:`KeylessCertificate` when only its key
-    is what cryptography cannot load. ValueError when it is not a certificate at all."""
-    try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as first:
-        try:
-            return KeylessCertificate(der)  # type: ignore[return-value]
-        except (ValueError, TypeError, KeyError):
-            raise first from None
-
-
-def load_certificates(data: bytes, what: str = "the input") -> list[x509.Certificate]:
-    """Every certificate in ``data``: one DER certificate, or one or more PEM blocks. A
-    certificate whose key cryptography cannot load comes as a :class:`KeylessCertificate`."""
-    if len(data) > MAX_INPUT_BYTES:
-        raise ValidationInputError(f"{what} is {len(data)} bytes; a certificate file is far smaller")
-    try:
-        if b"-----BEGIN" in data[:4096] or data.lstrip().startswith(b"-----"):
-            ders = [der for kind, _, der in asn1_pem.unarmor(data, multiple=True) if kind in ("CERTIFICATE",
-                                                                                             "X509 CERTIFICATE")]
-            if not ders:
-                raise ValueError("no CERTIFICATE PEM block in it")
-        else:
-            ders = [data]
-        certs = [_load_der(d) for d in ders]
-    except ValueError as exc:
-        raise ValidationInputError(
-            f"{what} is not an X.509 certificate ({problem(exc)}); give a PEM or DER certificate "
-            "(openssl x509 -in FILE -noout -text shows whether it is one)") from None
-    return certs
-
-
-def load_crls(data: bytes, what: str = "the CRL") -> list[bytes]:
-    """Every CRL in ``data`` (DER, or PEM blocks), as DER."""
-    if len(data) > MAX_INPUT_BYTES:
-        raise ValidationInputError(f"{what} is {len(data)} bytes; more than any CRL iranpki reads")
-    try:
-        if data.lstrip().startswith(b"-----"):
-            ders = [der for kind, _, der in asn1_pem.unarmor(data, multiple=True) if kind == "X509 CRL"]
-            if not ders:
-                raise ValueError("no 'X509 CRL' PEM block in it")
-        else:
-            ders = [data]
-        for der in ders:
-            x509.load_der_x509_crl(der)  # asn1crypto parses lazily, mid-validation; check the DER now
-        return ders
-    except ValueError as exc:
-        raise ValidationInputError(
-            f"{what} is not a CRL ({problem(exc)}); give a DER or PEM certificate revocation list "
-            "(openssl crl -in FILE -noout -text shows whether it is one)") from None
-
-
-def _to_cryptography(cert: CertificateInput, what: str) -> x509.Certificate:
-    if isinstance(cert, (x509.Certificate, KeylessCertificate)):
-        return cert  # type: ignore[return-value]
-    if isinstance(cert, asn1_x509.Certificate):
-        return _load_der(cert.dump())
-    if isinstance(cert, (bytes, bytearray, memoryview)):
-        certs = load_certificates(bytes(cert), what)
-        if len(certs) != 1:
-            raise ValidationInputError(f"{what} holds {len(certs)} certificates; give exactly one")
-        return certs[0]
-    raise ValidationInputError(f"{what} is a {type(cert).__name__}; give a certificate (cryptography, "
-                               "asn1crypto, or PEM/DER bytes)")
-
-
-def _asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
-    return asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
-
-
-def _many(items: Iterable[CertificateInput], what: str) -> list[x509.Certificate]:
-    out: list[x509.Certificate] = []
-    for item in items:
-        if isinstance(item, (bytes, bytearray, memoryview)):
-            out.extend(load_certificates(bytes(item), what))
-        else:
-            out.append(_to_cryptography(item, what))
-    return out
 
 
 # ---- fetchers: only what the caller allowed -----------------------------------------------------
@@ -431,7 +323,8 @@ def validate_certificate(cert: CertificateInput, *, purpose: str | None = None, 
                          user_initial_policy_set: Iterable[str] | None = None,
                          initial_explicit_policy: bool = False, initial_policy_mapping_inhibit: bool = False,
                          initial_any_policy_inhibit: bool = False, algorithms: str = "national") -> ValidationResult:
-    """Validate ``cert`` for ``purpose`` at ``at`` (default: now); return the path or raise.
+    """Validate ``cert`` for ``purpose`` at ``at`` (default: now). The result always exists:
+    ``ok`` with the path, or ``error`` saying why not (``raise_for_error()`` raises it).
 
     - ``purpose``: a key of :data:`PURPOSES` (default ``any``).
     - ``intermediates``: CA certificates that may complete the chain (any order, extras ignored).
@@ -454,8 +347,9 @@ def validate_certificate(cert: CertificateInput, *, purpose: str | None = None, 
       made at ``at`` needs). Wrong for a certificate put on hold and released in between, whose
       hold today's CRL no longer shows; off by default.
 
-    Raises a :class:`~iranpki.errors.CertificateValidationError` subclass when the certificate
-    does not validate, :class:`~iranpki.errors.ValidationInputError` when an input is unusable.
+    A certificate that does not validate gives a result whose ``error`` is a
+    :class:`~iranpki.errors.CertificateValidationError` subclass; an input that cannot be used
+    (not a certificate, an unknown purpose) raises :class:`~iranpki.errors.ValidationInputError`.
     Runs its own event loop; from async code call :func:`async_validate_certificate`.
     """
     return asyncio.run(async_validate_certificate(
@@ -479,7 +373,7 @@ async def async_validate_certificate(cert: CertificateInput, *, purpose: str | N
                                      initial_any_policy_inhibit: bool = False,
                                      algorithms: str = "national") -> ValidationResult:
     """:func:`validate_certificate` for callers that run an event loop (pyHanko's validation is async)."""
-    leaf = _to_cryptography(cert, "the certificate")
+    leaf = one_certificate(cert, "the certificate")
     use = PURPOSES.get(purpose or "any")
     if use is None:
         raise ValidationInputError(f"unknown purpose {purpose!r}; must be one of: {', '.join(PURPOSES)}")
@@ -493,11 +387,11 @@ async def async_validate_certificate(cert: CertificateInput, *, purpose: str | N
         moment = utc(at) if at is not None else None
     except ValueError as exc:
         raise ValidationInputError(str(exc)) from None
-    roots = national_anchors() if trust_roots is None else _many(trust_roots, "a trust root")
+    roots = national_anchors() if trust_roots is None else load_certificates(trust_roots, "a trust root")
     if not roots:
         raise ValidationInputError("no trust roots given; give at least one root certificate, or leave "
                                    "trust_roots out to trust the national root")
-    others = _many(intermediates, "an intermediate certificate")
+    others = load_certificates(intermediates, "an intermediate certificate")
     crl_ders = [d for c in crls for d in load_crls(bytes(c))]
     ocsp_ders = [bytes(o) for o in ocsp_responses]
     for o in ocsp_ders:
@@ -509,7 +403,9 @@ async def async_validate_certificate(cert: CertificateInput, *, purpose: str | N
     backend = None
     fetchers: Fetchers | None = None
     if ocsp or fetch:
-        from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+        from pyhanko_certvalidator.fetchers.aiohttp_fetchers import (
+            AIOHttpFetcherBackend,
+        )
 
         backend = AIOHttpFetcherBackend(per_request_timeout=timeout)
         real = backend.get_fetchers()
@@ -523,17 +419,23 @@ async def async_validate_certificate(cert: CertificateInput, *, purpose: str | N
         # crls and ocsps are passed even when empty: pyhanko-certvalidator then lets hard-fail and
         # require run without data and fail per certificate, with a message that names it.
         context = ValidationContext(
-            trust_roots=[_asn1(r) for r in roots], other_certs=[_asn1(c) for c in others], moment=moment,
+            trust_roots=[to_asn1(r) for r in roots], other_certs=[to_asn1(c) for c in others], moment=moment,
             allow_fetching=fetchers is not None, fetchers=fetchers, crls=crl_ders, ocsps=ocsp_ders,
             revocation_mode=revocation, retroactive_revinfo=retroactive, algorithm_usage_policy=algorithm_rules)
-        validator = CertificateValidator(_asn1(leaf), validation_context=context, pkix_params=params)
+        validator = CertificateValidator(to_asn1(leaf), validation_context=context, pkix_params=params)
+        failed = partial(ValidationResult, certificate=leaf, path=(), at=moment or context.moment, purpose=use.name,
+                         revocation_mode=revocation, revocation=(), policies=(), level=None, level_required=level)
         try:
             path = await validator.async_validate_path()
         except (pv_errors.PathError, pv_errors.ValidationError) as exc:
-            raise translate_error(exc, leaf, at=context.moment, level=level, revocation=revocation,
-                                  trust_roots=roots, intermediates=others, policy=cp, pkix_params=params) from None
-        chain = tuple(_load_der(c.dump()) for c in path.iter_certs(include_root=True))
-        _check_usage(leaf, use, chain)
+            return failed(error=translate_error(exc, leaf, at=context.moment, level=level, revocation=revocation,
+                                                trust_roots=roots, intermediates=others, policy=cp,
+                                                pkix_params=params))
+        chain = tuple(one_certificate(c) for c in path.iter_certs(include_root=True))
+        try:
+            _check_usage(leaf, use, chain)
+        except KeyUsageError as exc:
+            return failed(error=exc)
         policies = _qualified(path)
         checks = _revocation_sources(path, context, fetchers, ocsp_ders)
         warnings = tuple(f"soft-fail: {e}" for e in context.soft_fail_exceptions)
@@ -637,7 +539,7 @@ def _policy_inputs(cp: CertificatePolicy, level: int | None, user_set: Iterable[
 # ---- usage ------------------------------------------------------------------------------------
 
 def _check_usage(leaf: x509.Certificate, use: Purpose, chain: tuple[x509.Certificate, ...]) -> None:
-    cert = _asn1(leaf)
+    cert = to_asn1(leaf)
     ku = set(cert.key_usage_value.native) if cert.key_usage_value is not None else None
     eku_value = cert.extended_key_usage_value
     eku = set(eku_value.native) if eku_value is not None else None
@@ -689,7 +591,7 @@ def _cert_policies(cert: x509.Certificate) -> list[str]:
 
 def _describe(cert: x509.Certificate | asn1_x509.Certificate, ca: bool | None = None) -> str:
     if isinstance(cert, asn1_x509.Certificate):
-        cert = _load_der(cert.dump())
+        cert = one_certificate(cert)
     if ca is None:
         try:
             ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -742,11 +644,11 @@ def translate_error(exc: Exception, certificate: CertificateInput, *, at: dateti
     ``at``, ``level`` and ``revocation`` are what the validation used; ``trust_roots`` and
     ``intermediates`` what it had, for the "no path" diagnosis (default: the national root).
     """
-    leaf = _to_cryptography(certificate, "the certificate")
+    leaf = one_certificate(certificate, "the certificate")
     moment = utc(at) if at is not None else datetime.now(timezone.utc)
     if isinstance(exc, (pv_errors.PathBuildingError, pv_errors.InvalidCertificateError)):
-        roots = national_anchors() if trust_roots is None else _many(trust_roots, "a trust root")
-        return _no_path(leaf, roots, _many(intermediates, "an intermediate certificate"), exc)
+        roots = national_anchors() if trust_roots is None else load_certificates(trust_roots, "a trust root")
+        return _no_path(leaf, roots, load_certificates(intermediates, "an intermediate certificate"), exc)
     if isinstance(exc, pv_errors.PathValidationError):
         return _translate(exc, leaf, level, policy or load_policy(), moment, revocation, pkix_params)
     return CertificateValidationError(f"{_describe(leaf)} does not validate: {exc}",
@@ -772,9 +674,9 @@ def _translate(exc: pv_errors.PathValidationError, leaf: x509.Certificate, level
                cp: CertificatePolicy, moment: datetime, mode: str,
                params: PKIXValidationParams | None = None) -> CertificateValidationError:
     culprit = _culprit(exc)
-    bad = _load_der(culprit.dump()) if culprit is not None else leaf
+    bad = one_certificate(culprit) if culprit is not None else leaf
     who = _describe(bad)
-    path = tuple(subject_text(_load_der(c.dump()).subject)
+    path = tuple(subject_text(one_certificate(c).subject)
                  for c in exc.original_path.iter_certs(include_root=True) if isinstance(c, asn1_x509.Certificate))
     data = {"certificate": bad.public_bytes(Encoding.DER), "subject": subject_text(bad.subject), "path": path}
     text = str(exc)
@@ -919,7 +821,7 @@ def _revocation_sources(path: ValidationPath, context: ValidationContext, fetche
     for cert in path.iter_certs(include_root=False):
         if not isinstance(cert, asn1_x509.Certificate):
             continue
-        subject = subject_text(_load_der(cert.dump()).subject)
+        subject = subject_text(one_certificate(cert).subject)
         if cert.ocsp_no_check_value is not None:
             out.append(RevocationCheck(subject, None, "not checked: id-pkix-ocsp-nocheck (RFC 6960 4.2.2.2.1)"))
             continue

@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
-from cryptography.hazmat.primitives.serialization import Encoding, load_der_public_key, load_pem_public_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    load_der_public_key,
+    load_pem_public_key,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import ca as ca_mod
@@ -41,10 +45,10 @@ from .keys import (
     parse_key_reference,
 )
 from .names import check_file_label, check_text, inside
-from .store import AuditEvent, CertificateRecord, KeyRecord, Store, open_store
+from .store import AuditEvent, CaRecord, CertificateRecord, KeyRecord, Store, open_store
 
 if TYPE_CHECKING:
-    from . import ocsp, tsa, validation
+    from . import inputs, ocsp, tsa, validation, verify
 
 __all__ = ["CONFIG_NAME", "HOME_ENV", "Workspace", "WorkspaceConfig"]
 
@@ -357,42 +361,30 @@ class Workspace:
                 opened[reference] = open_signer(reference, source, self.key_settings)
             return opened[reference]
 
-        def authority(name: str) -> ca_mod.CertificateAuthority:
-            record = self.store.get_ca(name)
-            return ca_mod.CertificateAuthority(record, key(parse_key_reference(record.key_reference), secret),
-                                               self.store, clock=self.clock)
-
         def issue_responder(name: str, subject: list[tuple[str, str]], public_key: object,
                             days: int) -> object:
             # The responder asks; the CA (opened here, with its key) issues the ocsp-signer certificate.
+            record = self.store.get_ca(name)
             request = ca_mod.IssueRequest(subject=subject, public_key=public_key, validity_days=days)  # type: ignore[arg-type]
-            return authority(name).issue("ocsp-signer", request, actor="iranpki ocsp").record
+            return ca_mod.CertificateAuthority(record, ca_signer(record), self.store, clock=self.clock).issue(
+                "ocsp-signer", request, actor="iranpki ocsp").record
 
-        responders = []
+        def ca_signer(record: CaRecord) -> Signer:
+            return key(parse_key_reference(record.key_reference), secret)
+
         try:
-            for record in records:
-                if responder_key is None:
-                    responders.append(ocsp.Responder(record, key(parse_key_reference(record.key_reference), secret),
-                                                     include_ca_certificate=include_ca_certificate))
-                    continue
-                signer = key(self.key_reference(responder_key), responder_secret or secret)
-                if renew_responders:
-                    authority(record.name)
-                    cert = ocsp.ensure_responder_certificate(self.store, record, signer, issue_responder,  # type: ignore[arg-type]
-                                                             clock=self.clock)
-                else:
-                    cert = ocsp.find_responder_certificate(self.store, record.name, signer.public_key, self.clock.now())
-                    if cert is None:
-                        raise ocsp.ResponderError(
-                            f"CA {record.name!r} has no valid OCSP responder certificate for {signer.reference}; "
-                            "start the responder with access to the CA key, which issues one")
-                responders.append(ocsp.Responder(record, signer, cert, include_ca_certificate=include_ca_certificate))
+            responder = key(self.key_reference(responder_key), responder_secret or secret) if responder_key else None
+            if responder is not None and renew_responders:
+                for record in records:  # opened now: a wrong passphrase fails here, not days later at renewal
+                    ca_signer(record)
+            return ocsp.assemble_service(self.store, records, ca_signer=ca_signer, responder=responder,
+                                         issue_responder=issue_responder if renew_responders else None,  # type: ignore[arg-type]
+                                         signing=signing, include_ca_certificate=include_ca_certificate,
+                                         clock=self.clock)
         except BaseException:
             for signer in opened.values():
                 signer.close()
             raise
-        return ocsp.OcspService(self.store, responders, signing=signing, clock=self.clock,
-                                issue_responder=issue_responder if renew_responders else None)  # type: ignore[arg-type]
 
     def prepare_ocsp(self, cas: list[str], *, responder_key: str | None = None, everything: bool = False,
                      secret: SecretSource | None = None, responder_secret: SecretSource | None = None,
@@ -452,15 +444,26 @@ class Workspace:
 
         return validation.relying_party_roots(explicit, self.trust_anchors())
 
-    def validate_certificate(self, cert: validation.CertificateInput, **options: object) -> validation.ValidationResult:
+    def validate_certificate(self, cert: inputs.CertificateInput, **options: object) -> validation.ValidationResult:
         """Validate ``cert`` as :func:`iranpki.validation.validate_certificate` does, trusting
         :meth:`trust_roots` (``trust_roots`` given replace them) and offering its CA certificates
         as intermediates (besides any given)."""
         from . import validation
 
-        options["trust_roots"] = self.trust_roots(options.get("trust_roots"))  # type: ignore[arg-type]
-        options["intermediates"] = [*options.get("intermediates", ()), *self.ca_certificates()]  # type: ignore[misc]
-        return validation.validate_certificate(cert, **options)  # type: ignore[arg-type]
+        return validation.validate_certificate(cert, **self._relying_party(options))  # type: ignore[arg-type]
+
+    def verify_file(self, data: bytes, **options: object) -> verify.FileVerification:
+        """Verify a certificate or signed file as :func:`iranpki.verify.verify_file` does, trusting
+        :meth:`trust_roots` (``trust_roots`` given replace them) and offering its CA certificates
+        as intermediates (besides any given)."""
+        from . import verify
+
+        return verify.verify_file(data, **self._relying_party(options))  # type: ignore[arg-type]
+
+    def _relying_party(self, options: dict[str, object]) -> dict[str, object]:
+        """``options`` with this workspace's trust (given roots replace it) and CA certificates."""
+        return {**options, "trust_roots": self.trust_roots(options.get("trust_roots")),  # type: ignore[arg-type]
+                "intermediates": [*options.get("intermediates", ()), *self.ca_certificates()]}  # type: ignore[misc]
 
     # ---- time-stamping ----------------------------------------------------------------------
 

@@ -38,8 +38,9 @@ from typing import Any
 
 from ..clock import Clock, SystemClock, utc
 from ..errors import ApprovalRefusedError, AttestationError, SigningError
+from ..inputs import CertificateInput, load_asn1_certificates
 from ..keys.base import SignatureScheme, Signer
-from ..signing import CertificateInput, load_certificates, sign_cms, verify_cms
+from ..signing import sign_cms, verify_cms
 from .model import CATEGORIES, REPORT_FORMAT, Report, Verdict
 
 __all__ = [
@@ -209,7 +210,7 @@ def approve(report_json: bytes, signer: Signer, certificate: CertificateInput,
     _require_class_set(report)
     if not isinstance(valid_days, int) or not 1 <= valid_days <= MAX_VALID_DAYS:
         raise ApprovalRefusedError(f"valid_days {valid_days!r} is out of range; give 1 to {MAX_VALID_DAYS} days")
-    lab = load_certificates(certificate)[0].subject.human_friendly
+    lab = load_asn1_certificates(certificate, "the lab's certificate")[0].subject.human_friendly
     doc = approval_document(report_json, lab, issued_at=(clock or SystemClock()).now(), valid_days=valid_days,
                             approval_id=approval_id or str(uuid.uuid4()))
     return sign_cms(doc, signer, certificate, chain=chain, attached=True, scheme=scheme)
@@ -219,8 +220,8 @@ def _require_class_set(report: Report) -> None:
     """Refuse unless every case the device's class requires (conformance.required) is in the
     report and passed; name each one that is not, with its verdict and why."""
     from .model import REGISTRY
-    from .required import DEVICE_CLASSES, required_shortfall
     from .registry import load_cases
+    from .required import DEVICE_CLASSES, required_shortfall
 
     cls = report.settings.get("device_class")
     if cls not in DEVICE_CLASSES:

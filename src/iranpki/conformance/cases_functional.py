@@ -20,15 +20,22 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.keywrap import aes_key_wrap, aes_key_wrap_with_padding
+from cryptography.hazmat.primitives.keywrap import (
+    aes_key_wrap,
+    aes_key_wrap_with_padding,
+)
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from pkcs11 import MGF, Attribute, KeyType, ObjectClass
 from pkcs11 import Mechanism as M
 from pkcs11.mechanisms import CTRParams, GCMParams
-from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
+from pkcs11.util.ec import (
+    encode_ec_public_key,
+    encode_ecdsa_signature,
+    encode_named_curve_parameters,
+)
 
-from .model import CaseFailed, NotApplicable, NotChecked, Outcome, case, passed
 from .context import CKR, Context, ckr_name, ckr_of
+from .model import CaseFailed, NotApplicable, NotChecked, Outcome, case, passed
 
 F = "functional"
 BASE = "PKCS#11 2.40 base"

@@ -26,12 +26,27 @@ from pkcs11.mechanisms import CTRParams, GCMParams
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from .cases_functional import (
-    BAD_HANDLE, BASE, CK_ATTRIBUTE, CURVES, MECHS, MSG, RSA_SIGN, aes_key, check, ec_pair, expect, mechanism,
-    need_key_size, refused_with, rsa_pair, rsa_sign_case, ul,
+    BAD_HANDLE,
+    BASE,
+    CK_ATTRIBUTE,
+    CURVES,
+    MECHS,
+    MSG,
+    RSA_SIGN,
+    aes_key,
+    check,
+    ec_pair,
+    expect,
+    mechanism,
+    need_key_size,
+    refused_with,
+    rsa_pair,
+    rsa_sign_case,
+    ul,
 )
 from .cases_security import raw_set
-from .model import CaseFailed, Outcome, case, passed
 from .context import Context
+from .model import CaseFailed, Outcome, case, passed
 
 F = "functional"
 

@@ -43,8 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .model import CaseFailed, Outcome, Verdict, case
 from .context import Context
+from .model import CaseFailed, Outcome, Verdict, case
 
 __all__: list[str] = []
 

@@ -51,8 +51,8 @@ from .cases_functional import (
     rsa_pair,
     ul,
 )
-from .model import CaseFailed, NotApplicable, NotChecked, Outcome, case, passed
 from .context import CKR, Context, ckr_name
+from .model import CaseFailed, NotApplicable, NotChecked, Outcome, case, passed
 
 S = "security"
 TOOKAN = "Tookan (CCS 2010)"

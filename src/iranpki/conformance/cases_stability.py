@@ -14,8 +14,8 @@ import secrets
 import time
 from typing import Any
 
-from .model import CaseFailed, Outcome, Verdict, case
 from .context import CKR, Context, ckr_name
+from .model import CaseFailed, Outcome, Verdict, case
 
 __all__: list[str] = []
 

@@ -271,8 +271,8 @@ def _required_section(data: Mapping[str, Any]) -> list[str]:
     """Where the report stands against the case set its device class must pass for an approval
     (conformance.required): each required case that did not pass, with its verdict and why."""
     from .model import REGISTRY
-    from .required import DEVICE_CLASSES, required_shortfall
     from .registry import load_cases
+    from .required import DEVICE_CLASSES, required_shortfall
 
     cls = (data.get("settings") or {}).get("device_class")
     if cls not in DEVICE_CLASSES:

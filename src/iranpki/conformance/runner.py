@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, PinError, TokenError
+from .context import CKR, Context, RawCryptoki, ckr_name, ckr_of
 from .model import (
     Case,
     CaseFailed,
@@ -42,7 +43,6 @@ from .model import (
     Verdict,
     select,
 )
-from .context import CKR, Context, RawCryptoki, ckr_name, ckr_of
 from .registry import CASE_MODULES, load_cases, plugin_identity  # noqa: F401 - also named here
 from .reporting import write_html
 

@@ -11,7 +11,16 @@ from __future__ import annotations
 import importlib
 
 from ..errors import ConfigError
-from .base import PASSPHRASE_ENV, PIN_ENV, KeySecrets, KeySpec, SecretSource, SignatureScheme, Signer, key_spec_of
+from .base import (
+    PASSPHRASE_ENV,
+    PIN_ENV,
+    KeySecrets,
+    KeySpec,
+    SecretSource,
+    SignatureScheme,
+    Signer,
+    key_spec_of,
+)
 from .reference import (
     KeyReference,
     KeySettings,

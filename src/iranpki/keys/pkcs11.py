@@ -24,7 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
+from pkcs11.util.ec import (
+    encode_ec_public_key,
+    encode_ecdsa_signature,
+    encode_named_curve_parameters,
+)
 
 from ..errors import (
     ConfigError,

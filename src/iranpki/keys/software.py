@@ -12,11 +12,28 @@ import threading
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import (
+    PrivateKeyTypes,
+    PublicKeyTypes,
+)
 
 from ..errors import KeyNotFoundError, PinError, TokenError, UnsupportedAlgorithmError
-from .base import CURVES, HASHES, PASSPHRASE_ENV, KeySpec, SecretSource, SignatureScheme, Signer
-from .reference import KeyReference, KeySettings, MemoryKeyReference, SoftwareKeyReference, parse_key_reference
+from .base import (
+    CURVES,
+    HASHES,
+    PASSPHRASE_ENV,
+    KeySpec,
+    SecretSource,
+    SignatureScheme,
+    Signer,
+)
+from .reference import (
+    KeyReference,
+    KeySettings,
+    MemoryKeyReference,
+    SoftwareKeyReference,
+    parse_key_reference,
+)
 
 __all__ = ["SoftwareSigner", "generate_software_key", "load_software_key", "open_reference"]
 

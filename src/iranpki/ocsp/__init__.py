@@ -56,7 +56,7 @@ from .responder import (
     ensure_responder_certificate,
     find_responder_certificate,
 )
-from .service import SIGNING_MODES, UNKNOWN_SIGNATURES_PER_SECOND, OcspService, Reply
+from .service import SIGNING_MODES, UNKNOWN_SIGNATURES_PER_SECOND, OcspService, Reply, assemble_service
 
 __all__ = [
     "MAX_CERT_IDS",
@@ -73,6 +73,7 @@ __all__ = [
     "Responder",
     "ResponderError",
     "ResponseStatus",
+    "assemble_service",
     "ensure_responder_certificate",
     "error_response",
     "find_responder_certificate",

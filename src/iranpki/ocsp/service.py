@@ -13,7 +13,8 @@ from datetime import datetime, timedelta, timezone
 from ..clock import Clock, SystemClock
 from ..errors import OcspError
 from ..policy import CertificatePolicy, load_policy
-from ..store.base import CertificateRecord, OcspResponseRecord, Store
+from ..keys.base import Signer
+from ..store.base import CaRecord, CertificateRecord, OcspResponseRecord, Store
 from .codec import (
     PREPRODUCED_HASHES,
     CertId,
@@ -34,7 +35,7 @@ from .responder import (
     find_responder_certificate,
 )
 
-__all__ = ["SIGNING_MODES", "UNKNOWN_SIGNATURES_PER_SECOND", "OcspService", "Reply"]
+__all__ = ["SIGNING_MODES", "UNKNOWN_SIGNATURES_PER_SECOND", "OcspService", "Reply", "assemble_service"]
 
 log = logging.getLogger("iranpki.ocsp")
 
@@ -323,3 +324,35 @@ class OcspService:
             elif record.serial != r.certificate.serial:  # type: ignore[union-attr]
                 self._install(Responder(r.ca, r.signer, record, include_ca_certificate=r.include_ca_certificate))
                 log.info("CA %s now answers with responder certificate %x", name, record.serial)
+
+
+def assemble_service(store: Store, cas: Iterable[CaRecord], *, ca_signer: Callable[[CaRecord], Signer],
+                     responder: Signer | None = None, issue_responder: IssueResponder | None = None,
+                     signing: str = "pre-produced", include_ca_certificate: bool = False,
+                     clock: Clock | None = None) -> OcspService:
+    """The OCSP service for ``cas``, by the responder policy of RFC 6960 4.2.2.2:
+
+    - without ``responder``, each CA answers for itself, signing with its own key
+      (``ca_signer(record)``);
+    - with ``responder`` (a delegated responder's key), each CA's answers are signed by it under
+      an ocsp-signer certificate from that CA. With ``issue_responder`` (the CA side can issue),
+      a missing or ageing certificate is issued now and renewed later by the service; without
+      it, a CA with no current certificate for the key is an error that says how to get one.
+    """
+    clock = clock or SystemClock()
+    responders = []
+    for record in cas:
+        if responder is None:
+            responders.append(Responder(record, ca_signer(record), include_ca_certificate=include_ca_certificate))
+            continue
+        if issue_responder is not None:
+            cert = ensure_responder_certificate(store, record, responder, issue_responder, clock=clock)
+        else:
+            found = find_responder_certificate(store, record.name, responder.public_key, clock.now())
+            if found is None:
+                raise ResponderError(
+                    f"CA {record.name!r} has no valid OCSP responder certificate for {responder.reference}; "
+                    "start the responder with access to the CA key, which issues one")
+            cert = found
+        responders.append(Responder(record, responder, cert, include_ca_certificate=include_ca_certificate))
+    return OcspService(store, responders, signing=signing, clock=clock, issue_responder=issue_responder)

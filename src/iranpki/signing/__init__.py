@@ -1,8 +1,9 @@
 """Signing and verifying what the national PKI is used for: PDF, CMS, S/MIME mail, Windows code.
 
 Implemented in this package, one module per format: :mod:`.pdf`, :mod:`.cms`, :mod:`.smime`,
-:mod:`.pe`, with what they share in :mod:`.common` and a verifier's one entry point in
-:mod:`.files`; this module names the public API. Each format on a named standard:
+:mod:`.pe`, with what they share in :mod:`.common`; this module names the public API. A
+relying party with a file of any kind calls :func:`iranpki.verify.verify_file`. Each format on a
+named standard:
 
 - PAdES (ETSI EN 319 142-1) baseline signatures B-B, B-T and B-LT over PDF (ISO 32000-2 12.8)
   through pyHanko, with the key behind :class:`iranpki.keys.Signer` (a PKCS#11 token or a
@@ -16,8 +17,9 @@ Implemented in this package, one module per format: :mod:`.pdf`, :mod:`.cms`, :m
 - Authenticode over Windows PE files through ``osslsigncode`` (no Python library signs PE).
 
 Verification returns typed results (:class:`PdfSignatureResult`, :class:`CmsResult`,
-:class:`PeResult`) whose ``ok`` says whether a relying party may accept the signature, and
-whose fields say why not. A signature that cannot be read at all raises :class:`SigningError`.
+:class:`PeResult`), each a :class:`iranpki.verdict.Verdict`: ``ok`` says whether a relying party
+may accept the signature, ``problems`` and ``error`` (a SignatureValidationError) say why not.
+A signature that cannot be read at all raises :class:`SigningError`.
 """
 
 from __future__ import annotations
@@ -26,34 +28,25 @@ from ..errors import SigningError
 from .cms import CmsResult, sign_cms, verify_cms
 from .common import (
     PADES_LEVELS,
-    CertificateInput,
     PadesLevel,
     PyHankoSigner,
     RespondingTimeStamper,
-    load_certificates,
-    load_crls,
 )
-from .files import SignedFileResult, detect_signed_kind, verify_signed
 from .pdf import PdfSignatureResult, sign_pdf, verify_pdf
 from .pe import PeResult, sign_pe, verify_pe
 from .smime import encrypt_mail, envelope, sign_mail, verify_mail
 
 __all__ = [
     "PADES_LEVELS",
-    "CertificateInput",
     "CmsResult",
     "PadesLevel",
     "PdfSignatureResult",
     "PeResult",
     "PyHankoSigner",
     "RespondingTimeStamper",
-    "SignedFileResult",
     "SigningError",
     "encrypt_mail",
     "envelope",
-    "detect_signed_kind",
-    "load_certificates",
-    "load_crls",
     "sign_cms",
     "sign_mail",
     "sign_pdf",
@@ -62,5 +55,4 @@ __all__ = [
     "verify_mail",
     "verify_pdf",
     "verify_pe",
-    "verify_signed",
 ]

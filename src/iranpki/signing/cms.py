@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import IO
+from typing import IO, ClassVar
 
 from asn1crypto import cms, pem
 
@@ -25,7 +25,7 @@ from .common import (
     _trust_problem,
     _validation_context,
     _Verdict,
-    load_certificates,
+    load_asn1_certificates,
 )
 
 # ---- CMS ----------------------------------------------------------------------------------------
@@ -73,6 +73,8 @@ def sign_cms(data: bytes | str | os.PathLike[str] | IO[bytes], signer: Signer, c
 @dataclass(frozen=True)
 class CmsResult(_Verdict):
     """The validation of one CMS SignedData signature."""
+
+    kind: ClassVar[str] = "cms"
 
     signer: str  #: the signer certificate's subject
     intact: bool
@@ -123,7 +125,7 @@ def verify_cms(data: bytes | str | os.PathLike[str] | IO[bytes] | None, signatur
     if data is None and not attached:
         raise SigningError("the signature is detached; give the signed file as well")
     mode = "hard-fail" if require_revocation else "soft-fail"
-    vc = _validation_context(trust_roots, other_certs=[*_embedded_certificates(sd), *load_certificates(list(intermediates))],
+    vc = _validation_context(trust_roots, other_certs=[*_embedded_certificates(sd), *load_asn1_certificates(list(intermediates))],
                              crls=crls, allow_fetching=allow_fetching, revocation_mode=mode, moment=moment)
     usage = KeyUsageConstraints(key_usage=_SIGNER_KEY_USAGES, match_all_key_usages=False)
     embedded: bytes | None = None

@@ -1,4 +1,4 @@
-"""What every signing format shares: certificates and CRLs read from any form, the adapter that
+"""What every signing format shares: certificates and CRLs read into pyHanko's form, the adapter that
 puts an :class:`iranpki.keys.Signer` behind pyHanko, the time-stamper, and the verdict base."""
 
 from __future__ import annotations
@@ -7,22 +7,26 @@ import asyncio
 import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
-from asn1crypto import cms, pem
+from asn1crypto import cms
 from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
-from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
 
-from ..der import problem
-from ..errors import SigningError
+from ..errors import SignatureValidationError, SigningError
+from ..inputs import (
+    CertificateInput,
+    load_asn1_certificates,
+    load_crls,
+    one_certificate,
+    to_asn1,
+)
 from ..keys.base import SignatureScheme, Signer
+from ..verdict import Verdict
 
 PadesLevel = Literal["B-B", "B-T", "B-LT"]
 PADES_LEVELS: tuple[str, ...] = ("B-B", "B-T", "B-LT")
-#: A certificate as bytes (PEM or DER), a ``cryptography`` or an ``asn1crypto`` certificate.
-CertificateInput = bytes | cx509.Certificate | asn1_x509.Certificate
 #: Key usages a signer's certificate may carry for a document signature: either one suffices.
 _SIGNER_KEY_USAGES = {"digital_signature", "non_repudiation"}
 #: The S/MIME micalg names of RFC 8551 section 3.5.3.2.
@@ -31,60 +35,14 @@ _OSSLSIGNCODE_TIMEOUT = 120
 
 
 # ---- certificates -------------------------------------------------------------------------------
-
-def load_certificates(data: bytes | CertificateInput | Iterable[CertificateInput]) -> list[asn1_x509.Certificate]:
-    """Certificates from PEM (one or many), DER bytes, or certificate objects, in order."""
-    if isinstance(data, (bytes, bytearray, cx509.Certificate, asn1_x509.Certificate)):
-        items: Iterable[object] = [data]
-    else:
-        items = data
-    out: list[asn1_x509.Certificate] = []
-    for item in items:
-        if isinstance(item, asn1_x509.Certificate):
-            out.append(item)
-        elif isinstance(item, cx509.Certificate):
-            out.append(asn1_x509.Certificate.load(item.public_bytes(serialization.Encoding.DER)))
-        elif isinstance(item, (bytes, bytearray)):
-            raw = bytes(item)
-            try:
-                if pem.detect(raw):
-                    found = [asn1_x509.Certificate.load(der) for kind, _, der in pem.unarmor(raw, multiple=True)
-                             if kind == "CERTIFICATE"]
-                    if not found:
-                        raise ValueError("no CERTIFICATE block")
-                    out.extend(found)
-                else:
-                    cert = asn1_x509.Certificate.load(raw)
-                    cert.native  # noqa: B018 - parse now, so a bad file fails here and not later
-                    out.append(cert)
-            except (ValueError, TypeError) as exc:
-                raise SigningError(f"not a certificate ({problem(exc)}); give a PEM or DER X.509 certificate") from None
-        else:
-            raise SigningError(f"not a certificate: {type(item).__name__}; give PEM or DER bytes")
-    return out
-
+# Read by the one loader of iranpki.inputs, in the asn1crypto form pyHanko takes.
 
 def _one_certificate(data: CertificateInput) -> asn1_x509.Certificate:
-    certs = load_certificates(data)
-    if len(certs) != 1:
-        raise SigningError(f"expected one certificate, got {len(certs)}; give the signer's certificate alone "
-                           "and the issuing CAs as the chain")
-    return certs[0]
+    return to_asn1(one_certificate(data, "the signer's certificate"))
 
 
-def load_crls(data: bytes | Iterable[bytes]) -> list[asn1_crl.CertificateList]:
-    """CRLs from PEM or DER bytes (one item or many)."""
-    items = [data] if isinstance(data, (bytes, bytearray)) else list(data)
-    out = []
-    for raw in items:
-        try:
-            if pem.detect(raw):
-                out.extend(asn1_crl.CertificateList.load(der) for _, _, der in pem.unarmor(bytes(raw), multiple=True))
-            else:
-                out.append(asn1_crl.CertificateList.load(bytes(raw)))
-        except (ValueError, TypeError) as exc:
-            raise SigningError(f"not a CRL ({problem(exc)}); give a PEM or DER CRL") from None
-    return out
+def _crl_objects(data: bytes | Iterable[bytes]) -> list[asn1_crl.CertificateList]:
+    return [asn1_crl.CertificateList.load(der) for der in load_crls(data)]
 
 
 def _check_key_matches(signer: Signer, cert: asn1_x509.Certificate) -> None:
@@ -122,7 +80,7 @@ class PyHankoSigner(_pyhanko_signer_base()):  # type: ignore[misc]
         if signer.key_spec.kind == "ec" and self.scheme.padding == "pss":
             raise SigningError("PSS padding is for RSA keys; an EC key signs with ECDSA (drop -pss)")
         mechanism = SignedDigestAlgorithm.load(self.scheme.algorithm_identifier(signer.key_spec))
-        registry = SimpleCertificateStore.from_certs([cert, *load_certificates(list(chain))])
+        registry = SimpleCertificateStore.from_certs([cert, *load_asn1_certificates(list(chain), "the chain")])
         super().__init__(signing_cert=cert, cert_registry=registry, signature_mechanism=mechanism,
                          embed_roots=embed_roots, prefer_pss=self.scheme.padding == "pss")
 
@@ -184,7 +142,7 @@ def _roots(trust_roots: Sequence[CertificateInput] | None) -> list[asn1_x509.Cer
         from ..validation import national_anchors
 
         trust_roots = national_anchors()
-    roots = load_certificates(list(trust_roots))
+    roots = load_asn1_certificates(list(trust_roots), "a trust root")
     if not roots:
         raise SigningError("no trust root given; give the national root certificate (e.g. root.pem)")
     return roots
@@ -196,11 +154,11 @@ def _validation_context(trust_roots: Sequence[CertificateInput] | None, *, other
     from pyhanko_certvalidator import ValidationContext
 
     roots = _roots(trust_roots)
-    crl_objs = [c if isinstance(c, asn1_crl.CertificateList) else load_crls(c)[0] for c in crls]
+    crl_objs = [c if isinstance(c, asn1_crl.CertificateList) else _crl_objects(c)[0] for c in crls]
     kwargs: dict[str, object] = {}
     if moment is not None:
         kwargs["moment"] = moment
-    return ValidationContext(trust_roots=roots, other_certs=load_certificates(list(other_certs)), crls=crl_objs,
+    return ValidationContext(trust_roots=roots, other_certs=load_asn1_certificates(list(other_certs), "a chain certificate"), crls=crl_objs,
                              allow_fetching=allow_fetching, revocation_mode=revocation_mode, **kwargs)
 
 
@@ -216,14 +174,20 @@ def _pyhanko_error(exc: BaseException, what: str) -> SigningError:
 
 
 
-class _Verdict:
-    """What the PDF and CMS results share: ``ok`` when there is no problem, and their JSON form."""
+class _Verdict(Verdict):
+    """What the PDF, CMS and PE results share: ``problems`` (empty when the signature is
+    accepted), an ``error`` made of them (a SignatureValidationError), and their JSON form."""
 
+    #: The format, as the error names it.
+    kind: ClassVar[str] = "signed file"
     problems: list[str]
 
     @property
-    def ok(self) -> bool:
-        return not self.problems
+    def error(self) -> SignatureValidationError | None:  # type: ignore[override]
+        if not self.problems:
+            return None
+        return SignatureValidationError(f"the {self.kind} signature does not validate: " + "; ".join(self.problems),
+                                        kind=self.kind, problems=list(self.problems))
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready fields (times in ISO 8601; embedded content as its size), with ``ok``."""
@@ -236,8 +200,6 @@ class _Verdict:
                 name = f"{name}_bytes"
             out[name] = value
         return out
-
-
 
 
 _TRUST_PROBLEMS = {

@@ -7,7 +7,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO
+from typing import IO, ClassVar
 
 from ..errors import SigningError
 from ..keys.base import SignatureScheme, Signer
@@ -24,7 +24,7 @@ from .common import (
     _trust_problem,
     _validation_context,
     _Verdict,
-    load_certificates,
+    load_asn1_certificates,
 )
 
 # ---- PDF (PAdES) --------------------------------------------------------------------------------
@@ -81,6 +81,8 @@ def sign_pdf(data: bytes | IO[bytes], signer: Signer, certificate: CertificateIn
 class PdfSignatureResult(_Verdict):
     """The validation of one signature in a PDF (pyHanko's status, in iranpki's words)."""
 
+    kind: ClassVar[str] = "pdf"
+
     field_name: str
     signer: str  #: the signer certificate's subject
     intact: bool  #: the signed bytes hash to the signed digest
@@ -133,7 +135,7 @@ def verify_pdf(data: bytes, trust_roots: Sequence[CertificateInput] | None = Non
     mode = "hard-fail" if (ltv or require_revocation) else "soft-fail"
     usage = KeyUsageConstraints(key_usage=_SIGNER_KEY_USAGES, match_all_key_usages=False)
     results = []
-    extra = load_certificates(list(intermediates))
+    extra = load_asn1_certificates(list(intermediates))
     for sig in sigs:
         embedded = _embedded_certificates(sig.signed_data)
         if ltv:

@@ -8,8 +8,9 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
@@ -19,10 +20,11 @@ from ..keys.base import SecretSource
 from .common import (
     _OSSLSIGNCODE_TIMEOUT,
     CertificateInput,
+    _crl_objects,
     _one_certificate,
     _roots,
-    load_certificates,
-    load_crls,
+    _Verdict,
+    load_asn1_certificates,
 )
 
 # ---- Windows PE (Authenticode through osslsigncode) ---------------------------------------------
@@ -66,7 +68,7 @@ def sign_pe(input_path: str | os.PathLike[str], output_path: str | os.PathLike[s
         secret = source.for_kind("passphrase").get(f"key {key_path}")
     with tempfile.TemporaryDirectory(prefix="iranpki-pe-") as tmp:  # mode 0700
         certs = Path(tmp) / "certs.pem"
-        certs.write_bytes(_pem_bundle([cert, *load_certificates(list(chain))]))
+        certs.write_bytes(_pem_bundle([cert, *load_asn1_certificates(list(chain))]))
         cmd = [exe, "sign", "-certs", str(certs), "-key", key_path, "-h", digest]
         if description:
             cmd += ["-n", description]
@@ -99,19 +101,21 @@ def sign_pe(input_path: str | os.PathLike[str], output_path: str | os.PathLike[s
 
 
 @dataclass(frozen=True)
-class PeResult:
+class PeResult(_Verdict):
     """The Authenticode verification of a PE file by ``osslsigncode verify``."""
 
-    ok: bool
+    kind: ClassVar[str] = "pe"
+
     signer: str | None
     digest_ok: bool
     chain_ok: bool
     timestamped: bool  #: an RFC 3161 time-stamp is present and verified
     revocation_checked: bool
     output: str  #: osslsigncode's report, for people
+    problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if k != "output"}
+        return {k: v for k, v in super().to_dict().items() if k != "output"}
 
 
 def verify_pe(path: str | os.PathLike[str], trust_roots: Sequence[CertificateInput] | None = None, *,
@@ -130,11 +134,11 @@ def verify_pe(path: str | os.PathLike[str], trust_roots: Sequence[CertificateInp
         roots.write_bytes(_pem_bundle(_roots(trust_roots)))
         # The time-stamp (if any) is judged against the same roots, not the system's store.
         tsa_roots = Path(tmp) / "tsa-roots.pem"
-        tsa_roots.write_bytes(roots.read_bytes() + _pem_bundle(load_certificates(list(intermediates))))
+        tsa_roots.write_bytes(roots.read_bytes() + _pem_bundle(load_asn1_certificates(list(intermediates))))
         cmd = [exe, "verify", "-CAfile", str(roots), "-TSA-CAfile", str(tsa_roots)]
         if crls:
             crl_file = Path(tmp) / "crls.pem"
-            crl_file.write_bytes(b"".join(pem.armor("X509 CRL", c.dump()) for c in load_crls(list(crls))))
+            crl_file.write_bytes(b"".join(pem.armor("X509 CRL", c.dump()) for c in _crl_objects(list(crls))))
             # Never fetched: the CRLs given must cover every CA in the chain, or verification fails.
             cmd += ["-CRLfile", str(crl_file), "-TSA-CRLfile", str(crl_file), "-ignore-cdp"]
         else:
@@ -149,7 +153,13 @@ def verify_pe(path: str | os.PathLike[str], trust_roots: Sequence[CertificateInp
     chain_ok = "\nSignature verification: ok" in text
     stamp_present = "Timestamp is not available" not in text
     stamp_ok = "Timestamp Server Signature verification: ok" in text
-    # osslsigncode 2.9 exits 0 when a time-stamp fails but the signature holds; we do not accept it.
-    ok = done.returncode == 0 and chain_ok and digest_ok and (stamp_ok or not stamp_present)
-    return PeResult(ok=ok, signer=m.group(1).strip() if m else None, digest_ok=digest_ok, chain_ok=chain_ok,
-                    timestamped=stamp_present and stamp_ok, revocation_checked=bool(crls), output=text)
+    problems = [why for failed, why in (
+        (not digest_ok, "the file's digest is not the one its signature covers (the file changed after signing)"),
+        (not chain_ok, "the signature or the signer's certificate path does not verify against the given roots"),
+        # osslsigncode 2.9 exits 0 when a time-stamp fails but the signature holds; we do not accept it.
+        (stamp_present and not stamp_ok, "the time-stamp does not verify"),
+        (done.returncode != 0 and digest_ok and chain_ok, f"osslsigncode refused it (exit status {done.returncode})"),
+    ) if failed]
+    return PeResult(signer=m.group(1).strip() if m else None, digest_ok=digest_ok, chain_ok=chain_ok,
+                    timestamped=stamp_present and stamp_ok, revocation_checked=bool(crls), output=text,
+                    problems=problems)

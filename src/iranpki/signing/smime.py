@@ -26,7 +26,7 @@ from .common import (
     _MICALG,
     CertificateInput,
     PyHankoSigner,
-    load_certificates,
+    load_asn1_certificates,
 )
 
 # ---- S/MIME -------------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def _enveloped_entity(entity: bytes, recipients: Sequence[CertificateInput]) -> 
 def envelope(content: bytes, recipients: Sequence[CertificateInput]) -> bytes:
     """CMS EnvelopedData (DER): AES-256-CBC content, its key wrapped with RSAES-OAEP (SHA-256)
     for each RSA recipient (RFC 5652 6.2.1 key transport, RFC 8551 2.7 content encryption)."""
-    certs = load_certificates(list(recipients))
+    certs = load_asn1_certificates(list(recipients))
     if not certs:
         raise SigningError("no recipient certificate; give at least one (--encrypt-to CERT)")
     key, iv = os.urandom(32), os.urandom(16)

@@ -114,9 +114,10 @@ def verify_token(token: bytes, trust_roots: Sequence[bytes] | None = None, *,
                  intermediates: Sequence[bytes] = (), crls: Sequence[bytes] = ()) -> object:
     """Verify a TimeStampToken as a relying party: its CMS signature over the TSTInfo (intact,
     valid), and its signer's certificate: a path to ``trust_roots`` (default: the national root),
-    the timeStamping extended key usage, valid at the token's genTime. Returns the signer's
-    :class:`~iranpki.validation.ValidationResult`; raises :class:`TsaError` for a bad signature and
-    a :class:`~iranpki.errors.CertificateValidationError` for a certificate that fails."""
+    the timeStamping extended key usage, valid at the token's genTime. Returns the validation of
+    the signer's certificate (:class:`~iranpki.validation.ValidationResult`, a Verdict: its
+    ``error`` says why a certificate fails); raises :class:`TsaError` for a token whose signature
+    does not verify, since nothing in it can then be read as the TSA's."""
     from .. import signing, validation
 
     checked = signing.verify_cms(None, token, trust_roots, intermediates=intermediates, crls=crls)
