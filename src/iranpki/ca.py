@@ -65,11 +65,14 @@ from .x509parts import (
 
 __all__ = [
     "MAX_CSR_BYTES",
+    "MAX_KEY_FILE",
     "CertificateAuthority",
     "IssueRequest",
     "IssuedCertificate",
     "create_intermediate",
     "create_root",
+    "build_request",
+    "load_public_key",
     "parse_subject",
     "request_from_csr",
     "revoke",
@@ -77,6 +80,8 @@ __all__ = [
 
 #: A CSR larger than this is refused before it is parsed (a real one is under 4 KiB).
 MAX_CSR_BYTES = 64 * 1024
+#: A public key file larger than this is refused before it is parsed.
+MAX_KEY_FILE = 64 * 1024
 _SERIAL_TRIES = 5
 
 
@@ -215,6 +220,42 @@ def request_from_csr(data: bytes, *, validity_days: int | None = None) -> IssueR
         emails = list(san.get_values_for_type(x509.RFC822Name))
     return IssueRequest(subject=subject, public_key=public_key, dns=dns, ips=ips, emails=emails,
                         validity_days=validity_days)
+
+
+def load_public_key(data: bytes) -> PublicKeyTypes:
+    """A PEM or DER SubjectPublicKeyInfo (``openssl pkey -pubout``)."""
+    if len(data) > MAX_KEY_FILE:
+        raise RequestError(f"the public key file is {len(data)} bytes; at most {MAX_KEY_FILE} are accepted")
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return serialization.load_pem_public_key(data)
+        return serialization.load_der_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise RequestError(
+            f"the file is not a public key ({problem(exc)}); give a PEM or DER SubjectPublicKeyInfo "
+            "(openssl pkey -pubout)"
+        ) from None
+
+
+def build_request(*, csr: bytes | None = None, subject: str | None = None, public_key: bytes | None = None,
+                  dns: list[str] | None = None, ips: list[str] | None = None, emails: list[str] | None = None,
+                  validity_days: int | None = None) -> IssueRequest:
+    """The request an operator (or a registration officer) gives: a CSR, whose subject ``subject``
+    replaces when given, or a public key file with ``subject``; the names in ``dns``, ``ips`` and
+    ``emails`` are added to those the CSR asks for."""
+    from dataclasses import replace
+
+    if (csr is None) == (public_key is None):
+        raise RequestError("give either a CSR or a public key with subject fields, not both and not neither")
+    if csr is not None:
+        request = request_from_csr(csr, validity_days=validity_days)
+        if subject:
+            request = replace(request, subject=parse_subject(subject))
+    else:
+        request = IssueRequest(subject=parse_subject(subject or ""), public_key=load_public_key(public_key or b""),
+                               validity_days=validity_days)
+    return replace(request, dns=[*request.dns, *(dns or [])], ips=[*request.ips, *(ips or [])],
+                   emails=[*request.emails, *(emails or [])])
 
 
 def _is_ip(text: str) -> bool:

@@ -21,15 +21,13 @@ from typing import TYPE_CHECKING
 import yaml
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
-    load_der_public_key,
-    load_pem_public_key,
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import ca as ca_mod
 from .clock import Clock, SystemClock
 from .der import problem
-from .errors import ConfigError, NotFoundError, RequestError
+from .errors import ConfigError, NotFoundError
 from .keys import (
     PASSPHRASE_ENV,
     KeyReference,
@@ -54,7 +52,7 @@ __all__ = ["CONFIG_NAME", "HOME_ENV", "Workspace", "WorkspaceConfig"]
 
 CONFIG_NAME = "iranpki.yaml"
 HOME_ENV = "IRANPKI_HOME"
-MAX_KEY_FILE = 64 * 1024
+MAX_KEY_FILE = ca_mod.MAX_KEY_FILE  # a certificate file given to find_certificate is read up to this
 
 
 class WorkspaceConfig(BaseModel):
@@ -285,17 +283,8 @@ class Workspace:
 
         prof = load_profile(profile)  # an unknown profile or CA fails before anything is parsed
         self.store.get_ca(ca)
-        if (csr is None) == (public_key is None):
-            raise RequestError("give either a CSR or a public key with subject fields, not both and not neither")
-        if csr is not None:
-            request = ca_mod.request_from_csr(csr, validity_days=validity_days)
-            if subject:
-                request = _replace(request, subject=ca_mod.parse_subject(subject))
-        else:
-            request = ca_mod.IssueRequest(subject=ca_mod.parse_subject(subject or ""),
-                                          public_key=_load_public_key(public_key or b""), validity_days=validity_days)
-        request = _replace(request, dns=[*request.dns, *(dns or [])], ips=[*request.ips, *(ips or [])],
-                           emails=[*request.emails, *(emails or [])])
+        request = ca_mod.build_request(csr=csr, subject=subject, public_key=public_key, dns=dns, ips=ips,
+                                       emails=emails, validity_days=validity_days)
         return self.open_ca(ca, secret).issue(prof, request, actor=actor)
 
     def revoke(self, serial: int, reason: str, *, invalidity_date: datetime | None = None,
@@ -539,26 +528,6 @@ def parse_serial(text: str) -> int:
         return int(t, 16)
     except ValueError:
         raise NotFoundError(f"{text!r} is not a serial number; give it in hex as `iranpki cert list` shows it") from None
-
-
-def _replace(request: ca_mod.IssueRequest, **changes: object) -> ca_mod.IssueRequest:
-    from dataclasses import replace
-
-    return replace(request, **changes)  # type: ignore[arg-type]
-
-
-def _load_public_key(data: bytes):  # noqa: ANN202 - returns a cryptography public key
-    if len(data) > MAX_KEY_FILE:
-        raise RequestError(f"the public key file is {len(data)} bytes; at most {MAX_KEY_FILE} are accepted")
-    try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return load_pem_public_key(data)
-        return load_der_public_key(data)
-    except (ValueError, TypeError) as exc:
-        raise RequestError(
-            f"the file is not a public key ({problem(exc)}); give a PEM or DER SubjectPublicKeyInfo "
-            "(openssl pkey -pubout)"
-        ) from None
 
 
 def _first_error(exc: ValidationError) -> str:

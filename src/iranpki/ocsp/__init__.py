@@ -56,7 +56,13 @@ from .responder import (
     ensure_responder_certificate,
     find_responder_certificate,
 )
-from .service import SIGNING_MODES, UNKNOWN_SIGNATURES_PER_SECOND, OcspService, Reply, assemble_service
+from .service import (
+    SIGNING_MODES,
+    UNKNOWN_SIGNATURES_PER_SECOND,
+    OcspService,
+    Reply,
+    assemble_service,
+)
 
 __all__ = [
     "MAX_CERT_IDS",

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 
 from ..clock import Clock, SystemClock
 from ..errors import OcspError
-from ..policy import CertificatePolicy, load_policy
 from ..keys.base import Signer
+from ..policy import CertificatePolicy, load_policy
 from ..store.base import CaRecord, CertificateRecord, OcspResponseRecord, Store
 from .codec import (
     PREPRODUCED_HASHES,
