@@ -160,3 +160,39 @@ def test_references_read_back_from_their_text() -> None:
     # A record written before references were typed (absolute path, module-path in the URI) opens.
     assert SoftwareKeyReference("/w/ca/keys/a.pem").relative_to(Path("/w/ca")) == SoftwareKeyReference("keys/a.pem")
     assert SoftwareKeyReference("/elsewhere/a.pem").relative_to(Path("/w/ca")) == SoftwareKeyReference("/elsewhere/a.pem")
+
+
+def test_what_key_generate_prints_opens_from_any_folder_and_settings_are_written_safely(
+        softhsm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The software key reference `key generate` prints (relative to the workspace) names the key
+    from any current folder; adopting a key URI's settings keeps the configuration file's mode
+    and leaves no temporary file; an old record's module-path yields to the configuration."""
+    from iranpki.keys.pkcs11 import generate_keypair
+
+    home = tmp_path / "ws"
+    ws = Workspace.init(home, repository_url="http://repo.test.ir")
+    made = ws.generate_key(KeySpec.parse("p256"), label="k1", secret=SecretSource(prompt=lambda _: PASSPHRASE))
+    assert str(made.reference) == "keys/k1.pem"
+    monkeypatch.chdir(tmp_path)  # not the workspace
+    again = ws.open_key(str(made.reference), SecretSource(prompt=lambda _: PASSPHRASE))
+    assert again.public_key.public_numbers() == made.public_key.public_numbers()
+
+    (home / "iranpki.yaml").chmod(0o640)
+    generate_keypair("Test", "adopt-test", KeySpec.parse("p256"), module=softhsm["module"],
+                     pin=SecretSource(prompt=lambda _: softhsm["pin"]))
+    pin_file = tmp_path / "test.pin"
+    pin_file.write_text(softhsm["pin"])
+    monkeypatch.chdir(tmp_path)
+    ws._adopt_key_settings(f"pkcs11:token=Test;object=adopt-test?module-path={softhsm['module']}&pin-source=test.pin")
+    config = yaml.safe_load((home / "iranpki.yaml").read_text())
+    assert config["pkcs11_module"] == softhsm["module"] and config["pkcs11_pin_files"] == {"Test": str(pin_file)}
+    assert (home / "iranpki.yaml").stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in home.iterdir() if p.name.startswith(".iranpki.yaml.")) == [".iranpki.yaml.lock"]
+    # A record of an earlier version names a module that is no longer there: the configuration wins.
+    old = ws.open_recorded_key("pkcs11:token=Test;object=adopt-test?module-path=/gone/libold.so",
+                               SecretSource(prompt=lambda _: "not the PIN"))  # the PIN file is the configuration's
+    assert old.public_key is not None
+    # A key file whose name holds a colon is still a key file; SoftwareSigner takes any name.
+    from iranpki.keys import SoftwareSigner
+
+    assert str(SoftwareSigner(made._key, reference="imported:2019").reference) == "memory:imported:2019"

@@ -154,8 +154,13 @@ def verify(file: str, purpose: str | None, at_text: str | None, level: int | Non
     explicit_home = ctx.get_parameter_source("home") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
     ws = Workspace.open(home) if explicit_home or (Path(home) / CONFIG_NAME).exists() else None
     data = _read(file, "the file")
-    if verifier.detect_kind(data) is None:
+    kind = verifier.detect_kind(data)
+    if kind is None:
         raise click.UsageError(f"{file} is not a file iranpki verify reads; it reads {verifier.DESCRIBED}")
+    if kind != "certificate" and (policies or explicit_policy or inhibit_policy_mapping or inhibit_any_policy
+                                  or algorithms != "national"):
+        raise click.UsageError(f"--policy, --explicit-policy, the --inhibit options and --algorithms apply to "
+                               f"certificates; {file} is a {kind} signature, validated by the rules of its format")
     trust = [_read(f, "the trust file") for f in trust_files] or None
     options: dict[str, object] = dict(
         purpose=purpose, at=_parse_time(at_text), level=level, intermediates=[_read(f, "the chain file") for f in chain_files],

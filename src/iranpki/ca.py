@@ -44,6 +44,7 @@ from .errors import (
 )
 from .keycheck import check_public_key
 from .keys.base import KeySpec, SignatureScheme, Signer, key_spec_of
+from .keys.reference import parse_key_reference
 from .names import check_ca_name
 from .policy import CertificatePolicy, load_policy
 from .profiles import (
@@ -713,7 +714,7 @@ def create_intermediate(parent: CertificateAuthority, signer: Signer, name: str,
     if scheme.hash not in lv.keys.hashes:
         raise IssuanceError(f"assurance level {level} allows signatures with {', '.join(lv.keys.hashes)}; "
                             f"{scheme} uses {scheme.hash}. Choose one of those hashes for the CA's signatures")
-    if not lv.software_keys_allowed and not signer.reference.on_token:
+    if not lv.software_keys_allowed and not parse_key_reference(signer.reference).on_token:
         raise IssuanceError(
             f"assurance level {level} requires the CA key on a lab-approved token or HSM; "
             f"{signer.reference} is a software key. Generate the key on a token (iranpki key generate --token ...)"

@@ -11,9 +11,11 @@ Each operation a client offers is one method here, so the CLI and later the port
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,8 +92,7 @@ class Workspace:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         (path / config.keys_dir).mkdir(mode=0o700, exist_ok=True)
         os.chmod(path / config.keys_dir, 0o700)  # an existing folder too: it holds the software keys
-        text = yaml.safe_dump(config.model_dump(), sort_keys=False, allow_unicode=True)
-        (path / CONFIG_NAME).write_text("# iranpki workspace settings\n" + text, encoding="utf-8")
+        _write_yaml_atomically(path / CONFIG_NAME, config.model_dump())
         ws = cls(path, config, clock or SystemClock())
         open_store(ws.store_path, clock=ws.clock, create=True).close()
         return ws
@@ -109,6 +110,9 @@ class Workspace:
             config = WorkspaceConfig.model_validate(yaml.safe_load(cfg.read_text(encoding="utf-8")))
         except (ValidationError, yaml.YAMLError) as exc:
             raise ConfigError(f"{cfg} is not valid: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {cfg}: {exc.strerror}; run as the workspace's owner, or make the "
+                              "file readable to this user") from None
         return cls(path, config, clock or SystemClock())
 
     @property
@@ -163,14 +167,17 @@ class Workspace:
 
     def key_reference(self, text: str | KeyReference) -> KeyReference:
         """The reference an operator's ``--key`` names, in the form a record keeps: a PKCS#11
-        URI, a software key file (relative to the current folder, or the label of a key in the
-        workspace's key folder), made relative to the workspace when it lies inside it."""
+        URI; a software key file relative to the current folder, or to the workspace (the form
+        ``key generate``, ``key list`` and ``ca show`` print), or the label of a key in the
+        workspace's key folder; made relative to the workspace when it lies inside it."""
         if isinstance(text, KeyReference):
             return text
         check_text(text, "key reference")
-        if not text.startswith(("pkcs11:", "file:")) and "/" not in text and not os.path.exists(text):
-            name = text if text.endswith(".pem") else text + ".pem"
-            candidate = self.home / self.config.keys_dir / name
+        if not text.startswith(("pkcs11:", "file:")) and not os.path.exists(text):
+            if "/" in text:
+                candidate = self.home / text
+            else:
+                candidate = self.home / self.config.keys_dir / (text if text.endswith(".pem") else text + ".pem")
             if candidate.exists():
                 text = str(candidate)
         ref = parse_key_reference(text)
@@ -184,47 +191,68 @@ class Workspace:
 
     def open_recorded_key(self, reference: str, secret: SecretSource | None = None) -> Signer:
         """Open the key a record names (a CA's ``key_reference``): relative software keys are in
-        the workspace; the module and PIN files come from the configuration."""
-        return open_signer(reference, secret, self.key_settings)
+        the workspace; the module and PIN files come from the configuration. A record made by an
+        earlier version may hold ``module-path`` or ``pin-source``; the configuration wins where
+        it names one, so such a workspace too opens on a machine whose module lives elsewhere."""
+        ref = parse_key_reference(reference)
+        if isinstance(ref, Pkcs11KeyReference):
+            ref = replace(ref, local=replace(
+                ref.local, module_path=None if self.config.pkcs11_module else ref.local.module_path,
+                pin_source=None if ref.token in self.config.pkcs11_pin_files else ref.local.pin_source))
+        return open_signer(ref, secret, self.key_settings)
 
-    def _key_settings_to_adopt(self, key: str | KeyReference) -> dict[str, object]:
-        """A key URI given with ``module-path`` or ``pin-source`` for a key a record will keep:
-        the record keeps the key's name only, so this machine's part goes to the configuration
-        (written by :meth:`_write_config` once the record is made), where the next opening of
-        the record finds it. A setting that contradicts the configuration is refused here."""
+    def _check_key_settings(self, key: str | KeyReference) -> None:
+        """Refuse a key URI whose module or PIN file contradicts the configuration, before the
+        key is opened with them."""
         ref = self.key_reference(key)
+        if isinstance(ref, Pkcs11KeyReference):
+            self._key_settings_changes(ref, self.config)
+
+    def _adopt_key_settings(self, key: str | KeyReference) -> None:
+        """A key URI given with ``module-path`` or ``pin-source`` for a key a record will keep:
+        the record keeps the key's name only, so this machine's part goes to the configuration,
+        where the next opening of the record finds it. Done before the record is made, under a
+        lock, on the configuration as the file holds it now; a setting that contradicts it is
+        refused and nothing is written."""
+        ref = self.key_reference(key)
+        if not isinstance(ref, Pkcs11KeyReference) or not (ref.local.module_path or ref.local.pin_source):
+            return
+        import fcntl
+
+        target = (self.home / CONFIG_NAME).resolve()  # a symlinked configuration: the file it names
+        lock_path = self.home / ".iranpki.yaml.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            config = Workspace.open(self.home, clock=self.clock).config  # as the file holds it now
+            changes = self._key_settings_changes(ref, config)
+            if changes:
+                _write_yaml_atomically(target, config.model_copy(update=changes).model_dump())
+                config = config.model_copy(update=changes)
+            self.config = config
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _key_settings_changes(self, ref: Pkcs11KeyReference, config: WorkspaceConfig) -> dict[str, object]:
         changes: dict[str, object] = {}
-        if not isinstance(ref, Pkcs11KeyReference):
-            return changes
+        where = self.home / CONFIG_NAME
         module = ref.local.module_path
-        if module and os.path.realpath(module) != os.path.realpath(self.config.pkcs11_module or module):
+        if module and os.path.realpath(module) != os.path.realpath(config.pkcs11_module or module):
             raise ConfigError(f"the key URI names the PKCS#11 module {module} but this workspace uses "
-                              f"{self.config.pkcs11_module} (pkcs11_module in {self.home / CONFIG_NAME}); "
+                              f"{config.pkcs11_module} (pkcs11_module in {where}); "
                               "one workspace uses one module: leave module-path out of the URI")
-        if module and not self.config.pkcs11_module:
-            changes["pkcs11_module"] = module
-        pin = ref.local.pin_source
-        if pin:
-            pin_file = ref.local.pin_source_path()
-            known = self.config.pkcs11_pin_files.get(ref.token)
-            if known is not None and known != pin_file:
+        if module and not config.pkcs11_module:
+            changes["pkcs11_module"] = os.path.abspath(module)
+        if ref.local.pin_source:
+            pin_file = os.path.abspath(ref.local.pin_source_path())
+            known = config.pkcs11_pin_files.get(ref.token)
+            if known is not None and os.path.abspath(known) != pin_file:
                 raise ConfigError(f"the key URI names the PIN file {pin_file} for token {ref.token!r} but this "
-                                  f"workspace reads {known} (pkcs11_pin_files in {self.home / CONFIG_NAME}); "
+                                  f"workspace reads {known} (pkcs11_pin_files in {where}); "
                                   "change it there, or leave pin-source out of the URI")
             if known is None:
-                changes["pkcs11_pin_files"] = {**self.config.pkcs11_pin_files, ref.token: pin_file}
+                changes["pkcs11_pin_files"] = {**config.pkcs11_pin_files, ref.token: pin_file}
         return changes
-
-    def _write_config(self, changes: dict[str, object]) -> None:
-        if not changes:
-            return
-        config = self.config.model_copy(update=changes)
-        text = yaml.safe_dump(config.model_dump(), sort_keys=False, allow_unicode=True)
-        target = self.home / CONFIG_NAME
-        tmp = target.with_suffix(".yaml.tmp")
-        tmp.write_text("# iranpki workspace settings\n" + text, encoding="utf-8")
-        os.replace(tmp, target)
-        self.config = config
 
     # ---- CAs --------------------------------------------------------------------------------
 
@@ -232,14 +260,13 @@ class Workspace:
                     profile: str = "root", signature: str | None = None, secret: SecretSource | None = None,
                     actor: str = "iranpki", crl_shards: int = 1) -> ca_mod.CertificateAuthority:
         scheme = SignatureScheme.parse(signature) if signature else None
-        adopt = self._key_settings_to_adopt(key)
+        self._check_key_settings(key)
         signer = self.open_key(key, secret)
-        made = ca_mod.create_root(self.store, signer, name, ca_mod.parse_subject(subject),
+        self._adopt_key_settings(key)
+        return ca_mod.create_root(self.store, signer, name, ca_mod.parse_subject(subject),
                                   repository_url=self.config.repository_url, ocsp_url=self.config.ocsp_url,
                                   profile=profile, validity_days=validity_days, clock=self.clock, scheme=scheme,
                                   actor=actor, crl_shards=crl_shards)
-        self._write_config(adopt)
-        return made
 
     def create_intermediate(self, name: str, parent: str, level: int, key: str, subject: str, *,
                             validity_days: int | None = None, signature: str | None = None,
@@ -248,14 +275,13 @@ class Workspace:
                             purpose: str | None = None) -> ca_mod.CertificateAuthority:
         scheme = SignatureScheme.parse(signature) if signature else None
         issuer = self.open_ca(parent, parent_secret)
-        adopt = self._key_settings_to_adopt(key)
+        self._check_key_settings(key)
         signer = self.open_key(key, secret)
+        self._adopt_key_settings(key)
         ocsp = f"{self.config.ocsp_url.rstrip('/')}/{name}" if self.config.ocsp_url else ""
-        made = ca_mod.create_intermediate(issuer, signer, name, level, ca_mod.parse_subject(subject),
+        return ca_mod.create_intermediate(issuer, signer, name, level, ca_mod.parse_subject(subject),
                                           ocsp_url=ocsp, validity_days=validity_days, scheme=scheme, actor=actor,
                                           crl_shards=crl_shards, purpose=purpose)
-        self._write_config(adopt)
-        return made
 
     def open_ca(self, name: str, secret: SecretSource | None = None) -> ca_mod.CertificateAuthority:
         record = self.store.get_ca(name)
@@ -528,6 +554,37 @@ def parse_serial(text: str) -> int:
         return int(t, 16)
     except ValueError:
         raise NotFoundError(f"{text!r} is not a serial number; give it in hex as `iranpki cert list` shows it") from None
+
+
+def _write_yaml_atomically(target: Path, settings: dict[str, object]) -> None:
+    """Write the settings file whole or not at all: a new file beside it (its mode that of the
+    file it replaces, else what the umask gives a new file), flushed to disk, then renamed over it."""
+    import tempfile
+
+    text = "# iranpki workspace settings\n" + yaml.safe_dump(settings, sort_keys=False, allow_unicode=True)
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0o077)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -123,12 +123,14 @@ class SoftwareKeyReference(KeyReference):
 
     @classmethod
     def parse(cls, text: str) -> SoftwareKeyReference:
-        path = text[len("file:"):] if text.startswith("file:") else text
-        if path.startswith("//"):  # file:///abs/key.pem (RFC 8089); a host other than ours is refused
-            host, _, rest = path[2:].partition("/")
-            if host not in ("", "localhost"):
-                raise ConfigError(f"key reference {text!r} names a file on host {host!r}; give a local file")
-            path = "/" + rest
+        path = text
+        if text.startswith("file:"):
+            path = text[len("file:"):]
+            if path.startswith("//"):  # file:///abs/key.pem (RFC 8089); a host other than ours is refused
+                host, _, rest = path[2:].partition("/")
+                if host not in ("", "localhost"):
+                    raise ConfigError(f"key reference {text!r} names a file on host {host!r}; give a local file")
+                path = "/" + rest
         if not path:
             raise ConfigError(f"key reference {text!r} names no file; give the key file's path")
         return cls(path)
@@ -183,6 +185,8 @@ def parse_key_reference(text: str | KeyReference) -> KeyReference:
     scheme, colon, _ = text.partition(":")
     if colon and scheme.isascii() and scheme.isalnum() and "/" not in scheme and len(scheme) > 1:
         kind = SCHEMES.get(scheme.lower())
+        if kind is None and os.path.exists(text):
+            return SoftwareKeyReference(text)  # a key file whose name has a colon in it
         if kind is None:
             raise ConfigError(f"key reference {text!r} has the unknown scheme {scheme!r}; expected "
                               f"{', '.join(s + ':' for s in SCHEMES)} or a software key's file path")

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     PublicKeyTypes,
 )
 
-from ..errors import KeyNotFoundError, PinError, TokenError, UnsupportedAlgorithmError
+from ..errors import ConfigError, KeyNotFoundError, PinError, TokenError, UnsupportedAlgorithmError
 from .base import (
     CURVES,
     HASHES,
@@ -50,7 +50,7 @@ class SoftwareSigner(Signer):
             )
         self._key = private_key
         self._public = private_key.public_key()
-        self.reference = parse_key_reference(reference)
+        self.reference = reference if isinstance(reference, KeyReference) else _name(reference)
         self._lock = threading.Lock()  # OpenSSL keys are thread-safe; the lock guards close()
 
     @property
@@ -73,6 +73,14 @@ class SoftwareSigner(Signer):
     def close(self) -> None:
         with self._lock:
             self._key = None  # type: ignore[assignment]
+
+
+def _name(text: str) -> KeyReference:
+    """The reference a caller named an in-memory key by: a key reference, or a plain name."""
+    try:
+        return parse_key_reference(text)
+    except ConfigError:
+        return MemoryKeyReference(text)
 
 
 def _new_private_key(spec: KeySpec) -> PrivateKeyTypes:
