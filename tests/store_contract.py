@@ -279,3 +279,74 @@ class StoreContract:
         assert at == T0 + timedelta(hours=1)
         assert last == AuditEvent("cert.revoked", "1", "officer", {"reason": "keyCompromise", "n": 2})
         assert store.audit_log(limit=2) == log[-2:]
+
+    # ---- registration: offices, officers, requests -------------------------------------------------
+
+    def test_offices_officers_and_requests_with_their_history(self, store: Store) -> None:
+        from iranpki.errors import ConcurrentChangeError
+        from iranpki.store import EvidenceRecord, OfficeRecord, OfficerRecord, RequestEvent, RequestRecord
+
+        office = OfficeRecord("THR-01", "دفتر تهران", "Tehran", ("gica1",), "active", T0)
+        store.add_office(office, event("ra.office.created", "THR-01"))
+        with pytest.raises(DuplicateError):
+            store.add_office(office, event("ra.office.created", "THR-01"))
+        assert store.get_office("THR-01") == office and store.list_offices() == [office]
+        assert store.set_office_status("THR-01", "suspended", event("ra.office.status", "THR-01")).status == "suspended"
+        officer = OfficerRecord("p1", "THR-01", "Officer", ("proofing",), "active", T0, b"cert-der", "ab" * 32)
+        store.add_officer(officer, event("ra.officer.enrolled", "p1"))
+        assert store.officer_by_fingerprint("ab" * 32) == officer and store.list_officers("THR-01") == [officer]
+        with pytest.raises(NotFoundError):
+            store.add_officer(OfficerRecord("p2", "NOPE", "x", ("proofing",), "active", T0), event("x", "p2"))
+        request = RequestRecord("r1", "cd" * 32, "issue", "personal-signature", 1, "gica1", "submitted",
+                                {"national_code": "0499370899"}, "CN=Ali", "desk-token", T0, T0, T0 + timedelta(30))
+        store.add_request(request, RequestEvent("r1", T0, "applicant:r1", None, None, "submitted"),
+                          event("ra.request.submitted", "r1"))
+        assert store.get_request("r1") == request and store.request_by_code("cd" * 32) == request
+        assert store.request_by_code("ef" * 32) is None
+        scan = b"\x89PNG scan"
+        doc = EvidenceRecord("r1", hashlib.sha256(scan).hexdigest(), "national-id-card", "123", "image/png", len(scan),
+                             "p1", T0)
+        moved = store.update_request("r1", 1, {"state": "proofed", "proofing": {"officer": "p1"}},
+                                     RequestEvent("r1", T0, "officer:p1", "THR-01", "submitted", "proofed"),
+                                     event("ra.request.proofed", "r1"), evidence=((doc, scan),))
+        assert (moved.state, moved.version, moved.proofing) == ("proofed", 2, {"officer": "p1"})
+        assert store.list_evidence("r1") == [doc] and store.evidence_data(doc.sha256) == scan
+        before = store.audit_log()
+        other = EvidenceRecord("r1", hashlib.sha256(b"other").hexdigest(), "passport", "9", "image/png", 5, "p1", T0)
+        with pytest.raises(ConcurrentChangeError, match="version 2, not 1"):
+            store.update_request("r1", 1, {"state": "rejected"},
+                                 RequestEvent("r1", T0, "officer:p1", "THR-01", "submitted", "rejected"),
+                                 event("ra.request.rejected", "r1"), evidence=((other, b"other"),))
+        assert store.get_request("r1").state == "proofed" and store.audit_log() == before
+        assert store.list_evidence("r1") == [doc]  # the losing change kept nothing
+        assert [e.to_state for e in store.request_events("r1")] == ["submitted", "proofed"]
+        assert [r.id for r in store.list_requests(states=("proofed",))] == ["r1"]
+        assert store.list_requests(office="THR-01") == []
+
+    def test_attempts_are_counted_in_their_window(self, store: Store) -> None:
+        for minute in range(3):
+            store.count_attempts("lookup:10.0.0.1", T0 - timedelta(hours=1), add_at=T0 + timedelta(minutes=minute))
+        assert store.count_attempts("lookup:10.0.0.1", T0) == 3
+        assert store.count_attempts("lookup:10.0.0.1", T0 + timedelta(minutes=1, seconds=30)) == 1
+        assert store.count_attempts("lookup:10.0.0.2", T0) == 0
+
+    def test_a_certificate_and_its_request_are_recorded_together(self, store: Store) -> None:
+        from iranpki.errors import ConcurrentChangeError
+        from iranpki.store import RequestEvent, RequestRecord, RequestUpdate
+
+        request = RequestRecord("r2", "ef" * 32, "issue", "personal-signature", 1, "gica1", "approved",
+                                {"national_code": "0499370899"}, "CN=Ali", "desk-token", T0, T0, T0 + timedelta(30))
+        store.add_request(request, RequestEvent("r2", T0, "applicant:r2", None, None, "approved"),
+                          event("ra.request.submitted", "r2"))
+
+        def update(version: int, serial: int) -> RequestUpdate:
+            return RequestUpdate("r2", version, {"state": "issued", "serial": serial},
+                                 RequestEvent("r2", T0, "worker:ca", None, "approved", "issued"),
+                                 event("ra.request.issued", "r2"))
+
+        with pytest.raises(ConcurrentChangeError):
+            store.add_certificate(cert_record(0x77), event("cert.issued", "77"), request_update=update(5, 0x77))
+        with pytest.raises(NotFoundError):
+            store.get_certificate(0x77)  # the certificate went with the refused change
+        store.add_certificate(cert_record(0x78), event("cert.issued", "78"), request_update=update(1, 0x78))
+        assert store.get_request("r2").serial == 0x78 and store.get_certificate(0x78).serial == 0x78

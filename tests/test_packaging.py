@@ -25,6 +25,10 @@ def test_wheel_carries_profiles_policy_and_cli(tmp_path: Path) -> None:
     assert "iranpki/_data/policies/examples/general-intermediate-ca-cps.md" in names
     assert "iranpki_cli/main.py" in names and "iranpki/py.typed" in names
     assert any(n.endswith("entry_points.txt") for n in names)
+    # Every module of the library is in the wheel (a package left out of pyproject.toml is not).
+    modules = {f"iranpki/{p.relative_to(ROOT / 'src' / 'iranpki').as_posix()}"
+               for p in (ROOT / "src" / "iranpki").rglob("*.py")}
+    assert modules - set(names) == set()
     # Installed away from the checkout, the package finds its data.
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],

@@ -239,14 +239,19 @@ def test_a_version_2_store_gets_the_listing_indexes(tmp_path: Path) -> None:
     for name in ("certificates_by_issue", "certificates_by_ca_issue", "certificates_by_profile_issue",
                  "certificates_revoked_by_issue"):
         db.execute(f"DROP INDEX {name}")
+    for table in ("ra_evidence", "ra_blobs", "ra_events", "ra_attempts", "ra_requests", "ra_officers", "ra_offices"):
+        db.execute(f"DROP TABLE {table}")  # a store of version 2 had none of the registration tables
     db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
     db.commit()
     db.close()
     SqliteStore(str(path)).close()
     db = sqlite3.connect(path)
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
+    # Upgraded through version 3 (the listing indexes) to 4 (the registration tables).
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "4"
     assert {"certificates_by_issue", "certificates_by_ca_issue", "certificates_revoked_by_issue"} <= names
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"ra_offices", "ra_officers", "ra_requests", "ra_events", "ra_evidence"} <= tables
     db.close()
 
 

@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "Validate a certificate or a signed file as a relying party."),
     "conformance": ("conformance", "The PKCS#11 conformance suite the lab runs against tokens and HSMs."),
     "cps": ("cps", "Certification Practice Statements: check one against the national CP."),
+    "ra": ("ra", "Registration offices and officers, the request queue, and the CA side that issues approved requests."),
 }
 
 

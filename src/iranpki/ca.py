@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property, lru_cache
@@ -58,6 +59,7 @@ from .profiles import (
     subject_text_of,
 )
 from .store.base import AuditEvent, CaRecord, CertificateRecord, Reason, Store
+from .store.registration import RequestUpdate
 from .x509parts import (
     IssuerFields,
     encode_extension,
@@ -486,8 +488,11 @@ class CertificateAuthority:
             f"CA {self.name!r} is for {self.purpose or 'other uses'} (extended key usage "
             f"{', '.join(sorted(usages))}); profile {profile.name!r} needs {', '.join(missing)}: {where}")
 
-    def issue(self, profile: Profile | str, request: IssueRequest, *, actor: str = "iranpki") -> IssuedCertificate:
-        """Issue a certificate of ``profile`` for ``request``; return it once it is stored."""
+    def issue(self, profile: Profile | str, request: IssueRequest, *, actor: str = "iranpki",
+              for_request: Callable[[CertificateRecord], RequestUpdate] | None = None) -> IssuedCertificate:
+        """Issue a certificate of ``profile`` for ``request``; return it once it is stored.
+        ``for_request`` gives the change of the RA request it is issued for, made in the same
+        transaction as the certificate is recorded (see :mod:`iranpki.ra.worker`)."""
         if isinstance(profile, str):
             profile = load_profile(profile)
         if profile.kind != "end-entity":
@@ -495,7 +500,7 @@ class CertificateAuthority:
                 f"profile {profile.name!r} is for {profile.kind} CAs; use create_root or create_intermediate "
                 "(iranpki ca create-...), which record the CA with its certificate"
             )
-        return self._issue(profile, request, actor=actor, subject_level=None)
+        return self._issue(profile, request, actor=actor, subject_level=None, for_request=for_request)
 
     def issue_many(self, profile: Profile | str, requests: list[IssueRequest], *,
                    actor: str = "iranpki") -> list[IssuedCertificate]:
@@ -527,8 +532,8 @@ class CertificateAuthority:
                 continue  # a colliding serial: nothing was stored or handed out; sign again
         raise IssuanceError(f"{_SERIAL_TRIES} random serial numbers in a row were taken; the random source is suspect")
 
-    def _issue(self, profile: Profile, request: IssueRequest, *, actor: str,
-               subject_level: int | None) -> IssuedCertificate:
+    def _issue(self, profile: Profile, request: IssueRequest, *, actor: str, subject_level: int | None,
+               for_request: Callable[[CertificateRecord], RequestUpdate] | None = None) -> IssuedCertificate:
         self._check_purpose(profile)
         plan = self._check(profile, request, subject_level)
         for _ in range(_SERIAL_TRIES):
@@ -536,7 +541,8 @@ class CertificateAuthority:
             if profile.kind == "intermediate":
                 return issued  # the caller stores it with its CA record, in one transaction
             try:
-                self.store.add_certificate(issued.record, self._audit_event(issued.record, actor))
+                self.store.add_certificate(issued.record, self._audit_event(issued.record, actor),
+                                           request_update=for_request(issued.record) if for_request else None)
                 return issued
             except DuplicateError:
                 continue  # a colliding serial: the signed certificate was never handed out

@@ -20,12 +20,16 @@ Catch :class:`IranPkiError` to catch them all; catch a subtree to handle one con
     ├── StoreError                  the certificate store
     │   ├── NotFoundError           no such CA / certificate / key record
     │   ├── DuplicateError          a unique value (serial number, CA name) already exists
+    │   ├── ConcurrentChangeError   a record changed since it was read (another actor won)
     │   └── SchemaError             a store written by an incompatible version
     ├── RevocationError             a revocation the rules refuse (already revoked, ...)
     ├── CrlError                    a CRL that cannot be generated or published
     ├── OcspError                   an OCSP responder that cannot start or sign
     ├── TsaError                    a time-stamp authority that cannot start or sign, a reply a client refuses
     ├── IdentifierError             an Iranian identifier that fails its format or checksum
+    ├── RegistrationError           the RA (iranpki.ra): a request, office or officer action refused
+    │   ├── RuleRefusedError        a transition a registration rule refuses (``rule`` names it)
+    │   └── RateLimitedError        too many failed tracking-code lookups (``retry_after`` seconds)
     ├── SigningError                PDF, CMS, S/MIME or code signing refused, or a signature unreadable (iranpki.signing)
     ├── ComplianceError             a CPS or artefact folder the checker cannot read (iranpki.compliance)
     ├── ConformanceError            the evaluation lab's reports (iranpki.conformance)
@@ -70,7 +74,11 @@ __all__ = [
     "ConformanceError",
     "CrlError",
     "DuplicateError",
+    "ConcurrentChangeError",
     "IdentifierError",
+    "RegistrationError",
+    "RuleRefusedError",
+    "RateLimitedError",
     "InvalidNameError",
     "IranPkiError",
     "IssuanceError",
@@ -233,6 +241,11 @@ class DuplicateError(StoreError):
     """A value that must be unique already exists."""
 
 
+class ConcurrentChangeError(StoreError):
+    """A record changed between the caller's read and its change (another officer or process
+    acted first); nothing was changed. Read it again and decide again."""
+
+
 class SchemaError(StoreError):
     """The store was written by an incompatible version of iranpki."""
 
@@ -366,6 +379,28 @@ class PolicyNotAcceptableError(CertificateValidationError):
         self.level = level
         self.policies = policies
         super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class RegistrationError(IranPkiError):
+    """An action of the registration authority refused (:mod:`iranpki.ra`)."""
+
+
+class RuleRefusedError(RegistrationError):
+    """A request transition, office or officer action that a registration rule refuses. ``rule``
+    names the rule (``roles``, ``dual-control``, ``office-status``, ...), ``request`` the request."""
+
+    def __init__(self, message: str, *, rule: str, request: str | None = None):
+        self.rule = rule
+        self.request = request
+        super().__init__(message)
+
+
+class RateLimitedError(RegistrationError):
+    """Too many failed tracking-code lookups from one client; ``retry_after`` seconds to wait."""
+
+    def __init__(self, message: str, *, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class SigningError(IranPkiError):

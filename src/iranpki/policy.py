@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib import resources
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -297,18 +297,28 @@ class CertificatePolicy(_Frozen):
 @lru_cache(maxsize=4)
 def load_policy(path: str | None = None) -> CertificatePolicy:
     """Load the CP from ``path``, or the one shipped with iranpki."""
+    return load_rules_file(CertificatePolicy, path, "national-cp.yaml", "certificate policy")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_rules_file(model: type[M], path: str | None, shipped: str, what: str) -> M:
+    """Rules as data: the YAML file at ``path``, or ``policies/<shipped>`` shipped with iranpki,
+    validated into ``model`` (frozen, unknown keys refused); a ConfigError naming the file and
+    ``what`` it should be when it cannot be read or is not valid."""
     if path is None:
-        text = resources.files("iranpki._data").joinpath("policies", "national-cp.yaml").read_text("utf-8")
-        where = "the national CP shipped with iranpki"
+        text = resources.files("iranpki._data").joinpath("policies", shipped).read_text("utf-8")
+        where = f"the {what} shipped with iranpki"
     else:
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
         except OSError as exc:
-            raise ConfigError(f"cannot read the certificate policy {path}: {exc.strerror}; give the path of "
-                              "a CP YAML file such as policies/national-cp.yaml") from None
+            raise ConfigError(f"cannot read the {what} {path}: {exc.strerror}; give the path of a YAML file such "
+                              f"as policies/{shipped}") from None
         where = path
     try:
-        return CertificatePolicy.model_validate(yaml.safe_load(text))
-    except ValidationError as exc:
-        raise ConfigError(f"{where} is not a valid certificate policy:\n{exc}") from None
+        return model.model_validate(yaml.safe_load(text))
+    except (ValidationError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{where} is not a valid {what}:\n{exc}") from None

@@ -48,7 +48,7 @@ from .names import check_file_label, check_text, inside
 from .store import AuditEvent, CaRecord, CertificateRecord, KeyRecord, Store, open_store
 
 if TYPE_CHECKING:
-    from . import inputs, ocsp, tsa, validation, verify
+    from . import inputs, ocsp, ra, tsa, validation, verify
 
 __all__ = ["CONFIG_NAME", "HOME_ENV", "Workspace", "WorkspaceConfig"]
 
@@ -479,6 +479,20 @@ class Workspace:
         """``options`` with this workspace's trust (given roots replace it) and CA certificates."""
         return {**options, "trust_roots": self.trust_roots(options.get("trust_roots")),  # type: ignore[arg-type]
                 "intermediates": [*options.get("intermediates", ()), *self.ca_certificates()]}  # type: ignore[misc]
+
+    # ---- registration -----------------------------------------------------------------------
+
+    def registration(self) -> ra.RegistrationAuthority:
+        """The registration engine over this workspace's store (no CA key: see :meth:`ra_worker`)."""
+        from . import ra
+
+        return ra.RegistrationAuthority(self.store, clock=self.clock)
+
+    def ra_worker(self, secret: SecretSource | None = None, *, name: str = "ca-side") -> ra.RaWorker:
+        """The CA side that carries out approved requests, opening each CA's key when first needed."""
+        from . import ra
+
+        return ra.RaWorker(self.registration(), lambda ca: self.open_ca(ca, secret), name=name)
 
     # ---- time-stamping ----------------------------------------------------------------------
 

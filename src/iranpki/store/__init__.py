@@ -21,11 +21,21 @@ from .base import (
     Store,
     serial_text,
 )
+from .registration import (
+    EvidenceRecord,
+    OfficeRecord,
+    OfficerRecord,
+    Registrations,
+    RequestEvent,
+    RequestRecord,
+    RequestUpdate,
+)
 from .sqlite import SqliteStore
 
 __all__ = ["BACKENDS", "AuditEvent", "AuditTrail", "CaRecord", "CertificateRecord", "Certificates", "Counters",
            "CrlRecord", "KeyRecord", "KeyRecords", "OcspResponseRecord", "OcspResponses", "Reason", "Revocations",
-           "RevokedSnapshot", "SqliteStore", "Store", "open_store", "serial_text"]
+           "RevokedSnapshot", "SqliteStore", "Store", "open_store", "serial_text",
+           "EvidenceRecord", "OfficeRecord", "OfficerRecord", "Registrations", "RequestEvent", "RequestRecord", "RequestUpdate"]
 
 import os  # noqa: E402 - below the re-exports, which are this module's API
 from collections.abc import Callable  # noqa: E402

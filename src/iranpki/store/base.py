@@ -11,9 +11,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+
+from .events import AuditEvent
+from .registration import Registrations, RequestUpdate
 
 __all__ = [
     "AuditEvent",
@@ -65,12 +68,6 @@ def serial_text(serial: int) -> str:
     return f"{serial:040x}"
 
 
-@dataclass(frozen=True)
-class AuditEvent:
-    event: str  # key.generated, ca.created, cert.issued, cert.revoked, ...
-    subject: str  # what the event is about (CA name, serial, key reference)
-    actor: str = "iranpki"
-    details: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -201,11 +198,15 @@ class Certificates(ABC):
     def list_cas(self) -> list[CaRecord]: ...
 
     @abstractmethod
-    def add_certificate(self, record: CertificateRecord, audit: AuditEvent) -> None:
-        """Record an issued certificate. Raises DuplicateError if its serial exists."""
+    def add_certificate(self, record: CertificateRecord, audit: AuditEvent, *,
+                        request_update: RequestUpdate | None = None) -> None:
+        """Record an issued certificate. Raises DuplicateError if its serial exists. With
+        ``request_update``, the RA request it was issued for changes in the same transaction
+        (ConcurrentChangeError, and no certificate, if the request moved on)."""
 
     @abstractmethod
-    def add_certificates(self, items: list[tuple[CertificateRecord, AuditEvent]]) -> None:
+    def add_certificates(self, items: list[tuple[CertificateRecord, AuditEvent]], *,
+                         request_update: RequestUpdate | None = None) -> None:
         """Record several certificates in one transaction: all of them, or none."""
 
     @abstractmethod
@@ -316,9 +317,9 @@ class AuditTrail(ABC):
     def audit_log(self, limit: int | None = None) -> list[tuple[int, datetime, AuditEvent]]: ...
 
 
-class Store(KeyRecords, Certificates, Revocations, OcspResponses, Counters, AuditTrail):
-    """What the CA core needs of a store, one interface per concern. SQLite implements it;
-    PostgreSQL will. Every backend passes the contract in ``tests/store_contract.py``."""
+class Store(KeyRecords, Certificates, Revocations, OcspResponses, Counters, AuditTrail, Registrations):
+    """What the CA core and the RA need of a store, one interface per concern. SQLite implements
+    it; PostgreSQL will. Every backend passes the contract in ``tests/store_contract.py``."""
 
     #: Why the store is open read-only (a read-only file or disk), or None when it can be changed.
     read_only: str | None = None

@@ -22,6 +22,8 @@ from datetime import datetime, timezone
 
 from ..clock import Clock, SystemClock
 from ..errors import DuplicateError, NotFoundError, SchemaError, StoreError
+from .registration import RequestUpdate
+from .sqlite_registration import SCHEMA_V4, SqliteRegistrations
 from .base import (
     AuditEvent,
     CaRecord,
@@ -37,7 +39,7 @@ from .base import (
 
 __all__ = ["SqliteStore"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -218,7 +220,7 @@ def _connect_read_only(path: str, why: str) -> sqlite3.Connection:
     raise StoreError(f"cannot read the store {path} ({why}): {last}; {_access_advice(path)}") from None
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteRegistrations, Store):
     def __init__(self, path: str, clock: Clock | None = None, *, create: bool = False):
         if not create and not os.path.exists(path):
             raise StoreError(f"no store at {path}; run `iranpki init DIR` first, or check --home")
@@ -260,7 +262,7 @@ class SqliteStore(Store):
                 # A new, empty store: create the schema in one transaction.
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for stmt in filter(str.strip, (_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3).split(";")):
+                    for stmt in filter(str.strip, (_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3 + SCHEMA_V4).split(";")):
                         self._db.execute(stmt)
                     self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                      (str(SCHEMA_VERSION),))
@@ -275,9 +277,13 @@ class SqliteStore(Store):
             if row is not None and row[0] == "2" and self.read_only is None:
                 self._upgrade_2_3()
                 row = ("3",)
-            #: The schema this store has; a read-only store of version 2 is read as it is.
+            if row is not None and row[0] == "3" and self.read_only is None:
+                # The registration tables (offices, officers, requests): new tables only.
+                self._upgrade("3", "4", SCHEMA_V4)
+                row = ("4",)
+            #: The schema this store has; a read-only store of version 2 or 3 is read as it is.
             self.schema_version = int(row[0]) if row is not None else 0
-            if self.read_only is not None and row is not None and row[0] == "2":
+            if self.read_only is not None and row is not None and row[0] in ("2", "3"):
                 return
             if row is None or int(row[0]) != SCHEMA_VERSION:
                 found = row[0] if row else "none"
@@ -404,16 +410,20 @@ class SqliteStore(Store):
              None if r.reason is None else r.reason.value, _t(r.invalidity_date), r.shard),
         )
 
-    def add_certificate(self, record: CertificateRecord, audit: AuditEvent) -> None:
-        self.add_certificates([(record, audit)])
+    def add_certificate(self, record: CertificateRecord, audit: AuditEvent, *,
+                        request_update: RequestUpdate | None = None) -> None:
+        self.add_certificates([(record, audit)], request_update=request_update)
 
-    def add_certificates(self, items: list[tuple[CertificateRecord, AuditEvent]]) -> None:
+    def add_certificates(self, items: list[tuple[CertificateRecord, AuditEvent]], *,
+                         request_update: RequestUpdate | None = None) -> None:
         record = None
         try:
             with self._tx() as db:
                 for record, audit in items:
                     self._insert_certificate(db, record)
                     self._audit(db, audit)
+                if request_update is not None:
+                    self._update_request_in(db, request_update)
         except sqlite3.IntegrityError as exc:
             assert record is not None
             if "certificates.serial" in str(exc):

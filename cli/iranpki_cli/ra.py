@@ -1,0 +1,195 @@
+"""`iranpki ra office|officer|requests|issue`: the CA operator's side of registration (offices,
+officers, the queue) and the CA-side worker that issues approved requests. The desk client an
+officer runs at the office works through the RA engine (iranpki.ra) the same way."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from iranpki.ra import OPEN_STATES, STATES, Actor
+from iranpki.store import OfficeRecord, RequestRecord
+
+from .common import home_option, json_option, key_secrets, workspace
+from .handling import HandledGroup
+from .render import console, emit_json, iso, table, when
+
+
+def _operator() -> Actor:
+    import getpass
+
+    return Actor("operator", getpass.getuser())
+
+
+@click.group(cls=HandledGroup)
+def ra() -> None:
+    """Registration offices, their officers, the request queue, and the CA side that issues
+    what the offices approved.
+
+    \b
+    Example:
+      iranpki ra office create THR-01 --name "Tehran counter 1" --city Tehran --ca gica2
+      iranpki ra officer enrol p1 --office THR-01 --name "Reza Ahmadi" --role proofing --certificate p1.pem
+      iranpki ra requests --state approved
+      iranpki ra issue                                # carry out every approved request once
+    """
+
+
+@ra.group()
+def office() -> None:
+    """Registration offices: create, list, suspend, reinstate, cancel."""
+
+
+def _office_info(o: OfficeRecord) -> dict:
+    return {"code": o.code, "name": o.name, "city": o.city, "cas": list(o.cas), "status": o.status,
+            "created_at": iso(o.created_at)}
+
+
+@office.command("create")
+@click.argument("code")
+@click.option("--name", required=True, help="The office's name (Persian is fine).")
+@click.option("--city", required=True)
+@click.option("--ca", "cas", multiple=True, required=True, help="A CA the office registers for (repeatable).")
+@home_option
+@json_option
+def office_create(code: str, name: str, city: str, cas: tuple[str, ...], home: str, as_json: bool) -> None:
+    """Create an office serving the CAs named."""
+    record = workspace(home).registration().create_office(code, name, city, list(cas), _operator())
+    emit_json(_office_info(record)) if as_json else console.print(f"office {record.code} created", highlight=False)
+
+
+@office.command("list")
+@home_option
+@json_option
+def office_list(home: str, as_json: bool) -> None:
+    """Every office, with its status and the CAs it serves."""
+    offices = workspace(home).store.list_offices()
+    if as_json:
+        emit_json([_office_info(o) for o in offices])
+    else:
+        table("registration offices", ["code", "name", "city", "CAs", "status"],
+              [[o.code, o.name, o.city, ", ".join(o.cas), o.status] for o in offices])
+
+
+def _set_status(code: str, status: str, home: str, as_json: bool) -> None:
+    ws = workspace(home)
+    record = ws.registration().set_office_status(code, status, _operator())
+    pending = ws.store.list_requests(office=code, states=OPEN_STATES, limit=10_000)
+    if as_json:
+        emit_json({**_office_info(record), "pending_requests": [r.id for r in pending]})
+    else:
+        console.print(f"office {code} is {status}; {len(pending)} open request(s) of it: "
+                      "`iranpki ra requests --office " + code + "`", highlight=False)
+
+
+for _name, _status, _help in (("suspend", "suspended", "Suspend an office: its officers can do nothing until reinstated."),
+                              ("reinstate", "active", "Reinstate a suspended office."),
+                              ("cancel", "cancelled", "Cancel an office for good.")):
+    def _command(code: str, home: str, as_json: bool, _status: str = _status) -> None:
+        _set_status(code, _status, home, as_json)
+
+    _command.__doc__ = _help
+    office.command(_name)(json_option(home_option(click.argument("code")(_command))))
+
+
+@ra.group()
+def officer() -> None:
+    """Registration officers: enrol, list."""
+
+
+@officer.command("enrol")
+@click.argument("officer_id")
+@click.option("--office", required=True)
+@click.option("--name", required=True)
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(["proofing", "approving", "office-manager"]),
+              help="A role the officer holds (repeatable).")
+@click.option("--certificate", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="The officer's client certificate (PEM or DER) on their token, by which they authenticate.")
+@home_option
+@json_option
+def officer_enrol(officer_id: str, office: str, name: str, roles: tuple[str, ...], certificate: str | None, home: str,
+                  as_json: bool) -> None:
+    """Enrol an officer of an active office."""
+    from iranpki.inputs import one_certificate
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    der = one_certificate(Path(certificate).read_bytes(), certificate).public_bytes(Encoding.DER) if certificate else None
+    record = workspace(home).registration().enrol_officer(officer_id, office, name, list(roles), _operator(),
+                                                          certificate=der)
+    info = {"id": record.id, "office": record.office, "roles": list(record.roles), "fingerprint": record.fingerprint}
+    emit_json(info) if as_json else console.print(f"officer {record.id} enrolled at {record.office}", highlight=False)
+
+
+@officer.command("list")
+@click.option("--office", default=None)
+@home_option
+@json_option
+def officer_list(office: str | None, home: str, as_json: bool) -> None:
+    """Officers, of one office or of all."""
+    officers = workspace(home).store.list_officers(office)
+    if as_json:
+        emit_json([{"id": o.id, "office": o.office, "name": o.name, "roles": list(o.roles), "status": o.status,
+                    "fingerprint": o.fingerprint} for o in officers])
+    else:
+        table("registration officers", ["id", "office", "name", "roles", "status"],
+              [[o.id, o.office, o.name, ", ".join(o.roles), o.status] for o in officers])
+
+
+def _request_info(r: RequestRecord) -> dict:
+    return {"id": r.id, "kind": r.kind, "profile": r.profile, "level": r.level, "ca": r.ca, "state": r.state,
+            "office": r.office, "subject": r.subject, "key_location": r.key_location,
+            "serial": None if r.serial is None else f"{r.serial:x}", "created_at": iso(r.created_at),
+            "expires_at": iso(r.expires_at)}
+
+
+@ra.command("requests")
+@click.option("--office", default=None, help="Only this office's requests.")
+@click.option("--ca", default=None, help="Only requests to this CA.")
+@click.option("--state", "states", multiple=True, type=click.Choice(list(STATES)), help="Only these states (repeatable).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@home_option
+@json_option
+def requests(office: str | None, ca: str | None, states: tuple[str, ...], limit: int, home: str, as_json: bool) -> None:
+    """The request queue, oldest first."""
+    found = workspace(home).store.list_requests(office=office, ca=ca, states=states or None, limit=limit)
+    if as_json:
+        emit_json([_request_info(r) for r in found])
+    else:
+        table("requests", ["id", "kind", "profile", "level", "CA", "state", "office", "expires"],
+              [[r.id, r.kind, r.profile, str(r.level), r.ca, r.state, r.office or "-", when(r.expires_at)]
+               for r in found])
+
+
+@ra.command("issue")
+@click.option("--watch", is_flag=True, help="Keep going: look for approved requests every --interval seconds.")
+@click.option("--interval", type=click.FloatRange(0.2, 3600), default=5.0, show_default=True)
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Passphrase of software CA keys (else IRANPKI_KEY_PASSPHRASE or a prompt).")
+@home_option
+@json_option
+def issue(watch: bool, interval: float, passphrase_file: str | None, home: str, as_json: bool) -> None:
+    """The CA side: carry out the approved requests (issue, revoke, suspend, release, renew,
+    re-key) with the CA keys, each certificate recorded with its request in one transaction.
+    Runs where the CA keys are, never in a web process."""
+    import json
+
+    worker = workspace(home).ra_worker(key_secrets(passphrase_file))
+    while True:
+        done = worker.run_once()
+        rows = [{"request": o.request, "serial": None if o.serial is None else f"{o.serial:x}",
+                 "error": None if o.error is None else str(o.error)} for o in done]
+        if as_json and not watch:
+            emit_json(rows)
+        for row in rows:
+            if as_json and watch:
+                click.echo(json.dumps(row, ensure_ascii=False))  # one line each, as they happen
+            elif not as_json:
+                console.print(f"request {row['request']}: " + (f"serial {row['serial']}" if row["error"] is None
+                                                                else f"refused: {row['error']}"), highlight=False)
+        if not watch:
+            if any(o.error for o in done):
+                raise click.exceptions.Exit(1)
+            return
+        time.sleep(interval)

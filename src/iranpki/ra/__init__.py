@@ -1,0 +1,32 @@
+"""The registration authority: offices, officers and the subscriber's path from registration to
+issuance (:mod:`.engine`), its rules as data (:mod:`.rules`), tracking codes (:mod:`.codes`) and
+the identity registries of automated inquiry (:mod:`.registry`)."""
+
+from __future__ import annotations
+
+from .codes import code_hash, new_code, normalise_code
+from .engine import CHANGE_KINDS, REQUEST_KINDS, OPEN_STATES, STATES, Actor, Document, Registered, RegistrationAuthority
+from .registry import IdentityRegistry, Person, SimulatedRegistry
+from .rules import RaRules, load_rules
+from .worker import Outcome, RaWorker
+
+__all__ = [
+    "CHANGE_KINDS",
+    "REQUEST_KINDS",
+    "OPEN_STATES",
+    "STATES",
+    "Actor",
+    "Document",
+    "IdentityRegistry",
+    "Outcome",
+    "Person",
+    "RaRules",
+    "RaWorker",
+    "Registered",
+    "RegistrationAuthority",
+    "SimulatedRegistry",
+    "code_hash",
+    "load_rules",
+    "new_code",
+    "normalise_code",
+]

@@ -1,0 +1,614 @@
+"""The registration authority: requests from registration to issuance, checked at every step.
+
+A request of kind ``issue`` moves::
+
+    submitted --receive--> awaiting-proofing --proof--> proofed --bind_key--> awaiting-approval
+        --approve (as many as the level asks)--> approved --(CA side) issued--> issued --accept--> accepted
+
+and any open request may end ``rejected`` (by an officer), ``cancelled`` (by the applicant or an
+officer) or ``expired`` (past its expiry). A level-1 request whose key is on the applicant's phone
+or in a software file may be proofed by automated inquiry (:meth:`RegistrationAuthority.inquire`)
+with no visit. Requests about an existing certificate (revoke, suspend, release, renew, re-key)
+take the same path; ``issued`` then means carried out.
+
+Every transition names who (an :class:`Actor`), where (the officer's office) and when; it is
+checked against the rules (:mod:`iranpki.ra.rules` and the national CP) and written with its
+request event and audit event in one transaction, compared against the version read, so of two
+officers acting at once exactly one wins. A refused transition raises
+:class:`~iranpki.errors.RuleRefusedError` naming the rule. The engine holds no CA key: issuance
+is done by the CA side (:mod:`iranpki.ra.worker`), which reads approved requests from the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from ..clock import Clock, SystemClock
+from ..errors import NotFoundError, RateLimitedError, RequestError, RuleRefusedError
+from ..identity import check_legal_entity_id, check_national_code
+from ..names import check_text
+from ..policy import CertificatePolicy, load_policy
+from ..profiles import load_profile
+from ..store import AuditEvent, Store
+from ..store.registration import (
+    EvidenceRecord,
+    OfficerRecord,
+    OfficeRecord,
+    RequestEvent,
+    RequestRecord,
+    RequestUpdate,
+)
+from .codes import code_hash, new_code
+from .registry import IdentityRegistry
+from .rules import RaRules, load_rules
+
+__all__ = [
+    "CHANGE_KINDS",
+    "REQUEST_KINDS",
+    "OPEN_STATES",
+    "STATES",
+    "Actor",
+    "Document",
+    "Registered",
+    "RegistrationAuthority",
+]
+
+REQUEST_KINDS = ("issue", "renew", "rekey", "revoke", "suspend", "release")
+CHANGE_KINDS = ("revoke", "suspend", "release", "renew", "rekey")
+STATES = ("submitted", "awaiting-proofing", "proofed", "awaiting-approval", "approved", "issued", "accepted",
+          "rejected", "cancelled", "expired")
+OPEN_STATES = ("submitted", "awaiting-proofing", "proofed", "awaiting-approval", "approved")
+OFFICE_STATUSES = ("active", "suspended", "cancelled")
+#: A scan larger than this is refused unread; the types are checked by their first bytes.
+MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
+_MAGIC = {"image/jpeg": (b"\xff\xd8\xff",), "image/png": (b"\x89PNG\r\n\x1a\n",), "application/pdf": (b"%PDF-",)}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: an ``officer`` (of ``office``, with ``roles``), the ``applicant`` (having shown
+    the tracking code and second factor), the CA ``operator``, the CA-side ``worker`` or the
+    identity ``registry``."""
+
+    kind: Literal["officer", "applicant", "operator", "worker", "registry"]
+    id: str
+    office: str | None = None
+    roles: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+@dataclass(frozen=True)
+class Document:
+    """An identity document an officer checked: its kind (``national-id-card``, ...), number,
+    and the scan (JPEG, PNG or PDF)."""
+
+    kind: str
+    number: str
+    data: bytes
+    media_type: str
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A new request and its tracking code (shown to the applicant once; only its hash is kept)."""
+
+    request: RequestRecord
+    code: str = field(repr=False)
+
+
+class RegistrationAuthority:
+    """The engine over a store. Thread-safe as far as the store is."""
+
+    def __init__(self, store: Store, *, rules: RaRules | None = None, policy: CertificatePolicy | None = None,
+                 clock: Clock | None = None, registry: IdentityRegistry | None = None):
+        self.store = store
+        self.policy = policy or load_policy()
+        self.rules = rules or load_rules(policy=self.policy)
+        self.clock = clock or SystemClock()
+        self.registry = registry
+
+    # ---- offices and officers (the CA operator) ----------------------------------------------
+
+    def create_office(self, code: str, name: str, city: str, cas: Sequence[str], actor: Actor) -> OfficeRecord:
+        self._operator(actor)
+        check_text(code, "office code")
+        if not code or len(code) > 32 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in code):
+            raise RequestError(f"office code {code!r} must be 1 to 32 ASCII letters, digits, '-' or '_'")
+        for ca in cas:
+            self.store.get_ca(ca)
+        if not cas:
+            raise RequestError("an office serves at least one CA; give --ca NAME")
+        record = OfficeRecord(code, check_text(name, "office name"), check_text(city, "city"), tuple(cas), "active",
+                              self.clock.now())
+        self.store.add_office(record, AuditEvent("ra.office.created", code, str(actor),
+                                                 {"name": name, "city": city, "cas": list(cas)}))
+        return record
+
+    def set_office_status(self, code: str, status: str, actor: Actor) -> OfficeRecord:
+        self._operator(actor)
+        if status not in OFFICE_STATUSES:
+            raise RequestError(f"office status {status!r} must be one of {', '.join(OFFICE_STATUSES)}")
+        current = self.store.get_office(code)
+        if current.status == "cancelled" and status != "cancelled":
+            raise RuleRefusedError(f"office {code!r} is cancelled; a cancelled office is not reopened: create a new one",
+                                   rule="office-status")
+        return self.store.set_office_status(code, status, AuditEvent("ra.office.status", code, str(actor),
+                                                                     {"from": current.status, "to": status}))
+
+    def enrol_officer(self, officer_id: str, office: str, name: str, roles: Sequence[str], actor: Actor, *,
+                      certificate: bytes | None = None) -> OfficerRecord:
+        """Record an officer of ``office``; ``certificate`` (DER) is the officer's client
+        certificate on the officer's token (profile ``ra-officer``), by which they authenticate."""
+        self._operator(actor)
+        check_text(officer_id, "officer id")
+        unknown = [r for r in roles if r not in self.rules.roles]
+        if unknown or not roles:
+            raise RequestError(f"officer roles {list(roles)!r}: each must be one of {', '.join(self.rules.roles)}")
+        if self.store.get_office(office).status != "active":
+            raise RuleRefusedError(f"office {office!r} is not active; officers are enrolled in active offices only",
+                                   rule="office-status")
+        fingerprint = hashlib.sha256(certificate).hexdigest() if certificate is not None else None
+        record = OfficerRecord(officer_id, office, check_text(name, "officer name"), tuple(dict.fromkeys(roles)),
+                               "active", self.clock.now(), certificate, fingerprint)
+        self.store.add_officer(record, AuditEvent("ra.officer.enrolled", officer_id, str(actor),
+                                                  {"office": office, "roles": list(roles), "certificate": fingerprint}))
+        return record
+
+    def officer(self, officer_id: str) -> Actor:
+        """The acting officer, refused when the officer or their office may not act now."""
+        record = self.store.get_officer(officer_id)
+        return self._officer_actor(record)
+
+    def authenticate(self, certificate: bytes) -> Actor:
+        """The officer whose enrolled client certificate is ``certificate`` (DER), if it is still
+        valid and not revoked; the TLS layer has verified that the client holds its key."""
+        from cryptography import x509
+
+        record = self.store.officer_by_fingerprint(hashlib.sha256(certificate).hexdigest())
+        if record is None:
+            raise RuleRefusedError("this certificate belongs to no enrolled registration officer", rule="officer")
+        cert = x509.load_der_x509_certificate(certificate)
+        now = self.clock.now()
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise RuleRefusedError(f"officer {record.id!r}'s certificate is valid {cert.not_valid_before_utc:%Y-%m-%d} to "
+                                   f"{cert.not_valid_after_utc:%Y-%m-%d}, not now; the CA operator issues a new one",
+                                   rule="officer-certificate")
+        try:
+            stored = self.store.get_certificate(cert.serial_number)
+        except NotFoundError:
+            stored = None
+        if stored is not None and stored.revoked_at is not None:
+            raise RuleRefusedError(f"officer {record.id!r}'s certificate is revoked", rule="officer-certificate")
+        return self._officer_actor(record)
+
+    def _officer_actor(self, record: OfficerRecord) -> Actor:
+        if record.status != "active":
+            raise RuleRefusedError(f"officer {record.id!r} is {record.status}", rule="officer")
+        office = self.store.get_office(record.office)
+        if office.status != "active":
+            raise RuleRefusedError(f"office {office.code!r} is {office.status}: its officers can do nothing; its "
+                                   "pending requests are listed to the CA", rule="office-status")
+        return Actor("officer", record.id, record.office, record.roles)
+
+    # ---- registration (the applicant) --------------------------------------------------------
+
+    def register(self, *, profile: str, level: int, ca: str, applicant: dict[str, str], subject: str,
+                 key_location: str, actor: Actor | None = None) -> Registered:
+        """A new request to issue a certificate of ``profile`` at ``level`` from ``ca``. The
+        applicant's ``national_code`` (a person) or ``national_id`` (an organisation) is the
+        second factor of every later lookup."""
+        from ..ca import parse_subject
+
+        load_profile(profile)
+        self.rules.profile(profile)
+        rule = self.rules.level(level)
+        record = self.store.get_ca(ca)
+        self._ca_serves(record, profile, level)
+        allowed = self.rules.allowed_key_locations(profile, level, self.policy)
+        if key_location not in allowed:
+            raise RuleRefusedError(
+                f"a {profile} certificate at level {level} may not have its key at {key_location!r}; allowed: "
+                f"{', '.join(allowed) or 'none (the CP asks for more than a subscriber key location offers)'}",
+                rule="key-location")
+        parse_subject(subject)
+        applicant = self._applicant(applicant)
+        code = new_code()
+        now = self.clock.now()
+        request = RequestRecord(
+            id=secrets.token_hex(8), code_hash=code_hash(code), kind="issue", profile=profile, level=level, ca=ca,
+            state="submitted", applicant=applicant, subject=subject, key_location=key_location, created_at=now,
+            updated_at=now, expires_at=now + timedelta(days=rule.request_expiry_days))
+        who = actor or Actor("applicant", request.id)
+        self.store.add_request(request, RequestEvent(request.id, now, str(who), None, None, "submitted",
+                                                     {"profile": profile, "level": level, "ca": ca}),
+                               AuditEvent("ra.request.submitted", request.id, str(who),
+                                          {"kind": "issue", "profile": profile, "level": level, "ca": ca}))
+        return Registered(request, code)
+
+    def request_change(self, kind: str, serial: int, *, second_factor: str, reason: str | None = None) -> Registered:
+        """A request to revoke, suspend, release, renew or re-key the certificate ``serial``,
+        by its subscriber (``second_factor``: the national code or ID in the certificate)."""
+        if kind not in CHANGE_KINDS:
+            raise RequestError(f"request kind {kind!r} must be one of {', '.join(CHANGE_KINDS)}")
+        cert = self.store.get_certificate(serial)
+        if second_factor.strip() not in cert.subject:
+            raise NotFoundError(f"no certificate {serial:x} of a subscriber with that national code or ID")
+        if kind == "release" and cert.status != "on hold":
+            raise RuleRefusedError(f"certificate {serial:x} is {cert.status}; only a suspended one is released",
+                                   rule="certificate-status")
+        if kind != "release" and cert.status != "valid":
+            raise RuleRefusedError(f"certificate {serial:x} is {cert.status}", rule="certificate-status")
+        if kind in ("revoke", "suspend") and reason is None:
+            reason = "certificateHold" if kind == "suspend" else "unspecified"
+        if reason is not None:
+            from ..store import Reason
+
+            try:
+                reason = Reason.parse(reason).name
+            except ValueError as exc:
+                raise RequestError(str(exc)) from None
+        ca = self.store.get_ca(cert.ca)
+        code = new_code()
+        now = self.clock.now()
+        request = RequestRecord(
+            id=secrets.token_hex(8), code_hash=code_hash(code), kind=kind, profile=cert.profile, level=ca.level or 1,
+            ca=cert.ca, state="submitted", applicant={"second_factor": second_factor.strip()}, subject=cert.subject,
+            key_location=None, created_at=now, updated_at=now,
+            expires_at=now + timedelta(days=self.rules.level(ca.level or 1).request_expiry_days), serial=serial,
+            reason=reason)
+        self.store.add_request(request, RequestEvent(request.id, now, f"applicant:{request.id}", None, None, "submitted",
+                                                     {"kind": kind, "serial": f"{serial:x}"}),
+                               AuditEvent("ra.request.submitted", request.id, f"applicant:{request.id}",
+                                          {"kind": kind, "serial": f"{serial:x}", "reason": reason}))
+        return Registered(request, code)
+
+    def lookup(self, code: str, second_factor: str, *, client: str) -> RequestRecord:
+        """The request of tracking ``code``, for its applicant (``second_factor``). Failures are
+        counted per ``client`` (an address): past the rules' limit in the window, every lookup
+        from it is refused until the window has passed, right or wrong."""
+        now = self.clock.now()
+        window = timedelta(minutes=self.rules.lookup.window_minutes)
+        key = f"lookup:{client}"
+        if self.store.count_attempts(key, now - window) >= self.rules.lookup.failures_per_window:
+            raise RateLimitedError(f"too many failed tracking-code lookups from {client}; try again in "
+                                   f"{self.rules.lookup.window_minutes} minutes",
+                                   retry_after=self.rules.lookup.window_minutes * 60)
+        try:
+            record = self.store.request_by_code(code_hash(code))
+        except RequestError:  # a mistyped code: said so, and counted like any failure
+            self.store.count_attempts(key, now - window, add_at=now)
+            raise
+        if record is None or not _same_factor(record, second_factor):
+            self.store.count_attempts(key, now - window, add_at=now)
+            raise NotFoundError("no request has this tracking code and national code (or ID); check both on the "
+                                "registration receipt")
+        return record
+
+    # ---- at the office (officers) ------------------------------------------------------------
+
+    def receive(self, officer: Actor, code: str, second_factor: str) -> RequestRecord:
+        """The applicant at the desk: the officer opens the request by its code."""
+        record = self.lookup(code, second_factor, client=f"officer:{officer.id}")
+        self._officer_may(officer, record, "proofing")
+        return self._move(record, officer, "awaiting-proofing", expect=("submitted",), changes={"office": officer.office})
+
+    def proof(self, officer: Actor, request_id: str, *, method: str, documents: Sequence[Document],
+              statement: str = "") -> RequestRecord:
+        """Record the identity proofing: the method (one the level accepts), the documents checked
+        (those the level and profile need), with their scans, and the officer's statement."""
+        record = self.store.get_request(request_id)
+        self._officer_may(officer, record, "proofing")
+        if record.state != "awaiting-proofing":
+            raise RuleRefusedError(f"request {request_id} is {record.state}, not awaiting proofing", rule="state",
+                                   request=request_id)
+        if record.office != officer.office:
+            raise RuleRefusedError(f"request {request_id} is at office {record.office!r}, not {officer.office!r}",
+                                   rule="office", request=request_id)
+        accepted = self.rules.accepted_proofing(record.level, self.policy)
+        if record.kind in CHANGE_KINDS:
+            accepted = tuple(m for m in accepted if m != "automated-inquiry")
+        if method not in accepted:
+            raise RuleRefusedError(f"proofing by {method!r} does not satisfy level {record.level}; accepted: "
+                                   f"{', '.join(accepted)}", rule="proofing-method", request=request_id)
+        needed = self.rules.documents_for(record.profile, record.level) if record.kind == "issue" else \
+            ("national-id-card",)
+        have = {d.kind for d in documents}
+        missing = [d for d in needed if d not in have]
+        if missing:
+            raise RuleRefusedError(f"level {record.level} {record.profile} needs the documents {', '.join(missing)} "
+                                   "as well", rule="documents", request=request_id)
+        for d in documents:
+            self._check_document(d)
+        now = self.clock.now()
+        evidence = tuple((EvidenceRecord(request_id, hashlib.sha256(d.data).hexdigest(), d.kind, d.number, d.media_type,
+                                         len(d.data), officer.id, now), d.data) for d in documents)
+        proofing = {"method": method, "officer": officer.id, "office": officer.office, "at": now.isoformat(),
+                    "documents": [{"kind": e.kind, "number": e.number, "sha256": e.sha256} for e, _ in evidence],
+                    "statement": statement, "approvals": []}
+        changes: dict[str, object] = {"proofing": proofing}
+        target = "proofed"
+        if record.kind in CHANGE_KINDS and not self._needs_new_key(record):
+            # Nothing to bind: the request about the certificate goes to its approvals.
+            target = "approved" if self._approvals_needed(record) == 0 else "awaiting-approval"
+        # The scans are kept in the transaction that records the proofing: both, or neither.
+        return self._move(record, officer, target, expect=("awaiting-proofing",), changes=changes,
+                          details={"method": method, "documents": [{"kind": e.kind, "sha256": e.sha256, "size": e.size}
+                                                                   for e, _ in evidence]}, evidence=evidence)
+
+    def inquire(self, request_id: str, *, mobile: str) -> RequestRecord:
+        """Level-1 proofing with no visit: the civil registry confirms the applicant's national
+        code, name and that they are alive; the mobile operator that ``mobile`` is theirs."""
+        record = self.store.get_request(request_id)
+        if self.registry is None:
+            raise RuleRefusedError("no identity registry is configured; this request needs a visit to an office",
+                                   rule="registry", request=request_id)
+        if "automated-inquiry" not in self.rules.accepted_proofing(record.level, self.policy) or \
+                record.key_location not in ("phone", "software-pkcs12") or record.kind != "issue":
+            raise RuleRefusedError(f"a level {record.level} request with its key at {record.key_location} needs a "
+                                   "visit to a registration office", rule="proofing-method", request=request_id)
+        national_code = record.applicant.get("national_code", "")
+        person = self.registry.person(national_code)
+        problems = []
+        if person is None or not person.alive:
+            problems.append("the civil registry has no living person with this national code")
+        elif (person.given_name, person.surname) != (record.applicant.get("given_name"), record.applicant.get("surname")):
+            problems.append("the name registered differs from the civil registry's")
+        if not self.registry.mobile_owned_by(mobile, national_code):
+            problems.append("the mobile number is not registered to this national code")
+        actor = Actor("registry", self.registry.name)
+        if problems:
+            raise RuleRefusedError("automated inquiry failed: " + "; ".join(problems), rule="automated-inquiry",
+                                   request=request_id)
+        proofing = {"method": "automated-inquiry", "officer": None, "office": None,
+                    "at": self.clock.now().isoformat(), "registry": self.registry.name, "mobile": mobile,
+                    "documents": [], "statement": "", "approvals": []}
+        return self._move(record, actor, "proofed", expect=("submitted",), changes={"proofing": proofing},
+                          details={"method": "automated-inquiry", "registry": self.registry.name})
+
+    def bind_key(self, actor: Actor, request_id: str, *, csr: bytes | None, device: dict[str, str] | None = None
+                 ) -> RequestRecord:
+        """Bind the subscriber's key: a CSR made on the token at the desk (with the token's
+        ``device`` information), the subscriber's own or the phone's CSR; none for a software
+        key, which the CA side makes at issuance."""
+        from ..ca import request_from_csr
+
+        record = self.store.get_request(request_id)
+        if record.state != "proofed":
+            raise RuleRefusedError(f"request {request_id} is {record.state}; a key is bound after proofing",
+                                   rule="state", request=request_id)
+        location = record.key_location or "subscriber-csr"  # a re-key: the subscriber's new CSR
+        if location == "desk-token":
+            self._officer_may(actor, record, "proofing")
+            if not device or not all(device.get(k) for k in ("manufacturer", "model", "serial")):
+                raise RequestError("a key on a token needs the token's manufacturer, model and serial, as the "
+                                   "token reports them")
+        elif actor.kind == "officer":
+            self._officer_may(actor, record, "proofing")
+        elif actor.kind != "applicant" or actor.id != request_id:
+            raise RuleRefusedError(f"{actor} may not bind the key of request {request_id}", rule="actor",
+                                   request=request_id)
+        if location == "software-pkcs12":
+            if csr is not None:
+                raise RequestError("a software key is made at issuance and handed out in a PKCS#12 file; give no CSR")
+        else:
+            if csr is None:
+                raise RequestError(f"a key at {location} is bound by its CSR; give the PKCS#10 request")
+            request_from_csr(csr)  # proof of possession, size and syntax
+        approvals = self._approvals_needed(record)
+        target = "approved" if approvals == 0 else "awaiting-approval"
+        changes: dict[str, object] = {"csr": csr, "device": dict(device or {})}
+        if target == "approved":
+            changes["expires_at"] = self.clock.now() + timedelta(days=self.rules.level(record.level).approval_expiry_days)
+        return self._move(record, actor, target, expect=("proofed",), changes=changes,
+                          details={"device": dict(device or {}), "csr": csr is not None})
+
+    def approve(self, officer: Actor, request_id: str) -> RequestRecord:
+        """One approval. The level says how many, by whom; the proofing officer never approves
+        the same request, and no officer approves it twice."""
+        record = self.store.get_request(request_id)
+        self._officer_may(officer, record, "approving")
+        if record.state != "awaiting-approval":
+            raise RuleRefusedError(f"request {request_id} is {record.state}, not awaiting approval", rule="state",
+                                   request=request_id)
+        proofing = dict(record.proofing)
+        approvals = list(proofing.get("approvals", []))  # type: ignore[arg-type]
+        if proofing.get("officer") == officer.id:
+            raise RuleRefusedError(f"officer {officer.id!r} proofed request {request_id}; another officer must "
+                                   "approve it", rule="separation", request=request_id)
+        if officer.id in approvals:
+            raise RuleRefusedError(f"officer {officer.id!r} approved request {request_id} already; the level needs "
+                                   "another officer", rule="dual-control", request=request_id)
+        approvals.append(officer.id)
+        proofing["approvals"] = approvals
+        done = len(approvals) >= self._approvals_needed(record)
+        changes: dict[str, object] = {"proofing": proofing}
+        if done:
+            changes["expires_at"] = self.clock.now() + timedelta(days=self.rules.level(record.level).approval_expiry_days)
+        return self._move(record, officer, "approved" if done else "awaiting-approval",
+                          expect=("awaiting-approval",), changes=changes, details={"approval": len(approvals)})
+
+    def reject(self, officer: Actor, request_id: str, reason: str) -> RequestRecord:
+        record = self.store.get_request(request_id)
+        self._officer_may(officer, record, None)
+        if not reason.strip():
+            raise RequestError("say why the request is rejected; the applicant reads it")
+        return self._move(record, officer, "rejected", expect=OPEN_STATES, details={"reason": check_text(reason, "reason")})
+
+    def cancel(self, actor: Actor, request_id: str) -> RequestRecord:
+        record = self.store.get_request(request_id)
+        if actor.kind == "officer":
+            self._officer_may(actor, record, None)
+        elif not (actor.kind == "applicant" and actor.id == request_id) and actor.kind != "operator":
+            raise RuleRefusedError(f"{actor} may not cancel request {request_id}", rule="actor", request=request_id)
+        return self._move(record, actor, "cancelled", expect=OPEN_STATES)
+
+    def applicant(self, code: str, second_factor: str, *, client: str) -> Actor:
+        """The applicant of a request, once the code and second factor are shown."""
+        return Actor("applicant", self.lookup(code, second_factor, client=client).id)
+
+    # ---- the CA side and the subscriber --------------------------------------------------------
+
+    def mark_issued(self, worker: Actor, request_id: str, serial: int) -> RequestRecord:
+        """Record what the CA side did for an approved request (the certificate it issued, or the
+        one it revoked, suspended or released). Only the worker may; only once."""
+        update = self.issued_update(worker, self.store.get_request(request_id), serial)
+        return self.store.update_request(update.request_id, update.version, update.changes, update.event, update.audit)
+
+    def issued_update(self, worker: Actor, record: RequestRecord, serial: int) -> RequestUpdate:
+        """The change that marks ``record`` issued with ``serial``, for the CA side to make in the
+        certificate's own transaction (:meth:`iranpki.ca.CertificateAuthority.issue`'s ``for_request``)."""
+        if worker.kind != "worker":
+            raise RuleRefusedError(f"{worker} is not the CA side; only it issues", rule="actor", request=record.id)
+        return self.transition(record, worker, "issued", expect=("approved",), changes={"serial": serial},
+                               details={"serial": f"{serial:x}"})
+
+    def acceptance_text(self, record: RequestRecord) -> bytes:
+        """What the subscriber signs with the new key to accept the certificate (UTF-8)."""
+        if record.serial is None:
+            raise RuleRefusedError(f"request {record.id} has no certificate yet", rule="state", request=record.id)
+        return (f"I accept certificate {record.serial:x} issued by {record.ca} to {record.subject} on request "
+                f"{record.id}, and the obligations of a subscriber the CPS states.").encode("utf-8")
+
+    def accept(self, applicant: Actor, request_id: str, signature: bytes, *, scheme: str = "sha256") -> RequestRecord:
+        """The subscriber accepts the certificate by signing :meth:`acceptance_text` with its key:
+        the signature is verified with the certificate's public key and kept, as proof that the
+        key works and that the subscriber accepted. Once only."""
+        from cryptography import x509
+
+        from ..keys.base import SignatureScheme, signature_valid
+
+        record = self.store.get_request(request_id)
+        if not (applicant.kind == "applicant" and applicant.id == request_id):
+            raise RuleRefusedError(f"{applicant} is not the applicant of request {request_id}", rule="actor",
+                                   request=request_id)
+        if record.state != "issued" or record.kind not in ("issue", "renew", "rekey"):
+            raise RuleRefusedError(f"request {request_id} is {record.state}; a certificate is accepted once, after "
+                                   "issuance", rule="state", request=request_id)
+        cert = x509.load_der_x509_certificate(self.store.get_certificate(record.serial or 0).certificate)
+        text = self.acceptance_text(record)
+        if not signature_valid(cert.public_key(), signature, text, SignatureScheme.parse(scheme)):
+            raise RuleRefusedError("the acceptance is not signed by the certificate's key over this request's "
+                                   "acceptance text", rule="acceptance", request=request_id)
+        import base64
+
+        proofing = {**record.proofing, "acceptance": {"signature": base64.b64encode(signature).decode("ascii"),
+                                                      "scheme": scheme, "text": text.decode("utf-8")}}
+        return self._move(record, applicant, "accepted", expect=("issued",), changes={"proofing": proofing},
+                          details={"signature_sha256": hashlib.sha256(signature).hexdigest()})
+
+    def expire_due(self, actor: Actor | None = None) -> list[str]:
+        """Move every open request past its expiry to ``expired``; their ids."""
+        now = self.clock.now()
+        moved = []
+        for record in self.store.list_requests(states=OPEN_STATES, limit=10_000):
+            if record.expires_at <= now:
+                self._move(record, actor or Actor("worker", "expiry"), "expired", expect=OPEN_STATES)
+                moved.append(record.id)
+        return moved
+
+    # ---- rules -------------------------------------------------------------------------------
+
+    def _needs_new_key(self, record: RequestRecord) -> bool:
+        rule = self.rules.changes.get(record.kind)
+        return bool(rule and rule.new_key)
+
+    def _approvals_needed(self, record: RequestRecord) -> int:
+        if record.kind in CHANGE_KINDS:
+            return self.rules.changes[record.kind].approvals if record.kind in self.rules.changes else 1
+        rule = self.rules.level(record.level)
+        if record.proofing.get("method") == "automated-inquiry" and rule.remote_approvals is not None:
+            return rule.remote_approvals
+        return rule.approvals.count
+
+    def _officer_may(self, actor: Actor, record: RequestRecord, role: str | None) -> None:
+        if actor.kind != "officer":
+            raise RuleRefusedError(f"{actor} is not a registration officer", rule="actor", request=record.id)
+        current = self.officer(actor.id)  # the officer and the office as they are now
+        if role is not None and role not in current.roles:
+            raise RuleRefusedError(f"officer {actor.id!r} does not hold the {role} role (holds "
+                                   f"{', '.join(current.roles)})", rule="roles", request=record.id)
+        office = self.store.get_office(current.office or "")
+        if record.ca not in office.cas:
+            raise RuleRefusedError(f"office {office.code!r} does not serve CA {record.ca!r}", rule="office",
+                                   request=record.id)
+        if record.office is not None and record.office != current.office:
+            raise RuleRefusedError(f"request {record.id} is handled by office {record.office!r}, not "
+                                   f"{current.office!r}", rule="office", request=record.id)
+
+    def _operator(self, actor: Actor) -> None:
+        if actor.kind != "operator":
+            raise RuleRefusedError(f"{actor} is not the CA operator; offices and officers are the operator's",
+                                   rule="actor")
+
+    def _ca_serves(self, ca, profile: str, level: int) -> None:  # noqa: ANN001 - a CaRecord
+        from cryptography import x509
+
+        from ..ca import ca_purpose
+
+        if ca.kind != "intermediate" or ca.level != level:
+            raise RuleRefusedError(f"CA {ca.name!r} is not a level {level} issuing CA", rule="ca")
+        purpose_id = ca_purpose(x509.load_der_x509_certificate(ca.certificate), self.policy)
+        if purpose_id is not None and profile not in self.policy.purpose(purpose_id).issues:
+            raise RuleRefusedError(f"CA {ca.name!r} ({purpose_id}) does not issue {profile}; it issues "
+                                   f"{', '.join(self.policy.purpose(purpose_id).issues)}", rule="ca")
+
+    def _applicant(self, applicant: dict[str, str]) -> dict[str, str]:
+        out = {k: check_text(str(v), f"applicant {k}") for k, v in applicant.items()}
+        if "national_code" in out:
+            out["national_code"] = check_national_code(out["national_code"])
+        elif "national_id" in out:
+            out["national_id"] = check_legal_entity_id(out["national_id"])
+        else:
+            raise RequestError("the applicant's national_code (a person) or national_id (an organisation) is "
+                               "needed: it is the second factor of every later lookup")
+        return out
+
+    def _check_document(self, d: Document) -> None:
+        if d.kind not in self.rules.documents:
+            raise RequestError(f"document kind {d.kind!r} must be one of {', '.join(self.rules.documents)}")
+        if len(d.data) > MAX_DOCUMENT_BYTES:
+            raise RequestError(f"the {d.kind} scan is {len(d.data)} bytes; at most {MAX_DOCUMENT_BYTES} are kept")
+        magic = _MAGIC.get(d.media_type)
+        if magic is None:
+            raise RequestError(f"a scan of type {d.media_type!r} is not kept; give JPEG, PNG or PDF")
+        if not d.data.startswith(magic):
+            raise RequestError(f"the {d.kind} scan is not a {d.media_type} file (its first bytes say otherwise)")
+        check_text(d.number, "document number")
+
+    def _move(self, record: RequestRecord, actor: Actor, to: str, *, expect: Sequence[str],
+              changes: dict[str, object] | None = None, details: dict[str, object] | None = None,
+              evidence: tuple[tuple[EvidenceRecord, bytes], ...] = ()) -> RequestRecord:
+        update = self.transition(record, actor, to, expect=expect, changes=changes, details=details, evidence=evidence)
+        return self.store.update_request(update.request_id, update.version, update.changes, update.event,
+                                         update.audit, evidence=update.evidence)
+
+    def transition(self, record: RequestRecord, actor: Actor, to: str, *, expect: Sequence[str],
+                   changes: dict[str, object] | None = None, details: dict[str, object] | None = None,
+                   evidence: tuple[tuple[EvidenceRecord, bytes], ...] = ()) -> RequestUpdate:
+        """The change that moves ``record`` to ``to``, checked (state, expiry) but not yet made:
+        the store makes it, alone or in the transaction of the certificate issued for it."""
+        now = self.clock.now()
+        if record.state not in expect:
+            raise RuleRefusedError(f"request {record.id} is {record.state}; it cannot become {to}", rule="state",
+                                   request=record.id)
+        if record.state in OPEN_STATES and to not in ("expired",) and record.expires_at <= now:
+            raise RuleRefusedError(f"request {record.id} expired on {record.expires_at:%Y-%m-%d %H:%M} UTC; register "
+                                   "again", rule="expiry", request=record.id)
+        event = RequestEvent(record.id, now, str(actor), actor.office, record.state, to, details or {})
+        audit = AuditEvent(f"ra.request.{to}", record.id, str(actor),
+                           {"from": record.state, "office": actor.office, **(details or {})})
+        return RequestUpdate(record.id, record.version, {**(changes or {}), "state": to, "updated_at": now}, event,
+                             audit, evidence)
+
+
+def _same_factor(record: RequestRecord, second_factor: str) -> bool:
+    given = second_factor.strip()
+    expected = [record.applicant.get(k) for k in ("national_code", "national_id", "second_factor")]
+    return any(secrets.compare_digest(given, e) for e in expected if e)

@@ -1,0 +1,80 @@
+"""The CA side of the registration authority: carries out approved requests with the CA keys.
+
+It runs beside the CA, with the CA keys, never in a web process: it reads the approved
+requests from the store, issues through :class:`iranpki.ca.CertificateAuthority` (every profile
+and CP check of the CA applies) and records the result. A certificate and its request's move to
+``issued`` are one transaction, so a worker that dies between them leaves neither, and a request
+is never issued twice. Revocation, suspension and release go through :func:`iranpki.ca.revoke`,
+so they reach the CRL and OCSP as fast as ``iranpki cert revoke`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from ..ca import CertificateAuthority, IssueRequest, build_request, parse_subject, revoke
+from ..errors import IranPkiError
+from ..store import RequestRecord
+from .engine import Actor, RegistrationAuthority
+
+__all__ = ["Outcome", "RaWorker"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the worker did with one approved request: the serial, or the error that stopped it."""
+
+    request: str
+    serial: int | None = None
+    error: IranPkiError | None = None
+
+
+class RaWorker:
+    """Carries out approved requests; ``open_ca(name)`` opens a CA with its key."""
+
+    def __init__(self, ra: RegistrationAuthority, open_ca: Callable[[str], CertificateAuthority], *,
+                 name: str = "ca-side"):
+        self.ra = ra
+        self.open_ca = open_ca
+        self.actor = Actor("worker", name)
+        self._cas: dict[str, CertificateAuthority] = {}
+
+    def run_once(self, limit: int = 100) -> list[Outcome]:
+        """Carry out up to ``limit`` approved requests, oldest first. A request the CA refuses
+        stays approved and its error is returned (and audited by the CA), the others go on."""
+        out = []
+        for record in self.ra.store.list_requests(states=("approved",), limit=limit):
+            try:
+                out.append(Outcome(record.id, self.carry_out(record).serial))
+            except IranPkiError as exc:
+                out.append(Outcome(record.id, error=exc))
+        return out
+
+    def carry_out(self, record: RequestRecord) -> RequestRecord:
+        if record.kind in ("issue", "renew", "rekey"):
+            authority = self._ca(record.ca)
+            if record.kind == "renew":  # the same key, a new certificate
+                old = x509.load_der_x509_certificate(self.ra.store.get_certificate(record.serial or 0).certificate)
+                request = IssueRequest(subject=parse_subject(record.subject), public_key=old.public_key())
+            else:
+                request = build_request(csr=record.csr, subject=record.subject)
+            issued = authority.issue(record.profile, request, actor=str(self.actor),
+                                     for_request=lambda cert: self.ra.issued_update(self.actor, record, cert.serial))
+            return self.ra.store.get_request(record.id) if issued else record
+        serial = record.serial or 0
+        current = self.ra.store.get_certificate(serial)
+        reason = {"release": "removeFromCRL", "suspend": "certificateHold"}.get(record.kind, record.reason or "unspecified")
+        done = (record.kind == "release" and current.status == "valid") or \
+               (record.kind == "suspend" and current.status == "on hold") or \
+               (record.kind == "revoke" and current.status == "revoked")
+        if not done:  # carried out already by a worker that stopped before recording it
+            revoke(self.ra.store, serial, reason, actor=str(self.actor), clock=self.ra.clock, ca=record.ca)
+        return self.ra.mark_issued(self.actor, record.id, serial)
+
+    def _ca(self, name: str) -> CertificateAuthority:
+        if name not in self._cas:
+            self._cas[name] = self.open_ca(name)
+        return self._cas[name]

@@ -1,0 +1,660 @@
+"""The registration authority's engine (issue 15): the subscriber's path from registration to
+issuance, every rule that refuses a step, tracking codes and their rate limit, automated inquiry
+against the simulated registry, and a stateful test that no sequence of actions by any actors
+reaches issuance without the proofing and approvals its level needs."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from iranpki.ca import CertificateAuthority, create_intermediate, create_root, parse_subject
+from iranpki.clock import FixedClock
+from iranpki.errors import (
+    ConcurrentChangeError,
+    NotFoundError,
+    RateLimitedError,
+    RequestError,
+    RuleRefusedError,
+)
+from iranpki.keys import KeySpec, SoftwareSigner
+from iranpki.ra import Actor, Document, RaWorker, RegistrationAuthority, SimulatedRegistry, normalise_code
+from iranpki.ra.registry import Person
+from iranpki.store import open_store
+
+from .conftest import REPO, ROOT_SUBJECT, utc
+
+T0 = utc(2026, 12, 1, 8)
+OPERATOR = Actor("operator", "ca-admin")
+WORKER = Actor("worker", "ca-side")
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+PDF = b"%PDF-1.7\n" + b"x" * 64
+ALI = {"national_code": "0499370899", "given_name": "علی", "surname": "محمدی", "mobile": "09120000000"}
+ALI_SUBJECT = "C=IR,SN=محمدی,GN=علی,serialNumber=0499370899,CN=علی محمدی"
+
+
+def csr_for(subject_cn: str = "علی محمدی") -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)])).sign(key, hashes.SHA256())
+    return key, csr.public_bytes(serialization.Encoding.DER)
+
+
+@pytest.fixture(scope="module")
+def cas(softhsm, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A root, a level-1 CA with a software key and a level-3 CA on the SoftHSM2 token "Test",
+    both for signing; their store file is copied for each test."""
+    import secrets
+
+    from iranpki.keys.pkcs11 import generate_keypair
+
+    base = tmp_path_factory.mktemp("ra")
+    store = open_store(base / "store.sqlite3", create=True, clock=FixedClock(T0 - timedelta(days=1)))
+    root = create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP384R1())), "root",
+                       parse_subject(ROOT_SUBJECT), repository_url=REPO, clock=FixedClock(T0 - timedelta(days=1)))
+    gica1 = create_intermediate(root, SoftwareSigner(ec.generate_private_key(ec.SECP256R1())), "gica1", 1,
+                                parse_subject("C=IR,O=GICA,CN=GICA Level 1 Signing (test)"), purpose="signing")
+    token_key = generate_keypair("Test", f"ra-gica3-{secrets.token_hex(4)}", KeySpec.parse("p256"))
+    gica3 = create_intermediate(root, token_key, "gica3", 3,
+                                parse_subject("C=IR,O=GICA,CN=GICA Level 3 Signing (test)"), purpose="signing")
+    store.close()
+    (base / "root.pem").write_bytes(root.certificate.public_bytes(serialization.Encoding.PEM))
+    (base / "gica3.pem").write_bytes(gica3.certificate.public_bytes(serialization.Encoding.PEM))
+    return {"base": base, "root": root, "gica1": gica1, "gica3": gica3}
+
+
+@pytest.fixture
+def ra(cas: dict, tmp_path: Path) -> RegistrationAuthority:
+    import shutil
+
+    shutil.copy(cas["base"] / "store.sqlite3", tmp_path / "store.sqlite3")
+    clock = FixedClock(T0)
+    store = open_store(tmp_path / "store.sqlite3", clock=clock)
+    registry = SimulatedRegistry([Person("0499370899", "علی", "محمدی", utc(1990, 3, 21).date())],
+                                 {"09120000000": "0499370899"})
+    engine = RegistrationAuthority(store, clock=clock, registry=registry)
+    engine.create_office("THR-01", "دفتر پیشخوان تهران ۱", "Tehran", ["gica1", "gica3"], OPERATOR)
+    engine.create_office("ISF-02", "دفتر ثبت‌نام اصفهان", "Isfahan", ["gica3"], OPERATOR)
+    for officer, office, roles in (("p1", "THR-01", ["proofing"]), ("a1", "THR-01", ["approving"]),
+                                   ("a2", "THR-01", ["approving"]), ("m1", "THR-01", ["proofing", "approving"]),
+                                   ("x1", "ISF-02", ["proofing", "approving"])):
+        engine.enrol_officer(officer, office, f"Officer {officer}", roles, OPERATOR)
+    yield engine
+    store.close()
+
+
+def documents(*kinds: str) -> list[Document]:
+    return [Document(k, f"{k}-0042", PNG if i % 2 == 0 else PDF, "image/png" if i % 2 == 0 else "application/pdf")
+            for i, k in enumerate(kinds)]
+
+
+def proofed_level3(ra: RegistrationAuthority) -> tuple[str, str]:
+    reg = ra.register(profile="personal-signature", level=3, ca="gica3", applicant=ALI, subject=ALI_SUBJECT,
+                      key_location="desk-token")
+    request = ra.receive(ra.officer("p1"), reg.code, "0499370899")
+    ra.proof(ra.officer("p1"), request.id, method="in-person-two-documents",
+             documents=documents("national-id-card", "birth-certificate"), statement="both originals seen")
+    return request.id, reg.code
+
+
+def test_the_personal_signature_path_at_level_3(ra: RegistrationAuthority, cas: dict) -> None:
+    reg = ra.register(profile="personal-signature", level=3, ca="gica3", applicant=ALI, subject=ALI_SUBJECT,
+                      key_location="desk-token")
+    assert reg.request.state == "submitted" and normalise_code(reg.code) == reg.code.replace("-", "")
+    assert reg.code.replace("-", "") not in repr(reg) and reg.request.code_hash != reg.code
+    p1, a1, a2 = ra.officer("p1"), ra.officer("a1"), ra.officer("a2")
+    request = ra.receive(p1, reg.code.lower(), "0499370899")
+    assert (request.state, request.office) == ("awaiting-proofing", "THR-01")
+    request = ra.proof(p1, request.id, method="in-person-two-documents",
+                       documents=documents("national-id-card", "birth-certificate"), statement="both originals seen")
+    assert request.state == "proofed"
+    assert sorted(e.kind for e in ra.store.list_evidence(request.id)) == ["birth-certificate", "national-id-card"]
+    key, csr = csr_for()
+    request = ra.bind_key(p1, request.id, csr=csr, device={"manufacturer": "SoftHSM project", "model": "SoftHSM v2",
+                                                           "serial": "0042"})
+    assert request.state == "awaiting-approval"
+    request = ra.approve(a1, request.id)
+    assert request.state == "awaiting-approval"  # level 3: two approving officers
+    with pytest.raises(RuleRefusedError) as twice:
+        ra.approve(a1, request.id)
+    assert twice.value.rule == "dual-control"
+    with pytest.raises(RuleRefusedError) as proofer:
+        ra.approve(p1, request.id)
+    assert proofer.value.rule == "roles"
+    request = ra.approve(a2, request.id)
+    assert request.state == "approved"
+    # The CA side issues what was approved, with the request's subject and the CSR's key.
+    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
+                                                            clock=ra.clock))
+    [outcome] = worker.run_once()
+    assert outcome.error is None and outcome.request == request.id
+    request = ra.store.get_request(request.id)
+    assert request.state == "issued" and request.serial == outcome.serial
+    assert worker.run_once() == []  # never twice
+    with pytest.raises(RuleRefusedError):
+        ra.mark_issued(WORKER, request.id, outcome.serial)
+    leaf = cas["base"] / f"{request.id}.pem"
+    leaf.write_bytes(x509.load_der_x509_certificate(ra.store.get_certificate(outcome.serial).certificate)
+                     .public_bytes(serialization.Encoding.PEM))
+    out = subprocess.run(["openssl", "verify", "-CAfile", str(cas["base"] / "root.pem"), "-untrusted",
+                          str(cas["base"] / "gica3.pem"), str(leaf)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    events = ra.store.request_events(request.id)
+    # The subscriber accepts with the new key; a replay, or a signature by another key, is refused.
+    applicant = ra.applicant(reg.code, "0499370899", client="panel")
+    text = ra.acceptance_text(request)
+    with pytest.raises(RuleRefusedError) as forged:
+        ra.accept(applicant, request.id, ec.generate_private_key(ec.SECP256R1()).sign(text, ec.ECDSA(hashes.SHA256())))
+    assert forged.value.rule == "acceptance"
+    signature = key.sign(text, ec.ECDSA(hashes.SHA256()))
+    request = ra.accept(applicant, request.id, signature)
+    assert request.state == "accepted" and request.proofing["acceptance"]["text"] == text.decode()
+    with pytest.raises(RuleRefusedError) as replayed:
+        ra.accept(applicant, request.id, signature)
+    assert replayed.value.rule == "state"
+    events = ra.store.request_events(request.id)
+    assert [(e.from_state, e.to_state) for e in events] == [
+        (None, "submitted"), ("submitted", "awaiting-proofing"), ("awaiting-proofing", "proofed"),
+        ("proofed", "awaiting-approval"), ("awaiting-approval", "awaiting-approval"),
+        ("awaiting-approval", "approved"), ("approved", "issued"), ("issued", "accepted")]
+    assert [e.actor for e in events][1:] == ["officer:p1"] * 3 + ["officer:a1", "officer:a2", "worker:ca-side",
+                                                                 f"applicant:{request.id}"]
+    assert all(e.office == "THR-01" for e in events[1:6])
+    audit = [e.event for _, _, e in ra.store.audit_log() if e.subject == request.id]
+    assert audit.count("ra.request.approved") == 1 and audit[-2:] == ["ra.request.issued", "ra.request.accepted"]
+
+
+def test_rules_refuse_and_say_which(ra: RegistrationAuthority) -> None:
+    def refused(rule: str, call, *args, **kw) -> None:  # noqa: ANN001
+        with pytest.raises(RuleRefusedError) as err:
+            call(*args, **kw)
+        assert err.value.rule == rule, (rule, str(err.value))
+
+    refused("key-location", ra.register, profile="personal-signature", level=3, ca="gica3", applicant=ALI,
+            subject=ALI_SUBJECT, key_location="phone")
+    refused("ca", ra.register, profile="personal-signature", level=1, ca="gica3", applicant=ALI, subject=ALI_SUBJECT,
+            key_location="phone")
+    with pytest.raises(RequestError, match="national_code"):
+        ra.register(profile="personal-signature", level=1, ca="gica1", applicant={"given_name": "x"},
+                    subject=ALI_SUBJECT, key_location="phone")
+    reg = ra.register(profile="personal-signature", level=3, ca="gica3", applicant=ALI, subject=ALI_SUBJECT,
+                      key_location="desk-token")
+    refused("roles", ra.receive, ra.officer("a1"), reg.code, "0499370899")
+    request = ra.receive(ra.officer("p1"), reg.code, "0499370899")
+    refused("office", ra.proof, ra.officer("x1"), request.id, method="in-person-two-documents",
+            documents=documents("national-id-card", "birth-certificate"))
+    refused("proofing-method", ra.proof, ra.officer("p1"), request.id, method="in-person",
+            documents=documents("national-id-card", "birth-certificate"))
+    refused("documents", ra.proof, ra.officer("p1"), request.id, method="in-person-two-documents",
+            documents=documents("national-id-card"))
+    with pytest.raises(RequestError, match="not a image/png file"):
+        ra.proof(ra.officer("p1"), request.id, method="in-person-two-documents",
+                 documents=[Document("national-id-card", "1", b"GIF89a", "image/png"),
+                            *documents("birth-certificate")])
+    with pytest.raises(RequestError, match="at most"):
+        ra.proof(ra.officer("p1"), request.id, method="in-person-two-documents",
+                 documents=[Document("national-id-card", "1", PNG + b"\x00" * (5 << 20), "image/png"),
+                            *documents("birth-certificate")])
+    assert ra.store.list_evidence(request.id) == []  # nothing half-done
+    refused("state", ra.approve, ra.officer("a1"), request.id)
+    # A suspended office: its officers can do nothing; its pending work is listed to the CA.
+    ra.set_office_status("THR-01", "suspended", OPERATOR)
+    refused("office-status", ra.officer, "p1")
+    assert [r.id for r in ra.store.list_requests(office="THR-01", states=("awaiting-proofing",))] == [request.id]
+    ra.set_office_status("THR-01", "cancelled", OPERATOR)
+    refused("office-status", ra.set_office_status, "THR-01", "active", OPERATOR)
+    refused("actor", ra.create_office, "X", "x", "x", ["gica1"], ra.officer("x1"))
+
+
+def test_the_proofing_officer_never_approves_the_same_request(ra: RegistrationAuthority) -> None:
+    reg = ra.register(profile="personal-signature", level=1, ca="gica1", applicant=ALI, subject=ALI_SUBJECT,
+                      key_location="desk-token")
+    m1 = ra.officer("m1")  # holds both roles
+    request = ra.receive(m1, reg.code, "0499370899")
+    ra.proof(m1, request.id, method="in-person", documents=documents("national-id-card"))
+    _, csr = csr_for()
+    ra.bind_key(m1, request.id, csr=csr, device={"manufacturer": "m", "model": "m", "serial": "1"})
+    with pytest.raises(RuleRefusedError) as err:
+        ra.approve(m1, request.id)
+    assert err.value.rule == "separation"
+    assert ra.approve(ra.officer("a1"), request.id).state == "approved"  # level 1: one approval
+
+
+def test_an_expired_request_goes_no_further(ra: RegistrationAuthority) -> None:
+    request_id, _ = proofed_level3(ra)
+    ra.clock.moment = T0 + timedelta(days=31)
+    _, csr = csr_for()
+    with pytest.raises(RuleRefusedError) as err:
+        ra.bind_key(ra.officer("p1"), request_id, csr=csr, device={"manufacturer": "m", "model": "m", "serial": "1"})
+    assert err.value.rule == "expiry"
+    assert ra.expire_due() == [request_id] and ra.store.get_request(request_id).state == "expired"
+
+
+def test_tracking_code_guessing_is_rate_limited(ra: RegistrationAuthority) -> None:
+    reg = ra.register(profile="personal-signature", level=3, ca="gica3", applicant=ALI, subject=ALI_SUBJECT,
+                      key_location="desk-token")
+    assert ra.lookup(reg.code, "0499370899", client="10.0.0.1").id == reg.request.id
+    with pytest.raises(RequestError, match="check character"):
+        ra.lookup(reg.code[:-1] + ("0" if reg.code[-1] != "0" else "1"), "0499370899", client="10.0.0.9")
+    for _ in range(5):
+        with pytest.raises(NotFoundError):
+            ra.lookup(reg.code, "0012345678", client="10.0.0.2")  # the wrong second factor
+    with pytest.raises(RateLimitedError) as limited:
+        ra.lookup(reg.code, "0499370899", client="10.0.0.2")  # even the right one, until the window passes
+    assert limited.value.retry_after == 15 * 60
+    assert ra.lookup(reg.code, "0499370899", client="10.0.0.3").id == reg.request.id  # another client
+    ra.clock.moment = T0 + timedelta(minutes=16)
+    assert ra.lookup(reg.code, "0499370899", client="10.0.0.2").id == reg.request.id
+
+
+def test_level_1_mobile_signature_by_automated_inquiry(ra: RegistrationAuthority) -> None:
+    reg = ra.register(profile="personal-signature", level=1, ca="gica1", applicant=ALI, subject=ALI_SUBJECT,
+                      key_location="phone")
+    with pytest.raises(RuleRefusedError) as wrong:
+        ra.inquire(reg.request.id, mobile="09129999999")
+    assert wrong.value.rule == "automated-inquiry" and "mobile number" in str(wrong.value)
+    request = ra.inquire(reg.request.id, mobile="09120000000")
+    assert request.state == "proofed" and request.proofing["registry"] == "simulated-registry"
+    applicant = ra.applicant(reg.code, "0499370899", client="phone")
+    _, csr = csr_for()
+    request = ra.bind_key(applicant, request.id, csr=csr)
+    assert request.state == "approved"  # no officer: the registries were the check
+    # Level 3 never goes without a visit.
+    reg3 = ra.register(profile="personal-signature", level=3, ca="gica3", applicant=ALI, subject=ALI_SUBJECT,
+                       key_location="desk-token")
+    with pytest.raises(RuleRefusedError):
+        ra.inquire(reg3.request.id, mobile="09120000000")
+
+
+def test_concurrent_approvals_exactly_one_wins(ra: RegistrationAuthority, tmp_path: Path) -> None:
+    reg = ra.register(profile="personal-signature", level=1, ca="gica1", applicant=ALI, subject=ALI_SUBJECT,
+                      key_location="desk-token")
+    request = ra.receive(ra.officer("p1"), reg.code, "0499370899")
+    ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
+    _, csr = csr_for()
+    ra.bind_key(ra.officer("p1"), request.id, csr=csr, device={"manufacturer": "m", "model": "m", "serial": "1"})
+    # Two desks, each with its own connection to the store, approve at the same moment.
+    engines = [RegistrationAuthority(open_store(tmp_path / "store.sqlite3", clock=ra.clock), clock=ra.clock)
+               for _ in range(2)]
+    seen = [e.store.get_request(request.id) for e in engines]
+    assert seen[0].version == seen[1].version
+    barrier = threading.Barrier(2)
+    results: list[object] = [None, None]
+
+    def approve(i: int, officer: str) -> None:
+        barrier.wait()
+        try:
+            results[i] = engines[i].approve(engines[i].officer(officer), request.id).state
+        except (ConcurrentChangeError, RuleRefusedError) as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=approve, args=(i, o)) for i, o in enumerate(("a1", "a2"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(type(r).__name__ for r in results) in (["ConcurrentChangeError", "str"], ["RuleRefusedError", "str"])
+    events = ra.store.request_events(request.id)
+    assert [e.to_state for e in events].count("approved") == 1
+    assert len(ra.store.get_request(request.id).proofing["approvals"]) == 1
+
+
+# ---- any actors, any order: the rules hold ---------------------------------------------------------
+
+OFFICERS = {"p1": ("THR-01", {"proofing"}), "a1": ("THR-01", {"approving"}), "a2": ("THR-01", {"approving"}),
+            "m1": ("THR-01", {"proofing", "approving"}), "x1": ("ISF-02", {"proofing", "approving"}),
+            "y1": ("ISF-02", {"approving"})}
+NEEDED = {("in-person", 1): 1, ("in-person-two-documents", 1): 1, ("automated-inquiry", 1): 0,
+          ("in-person-two-documents", 3): 2, ("in-person-two-documents-biometric", 3): 2}
+
+
+def test_no_sequence_of_actions_reaches_issuance_without_what_its_level_needs(cas: dict, tmp_path: Path) -> None:
+    """Random actors (officers of two offices with various roles, applicants, the CA side, the
+    operator suspending and reinstating offices, time passing) act in random order. Whatever
+    they do, read back from the audit log alone: nothing is issued without proofing by a
+    proofing officer and approvals by as many distinct approving officers as the level needs,
+    none of them the proofing officer; no officer acts while their office is suspended; nothing
+    is issued twice."""
+    import itertools
+    import shutil
+
+    from hypothesis import HealthCheck, settings
+    from hypothesis import strategies as st
+    from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+
+    runs = itertools.count()
+    reached: dict[str, int] = {}
+    refusals = (RuleRefusedError, RequestError, ConcurrentChangeError, NotFoundError, RateLimitedError)
+
+    class Desk(RuleBasedStateMachine):
+        @initialize()
+        def setup(self) -> None:
+            folder = tmp_path / f"run{next(runs)}"
+            folder.mkdir()
+            shutil.copy(cas["base"] / "store.sqlite3", folder / "store.sqlite3")
+            self.clock = FixedClock(T0)
+            self.store = open_store(folder / "store.sqlite3", clock=self.clock)
+            registry = SimulatedRegistry([Person("0499370899", "علی", "محمدی", utc(1990, 3, 21).date())],
+                                         {"09120000000": "0499370899"})
+            self.ra = RegistrationAuthority(self.store, clock=self.clock, registry=registry)
+            self.ra.create_office("THR-01", "Tehran 1", "Tehran", ["gica1", "gica3"], OPERATOR)
+            self.ra.create_office("ISF-02", "Isfahan 2", "Isfahan", ["gica1", "gica3"], OPERATOR)
+            for officer, (office, roles) in OFFICERS.items():
+                self.ra.enrol_officer(officer, office, officer, sorted(roles), OPERATOR)
+            self.requests: list[tuple[str, str]] = []
+
+        def teardown(self) -> None:
+            if hasattr(self, "store"):
+                self.store.close()
+
+        def _try(self, call, *args, **kw) -> None:  # noqa: ANN001
+            try:
+                call(*args, **kw)
+            except refusals:
+                pass
+
+        def _officer(self, name: str) -> Actor:
+            office, roles = OFFICERS[name]
+            return Actor("officer", name, office, tuple(sorted(roles)))  # as a forged client would claim
+
+        def _request(self, i: int) -> tuple[str, str] | None:
+            # The few newest requests: a walk that spreads over many reaches few states.
+            return self.requests[-1 - i % min(3, len(self.requests))] if self.requests else None
+
+        @rule(level=st.sampled_from([1, 3]), location=st.sampled_from(["desk-token", "phone", "software-pkcs12"]))
+        def register(self, level: int, location: str) -> None:
+            if len(self.requests) >= 6:
+                return
+            try:
+                reg = self.ra.register(profile="personal-signature", level=level, ca=f"gica{level}", applicant=ALI,
+                                       subject=ALI_SUBJECT, key_location=location)
+                self.requests.append((reg.request.id, reg.code))
+            except refusals:
+                pass
+
+        @rule(officer=st.sampled_from(sorted(OFFICERS)), i=st.integers(0, 2))
+        def receive(self, officer: str, i: int) -> None:
+            if (r := self._request(i)) is not None:
+                self._try(self.ra.receive, self._officer(officer), r[1], "0499370899")
+
+        @rule(officer=st.sampled_from(sorted(OFFICERS)), i=st.integers(0, 2),
+              method=st.sampled_from(["in-person", "in-person-two-documents", "in-person-two-documents-biometric"]),
+              two=st.booleans())
+        def proof(self, officer: str, i: int, method: str, two: bool) -> None:
+            if (r := self._request(i)) is not None:
+                docs = documents("national-id-card", "birth-certificate") if two else documents("national-id-card")
+                self._try(self.ra.proof, self._officer(officer), r[0], method=method, documents=docs)
+
+        @rule(i=st.integers(0, 2))
+        def inquire(self, i: int) -> None:
+            if (r := self._request(i)) is not None:
+                self._try(self.ra.inquire, r[0], mobile="09120000000")
+
+        @rule(officer=st.sampled_from([*sorted(OFFICERS), "applicant"]), i=st.integers(0, 2))
+        def bind(self, officer: str, i: int) -> None:
+            if (r := self._request(i)) is not None:
+                actor = Actor("applicant", r[0]) if officer == "applicant" else self._officer(officer)
+                record = self.store.get_request(r[0])
+                csr = None if record.key_location == "software-pkcs12" else csr_for()[1]
+                self._try(self.ra.bind_key, actor, r[0], csr=csr,
+                          device={"manufacturer": "m", "model": "m", "serial": "1"})
+
+        @rule(officer=st.sampled_from(sorted(OFFICERS)), i=st.integers(0, 2))
+        def approve(self, officer: str, i: int) -> None:
+            if (r := self._request(i)) is not None:
+                self._try(self.ra.approve, self._officer(officer), r[0])
+
+        @rule(officer=st.sampled_from(sorted(OFFICERS)), i=st.integers(0, 2), really=st.integers(0, 4))
+        def reject(self, officer: str, i: int, really: int) -> None:
+            if really == 0 and (r := self._request(i)) is not None:
+                self._try(self.ra.reject, self._officer(officer), r[0], "documents do not match")
+
+        @rule(i=st.integers(0, 2), serial=st.integers(1, 2**64))
+        def issue(self, i: int, serial: int) -> None:
+            if (r := self._request(i)) is not None:
+                self._try(self.ra.mark_issued, WORKER, r[0], serial)
+
+        @rule(i=st.integers(0, 2), pick=st.integers(0, 5))
+        def next_step(self, i: int, pick: int) -> None:
+            """The step a well-behaved desk would take next (so that walks reach issuance), by
+            an officer who may or may not be allowed to take it."""
+            if (r := self._request(i)) is None:
+                return
+            record = self.store.get_request(r[0])
+            office = record.office or ("THR-01", "ISF-02")[pick % 2]
+            staff = [o for o, (where, _) in OFFICERS.items() if where == office]
+            proofer = [o for o in staff if "proofing" in OFFICERS[o][1]][pick % 2 - 1]
+            method = "in-person" if record.level == 1 else "in-person-two-documents"
+            docs = documents("national-id-card", "birth-certificate")
+            if record.state == "submitted" and record.key_location == "phone" and pick % 3 == 0:
+                self._try(self.ra.inquire, r[0], mobile="09120000000")
+            elif record.state == "submitted":
+                self._try(self.ra.receive, self._officer(proofer), r[1], "0499370899")
+            elif record.state == "awaiting-proofing":
+                self._try(self.ra.proof, self._officer(proofer), r[0], method=method, documents=docs)
+            elif record.state == "proofed":
+                actor = Actor("applicant", r[0]) if record.key_location == "phone" else self._officer(
+                    record.proofing.get("officer") or proofer)
+                csr = None if record.key_location == "software-pkcs12" else csr_for()[1]
+                self._try(self.ra.bind_key, actor, r[0], csr=csr, device={"manufacturer": "m", "model": "m", "serial": "1"})
+            elif record.state == "awaiting-approval":
+                approver = [o for o in staff if "approving" in OFFICERS[o][1]][pick % 2 - 1]
+                self._try(self.ra.approve, self._officer(approver), r[0])
+            elif record.state == "approved":
+                self._try(self.ra.mark_issued, WORKER, r[0], pick + 1)
+
+        @rule(i=st.integers(0, 2), pick=st.integers(0, 5))
+        def next_step_again(self, i: int, pick: int) -> None:
+            self.next_step(i, pick)
+
+        @rule(i=st.integers(0, 2), pick=st.integers(0, 5))
+        def and_again(self, i: int, pick: int) -> None:
+            self.next_step(i, pick)
+
+        @rule(office=st.sampled_from(["THR-01", "ISF-02"]), status=st.sampled_from(["active", "suspended"]))
+        def office_status(self, office: str, status: str) -> None:
+            self._try(self.ra.set_office_status, office, status, OPERATOR)
+
+        @rule(days=st.integers(0, 10))
+        def time_passes(self, days: int) -> None:
+            self.clock.moment = self.clock.moment + timedelta(days=days)
+
+        @invariant()
+        def the_audit_log_shows_every_rule_kept(self) -> None:
+            if not hasattr(self, "store"):
+                return
+            status = {}
+            proofed_by: dict[str, tuple[str, str]] = {}
+            approvers: dict[str, list[str]] = {}
+            issued: dict[str, int] = {}
+            level = {}
+            for _, _, e in self.store.audit_log():
+                if e.event == "ra.office.created":
+                    status[e.subject] = "active"
+                elif e.event == "ra.office.status":
+                    status[e.subject] = e.details["to"]
+                elif e.event == "ra.request.submitted":
+                    level[e.subject] = e.details.get("level")
+                elif e.event.startswith("ra.request.") and e.actor.startswith("officer:"):
+                    officer = e.actor.split(":", 1)[1]
+                    office, roles = OFFICERS[officer]
+                    assert status[office] == "active", f"{officer} of suspended {office} did {e.event}"
+                    if e.event == "ra.request.proofed":
+                        assert "proofing" in roles
+                        proofed_by[e.subject] = (officer, e.details["method"])
+                    if e.details.get("from") == "awaiting-approval" and e.event in (
+                            "ra.request.awaiting-approval", "ra.request.approved"):
+                        assert "approving" in roles and officer != proofed_by[e.subject][0]
+                        assert officer not in approvers.setdefault(e.subject, [])
+                        approvers[e.subject].append(officer)
+                elif e.event == "ra.request.proofed":
+                    proofed_by[e.subject] = ("registry", e.details["method"])
+                if e.event == "ra.request.issued":
+                    issued[e.subject] = issued.get(e.subject, 0) + 1
+                    who, method = proofed_by[e.subject]
+                    assert len(approvers.get(e.subject, [])) >= NEEDED[(method, level[e.subject])], e.subject
+            assert all(n == 1 for n in issued.values()), issued
+            for request in self.store.list_requests(limit=1000):
+                reached[request.state] = reached.get(request.state, 0) + 1
+
+    Desk.TestCase.settings = settings(max_examples=100, stateful_step_count=60, deadline=None,
+                                      suppress_health_check=list(HealthCheck))
+    run_state_machine_as_test(Desk, settings=Desk.TestCase.settings)
+    # The random walks did reach issuance, by both paths, and the refusals too.
+    assert all(reached.get(state, 0) > 0 for state in ("issued", "rejected", "awaiting-approval")), reached
+
+
+def _issued_level1(ra: RegistrationAuthority, worker: RaWorker) -> tuple[str, int]:
+    reg = ra.register(profile="personal-signature", level=1, ca="gica1", applicant=ALI, subject=ALI_SUBJECT,
+                      key_location="desk-token")
+    request = ra.receive(ra.officer("p1"), reg.code, "0499370899")
+    ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
+    ra.bind_key(ra.officer("p1"), request.id, csr=csr_for()[1], device={"manufacturer": "m", "model": "m", "serial": "1"})
+    ra.approve(ra.officer("a1"), request.id)
+    [outcome] = worker.run_once()
+    assert outcome.error is None
+    return request.id, outcome.serial
+
+
+def test_a_revocation_request_reaches_ocsp(ra: RegistrationAuthority, cas: dict, tmp_path: Path) -> None:
+    from iranpki.ocsp import OcspService, Responder
+
+    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
+                                                            clock=ra.clock))
+    _, serial = _issued_level1(ra, worker)
+    with pytest.raises(NotFoundError):
+        ra.request_change("revoke", serial, second_factor="0012345678")  # not the subscriber
+    with pytest.raises(RequestError, match="unknown revocation reason"):
+        ra.request_change("revoke", serial, second_factor="0499370899", reason="bored")
+    change = ra.request_change("revoke", serial, second_factor="0499370899", reason="keyCompromise")
+    request = ra.receive(ra.officer("p1"), change.code, "0499370899")
+    request = ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
+    assert request.state == "awaiting-approval"  # nothing to bind for a revocation
+    ra.approve(ra.officer("a1"), request.id)
+    [outcome] = worker.run_once()
+    assert outcome.error is None and ra.store.get_request(request.id).state == "issued"
+    assert ra.store.get_certificate(serial).reason.name == "keyCompromise"
+    # What a relying party asks: openssl's request, our responder's answer, openssl's reading.
+    pem = {"leaf": ra.store.get_certificate(serial).certificate, "ca": ra.store.get_ca("gica1").certificate,
+           "root": ra.store.get_ca("root").certificate}
+    for name, der in pem.items():
+        (tmp_path / f"{name}.pem").write_bytes(x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM))
+    made = subprocess.run(["openssl", "ocsp", "-issuer", str(tmp_path / "ca.pem"), "-cert", str(tmp_path / "leaf.pem"),
+                           "-no_nonce", "-reqout", str(tmp_path / "req.der")], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    service = OcspService(ra.store, [Responder(ra.store.get_ca("gica1"), cas["gica1"].signer)], clock=ra.clock)
+    (tmp_path / "resp.der").write_bytes(service.respond((tmp_path / "req.der").read_bytes()).body)
+    said = subprocess.run(["openssl", "ocsp", "-respin", str(tmp_path / "resp.der"), "-issuer", str(tmp_path / "ca.pem"),
+                           "-cert", str(tmp_path / "leaf.pem"), "-CAfile", str(tmp_path / "root.pem"),
+                           "-attime", str(int(T0.timestamp()) + 60)], capture_output=True, text=True)
+    assert "Response verify OK" in said.stderr + said.stdout and ": revoked" in said.stdout, said.stdout + said.stderr
+    assert "Reason: keyCompromise" in said.stdout
+
+
+def test_a_request_that_moved_on_gets_no_certificate(ra: RegistrationAuthority, cas: dict) -> None:
+    """The certificate and the request's move to issued are one transaction: a request cancelled
+    after the worker read it gets no certificate, and nothing of one is kept."""
+    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
+                                                            clock=ra.clock))
+    reg = ra.register(profile="personal-signature", level=1, ca="gica1", applicant=ALI, subject=ALI_SUBJECT,
+                      key_location="desk-token")
+    request = ra.receive(ra.officer("p1"), reg.code, "0499370899")
+    ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
+    ra.bind_key(ra.officer("p1"), request.id, csr=csr_for()[1], device={"manufacturer": "m", "model": "m", "serial": "1"})
+    read = ra.approve(ra.officer("a1"), request.id)
+    ra.cancel(Actor("applicant", request.id), request.id)
+    before = len(list(ra.store.iter_certificates(ca="gica1")))
+    with pytest.raises(ConcurrentChangeError):
+        worker.carry_out(read)
+    assert len(list(ra.store.iter_certificates(ca="gica1"))) == before
+    assert ra.store.get_request(request.id).state == "cancelled"
+
+
+def test_the_operator_and_the_ca_side_at_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`iranpki ra`: offices and officers made, an office suspended (its open requests listed), and
+    the CA side issuing an approved request once, which openssl then verifies."""
+    import json
+
+    from click.testing import CliRunner
+
+    from iranpki.keys import SecretSource
+    from iranpki.workspace import Workspace
+    from iranpki_cli.main import cli
+
+    monkeypatch.setenv("IRANPKI_KEY_PASSPHRASE", "a passphrase long enough")
+    home = tmp_path / "ws"
+    ws = Workspace.init(home, repository_url=REPO)
+    secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
+    ws.generate_key(KeySpec.parse("p384"), label="root", secret=secret)
+    ws.generate_key(KeySpec.parse("p256"), label="gica1", secret=secret)
+    ws.create_root("root", "root", ROOT_SUBJECT, secret=secret)
+    ws.create_intermediate("gica1", "root", 1, "gica1", "C=IR,O=GICA,CN=GICA Level 1 (cli)", secret=secret,
+                           parent_secret=secret, purpose="signing")
+    ws.close()
+
+    def iranpki(*args: str, code: int = 0) -> str:
+        result = CliRunner().invoke(cli, [*args, "--home", str(home)])
+        assert result.exit_code == code, result.output
+        return result.output
+
+    iranpki("ra", "office", "create", "THR-01", "--name", "دفتر تهران", "--city", "Tehran", "--ca", "gica1")
+    iranpki("ra", "officer", "enrol", "p1", "--office", "THR-01", "--name", "Reza", "--role", "proofing")
+    iranpki("ra", "officer", "enrol", "a1", "--office", "THR-01", "--name", "Sara", "--role", "approving")
+    assert "--ca" in iranpki("ra", "office", "create", "X", "--name", "x", "--city", "x", code=2)
+    assert "no CA named 'nope'" in iranpki("ra", "office", "create", "X", "--name", "x", "--city", "x", "--ca", "nope",
+                                           code=1)
+    ws = Workspace.open(home)
+    ra = ws.registration()
+    reg = ra.register(profile="personal-signature", level=1, ca="gica1", applicant=ALI, subject=ALI_SUBJECT,
+                      key_location="desk-token")
+    request = ra.receive(ra.officer("p1"), reg.code, "0499370899")
+    suspended = json.loads(iranpki("ra", "office", "suspend", "THR-01", "--json"))
+    assert suspended["status"] == "suspended" and suspended["pending_requests"] == [request.id]
+    with pytest.raises(RuleRefusedError):
+        ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
+    iranpki("ra", "office", "reinstate", "THR-01")
+    ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
+    ra.bind_key(ra.officer("p1"), request.id, csr=csr_for()[1], device={"manufacturer": "m", "model": "m", "serial": "1"})
+    ra.approve(ra.officer("a1"), request.id)
+    ws.close()
+    [done] = json.loads(iranpki("ra", "issue", "--json"))
+    assert done["request"] == request.id and done["error"] is None
+    assert json.loads(iranpki("ra", "issue", "--json")) == []  # nothing left to do
+    listed = json.loads(iranpki("ra", "requests", "--state", "issued", "--json"))
+    assert [(r["id"], r["serial"]) for r in listed] == [(request.id, done["serial"])]
+    for name in ("root", "gica1"):
+        (tmp_path / f"{name}.pem").write_bytes(CliRunner().invoke(cli, ["ca", "export", name, "--home", str(home)])
+                                               .stdout_bytes)
+    (tmp_path / "leaf.pem").write_bytes(CliRunner().invoke(cli, ["cert", "export", done["serial"], "--home", str(home)])
+                                        .stdout_bytes)
+    out = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "root.pem"), "-untrusted",
+                          str(tmp_path / "gica1.pem"), str(tmp_path / "leaf.pem")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_rules_that_weaken_the_cp_are_refused_when_they_load(tmp_path: Path) -> None:
+    import yaml
+
+    from iranpki.errors import ConfigError
+    from iranpki.ra.rules import load_rules
+
+    shipped = yaml.safe_load((Path(__file__).resolve().parent.parent / "policies" / "ra-rules.yaml").read_text())
+    for i, (change, says) in enumerate(((lambda r: r["levels"][2]["approvals"].update(count=1), "dual control"),
+                                        (lambda r: r["key_locations"][0].update(storage="paper"), "does not know"),
+                                        (lambda r: r.update(extra=1), "extra"),
+                                        (lambda r: r["profiles"]["smime"]["key_locations"].append("pocket"),
+                                         "pocket"))):
+        rules = yaml.safe_load(yaml.safe_dump(shipped))
+        change(rules)
+        path = tmp_path / f"rules{i}.yaml"
+        path.write_text(yaml.safe_dump(rules, allow_unicode=True))
+        with pytest.raises(ConfigError, match=says):
+            load_rules(str(path))
