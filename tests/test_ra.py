@@ -39,6 +39,8 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 PDF = b"%PDF-1.7\n" + b"x" * 64
 ALI = {"national_code": "0499370899", "given_name": "علی", "surname": "محمدی", "mobile": "09120000000"}
 ALI_SUBJECT = "C=IR,SN=محمدی,GN=علی,serialNumber=0499370899,CN=علی محمدی"
+#: The token in the desk's reader, as it reports itself: a model the lab approved (fixture ``cas``).
+DEVICE = {"manufacturer": "SoftHSM project", "model": "SoftHSM v2", "serial": "0123456789abcdef"}
 
 
 def csr_for(subject_cn: str = "علی محمدی") -> tuple[ec.EllipticCurvePrivateKey, bytes]:
@@ -65,7 +67,26 @@ def cas(softhsm, tmp_path_factory: pytest.TempPathFactory) -> dict:
     token_key = generate_keypair("Test", f"ra-gica3-{secrets.token_hex(4)}", KeySpec.parse("p256"))
     gica3 = create_intermediate(root, token_key, "gica3", 3,
                                 parse_subject("C=IR,O=GICA,CN=GICA Level 3 Signing (test)"), purpose="signing")
+    # The lab approved the SoftHSM v2 model (its organisational seal under gica1 signs the approval).
+    from iranpki.ca import IssueRequest
+    from iranpki.conformance.attestation import approve
+
+    from .samples import SUBJECTS
+    from .test_conformance_reports import sample_report
+
+    lab_key = ec.generate_private_key(ec.SECP256R1())
+    lab_cert = gica1.issue("organisational-seal", IssueRequest(parse_subject(SUBJECTS["organisational-seal"]),
+                                                               lab_key.public_key())).pem
+    module = base / "libsofthsm2.so"
+    module.write_bytes(b"\x7fELF module")
+    report = sample_report(module).to_json().encode()
+    attestation = approve(report, SoftwareSigner(lab_key), lab_cert,
+                          [gica1.certificate.public_bytes(serialization.Encoding.PEM)], valid_days=365,
+                          clock=FixedClock(T0 - timedelta(days=1)))
+    RegistrationAuthority(store, clock=FixedClock(T0 - timedelta(hours=1))).record_device_approval(
+        attestation, OPERATOR, trust_roots=[root.certificate.public_bytes(serialization.Encoding.PEM)])
     store.close()
+    (base / "attestation.p7m").write_bytes(attestation)
     (base / "root.pem").write_bytes(root.certificate.public_bytes(serialization.Encoding.PEM))
     (base / "gica3.pem").write_bytes(gica3.certificate.public_bytes(serialization.Encoding.PEM))
     return {"base": base, "root": root, "gica1": gica1, "gica3": gica3}
@@ -118,8 +139,7 @@ def test_the_personal_signature_path_at_level_3(ra: RegistrationAuthority, cas: 
     assert request.state == "proofed"
     assert sorted(e.kind for e in ra.store.list_evidence(request.id)) == ["birth-certificate", "national-id-card"]
     key, csr = csr_for()
-    request = ra.bind_key(p1, request.id, csr=csr, device={"manufacturer": "SoftHSM project", "model": "SoftHSM v2",
-                                                           "serial": "0042"})
+    request = ra.bind_key(p1, request.id, csr=csr, device=DEVICE)
     assert request.state == "awaiting-approval"
     request = ra.approve(a1, request.id)
     assert request.state == "awaiting-approval"  # level 3: two approving officers
@@ -214,6 +234,28 @@ def test_rules_refuse_and_say_which(ra: RegistrationAuthority) -> None:
     refused("actor", ra.create_office, "X", "x", "x", ["gica1"], ra.officer("x1"))
 
 
+def test_only_a_token_of_an_approved_model_takes_a_key(ra: RegistrationAuthority, cas: dict) -> None:
+    request_id, _ = proofed_level3(ra)
+    _, csr = csr_for()
+    for device in ({**DEVICE, "model": "Acme Token X1"}, {**DEVICE, "manufacturer": "Acme"}):
+        with pytest.raises(RuleRefusedError) as err:
+            ra.bind_key(ra.officer("p1"), request_id, csr=csr, device=device)
+        assert err.value.rule == "device-approval" and "not of a model the lab approved" in str(err.value)
+    with pytest.raises(RequestError, match="manufacturer, model and serial"):
+        ra.bind_key(ra.officer("p1"), request_id, csr=csr, device={"model": "SoftHSM v2"})
+    [approval] = ra.store.device_approvals("SoftHSM project", "SoftHSM v2")
+    ra.clock.moment = approval.valid_until + timedelta(seconds=1)  # the approval lapsed (so did the request)
+    with pytest.raises(RuleRefusedError) as lapsed:
+        ra.bind_key(ra.officer("p1"), request_id, csr=csr, device=DEVICE)
+    assert lapsed.value.rule == "device-approval"
+    # An attestation that does not verify against the roots given is never recorded.
+    from iranpki.errors import AttestationError
+
+    other_root = [cas["gica3"].certificate.public_bytes(serialization.Encoding.PEM)]
+    with pytest.raises(AttestationError):
+        ra.record_device_approval((cas["base"] / "attestation.p7m").read_bytes(), OPERATOR, trust_roots=other_root)
+
+
 def test_the_proofing_officer_never_approves_the_same_request(ra: RegistrationAuthority) -> None:
     reg = ra.register(profile="personal-signature", level=1, ca="gica1", applicant=ALI, subject=ALI_SUBJECT,
                       key_location="desk-token")
@@ -221,7 +263,7 @@ def test_the_proofing_officer_never_approves_the_same_request(ra: RegistrationAu
     request = ra.receive(m1, reg.code, "0499370899")
     ra.proof(m1, request.id, method="in-person", documents=documents("national-id-card"))
     _, csr = csr_for()
-    ra.bind_key(m1, request.id, csr=csr, device={"manufacturer": "m", "model": "m", "serial": "1"})
+    ra.bind_key(m1, request.id, csr=csr, device=DEVICE)
     with pytest.raises(RuleRefusedError) as err:
         ra.approve(m1, request.id)
     assert err.value.rule == "separation"
@@ -233,7 +275,7 @@ def test_an_expired_request_goes_no_further(ra: RegistrationAuthority) -> None:
     ra.clock.moment = T0 + timedelta(days=31)
     _, csr = csr_for()
     with pytest.raises(RuleRefusedError) as err:
-        ra.bind_key(ra.officer("p1"), request_id, csr=csr, device={"manufacturer": "m", "model": "m", "serial": "1"})
+        ra.bind_key(ra.officer("p1"), request_id, csr=csr, device=DEVICE)
     assert err.value.rule == "expiry"
     assert ra.expire_due() == [request_id] and ra.store.get_request(request_id).state == "expired"
 
@@ -280,7 +322,7 @@ def test_concurrent_approvals_exactly_one_wins(ra: RegistrationAuthority, tmp_pa
     request = ra.receive(ra.officer("p1"), reg.code, "0499370899")
     ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
     _, csr = csr_for()
-    ra.bind_key(ra.officer("p1"), request.id, csr=csr, device={"manufacturer": "m", "model": "m", "serial": "1"})
+    ra.bind_key(ra.officer("p1"), request.id, csr=csr, device=DEVICE)
     # Two desks, each with its own connection to the store, approve at the same moment.
     engines = [RegistrationAuthority(open_store(tmp_path / "store.sqlite3", clock=ra.clock), clock=ra.clock)
                for _ in range(2)]
@@ -405,7 +447,7 @@ def test_no_sequence_of_actions_reaches_issuance_without_what_its_level_needs(ca
                 record = self.store.get_request(r[0])
                 csr = None if record.key_location == "software-pkcs12" else csr_for()[1]
                 self._try(self.ra.bind_key, actor, r[0], csr=csr,
-                          device={"manufacturer": "m", "model": "m", "serial": "1"})
+                          device=DEVICE)
 
         @rule(officer=st.sampled_from(sorted(OFFICERS)), i=st.integers(0, 2))
         def approve(self, officer: str, i: int) -> None:
@@ -444,7 +486,7 @@ def test_no_sequence_of_actions_reaches_issuance_without_what_its_level_needs(ca
                 actor = Actor("applicant", r[0]) if record.key_location == "phone" else self._officer(
                     record.proofing.get("officer") or proofer)
                 csr = None if record.key_location == "software-pkcs12" else csr_for()[1]
-                self._try(self.ra.bind_key, actor, r[0], csr=csr, device={"manufacturer": "m", "model": "m", "serial": "1"})
+                self._try(self.ra.bind_key, actor, r[0], csr=csr, device=DEVICE)
             elif record.state == "awaiting-approval":
                 approver = [o for o in staff if "approving" in OFFICERS[o][1]][pick % 2 - 1]
                 self._try(self.ra.approve, self._officer(approver), r[0])
@@ -505,7 +547,8 @@ def test_no_sequence_of_actions_reaches_issuance_without_what_its_level_needs(ca
             for request in self.store.list_requests(limit=1000):
                 reached[request.state] = reached.get(request.state, 0) + 1
 
-    Desk.TestCase.settings = settings(max_examples=100, stateful_step_count=60, deadline=None,
+    Desk.TestCase.settings = settings(max_examples=100, stateful_step_count=60, deadline=None, derandomize=True,
+                                      database=None,
                                       suppress_health_check=list(HealthCheck))
     run_state_machine_as_test(Desk, settings=Desk.TestCase.settings)
     # The random walks did reach issuance, by both paths, and the refusals too.
@@ -517,7 +560,7 @@ def _issued_level1(ra: RegistrationAuthority, worker: RaWorker) -> tuple[str, in
                       key_location="desk-token")
     request = ra.receive(ra.officer("p1"), reg.code, "0499370899")
     ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
-    ra.bind_key(ra.officer("p1"), request.id, csr=csr_for()[1], device={"manufacturer": "m", "model": "m", "serial": "1"})
+    ra.bind_key(ra.officer("p1"), request.id, csr=csr_for()[1], device=DEVICE)
     ra.approve(ra.officer("a1"), request.id)
     [outcome] = worker.run_once()
     assert outcome.error is None
@@ -568,7 +611,7 @@ def test_a_request_that_moved_on_gets_no_certificate(ra: RegistrationAuthority, 
                       key_location="desk-token")
     request = ra.receive(ra.officer("p1"), reg.code, "0499370899")
     ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
-    ra.bind_key(ra.officer("p1"), request.id, csr=csr_for()[1], device={"manufacturer": "m", "model": "m", "serial": "1"})
+    ra.bind_key(ra.officer("p1"), request.id, csr=csr_for()[1], device=DEVICE)
     read = ra.approve(ra.officer("a1"), request.id)
     ra.cancel(Actor("applicant", request.id), request.id)
     before = len(list(ra.store.iter_certificates(ca="gica1")))
@@ -578,7 +621,8 @@ def test_a_request_that_moved_on_gets_no_certificate(ra: RegistrationAuthority, 
     assert ra.store.get_request(request.id).state == "cancelled"
 
 
-def test_the_operator_and_the_ca_side_at_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_operator_and_the_ca_side_at_the_command_line(cas: dict, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """`iranpki ra`: offices and officers made, an office suspended (its open requests listed), and
     the CA side issuing an approved request once, which openssl then verifies."""
     import json
@@ -608,6 +652,11 @@ def test_the_operator_and_the_ca_side_at_the_command_line(tmp_path: Path, monkey
     iranpki("ra", "office", "create", "THR-01", "--name", "دفتر تهران", "--city", "Tehran", "--ca", "gica1")
     iranpki("ra", "officer", "enrol", "p1", "--office", "THR-01", "--name", "Reza", "--role", "proofing")
     iranpki("ra", "officer", "enrol", "a1", "--office", "THR-01", "--name", "Sara", "--role", "approving")
+    approved = json.loads(iranpki("ra", "device", "approve", str(cas["base"] / "attestation.p7m"), "--trust",
+                                  str(cas["base"] / "root.pem"), "--json"))
+    assert (approved["manufacturer"], approved["model"]) == ("SoftHSM project", "SoftHSM v2")
+    refused = iranpki("ra", "device", "approve", str(cas["base"] / "attestation.p7m"), code=1)  # the national root
+    assert "approval" in refused and "Traceback" not in refused, refused
     assert "--ca" in iranpki("ra", "office", "create", "X", "--name", "x", "--city", "x", code=2)
     assert "no CA named 'nope'" in iranpki("ra", "office", "create", "X", "--name", "x", "--city", "x", "--ca", "nope",
                                            code=1)
@@ -622,7 +671,7 @@ def test_the_operator_and_the_ca_side_at_the_command_line(tmp_path: Path, monkey
         ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
     iranpki("ra", "office", "reinstate", "THR-01")
     ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
-    ra.bind_key(ra.officer("p1"), request.id, csr=csr_for()[1], device={"manufacturer": "m", "model": "m", "serial": "1"})
+    ra.bind_key(ra.officer("p1"), request.id, csr=csr_for()[1], device=DEVICE)
     ra.approve(ra.officer("a1"), request.id)
     ws.close()
     [done] = json.loads(iranpki("ra", "issue", "--json"))
@@ -658,3 +707,62 @@ def test_rules_that_weaken_the_cp_are_refused_when_they_load(tmp_path: Path) -> 
         path.write_text(yaml.safe_dump(rules, allow_unicode=True))
         with pytest.raises(ConfigError, match=says):
             load_rules(str(path))
+
+
+def test_an_officer_with_a_token_certificate_signs_the_statement_and_authenticates_by_it(
+        ra: RegistrationAuthority, cas: dict, tmp_path: Path) -> None:
+    from iranpki import signing
+    from iranpki.ca import IssueRequest, revoke
+
+    gica1 = CertificateAuthority(ra.store.get_ca("gica1"), cas["gica1"].signer, ra.store, clock=ra.clock)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = gica1.issue("personal-signature", IssueRequest(parse_subject(
+        "C=IR,SN=احمدی,GN=رضا,serialNumber=0012345679,CN=رضا احمدی"), key.public_key()))
+    ra.enrol_officer("s1", "THR-01", "Reza Ahmadi", ["proofing"], OPERATOR, certificate=cert.record.certificate)
+    assert ra.authenticate(cert.record.certificate).id == "s1"
+    stranger = gica1.issue("personal-signature", IssueRequest(parse_subject(ALI_SUBJECT), csr_for()[0].public_key()))
+    with pytest.raises(RuleRefusedError) as unknown:
+        ra.authenticate(stranger.record.certificate)
+    assert unknown.value.rule == "officer"
+
+    reg = ra.register(profile="personal-signature", level=1, ca="gica1", applicant=ALI, subject=ALI_SUBJECT,
+                      key_location="desk-token")
+    s1 = ra.officer("s1")
+    request = ra.receive(s1, reg.code, "0499370899")
+    statement = "کارت ملی اصل دیده شد؛ عکس با متقاضی مطابقت دارد. National ID card original seen."
+    proof = {"method": "in-person", "documents": documents("national-id-card"), "statement": statement}
+    with pytest.raises(RuleRefusedError) as unsigned:
+        ra.proof(s1, request.id, **proof)
+    assert unsigned.value.rule == "signed-statement"
+    # Signed by another certificate (the stranger's own key): not the officer's.
+    stranger_key = ec.generate_private_key(ec.SECP256R1())
+    other = gica1.issue("personal-signature", IssueRequest(parse_subject(ALI_SUBJECT), stranger_key.public_key()))
+    with pytest.raises(RuleRefusedError) as by_other:
+        ra.proof(s1, request.id, statement_signature=signing.sign_cms(statement.encode(), SoftwareSigner(stranger_key),
+                                                                      other.pem), **proof)
+    assert by_other.value.rule == "signed-statement"
+    wrong_text = signing.sign_cms("something else".encode(), SoftwareSigner(key), cert.pem)
+    with pytest.raises(RuleRefusedError) as mismatch:
+        ra.proof(s1, request.id, statement_signature=wrong_text, **proof)
+    assert mismatch.value.rule == "signed-statement"
+    signature = signing.sign_cms(statement.encode(), SoftwareSigner(key), cert.pem)
+    request = ra.proof(s1, request.id, statement_signature=signature, **proof)
+    assert request.state == "proofed"
+    # openssl verifies what was kept, over the statement, to the root.
+    import base64
+
+    (tmp_path / "statement.txt").write_bytes(statement.encode())
+    (tmp_path / "sig.der").write_bytes(base64.b64decode(request.proofing["statement_signature"]))
+    (tmp_path / "gica1.pem").write_bytes(x509.load_der_x509_certificate(ra.store.get_ca("gica1").certificate)
+                                         .public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "cas.pem").write_bytes((cas["base"] / "root.pem").read_bytes() + (tmp_path / "gica1.pem").read_bytes())
+    out = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "sig.der"),
+                          "-content", str(tmp_path / "statement.txt"), "-CAfile", str(tmp_path / "cas.pem"),
+                          "-purpose", "any", "-out", "/dev/null"],
+                         capture_output=True, text=True)
+    assert "Verification successful" in out.stderr, out.stderr
+    # A revoked officer certificate no longer authenticates.
+    revoke(ra.store, cert.record.serial, "affiliationChanged", clock=ra.clock)
+    with pytest.raises(RuleRefusedError) as revoked:
+        ra.authenticate(cert.record.certificate)
+    assert revoked.value.rule == "officer-certificate"

@@ -137,6 +137,46 @@ def officer_list(office: str | None, home: str, as_json: bool) -> None:
               [[o.id, o.office, o.name, ", ".join(o.roles), o.status] for o in officers])
 
 
+@ra.group()
+def device() -> None:
+    """Token and HSM models the lab approved: only those take keys at the desk."""
+
+
+@device.command("approve")
+@click.argument("attestation", type=click.Path(dir_okay=False, exists=True))
+@click.option("--trust", "trust_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="Root certificate(s) the lab's certificate chains to (default: the national root).")
+@click.option("--chain", "chain_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="CA certificates between the lab's certificate and the root (repeatable).")
+@home_option
+@json_option
+def device_approve(attestation: str, trust_files: tuple[str, ...], chain_files: tuple[str, ...], home: str,
+                   as_json: bool) -> None:
+    """Record a lab approval (the approval.p7m `iranpki conformance approve` writes), verified now."""
+    trust = [Path(f).read_bytes() for f in trust_files] or None
+    record = workspace(home).registration().record_device_approval(
+        Path(attestation).read_bytes(), _operator(), trust_roots=trust,
+        intermediates=[Path(f).read_bytes() for f in chain_files])
+    info = {"approval_id": record.approval_id, "manufacturer": record.manufacturer, "model": record.model,
+            "valid_until": iso(record.valid_until), "lab": record.lab}
+    emit_json(info) if as_json else console.print(
+        f"approved model recorded: {record.manufacturer} {record.model} until {when(record.valid_until)}", highlight=False)
+
+
+@device.command("list")
+@home_option
+@json_option
+def device_list(home: str, as_json: bool) -> None:
+    """The recorded approvals."""
+    records = workspace(home).store.device_approvals()
+    if as_json:
+        emit_json([{"approval_id": r.approval_id, "manufacturer": r.manufacturer, "model": r.model,
+                    "valid_until": iso(r.valid_until), "lab": r.lab} for r in records])
+    else:
+        table("approved token models", ["manufacturer", "model", "valid until", "lab", "approval"],
+              [[r.manufacturer, r.model, when(r.valid_until), r.lab, r.approval_id] for r in records])
+
+
 def _request_info(r: RequestRecord) -> dict:
     return {"id": r.id, "kind": r.kind, "profile": r.profile, "level": r.level, "ca": r.ca, "state": r.state,
             "office": r.office, "subject": r.subject, "key_location": r.key_location,

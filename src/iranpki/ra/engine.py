@@ -36,6 +36,7 @@ from ..policy import CertificatePolicy, load_policy
 from ..profiles import load_profile
 from ..store import AuditEvent, Store
 from ..store.registration import (
+    DeviceApprovalRecord,
     EvidenceRecord,
     OfficerRecord,
     OfficeRecord,
@@ -160,6 +161,37 @@ class RegistrationAuthority:
         self.store.add_officer(record, AuditEvent("ra.officer.enrolled", officer_id, str(actor),
                                                   {"office": office, "roles": list(roles), "certificate": fingerprint}))
         return record
+
+    def record_device_approval(self, attestation: bytes, actor: Actor, *, trust_roots: Sequence[bytes] | None = None,
+                               intermediates: Sequence[bytes] = ()) -> DeviceApprovalRecord:
+        """Record a lab approval of a token model (the attestation ``iranpki conformance approve``
+        makes), verified now against the lab's certificate path to ``trust_roots`` (default: the
+        national root). Only tokens of an approved model, within the approval's period, take keys
+        at the desk."""
+        from ..conformance.attestation import verify_approval
+
+        self._operator(actor)
+        approval = verify_approval(attestation, trust_roots, intermediates=intermediates, at=self.clock.now())
+        module = approval.module
+        manufacturer, model = (module.get("token_manufacturer") or "").strip(), (module.get("token_model") or "").strip()
+        if not manufacturer or not model:
+            raise RequestError(f"approval {approval.approval_id} names no token manufacturer and model")
+        record = DeviceApprovalRecord(approval.approval_id, manufacturer, model, approval.issued_at, approval.valid_until,
+                                      approval.lab, self.clock.now())
+        self.store.add_device_approval(record, attestation, AuditEvent(
+            "ra.device.approved", approval.approval_id, str(actor),
+            {"manufacturer": manufacturer, "model": model, "valid_until": approval.valid_until.isoformat(),
+             "lab": approval.lab, "signer": approval.signer}))
+        return record
+
+    def _check_device(self, record: RequestRecord, device: dict[str, str]) -> None:
+        manufacturer, model = device.get("manufacturer", "").strip(), device.get("model", "").strip()
+        now = self.clock.now()
+        valid = [a for a in self.store.device_approvals(manufacturer, model) if a.issued_at <= now <= a.valid_until]
+        if not valid:
+            raise RuleRefusedError(f"the token in the reader ({manufacturer} {model}, serial {device.get('serial')}) is "
+                                   "not of a model the lab approved, or its approval has lapsed; use an approved token",
+                                   rule="device-approval", request=record.id)
 
     def officer(self, officer_id: str) -> Actor:
         """The acting officer, refused when the officer or their office may not act now."""
@@ -300,9 +332,12 @@ class RegistrationAuthority:
         return self._move(record, officer, "awaiting-proofing", expect=("submitted",), changes={"office": officer.office})
 
     def proof(self, officer: Actor, request_id: str, *, method: str, documents: Sequence[Document],
-              statement: str = "") -> RequestRecord:
+              statement: str = "", statement_signature: bytes | None = None) -> RequestRecord:
         """Record the identity proofing: the method (one the level accepts), the documents checked
-        (those the level and profile need), with their scans, and the officer's statement."""
+        (those the level and profile need), with their scans, and the officer's statement of what
+        was checked. An officer enrolled with a certificate signs the statement with the token's
+        key: ``statement_signature`` is a detached CMS over its UTF-8 text, checked to be by that
+        certificate and kept (``openssl cms -verify`` checks it too)."""
         record = self.store.get_request(request_id)
         self._officer_may(officer, record, "proofing")
         if record.state != "awaiting-proofing":
@@ -326,12 +361,17 @@ class RegistrationAuthority:
                                    "as well", rule="documents", request=request_id)
         for d in documents:
             self._check_document(d)
+        signed = self._check_statement(officer, record, statement, statement_signature)
         now = self.clock.now()
         evidence = tuple((EvidenceRecord(request_id, hashlib.sha256(d.data).hexdigest(), d.kind, d.number, d.media_type,
                                          len(d.data), officer.id, now), d.data) for d in documents)
         proofing = {"method": method, "officer": officer.id, "office": officer.office, "at": now.isoformat(),
                     "documents": [{"kind": e.kind, "number": e.number, "sha256": e.sha256} for e, _ in evidence],
                     "statement": statement, "approvals": []}
+        if signed is not None:
+            import base64
+
+            proofing["statement_signature"] = base64.b64encode(signed).decode("ascii")
         changes: dict[str, object] = {"proofing": proofing}
         target = "proofed"
         if record.kind in CHANGE_KINDS and not self._needs_new_key(record):
@@ -341,6 +381,33 @@ class RegistrationAuthority:
         return self._move(record, officer, target, expect=("awaiting-proofing",), changes=changes,
                           details={"method": method, "documents": [{"kind": e.kind, "sha256": e.sha256, "size": e.size}
                                                                    for e, _ in evidence]}, evidence=evidence)
+
+    def _check_statement(self, officer: Actor, record: RequestRecord, statement: str,
+                         signature: bytes | None) -> bytes | None:
+        enrolled = self.store.get_officer(officer.id).certificate
+        if enrolled is None:
+            return None  # an officer without a token certificate: the statement is recorded as given
+        if signature is None:
+            raise RuleRefusedError(f"officer {officer.id!r} signs the proofing statement with their token's key: give "
+                                   "a detached CMS signature over its UTF-8 text", rule="signed-statement",
+                                   request=record.id)
+        from asn1crypto import cms as asn1_cms
+
+        from .. import signing
+
+        try:
+            info = asn1_cms.ContentInfo.load(signature)
+            certs = [c.chosen.dump() for c in (info["content"]["certificates"] or []) if c.name == "certificate"]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise RequestError(f"the statement's signature is not a CMS SignedData ({exc})") from None
+        if enrolled not in certs:
+            raise RuleRefusedError(f"the statement is not signed with officer {officer.id!r}'s enrolled certificate",
+                                   rule="signed-statement", request=record.id)
+        result = signing.verify_cms(statement.encode("utf-8"), signature, [enrolled], moment=self.clock.now())
+        if not (result.intact and result.valid):
+            raise RuleRefusedError("the statement's signature does not verify over the statement: "
+                                   + "; ".join(result.problems), rule="signed-statement", request=record.id)
+        return signature
 
     def inquire(self, request_id: str, *, mobile: str) -> RequestRecord:
         """Level-1 proofing with no visit: the civil registry confirms the applicant's national
@@ -389,6 +456,7 @@ class RegistrationAuthority:
             if not device or not all(device.get(k) for k in ("manufacturer", "model", "serial")):
                 raise RequestError("a key on a token needs the token's manufacturer, model and serial, as the "
                                    "token reports them")
+            self._check_device(record, device)
         elif actor.kind == "officer":
             self._officer_may(actor, record, "proofing")
         elif actor.kind != "applicant" or actor.id != request_id:

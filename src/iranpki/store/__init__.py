@@ -22,6 +22,7 @@ from .base import (
     serial_text,
 )
 from .registration import (
+    DeviceApprovalRecord,
     EvidenceRecord,
     OfficeRecord,
     OfficerRecord,
@@ -35,7 +36,7 @@ from .sqlite import SqliteStore
 __all__ = ["BACKENDS", "AuditEvent", "AuditTrail", "CaRecord", "CertificateRecord", "Certificates", "Counters",
            "CrlRecord", "KeyRecord", "KeyRecords", "OcspResponseRecord", "OcspResponses", "Reason", "Revocations",
            "RevokedSnapshot", "SqliteStore", "Store", "open_store", "serial_text",
-           "EvidenceRecord", "OfficeRecord", "OfficerRecord", "Registrations", "RequestEvent", "RequestRecord", "RequestUpdate"]
+           "DeviceApprovalRecord", "EvidenceRecord", "OfficeRecord", "OfficerRecord", "Registrations", "RequestEvent", "RequestRecord", "RequestUpdate"]
 
 import os  # noqa: E402 - below the re-exports, which are this module's API
 from collections.abc import Callable  # noqa: E402

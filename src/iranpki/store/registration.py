@@ -16,6 +16,7 @@ from datetime import datetime
 from .events import AuditEvent
 
 __all__ = [
+    "DeviceApprovalRecord",
     "EvidenceRecord",
     "OfficeRecord",
     "OfficerRecord",
@@ -113,6 +114,20 @@ class EvidenceRecord:
 
 
 @dataclass(frozen=True)
+class DeviceApprovalRecord:
+    """A lab approval of a token or HSM model (``iranpki conformance approve``), verified when
+    recorded: the token's manufacturer and model as the token reports them, and the period."""
+
+    approval_id: str
+    manufacturer: str
+    model: str
+    issued_at: datetime
+    valid_until: datetime
+    lab: str
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
 class RequestUpdate:
     """A change of a request, as :meth:`Registrations.update_request` takes it; also given to
     :meth:`Certificates.add_certificate` to be made in the certificate's own transaction (the
@@ -185,6 +200,14 @@ class Registrations(ABC):
 
     @abstractmethod
     def evidence_data(self, sha256: str) -> bytes: ...
+
+    @abstractmethod
+    def add_device_approval(self, record: DeviceApprovalRecord, attestation: bytes, audit: AuditEvent) -> None:
+        """Keep a verified lab approval and its signed attestation; DuplicateError if recorded."""
+
+    @abstractmethod
+    def device_approvals(self, manufacturer: str | None = None, model: str | None = None) -> list[DeviceApprovalRecord]:
+        """The recorded approvals, of one manufacturer and model when given."""
 
     @abstractmethod
     def count_attempts(self, key: str, since: datetime, *, add_at: datetime | None = None) -> int:

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from ..errors import ConcurrentChangeError, DuplicateError, NotFoundError, StoreError
 from .events import AuditEvent
 from .registration import (
+    DeviceApprovalRecord,
     EvidenceRecord,
     OfficerRecord,
     OfficeRecord,
@@ -83,6 +84,16 @@ CREATE TABLE IF NOT EXISTS ra_evidence(
     officer TEXT NOT NULL,
     at TEXT NOT NULL,
     PRIMARY KEY (request, sha256));
+CREATE TABLE IF NOT EXISTS ra_device_approvals(
+    approval_id TEXT PRIMARY KEY,
+    manufacturer TEXT NOT NULL,
+    model TEXT NOT NULL,
+    issued_at TEXT NOT NULL,
+    valid_until TEXT NOT NULL,
+    lab TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    attestation BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS ra_device_approvals_by_model ON ra_device_approvals(manufacturer, model);
 CREATE TABLE IF NOT EXISTS ra_attempts(
     key TEXT NOT NULL,
     at TEXT NOT NULL);
@@ -304,6 +315,27 @@ class SqliteRegistrations(Registrations):
         if row is None:
             raise NotFoundError(f"no document with SHA-256 {sha256}")
         return bytes(row[0])
+
+    def add_device_approval(self, record: DeviceApprovalRecord, attestation: bytes, audit: AuditEvent) -> None:
+        try:
+            with self._tx() as db:  # type: ignore[attr-defined]
+                db.execute("INSERT INTO ra_device_approvals VALUES (?,?,?,?,?,?,?,?)",
+                           (record.approval_id, record.manufacturer, record.model, _t(record.issued_at),
+                            _t(record.valid_until), record.lab, _t(record.recorded_at), attestation))
+                self._audit(db, audit)  # type: ignore[attr-defined]
+        except sqlite3.IntegrityError:
+            raise DuplicateError(f"approval {record.approval_id!r} is recorded already") from None
+
+    def device_approvals(self, manufacturer: str | None = None, model: str | None = None) -> list[DeviceApprovalRecord]:
+        sql = "SELECT approval_id, manufacturer, model, issued_at, valid_until, lab, recorded_at FROM ra_device_approvals"
+        args: list[str] = []
+        if manufacturer is not None and model is not None:
+            sql += " WHERE manufacturer=? AND model=?"
+            args = [manufacturer, model]
+        with self._lock:  # type: ignore[attr-defined]
+            rows = self._db.execute(sql + " ORDER BY issued_at, approval_id", args).fetchall()
+        return [DeviceApprovalRecord(r[0], r[1], r[2], datetime.fromisoformat(r[3]), datetime.fromisoformat(r[4]), r[5],
+                                     datetime.fromisoformat(r[6])) for r in rows]
 
     def count_attempts(self, key: str, since: datetime, *, add_at: datetime | None = None) -> int:
         with self._tx() as db:  # type: ignore[attr-defined]
