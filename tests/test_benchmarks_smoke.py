@@ -54,3 +54,13 @@ def test_listing_benchmark_smoke() -> None:
     for row in ("first page, all", "first page, by CA", "first page, revoked", "ten pages, by CA",
                 "iranpki cert list (CLI)"):
         assert row in out.stdout, out.stdout
+
+
+@pytest.mark.slow
+def test_ra_benchmark_smoke() -> None:
+    """benchmarks/ra.py in its smallest size: the anchor, the RA path and the ratio."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ra.py"), "--seconds", "0.05", "--rounds", "1"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for row in ("direct issuance (anchor)", "full issuance through the RA", "ratio ra/direct", "registrations"):
+        assert row in out.stdout, out.stdout

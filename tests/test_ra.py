@@ -766,3 +766,49 @@ def test_an_officer_with_a_token_certificate_signs_the_statement_and_authenticat
     with pytest.raises(RuleRefusedError) as revoked:
         ra.authenticate(cert.record.certificate)
     assert revoked.value.rule == "officer-certificate"
+
+
+def test_a_software_key_is_handed_out_once_in_a_pkcs12_openssl_opens(ra: RegistrationAuthority, cas: dict,
+                                                                    tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from iranpki.errors import PinError
+
+    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
+                                                            clock=ra.clock))
+    reg = ra.register(profile="personal-signature", level=1, ca="gica1", applicant=ALI, subject=ALI_SUBJECT,
+                      key_location="software-pkcs12")
+    request = ra.receive(ra.officer("p1"), reg.code, "0499370899")
+    ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
+    applicant = ra.applicant(reg.code, "0499370899", client="panel")
+    with pytest.raises(RequestError, match="at least 8"):
+        ra.bind_key(applicant, request.id, csr=None, passphrase="short")
+    passphrase = "رمز عبور بلند من 1405"
+    ra.bind_key(applicant, request.id, csr=None, passphrase=passphrase)
+    ra.approve(ra.officer("a1"), request.id)
+    [outcome] = worker.run_once()
+    assert outcome.error is None
+    with pytest.raises(PinError):
+        ra.pkcs12(applicant, request.id, "not the passphrase")
+    data = ra.pkcs12(applicant, request.id, passphrase)
+    with pytest.raises(RuleRefusedError) as again:
+        ra.pkcs12(applicant, request.id, passphrase)
+    assert again.value.rule == "state"  # handed out once
+    key, cert, _ = pkcs12.load_key_and_certificates(data, passphrase.encode())
+    assert cert.serial_number == outcome.serial and "software_key" not in ra.store.get_request(request.id).proofing
+    path = tmp_path / "ali.p12"
+    path.write_bytes(data)
+    info = subprocess.run(["openssl", "pkcs12", "-info", "-in", str(path), "-noout", "-passin", f"pass:{passphrase}"],
+                          capture_output=True, text=True)
+    assert info.returncode == 0, info.stderr
+    assert "PBES2, PBKDF2, AES-256-CBC" in info.stderr and "MAC: sha256" in info.stderr, info.stderr
+    # The key was never in the store unencrypted: its private value is nowhere in the store's files.
+    scalar = key.private_numbers().private_value.to_bytes(32, "big")
+    ra.store.close()
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("store.sqlite3*"))
+    assert scalar not in stored
+    # And the subscriber accepts with it.
+    ra.store = open_store(tmp_path / "store.sqlite3", clock=ra.clock)
+    record = ra.store.get_request(request.id)
+    signature = key.sign(ra.acceptance_text(record), ec.ECDSA(hashes.SHA256()))
+    assert ra.accept(applicant, request.id, signature).state == "accepted"

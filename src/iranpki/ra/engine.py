@@ -439,11 +439,13 @@ class RegistrationAuthority:
         return self._move(record, actor, "proofed", expect=("submitted",), changes={"proofing": proofing},
                           details={"method": "automated-inquiry", "registry": self.registry.name})
 
-    def bind_key(self, actor: Actor, request_id: str, *, csr: bytes | None, device: dict[str, str] | None = None
-                 ) -> RequestRecord:
+    def bind_key(self, actor: Actor, request_id: str, *, csr: bytes | None, device: dict[str, str] | None = None,
+                 passphrase: str | None = None) -> RequestRecord:
         """Bind the subscriber's key: a CSR made on the token at the desk (with the token's
-        ``device`` information), the subscriber's own or the phone's CSR; none for a software
-        key, which the CA side makes at issuance."""
+        ``device`` information), the subscriber's own or the phone's CSR. For a software key
+        (``software-pkcs12``) no CSR: the key is made here and kept only encrypted under the
+        applicant's ``passphrase`` (PKCS#8, PBES2 with AES-256), until it is handed out once in a
+        PKCS#12 file (:meth:`pkcs12`)."""
         from ..ca import request_from_csr
 
         record = self.store.get_request(request_id)
@@ -462,9 +464,11 @@ class RegistrationAuthority:
         elif actor.kind != "applicant" or actor.id != request_id:
             raise RuleRefusedError(f"{actor} may not bind the key of request {request_id}", rule="actor",
                                    request=request_id)
+        encrypted_key = None
         if location == "software-pkcs12":
             if csr is not None:
-                raise RequestError("a software key is made at issuance and handed out in a PKCS#12 file; give no CSR")
+                raise RequestError("a software key is made here and handed out in a PKCS#12 file; give no CSR")
+            csr, encrypted_key = _software_key(record.subject, passphrase)
         else:
             if csr is None:
                 raise RequestError(f"a key at {location} is bound by its CSR; give the PKCS#10 request")
@@ -472,6 +476,10 @@ class RegistrationAuthority:
         approvals = self._approvals_needed(record)
         target = "approved" if approvals == 0 else "awaiting-approval"
         changes: dict[str, object] = {"csr": csr, "device": dict(device or {})}
+        if encrypted_key is not None:
+            import base64
+
+            changes["proofing"] = {**record.proofing, "software_key": base64.b64encode(encrypted_key).decode("ascii")}
         if target == "approved":
             changes["expires_at"] = self.clock.now() + timedelta(days=self.rules.level(record.level).approval_expiry_days)
         return self._move(record, actor, target, expect=("proofed",), changes=changes,
@@ -536,6 +544,40 @@ class RegistrationAuthority:
             raise RuleRefusedError(f"{worker} is not the CA side; only it issues", rule="actor", request=record.id)
         return self.transition(record, worker, "issued", expect=("approved",), changes={"serial": serial},
                                details={"serial": f"{serial:x}"})
+
+    def pkcs12(self, applicant: Actor, request_id: str, passphrase: str) -> bytes:
+        """Hand out the software key and its certificate once, in a PKCS#12 file encrypted under
+        ``passphrase`` (PBES2: PBKDF2-HMAC-SHA256 and AES-256-CBC, SHA-256 MAC; ``openssl
+        pkcs12`` opens it). The encrypted key is removed from the store in the same step."""
+        import base64
+
+        from cryptography.hazmat.primitives import hashes as _hashes
+        from cryptography.hazmat.primitives import serialization as _ser
+        from cryptography.hazmat.primitives.serialization import pkcs12 as _p12
+
+        record = self.store.get_request(request_id)
+        if not (applicant.kind == "applicant" and applicant.id == request_id):
+            raise RuleRefusedError(f"{applicant} is not the applicant of request {request_id}", rule="actor",
+                                   request=request_id)
+        if record.state != "issued" or "software_key" not in record.proofing:
+            raise RuleRefusedError(f"request {request_id} has no software key to hand out (it is {record.state}; a key "
+                                   "is handed out once, after issuance)", rule="state", request=request_id)
+        try:
+            key = _ser.load_pem_private_key(base64.b64decode(str(record.proofing["software_key"])),
+                                            passphrase.encode("utf-8"))
+        except ValueError:
+            from ..errors import PinError
+
+            raise PinError("wrong passphrase for the software key of this request") from None
+        cert = x509_load(self.store.get_certificate(record.serial or 0).certificate)
+        encryption = (_ser.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(600_000)
+                      .key_cert_algorithm(_p12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(_hashes.SHA256())
+                      .build(passphrase.encode("utf-8")))
+        data = _p12.serialize_key_and_certificates(record.id.encode("ascii"), key, cert, None, encryption)  # type: ignore[arg-type]
+        proofing = {k: v for k, v in record.proofing.items() if k != "software_key"}
+        self._move(record, applicant, "issued", expect=("issued",), changes={"proofing": proofing},
+                   details={"pkcs12": "handed out; the encrypted key was removed from the store"})
+        return data
 
     def acceptance_text(self, record: RequestRecord) -> bytes:
         """What the subscriber signs with the new key to accept the certificate (UTF-8)."""
@@ -674,6 +716,31 @@ class RegistrationAuthority:
                            {"from": record.state, "office": actor.office, **(details or {})})
         return RequestUpdate(record.id, record.version, {**(changes or {}), "state": to, "updated_at": now}, event,
                              audit, evidence)
+
+
+def x509_load(der: bytes):  # noqa: ANN201 - a cryptography certificate
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der)
+
+
+def _software_key(subject: str, passphrase: str | None) -> tuple[bytes, bytes]:
+    """A new P-256 key, its CSR (proof of possession) and the key encrypted under ``passphrase``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes as _hashes
+    from cryptography.hazmat.primitives import serialization as _ser
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from ..keys.software import MIN_PASSPHRASE
+
+    if passphrase is None or len(passphrase) < MIN_PASSPHRASE:
+        raise RequestError(f"a software key is kept encrypted under the applicant's passphrase of at least "
+                           f"{MIN_PASSPHRASE} characters; give one")
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, _hashes.SHA256())
+    encrypted = key.private_bytes(_ser.Encoding.PEM, _ser.PrivateFormat.PKCS8,
+                                  _ser.BestAvailableEncryption(passphrase.encode("utf-8")))
+    return csr.public_bytes(_ser.Encoding.DER), encrypted
 
 
 def _same_factor(record: RequestRecord, second_factor: str) -> bool:

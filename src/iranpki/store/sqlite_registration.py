@@ -338,9 +338,12 @@ class SqliteRegistrations(Registrations):
                                      datetime.fromisoformat(r[6])) for r in rows]
 
     def count_attempts(self, key: str, since: datetime, *, add_at: datetime | None = None) -> int:
+        if add_at is None:  # a read: no write transaction for the common case, a lookup that succeeds
+            with self._lock:  # type: ignore[attr-defined]
+                return int(self._db.execute("SELECT COUNT(*) FROM ra_attempts WHERE key=? AND at >= ?",
+                                            (key, _t(since))).fetchone()[0])
         with self._tx() as db:  # type: ignore[attr-defined]
             db.execute("DELETE FROM ra_attempts WHERE key=? AND at < ?", (key, _t(since)))
-            if add_at is not None:
-                db.execute("INSERT INTO ra_attempts VALUES (?, ?)", (key, _t(add_at)))
+            db.execute("INSERT INTO ra_attempts VALUES (?, ?)", (key, _t(add_at)))
             return int(db.execute("SELECT COUNT(*) FROM ra_attempts WHERE key=? AND at >= ?",
                                   (key, _t(since))).fetchone()[0])
