@@ -12,6 +12,8 @@ SUBJECTS = {
     "code-signing": "C=IR,O=Example Co,CN=Example Co Code Signing",
     "tsa": "C=IR,O=E-Commerce Development Center,CN=National TSA (test)",
     "ocsp-signer": "C=IR,O=E-Commerce Development Center,CN=GICA OCSP (test)",
+    "ra-officer": "C=IR,O=دفتر پیشخوان تهران,OU=THR-01,title=Registration Officer,SN=احمدی,GN=رضا,"
+                  "serialNumber=0012345679,CN=رضا احمدی",
 }
 SANS = {
     "ssl-server": {"dns": ["www.example.ir", "example.ir"], "ips": ["185.143.232.10"]},

@@ -652,6 +652,18 @@ def test_the_operator_and_the_ca_side_at_the_command_line(cas: dict, tmp_path: P
     iranpki("ra", "office", "create", "THR-01", "--name", "دفتر تهران", "--city", "Tehran", "--ca", "gica1")
     iranpki("ra", "officer", "enrol", "p1", "--office", "THR-01", "--name", "Reza", "--role", "proofing")
     iranpki("ra", "officer", "enrol", "a1", "--office", "THR-01", "--name", "Sara", "--role", "approving")
+    # An officer whose token made a CSR: the CA issues the ra-officer certificate, openssl calls it a TLS client.
+    officer_key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "s1.csr").write_bytes(x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "s1")])).sign(officer_key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM))
+    subject = ("C=IR,O=دفتر پیشخوان تهران,OU=THR-01,title=Registration Officer,SN=احمدی,GN=رضا,"
+               "serialNumber=0012345679,CN=رضا احمدی")
+    enrolled = json.loads(iranpki("ra", "officer", "enrol", "s1", "--office", "THR-01", "--name", "Reza",
+                                  "--role", "proofing", "--csr", str(tmp_path / "s1.csr"), "--ca", "gica1",
+                                  "--subject", subject, "--out", str(tmp_path / "s1.pem"), "--json"))
+    assert enrolled["fingerprint"]
+    officer_cert = tmp_path / "s1.pem"
     approved = json.loads(iranpki("ra", "device", "approve", str(cas["base"] / "attestation.p7m"), "--trust",
                                   str(cas["base"] / "root.pem"), "--json"))
     assert (approved["manufacturer"], approved["model"]) == ("SoftHSM project", "SoftHSM v2")
@@ -687,6 +699,16 @@ def test_the_operator_and_the_ca_side_at_the_command_line(cas: dict, tmp_path: P
     out = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "root.pem"), "-untrusted",
                           str(tmp_path / "gica1.pem"), str(tmp_path / "leaf.pem")], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+    client = subprocess.run(["openssl", "verify", "-purpose", "sslclient", "-CAfile", str(tmp_path / "root.pem"),
+                             "-untrusted", str(tmp_path / "gica1.pem"), str(officer_cert)], capture_output=True, text=True)
+    assert client.returncode == 0, client.stdout + client.stderr
+    server = subprocess.run(["openssl", "verify", "-purpose", "sslserver", "-CAfile", str(tmp_path / "root.pem"),
+                             "-untrusted", str(tmp_path / "gica1.pem"), str(officer_cert)], capture_output=True, text=True)
+    assert server.returncode != 0  # an officer's certificate is no server's
+    ws = Workspace.open(home)
+    assert ws.registration().authenticate(x509.load_pem_x509_certificate(officer_cert.read_bytes()).public_bytes(
+        serialization.Encoding.DER)).id == "s1"
+    ws.close()
 
 
 def test_rules_that_weaken_the_cp_are_refused_when_they_load(tmp_path: Path) -> None:

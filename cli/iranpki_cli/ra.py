@@ -107,17 +107,39 @@ def officer() -> None:
               help="A role the officer holds (repeatable).")
 @click.option("--certificate", type=click.Path(dir_okay=False, exists=True), default=None,
               help="The officer's client certificate (PEM or DER) on their token, by which they authenticate.")
+@click.option("--csr", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Instead of --certificate: the CSR made on the officer's token; --ca issues an ra-officer "
+                   "certificate for it, with --subject.")
+@click.option("--ca", "ca_name", default=None, help="The CA that issues the officer's certificate (with --csr).")
+@click.option("--subject", default=None,
+              help="The officer's certificate subject (with --csr), e.g. 'C=IR,O=...,OU=THR-01,title=Registration "
+                   "Officer,SN=...,GN=...,serialNumber=...,CN=...'.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the issued certificate (PEM) here.")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Passphrase of a software CA key (with --csr).")
 @home_option
 @json_option
-def officer_enrol(officer_id: str, office: str, name: str, roles: tuple[str, ...], certificate: str | None, home: str,
-                  as_json: bool) -> None:
-    """Enrol an officer of an active office."""
-    from iranpki.inputs import one_certificate
+def officer_enrol(officer_id: str, office: str, name: str, roles: tuple[str, ...], certificate: str | None,
+                  csr: str | None, ca_name: str | None, subject: str | None, out: str | None,
+                  passphrase_file: str | None, home: str, as_json: bool) -> None:
+    """Enrol an officer of an active office, with the client certificate on their token: one
+    given, or one the CA issues now (profile ra-officer) for the CSR made on the token."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
+    from iranpki.inputs import one_certificate
+
+    if csr is not None and (certificate is not None or ca_name is None or subject is None):
+        raise click.UsageError("--csr needs --ca and --subject, and goes without --certificate")
+    ws = workspace(home)
     der = one_certificate(Path(certificate).read_bytes(), certificate).public_bytes(Encoding.DER) if certificate else None
-    record = workspace(home).registration().enrol_officer(officer_id, office, name, list(roles), _operator(),
-                                                          certificate=der)
+    if csr is not None:
+        ws.store.get_office(office)  # an unknown office fails before a certificate is issued
+        issued = ws.issue(ca_name or "", "ra-officer", csr=Path(csr).read_bytes(), subject=subject,
+                          secret=key_secrets(passphrase_file), actor=f"{_operator()}")
+        der = issued.record.certificate
+        if out:
+            Path(out).write_bytes(issued.pem)
+    record = ws.registration().enrol_officer(officer_id, office, name, list(roles), _operator(), certificate=der)
     info = {"id": record.id, "office": record.office, "roles": list(record.roles), "fingerprint": record.fingerprint}
     emit_json(info) if as_json else console.print(f"officer {record.id} enrolled at {record.office}", highlight=False)
 

@@ -40,7 +40,7 @@ _OID_PATTERN = r"^[0-2](\.(0|[1-9][0-9]*))+$"
 
 #: The kinds of certificate the CP limits, by the name of the profile that issues them.
 CERTIFICATE_KINDS = ("intermediate", "personal-signature", "organisational-seal", "ssl-server", "smime",
-                     "code-signing", "tsa", "ocsp-signer")
+                     "code-signing", "tsa", "ocsp-signer", "ra-officer")
 Hash = Literal["sha256", "sha384", "sha512"]
 Curve = Literal["P-256", "P-384"]
 

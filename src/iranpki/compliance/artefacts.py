@@ -265,6 +265,8 @@ def classify(cert: x509.Certificate) -> str | None:
     subject = _subject_oids(cert)
     if NameOID.ORGANIZATION_IDENTIFIER.dotted_string in subject:
         return "organisational-seal"
+    if ekus == {ExtendedKeyUsageOID.CLIENT_AUTH} and NameOID.TITLE.dotted_string in subject:
+        return "ra-officer"  # client authentication alone, with the officer's title
     ku = _ext(cert, x509.KeyUsage)
     person = bool({NameOID.SURNAME.dotted_string, NameOID.GIVEN_NAME.dotted_string} & subject)
     if NameOID.SERIAL_NUMBER.dotted_string in subject and (person or (ku is not None and ku.content_commitment)):

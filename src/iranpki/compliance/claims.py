@@ -318,6 +318,7 @@ def _durations(pieces: list[_Piece], keywords: dict[str, str], want: str, *, def
 _KINDS: tuple[tuple[str, str | None], ...] = (
     (r"\broot\b|ریشه", None),
     (r"\bocsp\b", "ocsp-signer"),
+    (r"registration officer|کارشناس دفتر ثبت", "ra-officer"),
     (r"time[- ]?stamp|\btsa\b|مهر زمانی", "tsa"),
     (r"code[- ]sign|امضای کد", "code-signing"),
     (r"s/mime|\bsmime\b|e-?mail|پست الکترونیک|ایمیل", "smime"),
@@ -692,7 +693,8 @@ def extract_claims(doc: CpsDocument, level: int, policy: CertificatePolicy) -> t
 _KIND_WORDS = {"intermediate": "CA certificates", "personal-signature": "personal signature certificates",
                "organisational-seal": "organisational seal certificates", "ssl-server": "SSL/TLS server certificates",
                "smime": "S/MIME certificates", "code-signing": "code signing certificates",
-               "tsa": "time-stamping (TSA) certificates", "ocsp-signer": "OCSP signer certificates"}
+               "tsa": "time-stamping (TSA) certificates", "ocsp-signer": "OCSP signer certificates",
+               "ra-officer": "registration officer certificates"}
 
 
 def _plural(n: int, unit: str) -> str:

@@ -31,6 +31,7 @@ KIND_NAMES: dict[str, str] = {
     "code-signing": "Code signing",
     "tsa": "Time-stamping (TSA)",
     "ocsp-signer": "OCSP signer",
+    "ra-officer": "Registration officer",
 }
 
 _HASH_ALGORITHMS = {
