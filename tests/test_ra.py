@@ -25,7 +25,7 @@ from iranpki.errors import (
     RequestError,
     RuleRefusedError,
 )
-from iranpki.keys import KeySpec, SoftwareSigner
+from iranpki.keys import KeySpec, SignatureScheme, SoftwareSigner
 from iranpki.ra import Actor, Document, RaWorker, RegistrationAuthority, SimulatedRegistry, normalise_code
 from iranpki.ra.registry import Person
 from iranpki.store import open_store
@@ -834,3 +834,46 @@ def test_a_software_key_is_handed_out_once_in_a_pkcs12_openssl_opens(ra: Registr
     record = ra.store.get_request(request.id)
     signature = key.sign(ra.acceptance_text(record), ec.ECDSA(hashes.SHA256()))
     assert ra.accept(applicant, request.id, signature).state == "accepted"
+
+
+def test_the_desk_makes_the_key_on_the_token_and_writes_the_certificate_back(
+        ra: RegistrationAuthority, cas: dict, softhsm: dict, tmp_path: Path) -> None:
+    """Personal signature at level 3 on a SoftHSM2 token at the desk: the key is made on the
+    token, its CSR signed there (openssl verifies it), the token identifies itself as an approved
+    model, the certificate goes back onto the token (pkcs11-tool lists it) and the subscriber
+    accepts with the token's key."""
+    import secrets
+
+    from iranpki.keys.pkcs11 import store_certificate
+    from iranpki.ra import key_at_desk
+
+    request_id, _ = proofed_level3(ra)
+    label = f"ali-{secrets.token_hex(3)}"
+    desk = key_at_desk("Test", label, KeySpec.parse("p256"), module=softhsm["module"])
+    assert (desk.device["manufacturer"], desk.device["model"]) == ("SoftHSM project", "SoftHSM v2")
+    (tmp_path / "desk.csr").write_bytes(desk.csr)
+    verified = subprocess.run(["openssl", "req", "-inform", "DER", "-in", str(tmp_path / "desk.csr"), "-verify",
+                               "-noout"], capture_output=True, text=True)
+    assert verified.returncode == 0 and "verify OK" in verified.stdout + verified.stderr, verified.stderr
+    ra.bind_key(ra.officer("p1"), request_id, csr=desk.csr, device=desk.device)
+    ra.approve(ra.officer("a1"), request_id)
+    ra.approve(ra.officer("a2"), request_id)
+    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
+                                                            clock=ra.clock))
+    [outcome] = worker.run_once()
+    record = ra.store.get_request(request_id)
+    assert outcome.error is None and record.device == desk.device
+    certificate = ra.store.get_certificate(outcome.serial).certificate
+    wrong = ra.store.get_ca("gica3").certificate
+    from iranpki.errors import TokenError
+
+    with pytest.raises(TokenError, match="not for the key"):
+        store_certificate(desk.signer.reference, wrong, module=softhsm["module"])
+    store_certificate(desk.signer.reference, certificate, module=softhsm["module"])
+    listed = subprocess.run(["pkcs11-tool", "--module", softhsm["module"], "--token-label", "Test", "--list-objects",
+                             "--type", "cert"], capture_output=True, text=True)
+    assert listed.returncode == 0 and f"label:      {label}" in listed.stdout, listed.stdout + listed.stderr
+    assert "Certificate Object; type = X.509 cert" in listed.stdout
+    applicant = Actor("applicant", request_id)
+    signature = desk.signer.sign(ra.acceptance_text(record), SignatureScheme("sha256"))  # on the token
+    assert ra.accept(applicant, request_id, signature).state == "accepted"

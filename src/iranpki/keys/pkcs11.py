@@ -56,6 +56,7 @@ __all__ = [
     "module_path",
     "open_pkcs11_signer",
     "open_reference",
+    "store_certificate",
 ]
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -346,6 +347,43 @@ def generate_keypair(token: str, label: str, spec: KeySpec, *, module: str | Non
             raise TokenError(f"token {token!r} could not generate a {spec} key: {type(exc).__name__}") from None
     uri = Pkcs11Uri(token=token, object=label, id=key_id, type="private")
     return Pkcs11Signer(mod, token, pin, uri)
+
+
+def store_certificate(reference: str | Pkcs11KeyReference, certificate: bytes, *, module: str | None = None,
+                      pin: SecretSource | None = None) -> None:
+    """Write ``certificate`` (DER) onto the token of the key ``reference`` names, beside the key:
+    a CKO_CERTIFICATE of type X.509 with the key's CKA_ID and label, so that the applications
+    that use the token (browsers, PDF signers, pkcs11-tool) find the key's certificate. The
+    certificate must be the key's own."""
+    from cryptography import x509
+
+    ref = reference if isinstance(reference, Pkcs11KeyReference) else Pkcs11KeyReference.parse(reference)
+    cert = x509.load_der_x509_certificate(certificate)
+    mod = _Module.get(module_path(ref.local.module_path or module))
+    pin = _pin_source(Pkcs11Uri(pin_source=ref.local.pin_source), pin.for_kind("PIN") if pin is not None else None)
+    with mod.lock:
+        sess = mod.session(ref.token, pin)
+        priv, pub = _find_pair(sess, ref.uri)
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        if cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) != \
+                _public_key_of(pub).public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo):
+            raise TokenError(f"the certificate {cert.serial_number:x} is not for the key {ref}; nothing was written")
+        try:
+            sess.create_object({
+                Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
+                Attribute.TOKEN: True, Attribute.PRIVATE: False, Attribute.ID: priv[Attribute.ID],
+                Attribute.LABEL: priv[Attribute.LABEL], Attribute.SUBJECT: cert.subject.public_bytes(),
+                Attribute.ISSUER: cert.issuer.public_bytes(),
+                Attribute.SERIAL_NUMBER: _der_integer(cert.serial_number), Attribute.VALUE: certificate})
+        except pkcs11.PKCS11Error as exc:
+            raise TokenError(f"token {ref.token!r} did not store the certificate: {type(exc).__name__}") from None
+
+
+def _der_integer(n: int) -> bytes:
+    from .. import der
+
+    return der.integer(n)
 
 
 def list_keys(token: str, *, module: str | None = None, pin: SecretSource | None = None) -> list[KeyInfo]:

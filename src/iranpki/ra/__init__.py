@@ -5,6 +5,7 @@ the identity registries of automated inquiry (:mod:`.registry`)."""
 from __future__ import annotations
 
 from .codes import code_hash, new_code, normalise_code
+from .desk import DeskKey, csr_signed_by, key_at_desk, token_device
 from .engine import CHANGE_KINDS, REQUEST_KINDS, OPEN_STATES, STATES, Actor, Document, Registered, RegistrationAuthority
 from .registry import IdentityRegistry, Person, SimulatedRegistry
 from .rules import RaRules, load_rules
@@ -16,6 +17,7 @@ __all__ = [
     "OPEN_STATES",
     "STATES",
     "Actor",
+    "DeskKey",
     "Document",
     "IdentityRegistry",
     "Outcome",
@@ -26,7 +28,10 @@ __all__ = [
     "RegistrationAuthority",
     "SimulatedRegistry",
     "code_hash",
+    "csr_signed_by",
+    "key_at_desk",
     "load_rules",
     "new_code",
     "normalise_code",
+    "token_device",
 ]
