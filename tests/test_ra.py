@@ -404,8 +404,8 @@ def test_no_sequence_of_actions_reaches_issuance_without_what_its_level_needs(ca
                 pass
 
         def _officer(self, name: str) -> Actor:
-            office, roles = OFFICERS[name]
-            return Actor("officer", name, office, tuple(sorted(roles)))  # as a forged client would claim
+            # A client may claim any office and every role: the engine must go by the store.
+            return Actor("officer", name, ("ISF-02", "THR-01")[len(self.requests) % 2], ("approving", "proofing"))
 
         def _request(self, i: int) -> tuple[str, str] | None:
             # The few newest requests: a walk that spreads over many reaches few states.
@@ -443,7 +443,7 @@ def test_no_sequence_of_actions_reaches_issuance_without_what_its_level_needs(ca
         @rule(officer=st.sampled_from([*sorted(OFFICERS), "applicant"]), i=st.integers(0, 2))
         def bind(self, officer: str, i: int) -> None:
             if (r := self._request(i)) is not None:
-                actor = Actor("applicant", r[0]) if officer == "applicant" else self._officer(officer)
+                actor = (Actor("applicant", r[0]) if officer == "applicant" else self._officer(officer))  # forged
                 record = self.store.get_request(r[0])
                 csr = None if record.key_location == "software-pkcs12" else csr_for()[1]
                 self._try(self.ra.bind_key, actor, r[0], csr=csr,
@@ -483,7 +483,8 @@ def test_no_sequence_of_actions_reaches_issuance_without_what_its_level_needs(ca
             elif record.state == "awaiting-proofing":
                 self._try(self.ra.proof, self._officer(proofer), r[0], method=method, documents=docs)
             elif record.state == "proofed":
-                actor = Actor("applicant", r[0]) if record.key_location == "phone" else self._officer(
+                actor = Actor("applicant", r[0], credential=r[1].replace("-", "")) \
+                    if record.key_location == "phone" else self._officer(
                     record.proofing.get("officer") or proofer)
                 csr = None if record.key_location == "software-pkcs12" else csr_for()[1]
                 self._try(self.ra.bind_key, actor, r[0], csr=csr, device=DEVICE)
@@ -529,6 +530,7 @@ def test_no_sequence_of_actions_reaches_issuance_without_what_its_level_needs(ca
                     officer = e.actor.split(":", 1)[1]
                     office, roles = OFFICERS[officer]
                     assert status[office] == "active", f"{officer} of suspended {office} did {e.event}"
+                    assert e.details.get("office") == office, f"{officer} of {office} recorded as {e.details}"
                     if e.event == "ra.request.proofed":
                         assert "proofing" in roles
                         proofed_by[e.subject] = (officer, e.details["method"])
@@ -538,6 +540,7 @@ def test_no_sequence_of_actions_reaches_issuance_without_what_its_level_needs(ca
                         assert officer not in approvers.setdefault(e.subject, [])
                         approvers[e.subject].append(officer)
                 elif e.event == "ra.request.proofed":
+                    assert e.actor.startswith("registry:") and e.details["method"] == "automated-inquiry", e
                     proofed_by[e.subject] = ("registry", e.details["method"])
                 if e.event == "ra.request.issued":
                     issued[e.subject] = issued.get(e.subject, 0) + 1
@@ -613,7 +616,9 @@ def test_a_request_that_moved_on_gets_no_certificate(ra: RegistrationAuthority, 
     ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
     ra.bind_key(ra.officer("p1"), request.id, csr=csr_for()[1], device=DEVICE)
     read = ra.approve(ra.officer("a1"), request.id)
-    ra.cancel(Actor("applicant", request.id), request.id)
+    with pytest.raises(RuleRefusedError):
+        ra.cancel(Actor("applicant", request.id), request.id)  # an applicant who never showed the code
+    ra.cancel(ra.applicant(reg.code, "0499370899", client="panel"), request.id)
     before = len(list(ra.store.iter_certificates(ca="gica1")))
     with pytest.raises(ConcurrentChangeError):
         worker.carry_out(read)
@@ -664,6 +669,10 @@ def test_the_operator_and_the_ca_side_at_the_command_line(cas: dict, tmp_path: P
                                   "--subject", subject, "--out", str(tmp_path / "s1.pem"), "--json"))
     assert enrolled["fingerprint"]
     officer_cert = tmp_path / "s1.pem"
+    before = len(json.loads(iranpki("cert", "list", "--json")))
+    again = iranpki("ra", "officer", "enrol", "s1", "--office", "THR-01", "--name", "Reza", "--role", "proofing",
+                    "--csr", str(tmp_path / "s1.csr"), "--ca", "gica1", "--subject", subject, code=1)
+    assert "enrolled already" in again and len(json.loads(iranpki("cert", "list", "--json"))) == before
     approved = json.loads(iranpki("ra", "device", "approve", str(cas["base"] / "attestation.p7m"), "--trust",
                                   str(cas["base"] / "root.pem"), "--json"))
     assert (approved["manufacturer"], approved["model"]) == ("SoftHSM project", "SoftHSM v2")
@@ -706,9 +715,17 @@ def test_the_operator_and_the_ca_side_at_the_command_line(cas: dict, tmp_path: P
                              "-untrusted", str(tmp_path / "gica1.pem"), str(officer_cert)], capture_output=True, text=True)
     assert server.returncode != 0  # an officer's certificate is no server's
     ws = Workspace.open(home)
-    assert ws.registration().authenticate(x509.load_pem_x509_certificate(officer_cert.read_bytes()).public_bytes(
-        serialization.Encoding.DER)).id == "s1"
+    officer_der = x509.load_pem_x509_certificate(officer_cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+    assert ws.registration().authenticate(officer_der).id == "s1"
     ws.close()
+    iranpki("ra", "officer", "remove", "s1")
+    ws = Workspace.open(home)
+    with pytest.raises(RuleRefusedError) as removed:
+        ws.registration().authenticate(officer_der)
+    assert removed.value.rule == "officer"
+    ws.close()
+    assert "not reopened" in iranpki("ra", "office", "cancel", "THR-01") + iranpki("ra", "office", "reinstate",
+                                                                                  "THR-01", code=1)
 
 
 def test_rules_that_weaken_the_cp_are_refused_when_they_load(tmp_path: Path) -> None:
@@ -847,7 +864,7 @@ def test_the_desk_makes_the_key_on_the_token_and_writes_the_certificate_back(
     from iranpki.keys.pkcs11 import store_certificate
     from iranpki.ra import key_at_desk
 
-    request_id, _ = proofed_level3(ra)
+    request_id, code = proofed_level3(ra)
     label = f"ali-{secrets.token_hex(3)}"
     desk = key_at_desk("Test", label, KeySpec.parse("p256"), module=softhsm["module"])
     assert (desk.device["manufacturer"], desk.device["model"]) == ("SoftHSM project", "SoftHSM v2")
@@ -874,6 +891,70 @@ def test_the_desk_makes_the_key_on_the_token_and_writes_the_certificate_back(
                              "--type", "cert"], capture_output=True, text=True)
     assert listed.returncode == 0 and f"label:      {label}" in listed.stdout, listed.stdout + listed.stderr
     assert "Certificate Object; type = X.509 cert" in listed.stdout
-    applicant = Actor("applicant", request_id)
+    applicant = ra.applicant(code, "0499370899", client="panel")
     signature = desk.signer.sign(ra.acceptance_text(record), SignatureScheme("sha256"))  # on the token
     assert ra.accept(applicant, request_id, signature).state == "accepted"
+
+
+def test_what_the_review_of_the_engine_found_stays_fixed(ra: RegistrationAuthority, cas: dict) -> None:
+    """Each of these passed once: a claimed office, a substring second factor, a code tested
+    through made-up officers, a re-key with fewer approvals than the level asks, a revocation
+    carried out for a request rejected meanwhile, a renewal of a revoked certificate."""
+    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
+                                                            clock=ra.clock))
+    # An officer claiming another office acts (and is recorded) as the office the store knows.
+    reg = ra.register(profile="personal-signature", level=3, ca="gica3", applicant=ALI, subject=ALI_SUBJECT,
+                      key_location="desk-token")
+    claimed = Actor("officer", "p1", "ISF-02", ("proofing", "approving"))
+    assert ra.receive(claimed, reg.code, "0499370899").office == "THR-01"
+    with pytest.raises(RuleRefusedError) as roles:
+        ra.approve(claimed, reg.request.id)
+    assert roles.value.rule in ("roles", "state")
+    # A made-up officer learns nothing of a code, and the lookup limit holds.
+    with pytest.raises(NotFoundError, match="no registration officer"):
+        ra.receive(Actor("officer", "nobody"), reg.code, "0499370899")
+    # Level 3: a certificate issued with two approvals; its re-key needs two again and the level's documents.
+    request_id, code = proofed_level3(ra)
+    ra.bind_key(ra.officer("p1"), request_id, csr=csr_for()[1], device=DEVICE)
+    ra.approve(ra.officer("a1"), request_id)
+    ra.approve(ra.officer("a2"), request_id)
+    [issued] = worker.run_once()
+    serial = issued.serial
+    for factor in ("9", "", "0499370899 ", "049937089"):
+        if factor.strip() == "0499370899":
+            continue
+        with pytest.raises(NotFoundError):
+            ra.request_change("revoke", serial, second_factor=factor)
+    with pytest.raises(RuleRefusedError) as where:
+        ra.request_change("rekey", serial, second_factor="0499370899", key_location="phone")
+    assert where.value.rule == "key-location"  # level 3: a token, as for a new certificate
+    rekey = ra.request_change("rekey", serial, second_factor="0499370899", key_location="desk-token")
+    with pytest.raises(RuleRefusedError) as twice:
+        ra.request_change("revoke", serial, second_factor="0499370899")
+    assert twice.value.rule == "pending-change"
+    request = ra.receive(ra.officer("p1"), rekey.code, "0499370899")
+    with pytest.raises(RuleRefusedError) as docs:
+        ra.proof(ra.officer("p1"), request.id, method="in-person-two-documents", documents=documents("national-id-card"))
+    assert docs.value.rule == "documents"
+    ra.proof(ra.officer("p1"), request.id, method="in-person-two-documents",
+             documents=documents("national-id-card", "birth-certificate"))
+    ra.bind_key(ra.officer("p1"), request.id, csr=csr_for()[1], device=DEVICE)
+    assert ra.approve(ra.officer("a1"), request.id).state == "awaiting-approval"  # one is not enough at level 3
+    assert ra.approve(ra.officer("a2"), request.id).state == "approved"
+    # Revoked meanwhile (by the operator): the approved re-key gets no certificate.
+    from iranpki.ca import revoke
+
+    revoke(ra.store, serial, "keyCompromise", clock=ra.clock)
+    [refused] = worker.run_once()
+    assert refused.request == request.id and refused.error is not None and "revoked" in str(refused.error)
+    assert ra.store.get_request(request.id).state == "rejected"  # it never can be: the queue moves on
+    # A revocation request rejected after the worker read it: nothing is revoked.
+    _, other = _issued_level1(ra, worker)
+    change = ra.request_change("revoke", other, second_factor="0499370899")
+    request = ra.receive(ra.officer("p1"), change.code, "0499370899")
+    ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
+    read = ra.approve(ra.officer("a1"), request.id)
+    ra.reject(ra.officer("a2"), request.id, "the subscriber withdrew the request")
+    with pytest.raises(ConcurrentChangeError):  # the revocation went with the request's refused move
+        worker.carry_out(read)
+    assert ra.store.get_certificate(other).status == "valid"

@@ -133,7 +133,8 @@ def officer_enrol(officer_id: str, office: str, name: str, roles: tuple[str, ...
     ws = workspace(home)
     der = one_certificate(Path(certificate).read_bytes(), certificate).public_bytes(Encoding.DER) if certificate else None
     if csr is not None:
-        ws.store.get_office(office)  # an unknown office fails before a certificate is issued
+        # Everything the enrolment needs is checked before a certificate is issued for it.
+        ws.registration().check_enrolment(officer_id, office, list(roles), _operator())
         issued = ws.issue(ca_name or "", "ra-officer", csr=Path(csr).read_bytes(), subject=subject,
                           secret=key_secrets(passphrase_file), actor=f"{_operator()}")
         der = issued.record.certificate
@@ -142,6 +143,18 @@ def officer_enrol(officer_id: str, office: str, name: str, roles: tuple[str, ...
     record = ws.registration().enrol_officer(officer_id, office, name, list(roles), _operator(), certificate=der)
     info = {"id": record.id, "office": record.office, "roles": list(record.roles), "fingerprint": record.fingerprint}
     emit_json(info) if as_json else console.print(f"officer {record.id} enrolled at {record.office}", highlight=False)
+
+
+@officer.command("remove")
+@click.argument("officer_id")
+@home_option
+@json_option
+def officer_remove(officer_id: str, home: str, as_json: bool) -> None:
+    """Remove an officer: they can do nothing from now on (revoke their certificate too:
+    `iranpki cert revoke`)."""
+    record = workspace(home).registration().remove_officer(officer_id, _operator())
+    emit_json({"id": record.id, "status": record.status}) if as_json else console.print(
+        f"officer {record.id} removed", highlight=False)
 
 
 @officer.command("list")

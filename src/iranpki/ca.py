@@ -764,7 +764,8 @@ def ca_purpose(certificate: x509.Certificate, policy: CertificatePolicy | None =
 # ---- revocation -------------------------------------------------------------------------------
 
 def revoke(store: Store, serial: int, reason: Reason | str, *, invalidity_date: datetime | None = None,
-           actor: str = "iranpki", clock: Clock | None = None, ca: str | None = None) -> CertificateRecord:
+           actor: str = "iranpki", clock: Clock | None = None, ca: str | None = None,
+           request_update: RequestUpdate | None = None) -> CertificateRecord:
     """Record the revocation of ``serial`` following RFC 5280 5.3.1.
 
     - A valid certificate may be revoked for any reason but removeFromCRL.
@@ -802,7 +803,7 @@ def revoke(store: Store, serial: int, reason: Reason | str, *, invalidity_date: 
         if reason is Reason.removeFromCRL:
             details["released_from_hold_of"] = str(current.revoked_at)
             return store.set_revocation(serial, None, None, None, AuditEvent("cert.released", f"{serial:x}", actor, details),
-                                        expect_reason=Reason.certificateHold)
+                                        expect_reason=Reason.certificateHold, request_update=request_update)
         revoked_at = current.revoked_at
         details["was_on_hold_since"] = str(current.revoked_at)
     else:
@@ -814,4 +815,4 @@ def revoke(store: Store, serial: int, reason: Reason | str, *, invalidity_date: 
         details["invalidity_date"] = invalidity_date.isoformat()
     return store.set_revocation(serial, revoked_at, reason, invalidity_date,
                                 AuditEvent("cert.revoked", f"{serial:x}", actor, details),
-                                expect_reason=current.reason)
+                                expect_reason=current.reason, request_update=request_update)

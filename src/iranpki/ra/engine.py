@@ -44,7 +44,7 @@ from ..store.registration import (
     RequestRecord,
     RequestUpdate,
 )
-from .codes import code_hash, new_code
+from .codes import code_hash, new_code, normalise_code
 from .registry import IdentityRegistry
 from .rules import RaRules, load_rules
 
@@ -80,6 +80,9 @@ class Actor:
     id: str
     office: str | None = None
     roles: tuple[str, ...] = ()
+    #: For an applicant: the tracking code shown (:meth:`RegistrationAuthority.applicant`), checked
+    #: against the request's code hash at every step; an applicant Actor made without it is refused.
+    credential: str = field(default="", repr=False, compare=False)
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.id}"
@@ -143,10 +146,8 @@ class RegistrationAuthority:
         return self.store.set_office_status(code, status, AuditEvent("ra.office.status", code, str(actor),
                                                                      {"from": current.status, "to": status}))
 
-    def enrol_officer(self, officer_id: str, office: str, name: str, roles: Sequence[str], actor: Actor, *,
-                      certificate: bytes | None = None) -> OfficerRecord:
-        """Record an officer of ``office``; ``certificate`` (DER) is the officer's client
-        certificate on the officer's token (profile ``ra-officer``), by which they authenticate."""
+    def check_enrolment(self, officer_id: str, office: str, roles: Sequence[str], actor: Actor) -> None:
+        """Refuse an enrolment before anything is made for it (a certificate issued for nothing)."""
         self._operator(actor)
         check_text(officer_id, "officer id")
         unknown = [r for r in roles if r not in self.rules.roles]
@@ -155,6 +156,22 @@ class RegistrationAuthority:
         if self.store.get_office(office).status != "active":
             raise RuleRefusedError(f"office {office!r} is not active; officers are enrolled in active offices only",
                                    rule="office-status")
+        if any(o.id == officer_id for o in self.store.list_officers()):
+            from ..errors import DuplicateError
+
+            raise DuplicateError(f"officer {officer_id!r} is enrolled already; choose another id")
+
+    def remove_officer(self, officer_id: str, actor: Actor) -> OfficerRecord:
+        """An officer who leaves: they can do nothing from now on (their history stays)."""
+        self._operator(actor)
+        return self.store.set_officer_status(officer_id, "removed", AuditEvent("ra.officer.removed", officer_id,
+                                                                               str(actor)))
+
+    def enrol_officer(self, officer_id: str, office: str, name: str, roles: Sequence[str], actor: Actor, *,
+                      certificate: bytes | None = None) -> OfficerRecord:
+        """Record an officer of ``office``; ``certificate`` (DER) is the officer's client
+        certificate on the officer's token (profile ``ra-officer``), by which they authenticate."""
+        self.check_enrolment(officer_id, office, roles, actor)
         fingerprint = hashlib.sha256(certificate).hexdigest() if certificate is not None else None
         record = OfficerRecord(officer_id, office, check_text(name, "officer name"), tuple(dict.fromkeys(roles)),
                                "active", self.clock.now(), certificate, fingerprint)
@@ -215,8 +232,10 @@ class RegistrationAuthority:
         try:
             stored = self.store.get_certificate(cert.serial_number)
         except NotFoundError:
-            stored = None
-        if stored is not None and stored.revoked_at is not None:
+            raise RuleRefusedError(f"officer {record.id!r}'s certificate was not issued by a CA of this store, so its "
+                                   "revocation cannot be checked; enrol a certificate a CA here issued",
+                                   rule="officer-certificate") from None
+        if stored.certificate != certificate or stored.revoked_at is not None:
             raise RuleRefusedError(f"officer {record.id!r}'s certificate is revoked", rule="officer-certificate")
         return self._officer_actor(record)
 
@@ -264,14 +283,21 @@ class RegistrationAuthority:
                                           {"kind": "issue", "profile": profile, "level": level, "ca": ca}))
         return Registered(request, code)
 
-    def request_change(self, kind: str, serial: int, *, second_factor: str, reason: str | None = None) -> Registered:
+    def request_change(self, kind: str, serial: int, *, second_factor: str, reason: str | None = None,
+                       key_location: str | None = None) -> Registered:
         """A request to revoke, suspend, release, renew or re-key the certificate ``serial``,
-        by its subscriber (``second_factor``: the national code or ID in the certificate)."""
+        by its subscriber (``second_factor``: the national code or legal-entity ID the certificate
+        names). A re-key names where the new key will be (``key_location``), as a new request would."""
         if kind not in CHANGE_KINDS:
             raise RequestError(f"request kind {kind!r} must be one of {', '.join(CHANGE_KINDS)}")
         cert = self.store.get_certificate(serial)
-        if second_factor.strip() not in cert.subject:
+        if not _names_subscriber(cert.certificate, second_factor):
             raise NotFoundError(f"no certificate {serial:x} of a subscriber with that national code or ID")
+        pending = [r for r in self.store.list_requests(states=OPEN_STATES, ca=cert.ca, limit=10_000)
+                   if r.serial == serial and r.kind in CHANGE_KINDS]
+        if pending:
+            raise RuleRefusedError(f"certificate {serial:x} has an open {pending[0].kind} request already "
+                                   f"({pending[0].id}); it is decided first", rule="pending-change")
         if kind == "release" and cert.status != "on hold":
             raise RuleRefusedError(f"certificate {serial:x} is {cert.status}; only a suspended one is released",
                                    rule="certificate-status")
@@ -287,12 +313,20 @@ class RegistrationAuthority:
             except ValueError as exc:
                 raise RequestError(str(exc)) from None
         ca = self.store.get_ca(cert.ca)
+        if kind == "rekey":
+            allowed = self.rules.allowed_key_locations(cert.profile, ca.level or 1, self.policy)
+            if key_location not in allowed:
+                raise RuleRefusedError(f"the new key of a level {ca.level} {cert.profile} certificate may be at "
+                                       f"{', '.join(allowed) or 'nowhere a subscriber offers'}; not {key_location!r}",
+                                       rule="key-location")
+        elif key_location is not None:
+            raise RequestError(f"only a re-key names a key location; a {kind} keeps the key it has")
         code = new_code()
         now = self.clock.now()
         request = RequestRecord(
             id=secrets.token_hex(8), code_hash=code_hash(code), kind=kind, profile=cert.profile, level=ca.level or 1,
             ca=cert.ca, state="submitted", applicant={"second_factor": second_factor.strip()}, subject=cert.subject,
-            key_location=None, created_at=now, updated_at=now,
+            key_location=key_location, created_at=now, updated_at=now,
             expires_at=now + timedelta(days=self.rules.level(ca.level or 1).request_expiry_days), serial=serial,
             reason=reason)
         self.store.add_request(request, RequestEvent(request.id, now, f"applicant:{request.id}", None, None, "submitted",
@@ -327,8 +361,9 @@ class RegistrationAuthority:
 
     def receive(self, officer: Actor, code: str, second_factor: str) -> RequestRecord:
         """The applicant at the desk: the officer opens the request by its code."""
+        officer = self.officer(officer.id)  # who the store says this is, before any code is looked up
         record = self.lookup(code, second_factor, client=f"officer:{officer.id}")
-        self._officer_may(officer, record, "proofing")
+        officer = self._officer_may(officer, record, "proofing")
         return self._move(record, officer, "awaiting-proofing", expect=("submitted",), changes={"office": officer.office})
 
     def proof(self, officer: Actor, request_id: str, *, method: str, documents: Sequence[Document],
@@ -339,7 +374,7 @@ class RegistrationAuthority:
         key: ``statement_signature`` is a detached CMS over its UTF-8 text, checked to be by that
         certificate and kept (``openssl cms -verify`` checks it too)."""
         record = self.store.get_request(request_id)
-        self._officer_may(officer, record, "proofing")
+        officer = self._officer_may(officer, record, "proofing")
         if record.state != "awaiting-proofing":
             raise RuleRefusedError(f"request {request_id} is {record.state}, not awaiting proofing", rule="state",
                                    request=request_id)
@@ -352,8 +387,8 @@ class RegistrationAuthority:
         if method not in accepted:
             raise RuleRefusedError(f"proofing by {method!r} does not satisfy level {record.level}; accepted: "
                                    f"{', '.join(accepted)}", rule="proofing-method", request=request_id)
-        needed = self.rules.documents_for(record.profile, record.level) if record.kind == "issue" else \
-            ("national-id-card",)
+        needed = self.rules.documents_for(record.profile, record.level) if record.kind in ("issue", "renew", "rekey") \
+            else ("national-id-card",)
         have = {d.kind for d in documents}
         missing = [d for d in needed if d not in have]
         if missing:
@@ -361,6 +396,9 @@ class RegistrationAuthority:
                                    "as well", rule="documents", request=request_id)
         for d in documents:
             self._check_document(d)
+        digests = [hashlib.sha256(d.data).digest() for d in documents]
+        if len(set(digests)) != len(digests):
+            raise RequestError("two documents were given the same scan; give each document's own scan")
         signed = self._check_statement(officer, record, statement, statement_signature)
         now = self.clock.now()
         evidence = tuple((EvidenceRecord(request_id, hashlib.sha256(d.data).hexdigest(), d.kind, d.number, d.media_type,
@@ -452,18 +490,19 @@ class RegistrationAuthority:
         if record.state != "proofed":
             raise RuleRefusedError(f"request {request_id} is {record.state}; a key is bound after proofing",
                                    rule="state", request=request_id)
-        location = record.key_location or "subscriber-csr"  # a re-key: the subscriber's new CSR
+        location = record.key_location
+        if location is None:
+            raise RuleRefusedError(f"a {record.kind} request binds no new key", rule="state", request=request_id)
         if location == "desk-token":
-            self._officer_may(actor, record, "proofing")
+            actor = self._officer_may(actor, record, "proofing")
             if not device or not all(device.get(k) for k in ("manufacturer", "model", "serial")):
                 raise RequestError("a key on a token needs the token's manufacturer, model and serial, as the "
                                    "token reports them")
             self._check_device(record, device)
         elif actor.kind == "officer":
-            self._officer_may(actor, record, "proofing")
-        elif actor.kind != "applicant" or actor.id != request_id:
-            raise RuleRefusedError(f"{actor} may not bind the key of request {request_id}", rule="actor",
-                                   request=request_id)
+            actor = self._officer_may(actor, record, "proofing")
+        else:
+            actor = self._applicant_may(actor, record)
         encrypted_key = None
         if location == "software-pkcs12":
             if csr is not None:
@@ -489,7 +528,11 @@ class RegistrationAuthority:
         """One approval. The level says how many, by whom; the proofing officer never approves
         the same request, and no officer approves it twice."""
         record = self.store.get_request(request_id)
-        self._officer_may(officer, record, "approving")
+        officer = self._officer_may(officer, record, None)
+        roles = self.rules.level(record.level).approvals.roles
+        if not set(roles) & set(officer.roles):
+            raise RuleRefusedError(f"officer {officer.id!r} does not hold an approving role ({', '.join(roles)}); holds "
+                                   f"{', '.join(officer.roles)}", rule="roles", request=request_id)
         if record.state != "awaiting-approval":
             raise RuleRefusedError(f"request {request_id} is {record.state}, not awaiting approval", rule="state",
                                    request=request_id)
@@ -512,22 +555,30 @@ class RegistrationAuthority:
 
     def reject(self, officer: Actor, request_id: str, reason: str) -> RequestRecord:
         record = self.store.get_request(request_id)
-        self._officer_may(officer, record, None)
+        officer = self._officer_may(officer, record, None)
         if not reason.strip():
             raise RequestError("say why the request is rejected; the applicant reads it")
         return self._move(record, officer, "rejected", expect=OPEN_STATES, details={"reason": check_text(reason, "reason")})
 
+    def refuse(self, worker: Actor, request_id: str, reason: str) -> RequestRecord:
+        """The CA side rejects an approved request it can never carry out (its certificate was
+        revoked or expired meanwhile), saying why."""
+        if worker.kind != "worker":
+            raise RuleRefusedError(f"{worker} is not the CA side", rule="actor", request=request_id)
+        record = self.store.get_request(request_id)
+        return self._move(record, worker, "rejected", expect=("approved",), details={"reason": reason})
+
     def cancel(self, actor: Actor, request_id: str) -> RequestRecord:
         record = self.store.get_request(request_id)
         if actor.kind == "officer":
-            self._officer_may(actor, record, None)
-        elif not (actor.kind == "applicant" and actor.id == request_id) and actor.kind != "operator":
-            raise RuleRefusedError(f"{actor} may not cancel request {request_id}", rule="actor", request=request_id)
+            actor = self._officer_may(actor, record, None)
+        elif actor.kind != "operator":
+            actor = self._applicant_may(actor, record)
         return self._move(record, actor, "cancelled", expect=OPEN_STATES)
 
     def applicant(self, code: str, second_factor: str, *, client: str) -> Actor:
         """The applicant of a request, once the code and second factor are shown."""
-        return Actor("applicant", self.lookup(code, second_factor, client=client).id)
+        return Actor("applicant", self.lookup(code, second_factor, client=client).id, credential=normalise_code(code))
 
     # ---- the CA side and the subscriber --------------------------------------------------------
 
@@ -551,29 +602,22 @@ class RegistrationAuthority:
         pkcs12`` opens it). The encrypted key is removed from the store in the same step."""
         import base64
 
-        from cryptography.hazmat.primitives import hashes as _hashes
-        from cryptography.hazmat.primitives import serialization as _ser
         from cryptography.hazmat.primitives.serialization import pkcs12 as _p12
 
         record = self.store.get_request(request_id)
-        if not (applicant.kind == "applicant" and applicant.id == request_id):
-            raise RuleRefusedError(f"{applicant} is not the applicant of request {request_id}", rule="actor",
-                                   request=request_id)
+        applicant = self._applicant_may(applicant, record)
         if record.state != "issued" or "software_key" not in record.proofing:
             raise RuleRefusedError(f"request {request_id} has no software key to hand out (it is {record.state}; a key "
                                    "is handed out once, after issuance)", rule="state", request=request_id)
         try:
-            key = _ser.load_pem_private_key(base64.b64decode(str(record.proofing["software_key"])),
-                                            passphrase.encode("utf-8"))
+            key, _, _ = _p12.load_key_and_certificates(base64.b64decode(str(record.proofing["software_key"])),
+                                                       passphrase.encode("utf-8"))
         except ValueError:
             from ..errors import PinError
 
             raise PinError("wrong passphrase for the software key of this request") from None
         cert = x509_load(self.store.get_certificate(record.serial or 0).certificate)
-        encryption = (_ser.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(600_000)
-                      .key_cert_algorithm(_p12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(_hashes.SHA256())
-                      .build(passphrase.encode("utf-8")))
-        data = _p12.serialize_key_and_certificates(record.id.encode("ascii"), key, cert, None, encryption)  # type: ignore[arg-type]
+        data = _pkcs12(key, cert, passphrase)
         proofing = {k: v for k, v in record.proofing.items() if k != "software_key"}
         self._move(record, applicant, "issued", expect=("issued",), changes={"proofing": proofing},
                    details={"pkcs12": "handed out; the encrypted key was removed from the store"})
@@ -595,9 +639,7 @@ class RegistrationAuthority:
         from ..keys.base import SignatureScheme, signature_valid
 
         record = self.store.get_request(request_id)
-        if not (applicant.kind == "applicant" and applicant.id == request_id):
-            raise RuleRefusedError(f"{applicant} is not the applicant of request {request_id}", rule="actor",
-                                   request=request_id)
+        applicant = self._applicant_may(applicant, record)
         if record.state != "issued" or record.kind not in ("issue", "renew", "rekey"):
             raise RuleRefusedError(f"request {request_id} is {record.state}; a certificate is accepted once, after "
                                    "issuance", rule="state", request=request_id)
@@ -630,14 +672,20 @@ class RegistrationAuthority:
         return bool(rule and rule.new_key)
 
     def _approvals_needed(self, record: RequestRecord) -> int:
+        rule = self.rules.level(record.level)
+        if record.kind in ("renew", "rekey"):
+            # A new certificate: never fewer approvals than the level asks of one.
+            change = self.rules.changes.get(record.kind)
+            return max(rule.approvals.count, change.approvals if change else 1)
         if record.kind in CHANGE_KINDS:
             return self.rules.changes[record.kind].approvals if record.kind in self.rules.changes else 1
-        rule = self.rules.level(record.level)
         if record.proofing.get("method") == "automated-inquiry" and rule.remote_approvals is not None:
             return rule.remote_approvals
         return rule.approvals.count
 
-    def _officer_may(self, actor: Actor, record: RequestRecord, role: str | None) -> None:
+    def _officer_may(self, actor: Actor, record: RequestRecord, role: str | None) -> Actor:
+        """The officer as the store knows them now (never the office or roles the caller claims),
+        if they may act on ``record`` with ``role``."""
         if actor.kind != "officer":
             raise RuleRefusedError(f"{actor} is not a registration officer", rule="actor", request=record.id)
         current = self.officer(actor.id)  # the officer and the office as they are now
@@ -651,6 +699,15 @@ class RegistrationAuthority:
         if record.office is not None and record.office != current.office:
             raise RuleRefusedError(f"request {record.id} is handled by office {record.office!r}, not "
                                    f"{current.office!r}", rule="office", request=record.id)
+        return current
+
+    def _applicant_may(self, actor: Actor, record: RequestRecord) -> Actor:
+        """The applicant of ``record``, if ``actor`` showed its tracking code."""
+        if actor.kind != "applicant" or actor.id != record.id or not actor.credential or \
+                not secrets.compare_digest(code_hash(actor.credential), record.code_hash):
+            raise RuleRefusedError(f"{actor} has not shown the tracking code of request {record.id}", rule="actor",
+                                   request=record.id)
+        return actor
 
     def _operator(self, actor: Actor) -> None:
         if actor.kind != "operator":
@@ -738,9 +795,38 @@ def _software_key(subject: str, passphrase: str | None) -> tuple[bytes, bytes]:
                            f"{MIN_PASSPHRASE} characters; give one")
     key = ec.generate_private_key(ec.SECP256R1())
     csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, _hashes.SHA256())
-    encrypted = key.private_bytes(_ser.Encoding.PEM, _ser.PrivateFormat.PKCS8,
-                                  _ser.BestAvailableEncryption(passphrase.encode("utf-8")))
-    return csr.public_bytes(_ser.Encoding.DER), encrypted
+    return csr.public_bytes(_ser.Encoding.DER), _pkcs12(key, None, passphrase)
+
+
+def _pkcs12(key, cert, passphrase: str) -> bytes:  # noqa: ANN001 - a private key and a certificate
+    """PKCS#12 under ``passphrase``: PBES2 (PBKDF2-HMAC-SHA256, 600,000 rounds, AES-256-CBC), SHA-256 MAC."""
+    from cryptography.hazmat.primitives import hashes as _hashes
+    from cryptography.hazmat.primitives import serialization as _ser
+    from cryptography.hazmat.primitives.serialization import pkcs12 as _p12
+
+    encryption = (_ser.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(600_000)
+                  .key_cert_algorithm(_p12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(_hashes.SHA256())
+                  .build(passphrase.encode("utf-8")))
+    return _p12.serialize_key_and_certificates(b"subscriber", key, cert, None, encryption)
+
+
+def _names_subscriber(certificate: bytes, second_factor: str) -> bool:
+    """Whether the certificate's subject names ``second_factor``: its serialNumber (a person's
+    national code) or its organizationIdentifier (NTRIR- and a legal-entity ID), exactly."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from ..errors import IdentifierError
+
+    given = second_factor.strip()
+    try:
+        wanted = {check_national_code(given)} if len(given) <= 10 else {check_legal_entity_id(given)}
+    except IdentifierError:
+        return False
+    subject = x509.load_der_x509_certificate(certificate).subject
+    named = {str(a.value) for a in subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)}
+    named |= {str(a.value).removeprefix("NTRIR-") for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_IDENTIFIER)}
+    return any(secrets.compare_digest(w, n) for w in wanted for n in named)
 
 
 def _same_factor(record: RequestRecord, second_factor: str) -> bool:

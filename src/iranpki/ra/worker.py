@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from ..ca import CertificateAuthority, IssueRequest, build_request, parse_subject, revoke
-from ..errors import IranPkiError
+from ..errors import IranPkiError, RuleRefusedError
 from ..store import RequestRecord
 from .engine import Actor, RegistrationAuthority
 
@@ -43,17 +43,29 @@ class RaWorker:
         self._cas: dict[str, CertificateAuthority] = {}
 
     def run_once(self, limit: int = 100) -> list[Outcome]:
-        """Carry out up to ``limit`` approved requests, oldest first. A request the CA refuses
-        stays approved and its error is returned (and audited by the CA), the others go on."""
+        """Carry out up to ``limit`` approved requests, oldest first, after moving those past
+        their approval's expiry to ``expired``. A request the CA refuses stays approved and its
+        error is returned (and audited by the CA), the others go on."""
+        self.ra.expire_due(self.actor)
         out = []
         for record in self.ra.store.list_requests(states=("approved",), limit=limit):
             try:
                 out.append(Outcome(record.id, self.carry_out(record).serial))
+            except RuleRefusedError as exc:
+                if exc.rule == "certificate-status":  # it never can be carried out: rejected, with why
+                    self.ra.refuse(self.actor, record.id, str(exc))
+                out.append(Outcome(record.id, error=exc))
             except IranPkiError as exc:
                 out.append(Outcome(record.id, error=exc))
         return out
 
     def carry_out(self, record: RequestRecord) -> RequestRecord:
+        if record.kind in ("renew", "rekey"):
+            old = self.ra.store.get_certificate(record.serial or 0)
+            if old.status != "valid" or old.not_after <= self.ra.clock.now():
+                raise RuleRefusedError(f"certificate {old.serial:x} is {old.status if old.status != 'valid' else 'expired'}"
+                                       f"; a {record.kind} is for a valid certificate", rule="certificate-status",
+                                       request=record.id)
         if record.kind in ("issue", "renew", "rekey"):
             authority = self._ca(record.ca)
             if record.kind == "renew":  # the same key, a new certificate
@@ -70,9 +82,14 @@ class RaWorker:
         done = (record.kind == "release" and current.status == "valid") or \
                (record.kind == "suspend" and current.status == "on hold") or \
                (record.kind == "revoke" and current.status == "revoked")
-        if not done:  # carried out already by a worker that stopped before recording it
-            revoke(self.ra.store, serial, reason, actor=str(self.actor), clock=self.ra.clock, ca=record.ca)
-        return self.ra.mark_issued(self.actor, record.id, serial)
+        update = self.ra.issued_update(self.actor, record, serial)  # checked (state, expiry) before anything
+        if done:  # the status is already what was asked (by another way): record the request only
+            return self.ra.store.update_request(update.request_id, update.version, update.changes, update.event,
+                                                update.audit)
+        # The status change and the request's move to issued: one transaction.
+        revoke(self.ra.store, serial, reason, actor=str(self.actor), clock=self.ra.clock, ca=record.ca,
+               request_update=update)
+        return self.ra.store.get_request(record.id)
 
     def _ca(self, name: str) -> CertificateAuthority:
         if name not in self._cas:

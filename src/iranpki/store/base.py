@@ -227,11 +227,13 @@ class Revocations(ABC):
     @abstractmethod
     def set_revocation(self, serial: int, revoked_at: datetime | None, reason: Reason | None,
                        invalidity_date: datetime | None, audit: AuditEvent,
-                       expect_reason: Reason | None | str = "any") -> CertificateRecord:
+                       expect_reason: Reason | None | str = "any", *,
+                       request_update: RequestUpdate | None = None) -> CertificateRecord:
         """Change the revocation state of ``serial`` atomically.
 
         ``expect_reason`` guards against a concurrent change: the update happens only when the
-        current reason still equals it (``None`` = not revoked; ``"any"`` = no guard).
+        current reason still equals it (``None`` = not revoked; ``"any"`` = no guard). With
+        ``request_update``, the RA request asking for it moves in the same transaction.
         """
 
     @abstractmethod

@@ -165,6 +165,10 @@ class Registrations(ABC):
     def get_officer(self, officer_id: str) -> OfficerRecord: ...
 
     @abstractmethod
+    def set_officer_status(self, officer_id: str, status: str, audit: AuditEvent) -> OfficerRecord:
+        """``active`` or ``removed`` (a removed officer can do nothing)."""
+
+    @abstractmethod
     def officer_by_fingerprint(self, fingerprint: str) -> OfficerRecord | None: ...
 
     @abstractmethod

@@ -491,7 +491,8 @@ class SqliteStore(SqliteRegistrations, Store):
 
     def set_revocation(self, serial: int, revoked_at: datetime | None, reason: Reason | None,
                        invalidity_date: datetime | None, audit: AuditEvent,
-                       expect_reason: Reason | None | str = "any") -> CertificateRecord:
+                       expect_reason: Reason | None | str = "any", *,
+                       request_update: RequestUpdate | None = None) -> CertificateRecord:
         key = serial_text(serial)
         with self._tx() as db:
             row = db.execute("SELECT reason FROM certificates WHERE serial=?", (key,)).fetchone()
@@ -511,6 +512,8 @@ class SqliteStore(SqliteRegistrations, Store):
                  _t(self.clock.now()), key),
             )
             self._audit(db, audit)
+            if request_update is not None:
+                self._update_request_in(db, request_update)
             row = db.execute("SELECT * FROM certificates WHERE serial=?", (key,)).fetchone()
         return self._cert(row)
 

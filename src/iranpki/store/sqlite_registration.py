@@ -178,10 +178,21 @@ class SqliteRegistrations(Registrations):
 
     def set_office_status(self, code: str, status: str, audit: AuditEvent) -> OfficeRecord:
         with self._tx() as db:  # type: ignore[attr-defined]
-            if db.execute("UPDATE ra_offices SET status=? WHERE code=?", (status, code)).rowcount != 1:
-                raise NotFoundError(f"no registration office with code {code!r}")
+            # A cancelled office stays cancelled, whatever another process decided meanwhile.
+            if db.execute("UPDATE ra_offices SET status=? WHERE code=? AND (status != 'cancelled' OR ? = 'cancelled')",
+                          (status, code, status)).rowcount != 1:
+                if db.execute("SELECT 1 FROM ra_offices WHERE code=?", (code,)).fetchone() is None:
+                    raise NotFoundError(f"no registration office with code {code!r}")
+                raise StoreError(f"office {code!r} is cancelled; a cancelled office is not reopened: create a new one")
             self._audit(db, audit)  # type: ignore[attr-defined]
         return self.get_office(code)
+
+    def set_officer_status(self, officer_id: str, status: str, audit: AuditEvent) -> OfficerRecord:
+        with self._tx() as db:  # type: ignore[attr-defined]
+            if db.execute("UPDATE ra_officers SET status=? WHERE id=?", (status, officer_id)).rowcount != 1:
+                raise NotFoundError(f"no registration officer {officer_id!r}")
+            self._audit(db, audit)  # type: ignore[attr-defined]
+        return self.get_officer(officer_id)
 
     def add_officer(self, record: OfficerRecord, audit: AuditEvent) -> None:
         try:
