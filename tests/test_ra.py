@@ -67,6 +67,18 @@ def cas(softhsm, tmp_path_factory: pytest.TempPathFactory) -> dict:
     token_key = generate_keypair("Test", f"ra-gica3-{secrets.token_hex(4)}", KeySpec.parse("p256"))
     gica3 = create_intermediate(root, token_key, "gica3", 3,
                                 parse_subject("C=IR,O=GICA,CN=GICA Level 3 Signing (test)"), purpose="signing")
+    # A CA certificate per purpose, for the other journeys.
+    others = {
+        "gica1tls": create_intermediate(root, SoftwareSigner(ec.generate_private_key(ec.SECP256R1())), "gica1tls", 1,
+                                        parse_subject("C=IR,O=GICA,CN=GICA Level 1 TLS (test)"), purpose="tls"),
+        "gica1tsa": create_intermediate(root, SoftwareSigner(ec.generate_private_key(ec.SECP256R1())), "gica1tsa", 1,
+                                        parse_subject("C=IR,O=GICA,CN=GICA Level 1 Time-stamping (test)"),
+                                        purpose="time-stamping"),
+        "gica3code": create_intermediate(root, generate_keypair("Test", f"ra-code-{secrets.token_hex(4)}",
+                                                                KeySpec.parse("p384")), "gica3code", 3,
+                                         parse_subject("C=IR,O=GICA,CN=GICA Level 3 Code Signing (test)"),
+                                         purpose="code-signing"),
+    }
     # The lab approved the SoftHSM v2 model (its organisational seal under gica1 signs the approval).
     from iranpki.ca import IssueRequest
     from iranpki.conformance.attestation import approve
@@ -89,7 +101,9 @@ def cas(softhsm, tmp_path_factory: pytest.TempPathFactory) -> dict:
     (base / "attestation.p7m").write_bytes(attestation)
     (base / "root.pem").write_bytes(root.certificate.public_bytes(serialization.Encoding.PEM))
     (base / "gica3.pem").write_bytes(gica3.certificate.public_bytes(serialization.Encoding.PEM))
-    return {"base": base, "root": root, "gica1": gica1, "gica3": gica3}
+    for name, ca in others.items():
+        (base / f"{name}.pem").write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
+    return {"base": base, "root": root, "gica1": gica1, "gica3": gica3, **others}
 
 
 @pytest.fixture
@@ -102,7 +116,8 @@ def ra(cas: dict, tmp_path: Path) -> RegistrationAuthority:
     registry = SimulatedRegistry([Person("0499370899", "علی", "محمدی", utc(1990, 3, 21).date())],
                                  {"09120000000": "0499370899"})
     engine = RegistrationAuthority(store, clock=clock, registry=registry)
-    engine.create_office("THR-01", "دفتر پیشخوان تهران ۱", "Tehran", ["gica1", "gica3"], OPERATOR)
+    engine.create_office("THR-01", "دفتر پیشخوان تهران ۱", "Tehran", ["gica1", "gica3", "gica1tls", "gica1tsa", "gica3code"],
+                         OPERATOR)
     engine.create_office("ISF-02", "دفتر ثبت‌نام اصفهان", "Isfahan", ["gica3"], OPERATOR)
     for officer, office, roles in (("p1", "THR-01", ["proofing"]), ("a1", "THR-01", ["approving"]),
                                    ("a2", "THR-01", ["approving"]), ("m1", "THR-01", ["proofing", "approving"]),
@@ -113,7 +128,8 @@ def ra(cas: dict, tmp_path: Path) -> RegistrationAuthority:
 
 
 def documents(*kinds: str) -> list[Document]:
-    return [Document(k, f"{k}-0042", PNG if i % 2 == 0 else PDF, "image/png" if i % 2 == 0 else "application/pdf")
+    return [Document(k, f"{k}-0042", (PNG if i % 2 == 0 else PDF) + k.encode(),  # each document its own scan
+                     "image/png" if i % 2 == 0 else "application/pdf")
             for i, k in enumerate(kinds)]
 
 
@@ -958,3 +974,75 @@ def test_what_the_review_of_the_engine_found_stays_fixed(ra: RegistrationAuthori
     with pytest.raises(ConcurrentChangeError):  # the revocation went with the request's refused move
         worker.carry_out(read)
     assert ra.store.get_certificate(other).status == "valid"
+
+
+
+SEAL_ORG = {"national_id": "10380284790", "name": "شرکت نمونه"}
+JOURNEYS = [
+    # profile, level, CA, key location, documents beyond the level's, openssl purpose
+    ("organisational-seal", 3, "gica3", "desk-token", ("company-registration", "official-letter"), "smimesign"),
+    ("ssl-server", 1, "gica1tls", "subscriber-csr", ("company-registration", "csr-domain-control"), "sslserver"),
+    ("tsa", 1, "gica1tsa", "subscriber-csr", ("company-registration", "official-letter"), "timestampsign"),
+    ("code-signing", 3, "gica3code", "desk-token", ("company-registration",), "codesign"),
+]
+
+
+@pytest.mark.parametrize("profile, level, ca, location, extra, purpose", JOURNEYS, ids=[j[0] for j in JOURNEYS])
+def test_each_journey_runs_end_to_end(ra: RegistrationAuthority, cas: dict, softhsm: dict, tmp_path: Path,
+                                      profile: str, level: int, ca: str, location: str, extra: tuple[str, ...],
+                                      purpose: str) -> None:
+    """The organisational seal and code signing on a token at the desk (level 3, two approvals),
+    SSL/TLS and a TSA from the organisation's own CSR (level 1): registered, proofed with the
+    organisation's documents, bound, approved, issued by the CA side, verified by openssl for the
+    certificate's purpose."""
+    import secrets
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from iranpki.ra import key_at_desk
+
+    from .conftest import openssl_has_purpose, openssl_verify
+    from .samples import SANS, SUBJECTS
+
+    reg = ra.register(profile=profile, level=level, ca=ca, applicant=SEAL_ORG, subject=SUBJECTS[profile],
+                      key_location=location)
+    p1 = ra.officer("p1")
+    request = ra.receive(p1, reg.code, "10380284790")
+    method = "in-person" if level == 1 else "in-person-two-documents"
+    base_docs = ("national-id-card",) if level == 1 else ("national-id-card", "birth-certificate")
+    ra.proof(p1, request.id, method=method, documents=documents(*base_docs, *extra))
+    if location == "desk-token":
+        spec = "rsa3072" if profile == "code-signing" else "p256"
+        desk = key_at_desk("Test", f"{profile}-{secrets.token_hex(3)}", KeySpec.parse(spec), module=softhsm["module"])
+        ra.bind_key(p1, request.id, csr=desk.csr, device=desk.device)
+    else:  # the organisation's own CSR, with its names (SSL/TLS: the DNS names and addresses)
+        key = rsa.generate_private_key(65537, 2048)
+        builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                                                                        "csr")]))
+        if profile in SANS:
+            import ipaddress
+
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(d) for d in SANS[profile].get("dns", [])]
+                + [x509.IPAddress(ipaddress.ip_address(i)) for i in SANS[profile].get("ips", [])]), critical=False)
+        csr = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+        ra.bind_key(ra.applicant(reg.code, "10380284790", client="panel"), request.id, csr=csr)
+    state = ra.approve(ra.officer("a1"), request.id).state
+    if level >= 3:
+        assert state == "awaiting-approval"
+        state = ra.approve(ra.officer("a2"), request.id).state
+    assert state == "approved"
+    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
+                                                            clock=ra.clock))
+    [outcome] = worker.run_once()
+    assert outcome.error is None, outcome.error
+    cert = x509.load_der_x509_certificate(ra.store.get_certificate(outcome.serial).certificate)
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if purpose == "codesign" and not openssl_has_purpose("codesign"):
+        purpose = "any"  # OpenSSL before 3.2: the chain, and the usage checked here
+        assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == \
+            [ExtendedKeyUsageOID.CODE_SIGNING]
+    result = openssl_verify(cas["base"] / "root.pem", cas["base"] / f"{ca}.pem", leaf, purpose)
+    assert result.returncode == 0, result.stdout + result.stderr
