@@ -1046,3 +1046,70 @@ def test_each_journey_runs_end_to_end(ra: RegistrationAuthority, cas: dict, soft
             [ExtendedKeyUsageOID.CODE_SIGNING]
     result = openssl_verify(cas["base"] / "root.pem", cas["base"] / f"{ca}.pem", leaf, purpose)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_smime_with_a_software_key_renewal_and_hand_over(ra: RegistrationAuthority, cas: dict, softhsm: dict,
+                                                          tmp_path: Path) -> None:
+    """S/MIME at level 1 with a software key and the applicant's e-mail address (names), handed
+    out in a PKCS#12 that openssl opens; an SSL/TLS certificate renewed with the same key and
+    names; a desk token handed over once, and only the token the key was made on."""
+    import secrets
+
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from iranpki.ra import key_at_desk
+
+    from .conftest import openssl_verify
+    from .samples import SUBJECTS
+
+    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
+                                                            clock=ra.clock))
+    with pytest.raises(RequestError, match="not offered"):
+        ra.register(profile="smime", level=1, ca="gica1", applicant=ALI, subject=SUBJECTS["smime"],
+                    key_location="software-pkcs12", names={"uri": ["x"]})
+    reg = ra.register(profile="smime", level=1, ca="gica1", applicant=ALI, subject=SUBJECTS["smime"],
+                      key_location="software-pkcs12", names={"emails": ["ali@example.ir"]})
+    request = ra.receive(ra.officer("p1"), reg.code, "0499370899")
+    ra.proof(ra.officer("p1"), request.id, method="in-person", documents=documents("national-id-card"))
+    applicant = ra.applicant(reg.code, "0499370899", client="panel")
+    ra.bind_key(applicant, request.id, csr=None, passphrase="a passphrase for mail")
+    ra.approve(ra.officer("a1"), request.id)
+    [outcome] = worker.run_once()
+    assert outcome.error is None, outcome.error
+    _, cert, _ = pkcs12.load_key_and_certificates(ra.pkcs12(applicant, request.id, "a passphrase for mail"),
+                                                  b"a passphrase for mail")
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.RFC822Name) == ["ali@example.ir"]
+    leaf = tmp_path / "smime.pem"
+    leaf.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "gica1.pem").write_bytes(x509.load_der_x509_certificate(ra.store.get_ca("gica1").certificate)
+                                         .public_bytes(serialization.Encoding.PEM))
+    result = openssl_verify(cas["base"] / "root.pem", tmp_path / "gica1.pem", leaf, "smimesign")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    # Renewal: the same key and names, a new serial, after the level's proofing and approval.
+    renew = ra.request_change("renew", outcome.serial, second_factor="0499370899")
+    request = ra.receive(ra.officer("p1"), renew.code, "0499370899")
+    assert ra.proof(ra.officer("p1"), request.id, method="in-person",
+                    documents=documents("national-id-card")).state == "awaiting-approval"
+    ra.approve(ra.officer("a1"), request.id)
+    [renewed] = worker.run_once()
+    new = x509.load_der_x509_certificate(ra.store.get_certificate(renewed.serial).certificate)
+    assert renewed.serial != outcome.serial and new.public_key().public_numbers() == cert.public_key().public_numbers()
+    assert new.extensions.get_extension_for_class(x509.SubjectAlternativeName).value == \
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+
+    # The hand-over of a desk token: once, and for the token the key was made on.
+    request_id, _ = proofed_level3(ra)
+    desk = key_at_desk("Test", f"hand-{secrets.token_hex(3)}", KeySpec.parse("p256"), module=softhsm["module"])
+    ra.bind_key(ra.officer("p1"), request_id, csr=desk.csr, device=desk.device)
+    ra.approve(ra.officer("a1"), request_id)
+    ra.approve(ra.officer("a2"), request_id)
+    worker.run_once()
+    with pytest.raises(RuleRefusedError) as other_token:
+        ra.hand_over(ra.officer("p1"), request_id, "another-serial")
+    assert other_token.value.rule == "device"
+    handed = ra.hand_over(ra.officer("p1"), request_id, desk.device["serial"])
+    assert handed.state == "issued" and handed.proofing["handed_over"]["officer"] == "p1"
+    with pytest.raises(RuleRefusedError):
+        ra.hand_over(ra.officer("p1"), request_id, desk.device["serial"])

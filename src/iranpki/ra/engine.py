@@ -251,10 +251,11 @@ class RegistrationAuthority:
     # ---- registration (the applicant) --------------------------------------------------------
 
     def register(self, *, profile: str, level: int, ca: str, applicant: dict[str, str], subject: str,
-                 key_location: str, actor: Actor | None = None) -> Registered:
+                 key_location: str, actor: Actor | None = None, names: dict[str, list[str]] | None = None) -> Registered:
         """A new request to issue a certificate of ``profile`` at ``level`` from ``ca``. The
         applicant's ``national_code`` (a person) or ``national_id`` (an organisation) is the
-        second factor of every later lookup."""
+        second factor of every later lookup. ``names`` adds ``dns``, ``ips`` and ``emails`` to
+        the certificate (an S/MIME address, a server's names), checked by the profile at issuance."""
         from ..ca import parse_subject
 
         load_profile(profile)
@@ -269,13 +270,17 @@ class RegistrationAuthority:
                 f"{', '.join(allowed) or 'none (the CP asks for more than a subscriber key location offers)'}",
                 rule="key-location")
         parse_subject(subject)
+        names = {k: [check_text(str(v), f"{k} name") for v in vs] for k, vs in (names or {}).items()}
+        if set(names) - {"dns", "ips", "emails"}:
+            raise RequestError(f"names {sorted(set(names) - {'dns', 'ips', 'emails'})} are not offered; give dns, ips "
+                               "or emails")
         applicant = self._applicant(applicant)
         code = new_code()
         now = self.clock.now()
         request = RequestRecord(
             id=secrets.token_hex(8), code_hash=code_hash(code), kind="issue", profile=profile, level=level, ca=ca,
             state="submitted", applicant=applicant, subject=subject, key_location=key_location, created_at=now,
-            updated_at=now, expires_at=now + timedelta(days=rule.request_expiry_days))
+            updated_at=now, expires_at=now + timedelta(days=rule.request_expiry_days), names=names)
         who = actor or Actor("applicant", request.id)
         self.store.add_request(request, RequestEvent(request.id, now, str(who), None, None, "submitted",
                                                      {"profile": profile, "level": level, "ca": ca}),
@@ -292,7 +297,12 @@ class RegistrationAuthority:
             raise RequestError(f"request kind {kind!r} must be one of {', '.join(CHANGE_KINDS)}")
         cert = self.store.get_certificate(serial)
         if not _names_subscriber(cert.certificate, second_factor):
-            raise NotFoundError(f"no certificate {serial:x} of a subscriber with that national code or ID")
+            # A certificate that names no identifier (an S/MIME address): its subscriber is the
+            # applicant of the request it was issued for.
+            issued_for = [r for r in self.store.list_requests(ca=cert.ca, states=("issued", "accepted"), limit=100_000)
+                          if r.serial == serial and r.kind in ("issue", "renew", "rekey")]
+            if not any(_same_factor(r, second_factor) for r in issued_for):
+                raise NotFoundError(f"no certificate {serial:x} of a subscriber with that national code or ID")
         pending = [r for r in self.store.list_requests(states=OPEN_STATES, ca=cert.ca, limit=10_000)
                    if r.serial == serial and r.kind in CHANGE_KINDS]
         if pending:
@@ -559,6 +569,26 @@ class RegistrationAuthority:
         if not reason.strip():
             raise RequestError("say why the request is rejected; the applicant reads it")
         return self._move(record, officer, "rejected", expect=OPEN_STATES, details={"reason": check_text(reason, "reason")})
+
+    def hand_over(self, officer: Actor, request_id: str, token_serial: str) -> RequestRecord:
+        """The officer hands the token with the issued certificate to the subscriber: recorded
+        once, for the token the key was made on (its serial as the token reports it)."""
+        record = self.store.get_request(request_id)
+        officer = self._officer_may(officer, record, "proofing")
+        if record.state not in ("issued", "accepted") or record.key_location != "desk-token":
+            raise RuleRefusedError(f"request {request_id} is {record.state} with its key at {record.key_location}; a "
+                                   "token is handed over after issuance", rule="state", request=request_id)
+        if "handed_over" in record.proofing:
+            raise RuleRefusedError(f"the token of request {request_id} was handed over already "
+                                   f"({record.proofing['handed_over']})", rule="state", request=request_id)
+        if not secrets.compare_digest(token_serial.strip(), record.device.get("serial", "")):
+            raise RuleRefusedError(f"the token {token_serial!r} is not the one the key was made on "
+                                   f"({record.device.get('serial')!r})", rule="device", request=request_id)
+        now = self.clock.now()
+        proofing = {**record.proofing, "handed_over": {"at": now.isoformat(), "officer": officer.id,
+                                                       "token": token_serial.strip()}}
+        return self._move(record, officer, record.state, expect=(record.state,), changes={"proofing": proofing},
+                          details={"handed_over": token_serial.strip()})
 
     def refuse(self, worker: Actor, request_id: str, reason: str) -> RequestRecord:
         """The CA side rejects an approved request it can never carry out (its certificate was

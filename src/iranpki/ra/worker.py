@@ -68,11 +68,19 @@ class RaWorker:
                                        request=record.id)
         if record.kind in ("issue", "renew", "rekey"):
             authority = self._ca(record.ca)
-            if record.kind == "renew":  # the same key, a new certificate
+            if record.kind == "renew":  # the same key and names, a new certificate
                 old = x509.load_der_x509_certificate(self.ra.store.get_certificate(record.serial or 0).certificate)
-                request = IssueRequest(subject=parse_subject(record.subject), public_key=old.public_key())
+                try:
+                    san = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                except x509.ExtensionNotFound:
+                    san = x509.SubjectAlternativeName([])
+                request = IssueRequest(subject=parse_subject(record.subject), public_key=old.public_key(),
+                                       dns=san.get_values_for_type(x509.DNSName),
+                                       ips=[str(i) for i in san.get_values_for_type(x509.IPAddress)],
+                                       emails=san.get_values_for_type(x509.RFC822Name))
             else:
-                request = build_request(csr=record.csr, subject=record.subject)
+                request = build_request(csr=record.csr, subject=record.subject, dns=record.names.get("dns"),
+                                        ips=record.names.get("ips"), emails=record.names.get("emails"))
             issued = authority.issue(record.profile, request, actor=str(self.actor),
                                      for_request=lambda cert: self.ra.issued_update(self.actor, record, cert.serial))
             return self.ra.store.get_request(record.id) if issued else record

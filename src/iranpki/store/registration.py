@@ -82,6 +82,8 @@ class RequestRecord:
     reason: str | None = None
     device: dict[str, str] = field(default_factory=dict)
     proofing: dict[str, object] = field(default_factory=dict)
+    #: Names for the certificate beyond the subject: ``dns``, ``ips``, ``emails`` (lists).
+    names: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

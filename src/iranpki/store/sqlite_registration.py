@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS ra_requests(
     serial TEXT,
     reason TEXT,
     device TEXT NOT NULL,
-    proofing TEXT NOT NULL);
+    proofing TEXT NOT NULL,
+    names TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS ra_requests_by_office ON ra_requests(office, state, created_at);
 CREATE INDEX IF NOT EXISTS ra_requests_by_state ON ra_requests(state, created_at);
 CREATE TABLE IF NOT EXISTS ra_events(
@@ -102,8 +103,8 @@ CREATE INDEX IF NOT EXISTS ra_attempts_by_key ON ra_attempts(key, at);
 
 _REQUEST_COLUMNS = ("id", "code_hash", "kind", "profile", "level", "ca", "state", "applicant", "subject", "key_location",
                     "created_at", "updated_at", "expires_at", "version", "office", "csr", "serial", "reason", "device",
-                    "proofing")
-_JSON = {"applicant", "device", "proofing"}
+                    "proofing", "names")
+_JSON = {"applicant", "device", "proofing", "names"}
 _TIMES = {"created_at", "updated_at", "expires_at"}
 
 
