@@ -150,7 +150,7 @@ def start_listening(cmd: list[str], env: dict[str, str], what: str, timeout: flo
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line.rstrip())
-            found = re.search(rf"listening on http://{re.escape(host)}:(\d+)", line)
+            found = re.search(rf"listening on https?://{re.escape(host)}:(\d+)", line)
             if found and not ready.is_set():
                 port.append(int(found.group(1)))
                 ready.set()

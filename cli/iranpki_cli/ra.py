@@ -4,6 +4,7 @@ officer runs at the office works through the RA engine (iranpki.ra) the same way
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -235,6 +236,32 @@ def requests(office: str | None, ca: str | None, states: tuple[str, ...], limit:
         table("requests", ["id", "kind", "profile", "level", "CA", "state", "office", "expires"],
               [[r.id, r.kind, r.profile, str(r.level), r.ca, r.state, r.office or "-", when(r.expires_at)]
                for r in found])
+
+
+@ra.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True)
+@click.option("--certificate", type=click.Path(dir_okay=False, exists=True), required=True,
+              help="The server's TLS certificate (PEM; an ssl-server certificate, with its chain after it).")
+@click.option("--key", type=click.Path(dir_okay=False, exists=True), required=True,
+              help="The server's TLS private key (PEM). Not a CA key: no CA key is ever in this process.")
+@click.option("--client-ca", "client_cas", type=click.Path(dir_okay=False, exists=True), required=True,
+              help="The CA certificates (PEM) officers' client certificates are verified against.")
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)
+@home_option
+def serve(host: str, port: int, certificate: str, key: str, client_cas: str, threads: int, home: str) -> None:
+    """Serve the RA's JSON API over HTTPS (OpenAPI 3.1 at /api/ra/openapi.json): applicants with
+    their tracking code, officers with the client certificate on their token.
+
+    \b
+    Example:
+      iranpki ra serve --certificate ra.pem --key ra.key --client-ca gica1.pem --port 8443
+    """
+    from iranpki_portals.serve import serve as run
+
+    workspace(home).close()  # a workspace that cannot open fails here, with its message
+    run(home, host=host, port=port, certificate=certificate, key=key, client_cas=client_cas, threads=threads,
+        on_ready=lambda url: (click.echo(f"listening on {url}"), sys.stdout.flush()))
 
 
 @ra.command("issue")

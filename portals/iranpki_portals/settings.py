@@ -1,0 +1,23 @@
+"""Django settings of the RA API: no database of Django's own (the RA's state is the iranpki
+store), no sessions or templates yet, secure defaults. The workspace comes from IRANPKI_HOME."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+SECRET_KEY = os.environ.get("IRANPKI_PORTALS_SECRET") or secrets.token_urlsafe(48)
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"] + [h for h in os.environ.get("IRANPKI_PORTALS_HOSTS", "").split(",") if h]
+ROOT_URLCONF = "iranpki_portals.urls"
+INSTALLED_APPS: list[str] = []
+MIDDLEWARE = ["django.middleware.security.SecurityMiddleware", "django.middleware.common.CommonMiddleware"]
+DATABASES: dict[str, dict[str, str]] = {}
+USE_TZ = True
+# A request body larger than this is refused before it is read (identity scans go in at most 5 MB each).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "no-referrer"
+SECURE_HSTS_SECONDS = 31_536_000
+LOGGING = {"version": 1, "disable_existing_loggers": False, "handlers": {"null": {"class": "logging.NullHandler"}},
+           "loggers": {"django.request": {"handlers": ["null"], "propagate": False}}}
