@@ -350,3 +350,22 @@ def test_refusals_are_named_as_pkcs11_names_them() -> None:
     assert {rv: ckr_of(pkcs11.PKCS11Error(text)) for rv, text in sentences} == {rv: rv for rv, _ in sentences}
     assert ckr_of(pkcs11.PKCS11Error("Unmapped error code 0x6")) == "CKR_FUNCTION_FAILED"
     assert ckr_of(pkcs11.PKCS11Error("Unmapped error code 0x80000001")) == "CKR_0x80000001"
+
+
+def test_the_rng_statistics_reject_a_biased_generator_and_pass_a_good_one() -> None:
+    """SP 800-22 §2.1-2.3 as the suite computes them: 1 MiB where a bit is 1 with probability
+    0.53 fails each test outright (a verdict that needs three failing samples still fails such a
+    device), while the operating system's generator passes."""
+    import os
+    import random
+
+    from iranpki.conformance.cases_security import ALPHA, block_frequency, monobit, runs
+
+    rnd = random.Random(1405)
+    n = 1 << 20
+    words = [rnd.getrandbits(8 * n) for _ in range(5)]
+    biased = (words[0] | (words[1] & words[2] & words[3] & words[4])).to_bytes(n, "big")
+    for test in (monobit, block_frequency, runs):
+        assert test(biased) < 1e-6, test.__name__
+    for test in (monobit, block_frequency, runs):  # a good sample fails once in 100: one of three passes
+        assert any(test(os.urandom(n)) >= ALPHA for _ in range(3)), test.__name__
