@@ -127,6 +127,12 @@ def ra(cas: dict, tmp_path: Path) -> RegistrationAuthority:
     store.close()
 
 
+def worker_for(ra: RegistrationAuthority, cas: dict) -> RaWorker:
+    """The CA side over the test's store, with the fixture's CA keys."""
+    return RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
+                                                          clock=ra.clock))
+
+
 def documents(*kinds: str) -> list[Document]:
     return [Document(k, f"{k}-0042", (PNG if i % 2 == 0 else PDF) + k.encode(),  # each document its own scan
                      "image/png" if i % 2 == 0 else "application/pdf")
@@ -168,8 +174,7 @@ def test_the_personal_signature_path_at_level_3(ra: RegistrationAuthority, cas: 
     request = ra.approve(a2, request.id)
     assert request.state == "approved"
     # The CA side issues what was approved, with the request's subject and the CSR's key.
-    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
-                                                            clock=ra.clock))
+    worker = worker_for(ra, cas)
     [outcome] = worker.run_once()
     assert outcome.error is None and outcome.request == request.id
     request = ra.store.get_request(request.id)
@@ -589,8 +594,7 @@ def _issued_level1(ra: RegistrationAuthority, worker: RaWorker) -> tuple[str, in
 def test_a_revocation_request_reaches_ocsp(ra: RegistrationAuthority, cas: dict, tmp_path: Path) -> None:
     from iranpki.ocsp import OcspService, Responder
 
-    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
-                                                            clock=ra.clock))
+    worker = worker_for(ra, cas)
     _, serial = _issued_level1(ra, worker)
     with pytest.raises(NotFoundError):
         ra.request_change("revoke", serial, second_factor="0012345678")  # not the subscriber
@@ -624,8 +628,7 @@ def test_a_revocation_request_reaches_ocsp(ra: RegistrationAuthority, cas: dict,
 def test_a_request_that_moved_on_gets_no_certificate(ra: RegistrationAuthority, cas: dict) -> None:
     """The certificate and the request's move to issued are one transaction: a request cancelled
     after the worker read it gets no certificate, and nothing of one is kept."""
-    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
-                                                            clock=ra.clock))
+    worker = worker_for(ra, cas)
     reg = ra.register(profile="personal-signature", level=1, ca="gica1", applicant=ALI, subject=ALI_SUBJECT,
                       key_location="desk-token")
     request = ra.receive(ra.officer("p1"), reg.code, "0499370899")
@@ -829,8 +832,7 @@ def test_a_software_key_is_handed_out_once_in_a_pkcs12_openssl_opens(ra: Registr
 
     from iranpki.errors import PinError
 
-    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
-                                                            clock=ra.clock))
+    worker = worker_for(ra, cas)
     reg = ra.register(profile="personal-signature", level=1, ca="gica1", applicant=ALI, subject=ALI_SUBJECT,
                       key_location="software-pkcs12")
     request = ra.receive(ra.officer("p1"), reg.code, "0499370899")
@@ -891,8 +893,7 @@ def test_the_desk_makes_the_key_on_the_token_and_writes_the_certificate_back(
     ra.bind_key(ra.officer("p1"), request_id, csr=desk.csr, device=desk.device)
     ra.approve(ra.officer("a1"), request_id)
     ra.approve(ra.officer("a2"), request_id)
-    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
-                                                            clock=ra.clock))
+    worker = worker_for(ra, cas)
     [outcome] = worker.run_once()
     record = ra.store.get_request(request_id)
     assert outcome.error is None and record.device == desk.device
@@ -916,8 +917,7 @@ def test_what_the_review_of_the_engine_found_stays_fixed(ra: RegistrationAuthori
     """Each of these passed once: a claimed office, a substring second factor, a code tested
     through made-up officers, a re-key with fewer approvals than the level asks, a revocation
     carried out for a request rejected meanwhile, a renewal of a revoked certificate."""
-    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
-                                                            clock=ra.clock))
+    worker = worker_for(ra, cas)
     # An officer claiming another office acts (and is recorded) as the office the store knows.
     reg = ra.register(profile="personal-signature", level=3, ca="gica3", applicant=ALI, subject=ALI_SUBJECT,
                       key_location="desk-token")
@@ -1033,8 +1033,7 @@ def test_each_journey_runs_end_to_end(ra: RegistrationAuthority, cas: dict, soft
         assert state == "awaiting-approval"
         state = ra.approve(ra.officer("a2"), request.id).state
     assert state == "approved"
-    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
-                                                            clock=ra.clock))
+    worker = worker_for(ra, cas)
     [outcome] = worker.run_once()
     assert outcome.error is None, outcome.error
     cert = x509.load_der_x509_certificate(ra.store.get_certificate(outcome.serial).certificate)
@@ -1062,8 +1061,7 @@ def test_smime_with_a_software_key_renewal_and_hand_over(ra: RegistrationAuthori
     from .conftest import openssl_verify
     from .samples import SUBJECTS
 
-    worker = RaWorker(ra, lambda name: CertificateAuthority(ra.store.get_ca(name), cas[name].signer, ra.store,
-                                                            clock=ra.clock))
+    worker = worker_for(ra, cas)
     with pytest.raises(RequestError, match="not offered"):
         ra.register(profile="smime", level=1, ca="gica1", applicant=ALI, subject=SUBJECTS["smime"],
                     key_location="software-pkcs12", names={"uri": ["x"]})

@@ -6,7 +6,16 @@ from __future__ import annotations
 
 from .codes import code_hash, new_code, normalise_code
 from .desk import DeskKey, csr_signed_by, key_at_desk, token_device
-from .engine import CHANGE_KINDS, REQUEST_KINDS, OPEN_STATES, STATES, Actor, Document, Registered, RegistrationAuthority
+from .engine import (
+    CHANGE_KINDS,
+    OPEN_STATES,
+    REQUEST_KINDS,
+    STATES,
+    Actor,
+    Document,
+    Registered,
+    RegistrationAuthority,
+)
 from .registry import IdentityRegistry, Person, SimulatedRegistry
 from .rules import RaRules, load_rules
 from .worker import Outcome, RaWorker

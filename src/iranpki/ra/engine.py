@@ -29,8 +29,15 @@ from datetime import timedelta
 from typing import Literal
 
 from ..clock import Clock, SystemClock
-from ..errors import NotFoundError, RateLimitedError, RequestError, RuleRefusedError
+from ..errors import (
+    ConcurrentChangeError,
+    NotFoundError,
+    RateLimitedError,
+    RequestError,
+    RuleRefusedError,
+)
 from ..identity import check_legal_entity_id, check_national_code
+from ..inputs import one_certificate
 from ..names import check_text
 from ..policy import CertificatePolicy, load_policy
 from ..profiles import load_profile
@@ -38,8 +45,8 @@ from ..store import AuditEvent, Store
 from ..store.registration import (
     DeviceApprovalRecord,
     EvidenceRecord,
-    OfficerRecord,
     OfficeRecord,
+    OfficerRecord,
     RequestEvent,
     RequestRecord,
     RequestUpdate,
@@ -299,12 +306,11 @@ class RegistrationAuthority:
         if not _names_subscriber(cert.certificate, second_factor):
             # A certificate that names no identifier (an S/MIME address): its subscriber is the
             # applicant of the request it was issued for.
-            issued_for = [r for r in self.store.list_requests(ca=cert.ca, states=("issued", "accepted"), limit=100_000)
-                          if r.serial == serial and r.kind in ("issue", "renew", "rekey")]
+            issued_for = [r for r in self.store.list_requests(serial=serial, states=("issued", "accepted"))
+                          if r.kind in ("issue", "renew", "rekey")]
             if not any(_same_factor(r, second_factor) for r in issued_for):
                 raise NotFoundError(f"no certificate {serial:x} of a subscriber with that national code or ID")
-        pending = [r for r in self.store.list_requests(states=OPEN_STATES, ca=cert.ca, limit=10_000)
-                   if r.serial == serial and r.kind in CHANGE_KINDS]
+        pending = [r for r in self.store.list_requests(serial=serial, states=OPEN_STATES) if r.kind in CHANGE_KINDS]
         if pending:
             raise RuleRefusedError(f"certificate {serial:x} has an open {pending[0].kind} request already "
                                    f"({pending[0].id}); it is decided first", rule="pending-change")
@@ -646,7 +652,7 @@ class RegistrationAuthority:
             from ..errors import PinError
 
             raise PinError("wrong passphrase for the software key of this request") from None
-        cert = x509_load(self.store.get_certificate(record.serial or 0).certificate)
+        cert = one_certificate(self.store.get_certificate(record.serial or 0).certificate)
         data = _pkcs12(key, cert, passphrase)
         proofing = {k: v for k, v in record.proofing.items() if k != "software_key"}
         self._move(record, applicant, "issued", expect=("issued",), changes={"proofing": proofing},
@@ -687,11 +693,13 @@ class RegistrationAuthority:
 
     def expire_due(self, actor: Actor | None = None) -> list[str]:
         """Move every open request past its expiry to ``expired``; their ids."""
-        now = self.clock.now()
-        moved = []
-        for record in self.store.list_requests(states=OPEN_STATES, limit=10_000):
-            if record.expires_at <= now:
-                self._move(record, actor or Actor("worker", "expiry"), "expired", expect=OPEN_STATES)
+        moved: list[str] = []
+        while due := self.store.list_requests(states=OPEN_STATES, expires_before=self.clock.now(), limit=500):
+            for record in due:  # each in its own transaction: a request that moved on meanwhile is skipped
+                try:
+                    self._move(record, actor or Actor("worker", "expiry"), "expired", expect=OPEN_STATES)
+                except ConcurrentChangeError:
+                    continue
                 moved.append(record.id)
         return moved
 
@@ -803,12 +811,6 @@ class RegistrationAuthority:
                            {"from": record.state, "office": actor.office, **(details or {})})
         return RequestUpdate(record.id, record.version, {**(changes or {}), "state": to, "updated_at": now}, event,
                              audit, evidence)
-
-
-def x509_load(der: bytes):  # noqa: ANN201 - a cryptography certificate
-    from cryptography import x509
-
-    return x509.load_der_x509_certificate(der)
 
 
 def _software_key(subject: str, passphrase: str | None) -> tuple[bytes, bytes]:

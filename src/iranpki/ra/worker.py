@@ -15,7 +15,13 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from ..ca import CertificateAuthority, IssueRequest, build_request, parse_subject, revoke
+from ..ca import (
+    CertificateAuthority,
+    IssueRequest,
+    build_request,
+    parse_subject,
+    revoke,
+)
 from ..errors import IranPkiError, RuleRefusedError
 from ..store import RequestRecord
 from .engine import Actor, RegistrationAuthority

@@ -188,8 +188,10 @@ class Registrations(ABC):
 
     @abstractmethod
     def list_requests(self, *, office: str | None = None, states: tuple[str, ...] | None = None,
-                      ca: str | None = None, limit: int = 100) -> list[RequestRecord]:
-        """Requests oldest first, filtered by office, states and CA."""
+                      ca: str | None = None, serial: int | None = None, expires_before: datetime | None = None,
+                      limit: int = 100) -> list[RequestRecord]:
+        """Requests oldest first, filtered by office, states, CA, the certificate they are about
+        or were issued (``serial``), and expiry (before ``expires_before``)."""
 
     @abstractmethod
     def update_request(self, request_id: str, version: int, changes: dict[str, object], event: RequestEvent,

@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS ra_requests(
     names TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS ra_requests_by_office ON ra_requests(office, state, created_at);
 CREATE INDEX IF NOT EXISTS ra_requests_by_state ON ra_requests(state, created_at);
+CREATE INDEX IF NOT EXISTS ra_requests_by_serial ON ra_requests(serial) WHERE serial IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ra_requests_by_expiry ON ra_requests(expires_at);
 CREATE TABLE IF NOT EXISTS ra_events(
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     request TEXT NOT NULL REFERENCES ra_requests(id),
@@ -254,12 +256,17 @@ class SqliteRegistrations(Registrations):
         return None if row is None else _request(row)
 
     def list_requests(self, *, office: str | None = None, states: tuple[str, ...] | None = None,
-                      ca: str | None = None, limit: int = 100) -> list[RequestRecord]:
-        where, args = [], []
-        for column, value in (("office", office), ("ca", ca)):
+                      ca: str | None = None, serial: int | None = None, expires_before: datetime | None = None,
+                      limit: int = 100) -> list[RequestRecord]:
+        where: list[str] = []
+        args: list[object] = []
+        for column, value in (("office", office), ("ca", ca), ("serial", None if serial is None else f"{serial:040x}")):
             if value is not None:
                 where.append(f"{column}=?")
                 args.append(value)
+        if expires_before is not None:
+            where.append("expires_at <= ?")
+            args.append(_t(expires_before))
         if states:
             where.append(f"state IN ({','.join('?' * len(states))})")
             args.extend(states)
