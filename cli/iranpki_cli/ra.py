@@ -1,6 +1,6 @@
-"""`iranpki ra office|officer|requests|issue`: the CA operator's side of registration (offices,
-officers, the queue) and the CA-side worker that issues approved requests. The desk client an
-officer runs at the office works through the RA engine (iranpki.ra) the same way."""
+"""`iranpki ra office|officer|requests|issue|serve`: the CA operator's side of registration
+(offices, officers, the queue), the CA-side worker that issues approved requests, and the RA's
+API server. The desk client an officer runs at the office is `iranpki ra desk` (desk.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from iranpki.ra import OPEN_STATES, STATES, Actor
 from iranpki.store import OfficeRecord, RequestRecord
 
 from .common import home_option, json_option, key_secrets, workspace
+from .desk import desk
 from .handling import HandledGroup
 from .render import console, emit_json, iso, table, when
 
@@ -36,6 +37,9 @@ def ra() -> None:
       iranpki ra requests --state approved
       iranpki ra issue                                # carry out every approved request once
     """
+
+
+ra.add_command(desk)
 
 
 @ra.group()

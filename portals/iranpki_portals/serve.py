@@ -17,7 +17,39 @@ def application():  # noqa: ANN201 - a WSGI application
     from django.core.wsgi import get_wsgi_application
 
     django.setup()
-    return get_wsgi_application()
+    return _limited(get_wsgi_application())
+
+
+def _limited(app):  # noqa: ANN001, ANN202 - WSGI
+    """Refuse a body declared larger than the settings' MAX_BODY_BYTES before any of it is read,
+    with the API's JSON error (cheroot cuts a longer chunked body off at the same size)."""
+    import json
+
+    from django.conf import settings
+
+    limit = settings.MAX_BODY_BYTES
+
+    def refuse(start_response, status: str, code: str, message: str):  # noqa: ANN001, ANN202
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                                ("Connection", "close")])
+        return [body]
+
+    def limited(environ, start_response):  # noqa: ANN001, ANN202
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return refuse(start_response, "411 Length Required", "length-required",
+                          "send the request body with a Content-Length, not chunked")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > limit:
+            return refuse(start_response, "413 Request Entity Too Large", "too-large",
+                          f"the request body ({environ.get('CONTENT_LENGTH')} bytes) is larger than the "
+                          f"{limit // (1024 * 1024)} MB the RA accepts; send each scan at most 5 MB")
+        return app(environ, start_response)
+
+    return limited
 
 
 def openapi_document() -> dict:
@@ -37,7 +69,11 @@ def serve(home: str | os.PathLike[str], *, host: str, port: int, certificate: st
     app = application()
     server = wsgi.Server((host, port), app, numthreads=threads, max=threads, request_queue_size=64,
                          timeout=10, shutdown_timeout=5, server_name="iranpki-ra")
-    server.max_request_body_size = 12 * 1024 * 1024
+    from django.conf import settings
+
+    # A declared length above the limit gets the API's JSON 413 from _limited, which also refuses a
+    # body of undeclared length; cheroot's own limit stays behind both.
+    server.max_request_body_size = 2 * settings.MAX_BODY_BYTES
     server.max_request_header_size = 64 * 1024
     adapter = BuiltinSSLAdapter(certificate, key)
     adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2

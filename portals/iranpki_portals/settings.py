@@ -14,8 +14,13 @@ INSTALLED_APPS: list[str] = []
 MIDDLEWARE = ["django.middleware.security.SecurityMiddleware", "django.middleware.common.CommonMiddleware"]
 DATABASES: dict[str, dict[str, str]] = {}
 USE_TZ = True
-# A request body larger than this is refused before it is read (identity scans go in at most 5 MB each).
-DATA_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
+# A JSON body (or the form fields of an upload) larger than this is refused before it is read;
+# identity scans are files of at most 5 MB each, kept in memory (never in a temporary file), at
+# most 8 in one call; the server refuses a whole body above MAX_BODY_BYTES (serve.py) unread.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = 8
+MAX_BODY_BYTES = 24 * 1024 * 1024
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "no-referrer"
 SECURE_HSTS_SECONDS = 31_536_000

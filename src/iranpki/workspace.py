@@ -67,6 +67,12 @@ class WorkspaceConfig(BaseModel):
                                              description="a file holding the user PIN, by token label")
     repository_url: str = Field(pattern=r"^https?://[^\s]+$")
     ocsp_url: str = Field(default="", pattern=r"^(https?://[^\s]+)?$")
+    ra_rules: str | None = Field(default=None, description="the registration rules file (default: the shipped "
+                                                            "policies/ra-rules.yaml), relative to the workspace")
+    identity_registry: str | None = Field(
+        default=None, pattern=r"^(simulated:.+|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$",
+        description="the identity registry for level-1 remote proofing: 'module:factory' (the real adapter) or "
+                    "'simulated:FILE' (the simulated one, for tests and demos only)")
 
 
 @dataclass
@@ -486,7 +492,13 @@ class Workspace:
         """The registration engine over this workspace's store (no CA key: see :meth:`ra_worker`)."""
         from . import ra
 
-        return ra.RegistrationAuthority(self.store, clock=self.clock)
+        rules = None
+        if self.config.ra_rules:
+            rules = ra.load_rules(str(self.home / self.config.ra_rules))
+        registry = None
+        if self.config.identity_registry:
+            registry = ra.load_registry(self.config.identity_registry, self.home)
+        return ra.RegistrationAuthority(self.store, clock=self.clock, rules=rules, registry=registry)
 
     def ra_worker(self, secret: SecretSource | None = None, *, name: str = "ca-side") -> ra.RaWorker:
         """The CA side that carries out approved requests, opening each CA's key when first needed."""

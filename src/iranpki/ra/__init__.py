@@ -16,7 +16,7 @@ from .engine import (
     Registered,
     RegistrationAuthority,
 )
-from .registry import IdentityRegistry, Person, SimulatedRegistry
+from .registry import IdentityRegistry, Person, SimulatedRegistry, load_registry
 from .rules import RaRules, load_rules
 from .worker import Outcome, RaWorker
 
@@ -39,6 +39,7 @@ __all__ = [
     "code_hash",
     "csr_signed_by",
     "key_at_desk",
+    "load_registry",
     "load_rules",
     "new_code",
     "normalise_code",

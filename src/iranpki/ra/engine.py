@@ -258,12 +258,16 @@ class RegistrationAuthority:
     # ---- registration (the applicant) --------------------------------------------------------
 
     def register(self, *, profile: str, level: int, ca: str, applicant: dict[str, str], subject: str,
-                 key_location: str, actor: Actor | None = None, names: dict[str, list[str]] | None = None) -> Registered:
+                 key_location: str, actor: Actor | None = None, names: dict[str, list[str]] | None = None,
+                 client: str | None = None) -> Registered:
         """A new request to issue a certificate of ``profile`` at ``level`` from ``ca``. The
         applicant's ``national_code`` (a person) or ``national_id`` (an organisation) is the
         second factor of every later lookup. ``names`` adds ``dns``, ``ips`` and ``emails`` to
-        the certificate (an S/MIME address, a server's names), checked by the profile at issuance."""
+        the certificate (an S/MIME address, a server's names), checked by the profile at issuance.
+        Registrations from one ``client`` (an address) are limited per window by the rules."""
         from ..ca import parse_subject
+
+        self._throttle(f"register:{client}", self.rules.lookup.registrations_per_window, "registrations", client)
 
         load_profile(profile)
         self.rules.profile(profile)
@@ -296,19 +300,31 @@ class RegistrationAuthority:
         return Registered(request, code)
 
     def request_change(self, kind: str, serial: int, *, second_factor: str, reason: str | None = None,
-                       key_location: str | None = None) -> Registered:
+                       key_location: str | None = None, client: str | None = None) -> Registered:
         """A request to revoke, suspend, release, renew or re-key the certificate ``serial``,
         by its subscriber (``second_factor``: the national code or legal-entity ID the certificate
-        names). A re-key names where the new key will be (``key_location``), as a new request would."""
+        names). A re-key names where the new key will be (``key_location``), as a new request would.
+        A wrong serial or second factor counts as a failed lookup of ``client``, as a guessed
+        tracking code does."""
         if kind not in CHANGE_KINDS:
             raise RequestError(f"request kind {kind!r} must be one of {', '.join(CHANGE_KINDS)}")
-        cert = self.store.get_certificate(serial)
-        if not _names_subscriber(cert.certificate, second_factor):
+        self._throttle(f"lookup:{client}", self.rules.lookup.failures_per_window, "failed lookups", client,
+                       count=False)
+        self._throttle(f"register:{client}", self.rules.lookup.registrations_per_window, "registrations", client)
+        try:
+            cert = self.store.get_certificate(serial)
+        except NotFoundError:
+            cert = None
+        if cert is None or not _names_subscriber(cert.certificate, second_factor):
             # A certificate that names no identifier (an S/MIME address): its subscriber is the
             # applicant of the request it was issued for.
             issued_for = [r for r in self.store.list_requests(serial=serial, states=("issued", "accepted"))
                           if r.kind in ("issue", "renew", "rekey")]
-            if not any(_same_factor(r, second_factor) for r in issued_for):
+            if cert is None or not any(_same_factor(r, second_factor) for r in issued_for):
+                if client is not None:
+                    now = self.clock.now()
+                    self.store.count_attempts(f"lookup:{client}", now - timedelta(
+                        minutes=self.rules.lookup.window_minutes), add_at=now)
                 raise NotFoundError(f"no certificate {serial:x} of a subscriber with that national code or ID")
         pending = [r for r in self.store.list_requests(serial=serial, states=OPEN_STATES) if r.kind in CHANGE_KINDS]
         if pending:
@@ -350,6 +366,19 @@ class RegistrationAuthority:
                                AuditEvent("ra.request.submitted", request.id, f"applicant:{request.id}",
                                           {"kind": kind, "serial": f"{serial:x}", "reason": reason}))
         return Registered(request, code)
+
+    def _throttle(self, key: str, limit: int, what: str, client: str | None, *, count: bool = True) -> None:
+        """Refuse when ``client`` made ``limit`` ``what`` in the rules' window; else count this one."""
+        if client is None:
+            return
+        now = self.clock.now()
+        minutes = self.rules.lookup.window_minutes
+        since = now - timedelta(minutes=minutes)
+        if self.store.count_attempts(key, since) >= limit:
+            raise RateLimitedError(f"too many {what} from {client}; try again in {minutes} minutes",
+                                   retry_after=minutes * 60)
+        if count:
+            self.store.count_attempts(key, since, add_at=now)
 
     def lookup(self, code: str, second_factor: str, *, client: str) -> RequestRecord:
         """The request of tracking ``code``, for its applicant (``second_factor``). Failures are

@@ -57,6 +57,8 @@ class ChangeRule(_Frozen):
 class LookupRule(_Frozen):
     failures_per_window: int = Field(ge=1, le=100)
     window_minutes: int = Field(ge=1, le=1440)
+    #: Registrations (new requests, change requests) one client address may make in the window.
+    registrations_per_window: int = Field(default=30, ge=1, le=1_000_000)
 
 
 class RaRules(_Frozen):
@@ -84,6 +86,9 @@ class RaRules(_Frozen):
                     raise ValueError(f"level {r.level} names the role {role!r}, which is not in roles")
             if r.level >= 3 and r.approvals.count < 2:
                 raise ValueError(f"level {r.level} needs two approving officers (dual control), not {r.approvals.count}")
+            if r.remote_approvals is not None and r.level >= 3 and r.remote_approvals < 2:
+                raise ValueError(f"level {r.level} needs two approving officers (dual control); its remote_approvals "
+                                 f"is {r.remote_approvals}")
         for name, p in self.profiles.items():
             for loc in p.key_locations:
                 if loc not in locations:
@@ -134,6 +139,10 @@ class RaRules(_Frozen):
     def check_against(self, cp: CertificatePolicy) -> None:
         """Refuse rules that name a storage the CP does not know."""
         known = {m.id for m in cp.key_storages}
+        for r in self.levels:
+            if r.remote_approvals is not None and "automated-inquiry" not in self.accepted_proofing(r.level, cp):
+                raise ConfigError(f"level {r.level} sets remote_approvals, but the CP does not accept automated "
+                                  f"inquiry at level {r.level}; remove it (a level {r.level} request needs a visit)")
         for k in self.key_locations:
             if k.storage not in known:
                 raise ConfigError(f"key location {k.id!r} counts as storage {k.storage!r}, which the CP does not "
