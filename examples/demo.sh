@@ -13,7 +13,13 @@
 #   8. the time-stamp authority (key on the token), its stamp checked by `openssl ts -verify`;
 #   9. a compliance review: what the level-2 CA really issued (CA certificates, one certificate of
 #      each kind, its CRLs, an OCSP response from its responder) checked with the example CPS by
-#      `iranpki cps check --level 2 --artifacts`, the report also as HTML.
+#      `iranpki cps check --level 2 --artifacts`, the report also as HTML;
+#  10. a personal signature through a registration office: the applicant registers with curl
+#      (tracking code), the officers work at the desk with `iranpki ra desk` over the RA's HTTPS
+#      API (`iranpki ra serve`): receive, proof with a scan and a signed statement, the key made
+#      on the applicant's SoftHSM2 token "Ali", approval by a second officer; the CA side issues
+#      (`iranpki ra issue`), the certificate goes onto the token, the applicant accepts with the
+#      token's key, the token is handed over, and openssl verifies the certificate.
 # Output goes to ./demo-out (made afresh on each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +38,8 @@ export SOFTHSM2_CONF="$out/softhsm2.conf"
 # PINs live in the environment only: never in an argument list, a file or a log.
 IRANPKI_PKCS11_SO_PIN="$(openssl rand -hex 12)"; export IRANPKI_PKCS11_SO_PIN
 IRANPKI_PKCS11_PIN="$(openssl rand -hex 12)"; export IRANPKI_PKCS11_PIN
+# The passphrase of the software keys (the registration officers' and the demo lab's).
+IRANPKI_KEY_PASSPHRASE="$(openssl rand -hex 16)"; export IRANPKI_KEY_PASSPHRASE
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -144,11 +152,11 @@ crl_check tsa good
 
 serve_bg() {  # log file, then the server command: start it, wait for "listening on URL", set $url
   local log=$1; shift
-  "$@" 2>"$log" &
+  "$@" >"$log" 2>&1 &
   server_pids+=("$!")
   url=""
   for _ in $(seq 1 300); do  # at most 30 s (pre-produced responses are signed before it listens)
-    url=$(grep -o 'listening on http://[0-9.:]*' "$log" | head -1 | cut -d' ' -f3 || true)
+    url=$(grep -Eo 'listening on https?://[0-9.:]*' "$log" | head -1 | cut -d' ' -f3 || true)
     [ -n "$url" ] && return 0
     kill -0 "${server_pids[-1]}" 2>/dev/null || break
     sleep 0.1
@@ -199,6 +207,82 @@ if serve_bg "$out/tsa.log" iranpki tsa serve --ca gica2tsa --key 'pkcs11:token=G
     echo "  openssl ts -verify: Verification: OK"
   else
     echo "  openssl ts -verify failed:" >&2; cat "$out/contract.ts-verify.txt" >&2; fail=1
+  fi
+fi
+kill "${server_pids[@]}" 2>/dev/null || true
+wait "${server_pids[@]}" 2>/dev/null || true
+
+step "a personal signature through a registration office (iranpki ra serve, iranpki ra desk)"
+ra="$out/ra"
+mkdir -p "$ra"
+iranpki token init --label Ali >/dev/null   # the applicant's token, in the desk's reader
+# The RA server's TLS certificate (ra.demo.ir, from the level-2 TLS CA) and the officers' client
+# certificates (profile ra-officer, from gica2), their keys encrypted files at the desk.
+openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -keyout "$ra/server.key" \
+  -subj '/C=IR/ST=Tehran/O=E-Commerce Development Center' -addext 'subjectAltName=DNS:ra.demo.ir' \
+  -out "$ra/server.csr" 2>/dev/null
+iranpki cert issue --ca gica2tls --profile ssl-server --csr "$ra/server.csr" --out "$ra/server.pem" --json >/dev/null
+cat "$out/gica2tls.pem" >> "$ra/server.pem"
+cat "$out/root.pem" "$out/gica2tls.pem" > "$ra/trust.pem"
+cat "$out/gica2.pem" "$out/root.pem" > "$ra/client-cas.pem"
+iranpki ra office create THR-01 --name "دفتر پیشخوان تهران ۱" --city Tehran --ca gica2
+officer() {  # id, role, given name, surname
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -aes-256-cbc -pass env:IRANPKI_KEY_PASSPHRASE \
+    -out "$ra/$1.key" 2>/dev/null
+  openssl req -new -key "$ra/$1.key" -passin env:IRANPKI_KEY_PASSPHRASE -subj "/CN=$1" -out "$ra/$1.csr"
+  iranpki ra officer enrol "$1" --office THR-01 --name "$3 $4" --role "$2" --csr "$ra/$1.csr" --ca gica2 \
+    --subject "C=IR,O=دفتر پیشخوان شماره ۱ تهران,OU=THR-01,title=Registration Officer,SN=$4,GN=$3,serialNumber=$5,CN=$3 $4" \
+    --out "$ra/$1.pem"
+}
+officer p1 proofing رضا احمدی 0012345679
+officer a1 approving مریم کریمی 0067749828
+# Only a lab-approved token model takes a key at the desk. SoftHSM2 fails the real suite, so the
+# demo's laboratory records a DEMO approval of it (examples/_demo_device_approval.py says why).
+openssl req -new -utf8 -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -keyout "$ra/lab.plain.key" \
+  -subj '/C=IR/O=آزمایشگاه نمایشی/organizationIdentifier=NTRIR-10380284790/CN=مهر آزمایشگاه نمایشی' \
+  -out "$ra/lab.csr" 2>/dev/null
+openssl pkcs8 -topk8 -v2 aes-256-cbc -in "$ra/lab.plain.key" -passout env:IRANPKI_KEY_PASSPHRASE -out "$ra/lab.key"
+rm -f "$ra/lab.plain.key"
+iranpki cert issue --ca gica2 --profile organisational-seal --csr "$ra/lab.csr" --out "$ra/lab.pem" --json >/dev/null
+python3 examples/_demo_device_approval.py --token Ali --lab-key "$ra/lab.key" --lab-cert "$ra/lab.pem" \
+  --chain "$out/gica2.pem" --out "$ra/approval.p7m"
+iranpki ra device approve "$ra/approval.p7m" --trust "$out/root.pem" --chain "$out/gica2.pem"
+if serve_bg "$out/ra.log" iranpki ra serve --host 127.0.0.1 --port 0 --certificate "$ra/server.pem" \
+     --key "$ra/server.key" --client-ca "$ra/client-cas.pem" --threads 4; then
+  port=${url##*:}; port=${port%%/*}
+  export IRANPKI_RA_URL="https://127.0.0.1:$port" IRANPKI_RA_TRUST="$ra/trust.pem" IRANPKI_RA_SERVER_NAME=ra.demo.ir
+  as() { local who=$1; shift; IRANPKI_RA_CERT="$ra/$who.pem" IRANPKI_RA_KEY="$ra/$who.key" iranpki ra desk "$@"; }
+  # The applicant registers online (curl, an independent client) and keeps the tracking code.
+  curl -sS --fail-with-body --cacert "$ra/trust.pem" --resolve "ra.demo.ir:$port:127.0.0.1" \
+    -H 'Content-Type: application/json' "https://ra.demo.ir:$port/api/ra/requests" -o "$ra/registered.json" \
+    --data '{"profile": "personal-signature", "level": 2, "ca": "gica2", "key_location": "desk-token",
+             "applicant": {"national_code": "0499370899", "given_name": "علی", "surname": "محمدی"},
+             "subject": "C=IR,SN=محمدی,GN=علی,serialNumber=0499370899,CN=علی محمدی"}'
+  code=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tracking_code"])' "$ra/registered.json")
+  echo "  registered; tracking code $code"
+  # At the office: receive, proof, key on the token, approval by another officer.
+  id=$(as p1 receive "$code" --national-code 0499370899 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  python3 -c 'import sys, zlib, struct
+def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)) \
+      + chunk(b"IDAT", zlib.compress(b"\x00\x80")) + chunk(b"IEND", b"")
+open(sys.argv[1], "wb").write(png)' "$ra/id-card.png"
+  as p1 proof "$id" --method in-person-two-documents --document "national-id-card:0499370899:$ra/id-card.png" \
+    --statement "کارت ملی اصل با چهره متقاضی تطبیق داده شد" >/dev/null
+  as p1 key "$id" --token Ali --label signature --json >/dev/null
+  as a1 approve "$id" --json >/dev/null
+  echo "  request $id: received, proofed, key made on token Ali, approved"
+  iranpki ra issue   # the CA side, where the CA keys are: never the web process
+  as p1 certificate "$id" --token Ali --label signature --out "$ra/ali.pem"
+  as p1 accept "$id" --tracking-code "$code" --national-code 0499370899 --key 'pkcs11:token=Ali;object=signature' \
+    --json >/dev/null
+  as p1 hand-over "$id" --token Ali --json >/dev/null
+  iranpki ra requests --state accepted
+  if openssl verify -x509_strict -purpose smimesign -CAfile "$out/root.pem" -untrusted "$out/gica2.pem" "$ra/ali.pem" \
+       >"$ra/verify.txt" 2>&1; then
+    echo "  personal signature on token Ali: openssl verify OK; accepted with the token's key; handed over"
+  else
+    echo "  the personal signature failed openssl verify:" >&2; cat "$ra/verify.txt" >&2; fail=1
   fi
 fi
 kill "${server_pids[@]}" 2>/dev/null || true

@@ -323,6 +323,27 @@ class StoreContract:
         assert [r.id for r in store.list_requests(states=("proofed",))] == ["r1"]
         assert store.list_requests(office="THR-01") == []
 
+    def test_evidence_past_its_retention_is_purged_and_none_before(self, store: Store) -> None:
+        from iranpki.store import EvidenceRecord, RequestEvent, RequestRecord
+
+        for rid, level, state in (("old1", 1, "issued"), ("old3", 3, "issued"), ("open", 1, "proofed")):
+            store.add_request(RequestRecord(rid, rid * 8, "issue", "personal-signature", level, "gica1", state,
+                                            {"national_code": "0499370899"}, "CN=Ali", "desk-token", T0, T0,
+                                            T0 + timedelta(30)),
+                              RequestEvent(rid, T0, f"applicant:{rid}", None, None, state), event("x", rid))
+            scan = b"\x89PNG " + rid.encode()
+            store.update_request(rid, 1, {"proofing": {"officer": "p1"}},
+                                 RequestEvent(rid, T0, "officer:p1", None, state, state), event("y", rid),
+                                 evidence=((EvidenceRecord(rid, hashlib.sha256(scan).hexdigest(), "national-id-card",
+                                                           "1", "image/png", len(scan), "p1", T0), scan),))
+        removed = store.purge_evidence({1: T0 + timedelta(days=1), 3: T0}, ("proofed",), event("ra.evidence.purged", "e"))
+        assert removed == 1 and store.list_evidence("old1") == []  # level 1, closed, past its cutoff
+        assert len(store.list_evidence("old3")) == 1 and len(store.list_evidence("open")) == 1
+        with pytest.raises(NotFoundError):
+            store.evidence_data(hashlib.sha256(b"\x89PNG old1").hexdigest())
+        assert store.evidence_data(hashlib.sha256(b"\x89PNG old3").hexdigest()) == b"\x89PNG old3"
+        assert store.audit_log()[-1][2].details["documents"] == 1
+
     def test_attempts_are_counted_in_their_window(self, store: Store) -> None:
         for minute in range(3):
             store.count_attempts("lookup:10.0.0.1", T0 - timedelta(hours=1), add_at=T0 + timedelta(minutes=minute))

@@ -413,6 +413,9 @@ def assert_the_audit_log_shows_every_rule_kept(store, reached: dict[str, int]) -
                 assert "approving" in roles and officer != proofed_by[e.subject][0]
                 assert officer not in approvers.setdefault(e.subject, [])
                 approvers[e.subject].append(officer)
+        elif e.event == "ra.request.proofed" and e.actor.startswith("applicant:"):
+            assert e.details["method"] == "signed-with-current-key", e
+            proofed_by[e.subject] = ("applicant", e.details["method"])
         elif e.event == "ra.request.proofed":
             assert e.actor.startswith("registry:") and e.details["method"] == "automated-inquiry", e
             proofed_by[e.subject] = ("registry", e.details["method"])
@@ -767,7 +770,10 @@ def test_rules_that_weaken_the_cp_are_refused_when_they_load(tmp_path: Path) -> 
                                         (lambda r: r["key_locations"][0].update(storage="paper"), "does not know"),
                                         (lambda r: r.update(extra=1), "extra"),
                                         (lambda r: r["profiles"]["smime"]["key_locations"].append("pocket"),
-                                         "pocket"))):
+                                         "pocket"),
+                                        # No visit where the CP wants one; one approval where it wants two.
+                                        (lambda r: r["levels"][1].update(remote_approvals=0), "does not accept automated"),
+                                        (lambda r: r["levels"][3].update(remote_approvals=1), "dual control"))):
         rules = yaml.safe_load(yaml.safe_dump(shipped))
         change(rules)
         path = tmp_path / f"rules{i}.yaml"
@@ -1120,3 +1126,102 @@ def test_smime_with_a_software_key_renewal_and_hand_over(ra: RegistrationAuthori
     assert handed.state == "issued" and handed.proofing["handed_over"]["officer"] == "p1"
     with pytest.raises(RuleRefusedError):
         ra.hand_over(ra.officer("p1"), request_id, desk.device["serial"])
+
+
+def test_a_workspace_names_its_rules_and_its_identity_registry(tmp_path: Path) -> None:
+    """iranpki.yaml's ra_rules and identity_registry reach the engine `iranpki ra serve` runs; a
+    registry that cannot be loaded, or a malformed simulated one, is a clear error."""
+    import yaml
+
+    from iranpki.errors import ConfigError
+    from iranpki.workspace import CONFIG_NAME, Workspace
+
+    ws = Workspace.init(tmp_path / "ws", repository_url=REPO)
+    rules = yaml.safe_load((Path(__file__).resolve().parent.parent / "policies" / "ra-rules.yaml").read_text())
+    rules["lookup"]["registrations_per_window"] = 500
+    (ws.home / "rules.yaml").write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
+    (ws.home / "people.yaml").write_text(yaml.safe_dump({
+        "people": [{"national_code": "0499370899", "given_name": "علی", "surname": "محمدی", "birth_date": "1990-03-21"}],
+        "mobiles": {"09120000000": "0499370899"}}, allow_unicode=True), encoding="utf-8")
+    config = yaml.safe_load((ws.home / CONFIG_NAME).read_text())
+
+    def engine_with(**settings: str) -> RegistrationAuthority:
+        (ws.home / CONFIG_NAME).write_text(yaml.safe_dump({**config, **settings}), encoding="utf-8")
+        return Workspace.open(ws.home).registration()
+
+    engine = engine_with(ra_rules="rules.yaml", identity_registry="simulated:people.yaml")
+    assert engine.rules.lookup.registrations_per_window == 500
+    assert engine.registry is not None and engine.registry.mobile_owned_by("09120000000", "0499370899")
+    assert engine.registry.person("0499370899").surname == "محمدی"
+    with pytest.raises(ConfigError, match="no_such_adapter"):
+        engine_with(identity_registry="no_such_adapter:make")
+    (ws.home / "people.yaml").write_text("people: [{national_code: 1}]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not a simulated registry"):
+        engine_with(identity_registry="simulated:people.yaml")
+    with pytest.raises(ConfigError, match="identity_registry"):
+        engine_with(identity_registry="not a spec")
+
+
+def test_a_level_3_rekey_takes_a_visit_and_a_revocation_does_not(ra: RegistrationAuthority, cas: dict) -> None:
+    """The rules let the current key ask for a re-key only at levels 1 and 2, and for a
+    revocation at every level."""
+    request_id, code = proofed_level3(ra)
+    key, csr = csr_for()
+    ra.bind_key(ra.officer("p1"), request_id, csr=csr, device=DEVICE)
+    ra.approve(ra.officer("a1"), request_id)
+    ra.approve(ra.officer("a2"), request_id)
+    [outcome] = worker_for(ra, cas).run_once()
+    rekey = ra.request_change("rekey", outcome.serial, second_factor="0499370899", key_location="desk-token")
+    applicant = ra.applicant(rekey.code, "0499370899", client="panel")
+    signature = key.sign(ra.change_text(rekey.request), ec.ECDSA(hashes.SHA256()))
+    with pytest.raises(RuleRefusedError) as refused:
+        ra.proof_by_current_key(applicant, rekey.request.id, signature)
+    assert refused.value.rule == "proofing-method" and "visit" in str(refused.value)
+    ra.cancel(applicant, rekey.request.id)
+    revoke = ra.request_change("revoke", outcome.serial, second_factor="0499370899", reason="keyCompromise")
+    applicant = ra.applicant(revoke.code, "0499370899", client="panel")
+    signature = key.sign(ra.change_text(revoke.request), ec.ECDSA(hashes.SHA256()))
+    assert ra.proof_by_current_key(applicant, revoke.request.id, signature).state == "awaiting-approval"
+
+
+def test_evidence_is_kept_for_the_cps_archive_period_and_exported_for_an_inspector(
+        ra: RegistrationAuthority, cas: dict, tmp_path: Path) -> None:
+    """The scans of a request are listed with the date until which they are kept (the CP's
+    archive period for the level), exported with the request's events for an inspector (the
+    files' SHA-256 as recorded), and purged only once that period has passed and the request is
+    closed."""
+    import hashlib
+    import json
+    import sys
+
+    import yaml
+
+    worker = worker_for(ra, cas)
+    done_id, _ = _issued_level1(ra, worker)
+    reg = ra.register(profile="personal-signature", level=1, ca="gica1", applicant=ALI, subject=ALI_SUBJECT,
+                      key_location="desk-token")
+    open_id = ra.receive(ra.officer("p1"), reg.code, "0499370899").id
+    ra.proof(ra.officer("p1"), open_id, method="in-person", documents=documents("national-id-card"))
+    (tmp_path / "iranpki.yaml").write_text(yaml.safe_dump({"store": "store.sqlite3", "repository_url": REPO}))
+    iranpki = str(Path(sys.executable).parent / "iranpki")
+    listed = subprocess.run([iranpki, "ra", "evidence", "list", done_id, "--home", str(tmp_path), "--json"],
+                            capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    [doc] = json.loads(listed.stdout)
+    years = ra.policy.level(1).records.archive_retention_years
+    assert doc["kind"] == "national-id-card" and doc["kept_until"].startswith(str(T0.year + years))
+    exported = subprocess.run([iranpki, "ra", "evidence", "export", done_id, "--out", str(tmp_path / "inspector"),
+                               "--home", str(tmp_path)], capture_output=True, text=True)
+    assert exported.returncode == 0, exported.stderr
+    manifest = json.loads((tmp_path / "inspector" / "evidence.json").read_text(encoding="utf-8"))
+    [scan] = manifest["documents"]
+    assert hashlib.sha256((tmp_path / "inspector" / scan["file"]).read_bytes()).hexdigest() == doc["sha256"]
+    assert [e["to"] for e in manifest["events"]][-1] == "issued"
+    # Not before its time; then the closed request's scans go, the open one's stay.
+    ra.clock.moment = T0 + timedelta(days=365 * years - 30)
+    assert ra.purge_evidence(OPERATOR) == 0
+    ra.clock.moment = T0 + timedelta(days=365 * years + 10)
+    assert ra.purge_evidence(OPERATOR) == 1
+    assert ra.store.list_evidence(done_id) == [] and len(ra.store.list_evidence(open_id)) == 1
+    with pytest.raises(RuleRefusedError):
+        ra.purge_evidence(ra.officer("p1"))

@@ -135,7 +135,8 @@ def _approve_softhsm(ws: Workspace, secret: SecretSource, base: Path) -> None:
                                              trust_roots=[(base / "root.pem").read_bytes()])
 
 
-def call(server: dict, method: str, path: str, body: object = None, *, officer: bool = False) -> tuple[int, dict, dict]:
+def call(server: dict, method: str, path: str, body: object = None, *, officer: bool = False,
+         host: str | None = None) -> tuple[int, dict, dict]:
     context = ssl.create_default_context(cafile=str(server["base"] / "trust.pem"))
     if officer:
         context.load_cert_chain(str(server["base"] / "officer.pem"), str(server["base"] / "officer.key"),
@@ -148,7 +149,10 @@ def call(server: dict, method: str, path: str, body: object = None, *, officer: 
     conn.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", server["port"]), timeout=30),
                                     server_hostname="ra.test.ir")
     data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
-    conn.request(method, f"/api/ra{path}", body=data, headers={"Content-Type": "application/json"} if data else {})
+    headers = {"Content-Type": "application/json"} if data else {}
+    if host is not None:
+        headers["Host"] = host
+    conn.request(method, f"/api/ra{path}", body=data, headers=headers)
     response = conn.getresponse()
     payload = response.read()
     conn.close()
@@ -343,6 +347,16 @@ def _csr(tmp_path: Path) -> Path:
     path = tmp_path / "subscriber.csr"
     path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
     return path
+
+
+def test_the_server_answers_for_the_names_in_its_certificate_and_in_json(server: dict) -> None:
+    """Host ra.test.ir (the server certificate's name) is served; another Host, or a path
+    outside the API, gets a JSON error, not Django's HTML page."""
+    assert call(server, "GET", "/openapi.json", host="ra.test.ir")[0] == 200
+    status, _, refused = call(server, "GET", "/openapi.json", host="intranet.example")
+    assert status == 400 and refused["error"]["code"] == "bad-request"
+    status, _, missing = call(server, "GET", "/../../admin/")
+    assert status == 404 and missing["error"]["code"] == "not-found"
 
 
 def test_the_openapi_document_is_served_and_committed(server: dict) -> None:

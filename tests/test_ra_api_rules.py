@@ -373,3 +373,149 @@ def test_forged_and_foreign_officers_get_clear_refusals(officers: dict, cas: dic
         ra_api.use_engine(None)
         store.close()
 
+
+
+@pytest.fixture
+def counter(officers: dict, cas: dict, tmp_path: Path):  # noqa: ANN201, F811
+    """The API over a copy of the officers' store, with the simulated registry and the CA side."""
+    shutil.copy(officers["base"] / "store.sqlite3", tmp_path / "store.sqlite3")
+    clock = FixedClock(T0)
+    store = open_store(tmp_path / "store.sqlite3", clock=clock)
+    ra = RegistrationAuthority(store, clock=clock, registry=simulated_registry())
+    worker = RaWorker(ra, lambda name: CertificateAuthority(store.get_ca(name), cas[name].signer, store, clock=clock))
+    try:
+        yield store, worker, Api(ra)
+    finally:
+        from iranpki_portals import ra_api
+
+        ra_api.use_engine(None)
+        store.close()
+
+
+def test_the_applicants_journeys_over_the_api(counter: tuple, officers: dict, cas: dict, tmp_path: Path) -> None:  # noqa: F811
+    """Mobile signature at level 1 with no visit (the simulated registry's inquiry, the phone's
+    CSR, the certificate fetched, accepted with the phone's key); a software key downloaded once
+    as a PKCS#12 that openssl opens; a revocation asked for by serial and national code, carried
+    out by the CA side; a wrong serial counted as a failed lookup, and registrations limited per
+    client address."""
+    import subprocess
+
+    from cryptography.hazmat.primitives.asymmetric import ec as _ec
+
+    store, worker, api = counter
+    register = {"profile": "personal-signature", "level": 1, "ca": "gica1", "applicant": ALI, "subject": ALI_SUBJECT}
+    status, made = api.call("POST", "/requests", {**register, "key_location": "phone"})
+    rid, code = made["request"]["id"], (made["tracking_code"], "0499370899")
+    assert api.call("POST", f"/requests/{rid}/inquiry", {"mobile": "09120000000"}, code=code)[1]["state"] == "proofed"
+    phone_key, csr = csr_for()
+    assert api.call("POST", f"/requests/{rid}/key", {"csr": _b64(csr)}, code=code)[1]["state"] == "approved"
+    [outcome] = worker.run_once()
+    status, issued = api.call("GET", f"/requests/{rid}/certificate", code=code)
+    assert status == 200 and issued["serial"] == f"{outcome.serial:x}"
+    assert x509.load_pem_x509_certificate(issued["pem"].encode()).public_key() == phone_key.public_key()
+    text = api.call("GET", f"/requests/{rid}/acceptance", code=code)[1]["text"]
+    signature = phone_key.sign(text.encode(), _ec.ECDSA(hashes.SHA256()))
+    status, accepted = api.call("POST", f"/requests/{rid}/accept", {"signature": _b64(signature)}, code=code)
+    assert status == 200 and accepted["state"] == "accepted"
+    status, replayed = api.call("POST", f"/requests/{rid}/accept", {"signature": _b64(signature)}, code=code)
+    assert status == 409 and replayed["error"]["rule"] == "state"
+    status, bad = api.call("POST", f"/requests/{rid}/accept", {"signature": "not base64!"}, code=code)
+    assert status == 400 and "signature" in bad["error"]["message"]
+    
+    # A software key, handed out once.
+    status, made = api.call("POST", "/requests", {**register, "key_location": "software-pkcs12"})
+    sid, scode = made["request"]["id"], (made["tracking_code"], "0499370899")
+    certs, keys = officers["certificates"], officers["keys"]
+    api.call("POST", "/office/receive", {"tracking_code": scode[0], "second_factor": "0499370899"},
+             officer=certs["p1"])
+    api.call("POST", f"/office/requests/{sid}/proof", officer=certs["p1"],
+             files=proof_form("in-person", False, signed_by=(keys["p1"], certs["p1"])))
+    passphrase = "رمز عبور بلند من 1405"
+    assert api.call("POST", f"/requests/{sid}/key", {"passphrase": passphrase}, code=scode)[0] == 200
+    assert api.call("POST", f"/office/requests/{sid}/approve", officer=certs["a1"])[1]["state"] == "approved"
+    worker.run_once()
+    status, wrong = api.call("POST", f"/requests/{sid}/pkcs12", {"passphrase": "not it at all"}, code=scode)
+    assert status == 403 and wrong["error"]["code"] == "passphrase"
+    response = api.client.post(f"/api/ra/requests/{sid}/pkcs12", {"passphrase": passphrase},
+                               content_type="application/json", HTTP_X_TRACKING_CODE=scode[0],
+                               HTTP_X_SECOND_FACTOR=scode[1])
+    assert response.status_code == 200 and response["Content-Type"] == "application/x-pkcs12"
+    assert response["Cache-Control"] == "no-store"
+    (tmp_path / "ali.p12").write_bytes(response.content)
+    opened = subprocess.run(["openssl", "pkcs12", "-in", str(tmp_path / "ali.p12"), "-nokeys", "-passin",
+                             f"pass:{passphrase}"], capture_output=True, text=True)
+    assert opened.returncode == 0 and "BEGIN CERTIFICATE" in opened.stdout, opened.stderr
+    assert api.call("POST", f"/requests/{sid}/pkcs12", {"passphrase": passphrase}, code=scode)[0] == 409
+    
+    # A revocation by the subscriber: by serial and national code, at the office, then the CA side.
+    status, change = api.call("POST", "/changes", {"kind": "revoke", "serial": f"{outcome.serial:x}",
+                                                   "second_factor": "0499370899", "reason": "keyCompromise"})
+    assert status == 201 and change["request"]["kind"] == "revoke"
+    status, unknown = api.call("POST", "/changes", {"kind": "revoke", "serial": "12ab",
+                                                    "second_factor": "0499370899"})
+    assert status == 404
+    status, bad = api.call("POST", "/changes", {"kind": "revoke", "serial": "xyz", "second_factor": "0499370899"})
+    assert status == 400 and "serial" in bad["error"]["message"]
+    cid = change["request"]["id"]
+    api.call("POST", "/office/receive", {"tracking_code": change["tracking_code"], "second_factor": "0499370899"},
+             officer=certs["p1"])
+    api.call("POST", f"/office/requests/{cid}/proof", officer=certs["p1"],
+             files=proof_form("in-person", False, signed_by=(keys["p1"], certs["p1"])))
+    api.call("POST", f"/office/requests/{cid}/approve", officer=certs["a1"])
+    worker.run_once()
+    assert store.get_certificate(outcome.serial).status == "revoked"
+    # Registrations from one address: the rules' limit per window, then 429 with Retry-After.
+    statuses = [api.call("POST", "/requests", {**register, "key_location": "phone"})[0] for _ in range(30)]
+    assert statuses.count(201) < 30 and statuses[-1] == 429
+
+
+def test_a_rekey_signed_with_the_current_key_needs_no_visit(counter: tuple, officers: dict, cas: dict,  # noqa: F811
+                                                            tmp_path: Path) -> None:
+    """Re-key end to end over the API: a level-1 phone certificate; the subscriber asks for a
+    re-key, signs the request with the current key (no visit), binds the new phone key, an
+    officer approves, the CA side issues; the new certificate has the new key and the same
+    subject, and openssl verifies it. A signature by another key is refused by name (a level-3
+    re-key without a visit: tests/test_ra.py)."""
+    import subprocess
+
+    from cryptography.hazmat.primitives.asymmetric import ec as _ec
+
+    store, worker, api = counter
+    certs = officers["certificates"]
+    status, made = api.call("POST", "/requests", {"profile": "personal-signature", "level": 1, "ca": "gica1",
+                                                  "applicant": ALI, "subject": ALI_SUBJECT, "key_location": "phone"})
+    rid, code = made["request"]["id"], (made["tracking_code"], "0499370899")
+    api.call("POST", f"/requests/{rid}/inquiry", {"mobile": "09120000000"}, code=code)
+    old_key, csr = csr_for()
+    api.call("POST", f"/requests/{rid}/key", {"csr": _b64(csr)}, code=code)
+    [first] = worker.run_once()
+    # The re-key request, proofed by the current key.
+    status, change = api.call("POST", "/changes", {"kind": "rekey", "serial": f"{first.serial:x}",
+                                                   "second_factor": "0499370899", "key_location": "phone"})
+    assert status == 201
+    kid, kcode = change["request"]["id"], (change["tracking_code"], "0499370899")
+    text = api.call("GET", f"/requests/{kid}/change-text", code=kcode)[1]["text"].encode()
+    stranger = _ec.generate_private_key(_ec.SECP256R1()).sign(text, _ec.ECDSA(hashes.SHA256()))
+    status, refused = api.call("POST", f"/requests/{kid}/current-key", {"signature": _b64(stranger)}, code=kcode)
+    assert (status, refused["error"]["rule"]) == (409, "current-key")
+    signed = old_key.sign(text, _ec.ECDSA(hashes.SHA256()))
+    status, proofed = api.call("POST", f"/requests/{kid}/current-key", {"signature": _b64(signed)}, code=kcode)
+    assert status == 200 and proofed["state"] == "proofed"
+    new_key, new_csr = csr_for()
+    assert api.call("POST", f"/requests/{kid}/key", {"csr": _b64(new_csr)}, code=kcode)[1]["state"] == \
+        "awaiting-approval"
+    assert api.call("POST", f"/office/requests/{kid}/approve", officer=certs["a1"])[1]["state"] == "approved"
+    [second] = worker.run_once()
+    assert second.error is None and second.serial != first.serial
+    status, issued = api.call("GET", f"/requests/{kid}/certificate", code=kcode)
+    new_cert = x509.load_pem_x509_certificate(issued["pem"].encode())
+    old_cert = x509.load_der_x509_certificate(store.get_certificate(first.serial).certificate)
+    assert new_cert.public_key() == new_key.public_key() and new_cert.subject == old_cert.subject
+    (tmp_path / "new.pem").write_text(issued["pem"])
+    (tmp_path / "cas.pem").write_bytes((cas["base"] / "root.pem").read_bytes() + cas["gica1"].certificate.public_bytes(
+        Encoding.PEM))
+    verified = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "cas.pem"), "-attime",
+                               str(int(T0.timestamp())), str(tmp_path / "new.pem")], capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    events = store.request_events(kid)
+    assert [e.to_state for e in events] == ["submitted", "proofed", "awaiting-approval", "approved", "issued"]

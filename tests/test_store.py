@@ -284,6 +284,40 @@ def test_a_read_only_store_file_opens_read_only_and_nothing_is_half_done(tmp_pat
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+def test_a_read_only_version_3_store_says_it_has_no_registration_records(tmp_path: Path) -> None:
+    """A store of version 3 on which this user cannot write is read as it is; the RA's commands
+    say the store must be upgraded once where it can be written, not SQLite's 'no such table'."""
+    import shutil
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="iranpki-ro3-"))
+    tmp_path.chmod(0o755)
+    Workspace.init(tmp_path / "ws", repository_url="http://repo.test.ir").close()
+    store = tmp_path / "ws" / "iranpki.sqlite3"
+    db = sqlite3.connect(store)
+    for table in ("ra_evidence", "ra_blobs", "ra_events", "ra_attempts", "ra_requests", "ra_officers", "ra_offices"):
+        db.execute(f"DROP TABLE {table}")
+    db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    store.chmod(0o444)
+    (tmp_path / "ws").chmod(0o755)
+    iranpki = str(Path(sys.executable).parent / "iranpki")
+    try:
+        def run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", iranpki, *args,
+                                   "--home", str(tmp_path / "ws")], capture_output=True, text=True, timeout=60)
+
+        listed = run("cert", "list")
+        assert listed.returncode == 0, listed.stderr
+        for command in (["ra", "requests"], ["ra", "office", "list"], ["ra", "officer", "list"]):
+            refused = run(*command)
+            assert refused.returncode != 0 and "schema version 3" in refused.stderr and \
+                "upgrades it" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 def test_stores_open_through_one_factory(tmp_path) -> None:
     """Issue 14 item 4: the workspace, the benchmarks and the examples open stores by location
     through iranpki.store.open_store; a location no backend serves is refused by name."""

@@ -55,3 +55,42 @@ def test_a_long_persian_name_within_64_characters_is_accepted(software_ca) -> No
     parsed = ax509.Certificate.load(cert.record.certificate)
     assert parsed.subject.native["common_name"] == f"{gn} {sn}"
     assert cert.record.subject.startswith(f"CN={gn} {sn},")
+
+
+def test_names_relying_parties_cannot_compare_are_refused_at_issuance() -> None:
+    """A Persian value that ends with a digit or mixes in Latin letters breaks RFC 4518 name
+    comparison (asn1crypto, hence pyHanko's path building, raised on the officer certificate of
+    'دفتر پیشخوان تهران ۱'): the profile refuses it with what to write instead. The check agrees
+    with asn1crypto's string preparation on every value drawn."""
+    from asn1crypto import x509 as asn1_x509
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from iranpki.profiles import bidi_problem
+
+    def asn1crypto_refuses(value: str) -> bool:
+        name = asn1_x509.Name.build({"organization_name": value})
+        try:
+            name.hashable
+        except ValueError:
+            return True
+        return False
+
+    alphabet = st.sampled_from(list("دفترپیشخوانتهرانیک") + list("۱۲۳0123") + list("abcXYZ") + [" ", "-"])
+
+    @settings(max_examples=400, deadline=None, derandomize=True, database=None)
+    @given(st.text(alphabet, min_size=1, max_size=12).map(str.strip).filter(bool))
+    def agrees(value: str) -> None:
+        assert (bidi_problem(value) is not None) == asn1crypto_refuses(value), value
+
+    agrees()
+    assert bidi_problem("دفتر پیشخوان تهران ۱") and "begin and end" in bidi_problem("دفتر پیشخوان تهران ۱")
+    assert bidi_problem("رضا احمدی p1") and "Latin" in bidi_problem("رضا احمدی p1")
+    assert bidi_problem("دفتر پیشخوان شماره ۱ تهران") is None and bidi_problem("Example Co 1") is None
+    from iranpki.ca import parse_subject
+    from iranpki.profiles import load_profile
+
+    violations: list = []
+    load_profile("organisational-seal").normalise_subject(parse_subject(
+        "C=IR,O=شرکت نمونه ۲,organizationIdentifier=NTRIR-10380284790,CN=مهر سازمانی شرکت نمونه"), violations)
+    assert [v.attribute for v in violations] == ["subject O"] and "RFC 4518" in violations[0].rule

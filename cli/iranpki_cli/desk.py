@@ -28,17 +28,23 @@ def _connection(func: F) -> F:
                         help="The name the server's certificate carries, when --server gives an address.")(func)
     func = click.option("--trust", type=_FILE, default=None, envvar="IRANPKI_RA_TRUST",
                         help="CA certificates (PEM) that verify the RA server (default: the system's).")(func)
-    func = click.option("--client-key", type=_FILE, envvar="IRANPKI_RA_KEY", required=True,
+    func = click.option("--client-key", type=_FILE, envvar="IRANPKI_RA_KEY",
                         help="The key of the officer's client certificate (PEM; a passphrase from "
                              "IRANPKI_KEY_PASSPHRASE).")(func)
-    func = click.option("--client-cert", type=_FILE, envvar="IRANPKI_RA_CERT", required=True,
+    func = click.option("--client-cert", type=_FILE, envvar="IRANPKI_RA_CERT",
                         help="The officer's client certificate (PEM), profile ra-officer.")(func)
-    func = click.option("--server", envvar="IRANPKI_RA_URL", required=True,
+    func = click.option("--server", envvar="IRANPKI_RA_URL",
                         help="The RA's URL, e.g. https://ra.example.ir:8443 (or IRANPKI_RA_URL).")(func)
     return json_option(func)  # type: ignore[return-value]
 
 
 def _client(kw: dict[str, Any]) -> RaClient:
+    for option, env, value in (("--server", "IRANPKI_RA_URL", kw.get("server")),
+                               ("--client-cert", "IRANPKI_RA_CERT", kw.get("client_cert")),
+                               ("--client-key", "IRANPKI_RA_KEY", kw.get("client_key"))):
+        if not value:
+            raise click.UsageError(f"the desk needs {option} (or {env} in the environment): the RA's URL and the "
+                                   "officer's client certificate and key")
     return RaClient(kw.pop("server"), certificate=kw.pop("client_cert"), key=kw.pop("client_key"),
                     key_password=os.environ.get("IRANPKI_KEY_PASSPHRASE"), trust=kw.pop("trust"),
                     server_name=kw.pop("server_name"))
@@ -138,13 +144,15 @@ def proof(request_id: str, method: str, documents: tuple[str, ...], statement: s
     from iranpki.keys import open_signer
 
     parsed = [_document(d) for d in documents]
-    certificate = Path(kw["client_cert"]).read_bytes()
-    signer = open_signer(sign_key or kw["client_key"], key_secrets(passphrase_file))
+    cert_file, key_file = kw["client_cert"], kw["client_key"]
+    client = _client(kw)  # the connection's settings checked before the key is opened
+    certificate = Path(cert_file).read_bytes()
+    signer = open_signer(sign_key or key_file, key_secrets(passphrase_file))
     signature = signing.sign_cms(statement.encode("utf-8"), signer, certificate)
     files = [Upload("scan", path.name, path.read_bytes(), mimetypes.guess_type(path.name)[0] or "application/octet-stream")
              for _, _, path in parsed]
     files.append(Upload("statement_signature", "statement.p7s", signature, "application/pkcs7-signature"))
-    record = _client(kw).call("POST", f"/office/requests/{request_id}/proof", files=files, form={
+    record = client.call("POST", f"/office/requests/{request_id}/proof", files=files, form={
         "method": method, "statement": statement, "document_kind": [k for k, _, _ in parsed],
         "document_number": [n for _, n, _ in parsed]})
     _show(record, as_json, f"request {request_id} proofed")

@@ -217,6 +217,75 @@ def device_list(home: str, as_json: bool) -> None:
               [[r.manufacturer, r.model, when(r.valid_until), r.lab, r.approval_id] for r in records])
 
 
+@ra.group()
+def evidence() -> None:
+    """The identity evidence of requests: the scans, for an inspector, and their retention."""
+
+
+@evidence.command("list")
+@click.argument("request_id")
+@home_option
+@json_option
+def evidence_list(request_id: str, home: str, as_json: bool) -> None:
+    """The documents recorded for a request, and until when each is kept (the CP's archive period)."""
+    ws = workspace(home)
+    engine = ws.registration()
+    record = ws.store.get_request(request_id)
+    rows = [{"kind": e.kind, "number": e.number, "sha256": e.sha256, "media_type": e.media_type, "size": e.size,
+             "officer": e.officer, "recorded_at": iso(e.at), "kept_until": iso(engine.evidence_kept_until(record, e))}
+            for e in ws.store.list_evidence(request_id)]
+    if as_json:
+        emit_json(rows)
+    else:
+        table(f"evidence of request {request_id}", ["document", "number", "SHA-256", "size", "officer", "kept until"],
+              [[r["kind"], r["number"], r["sha256"][:16] + "...", str(r["size"]), r["officer"], r["kept_until"][:10]]
+               for r in rows])
+
+
+@evidence.command("export")
+@click.argument("request_id")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="A new folder for the scans.")
+@home_option
+@json_option
+def evidence_export(request_id: str, out: str, home: str, as_json: bool) -> None:
+    """Write a request's scans (named by their SHA-256) and evidence.json (the request's events,
+    the documents, the proofing with the officer's signed statement) into a new folder."""
+    import json
+    import mimetypes
+
+    ws = workspace(home)
+    record = ws.store.get_request(request_id)
+    folder = Path(out)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=False)
+    documents = []
+    for e in ws.store.list_evidence(request_id):
+        name = e.sha256 + (mimetypes.guess_extension(e.media_type) or ".bin")
+        data = ws.store.evidence_data(e.sha256)
+        (folder / name).write_bytes(data)
+        documents.append({"file": name, "kind": e.kind, "number": e.number, "sha256": e.sha256, "size": e.size,
+                          "officer": e.officer, "recorded_at": iso(e.at)})
+    manifest = {"request": _request_info(record), "proofing": {k: v for k, v in record.proofing.items()
+                                                              if k != "software_key"},
+                "documents": documents,
+                "events": [{"at": iso(e.at), "actor": e.actor, "office": e.office, "from": e.from_state,
+                            "to": e.to_state, "details": e.details} for e in ws.store.request_events(request_id)]}
+    (folder / "evidence.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2, default=str),
+                                          encoding="utf-8")
+    emit_json({"out": str(folder), "documents": len(documents)}) if as_json else console.print(
+        f"{len(documents)} document(s) and evidence.json written to {folder}", highlight=False)
+
+
+@evidence.command("purge")
+@home_option
+@json_option
+def evidence_purge(home: str, as_json: bool) -> None:
+    """Remove the scans whose retention has passed (the CP's archive period of their level), of
+    requests no longer open. Audited with the number removed."""
+    removed = workspace(home).registration().purge_evidence(_operator())
+    emit_json({"removed": removed}) if as_json else console.print(f"{removed} document scan(s) removed",
+                                                                   highlight=False)
+
+
 def _request_info(r: RequestRecord) -> dict:
     return {"id": r.id, "kind": r.kind, "profile": r.profile, "level": r.level, "ca": r.ca, "state": r.state,
             "office": r.office, "subject": r.subject, "key_location": r.key_location,

@@ -398,6 +398,23 @@ def accept(request: HttpRequest, request_id: str, body: Acceptance):  # noqa: AN
     return _out(engine().accept(request.auth, request_id, _binary(body.signature, "signature"), scheme=body.scheme))
 
 
+@api.get("/requests/{request_id}/change-text", auth=applicant_auth,
+         response={200: AcceptanceText, 403: Error, 404: Error, 409: Error, 429: Error},
+         summary="The text to sign with the current certificate's key, to ask for a change with no visit",
+         tags=["applicant"])
+def change_text(request: HttpRequest, request_id: str):  # noqa: ANN201
+    return {"text": engine().change_text(_own(request, request_id)).decode("utf-8")}
+
+
+@api.post("/requests/{request_id}/current-key", auth=applicant_auth,
+          response={200: RequestOut, 400: Error, 403: Error, 404: Error, 409: Error, 429: Error},
+          summary="Proof a change with no visit: the change text signed with the current certificate's key",
+          tags=["applicant"])
+def current_key(request: HttpRequest, request_id: str, body: Acceptance):  # noqa: ANN201
+    return _out(engine().proof_by_current_key(request.auth, request_id, _binary(body.signature, "signature"),
+                                              scheme=body.scheme))
+
+
 @api.post("/requests/{request_id}/cancel", auth=applicant_auth,
           response={200: RequestOut, 403: Error, 404: Error, 409: Error, 429: Error},
           summary="Cancel an open request", tags=["applicant"])

@@ -52,6 +52,18 @@ def _limited(app):  # noqa: ANN001, ANN202 - WSGI
     return limited
 
 
+def certificate_names(certificate: str) -> list[str]:
+    """The DNS names of the server certificate (the first in the PEM file)."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(Path(certificate).read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(n) for n in san.get_values_for_type(x509.DNSName)]
+
+
 def openapi_document() -> dict:
     """The API's OpenAPI 3.1 document, as the server serves it."""
     application()
@@ -66,6 +78,10 @@ def serve(home: str | os.PathLike[str], *, host: str, port: int, certificate: st
     from cheroot.ssl.builtin import BuiltinSSLAdapter
 
     os.environ["IRANPKI_HOME"] = str(Path(home).resolve())
+    # The host names the server answers for are those its certificate carries (Django's
+    # ALLOWED_HOSTS), beside the loopback names.
+    names = [n for n in os.environ.get("IRANPKI_PORTALS_HOSTS", "").split(",") if n] + certificate_names(certificate)
+    os.environ["IRANPKI_PORTALS_HOSTS"] = ",".join(dict.fromkeys(names))
     app = application()
     server = wsgi.Server((host, port), app, numthreads=threads, max=threads, request_queue_size=64,
                          timeout=10, shutdown_timeout=5, server_name="iranpki-ra")

@@ -1,7 +1,35 @@
 from __future__ import annotations
 
+import json
+
+from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
 from .ra_api import api
 
 urlpatterns = [path("api/ra/", api.urls)]
+
+
+def _json_error(status: int, code: str, message: str) -> HttpResponse:
+    return HttpResponse(json.dumps({"error": {"code": code, "message": message}}), status=status,
+                        content_type="application/json")
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's own refusals (a Host the server does not serve, a malformed request): JSON too."""
+    return _json_error(400, "bad-request", "the request was refused before it reached the API: a Host header this "
+                       "server does not serve (the names in its certificate), or a malformed request")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _json_error(404, "not-found", f"no such address: {request.path}; the API is under /api/ra/ "
+                       "(its description: /api/ra/openapi.json)")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return _json_error(500, "internal", "the RA could not answer; the operator finds the cause in the audit log")
+
+
+handler400 = bad_request
+handler404 = not_found
+handler500 = server_error

@@ -306,6 +306,26 @@ class Profile(_Frozen):
         return good_dns, good_ips, good_emails
 
 
+def bidi_problem(value: str) -> str | None:
+    """Why relying parties cannot compare this name, or None. Certificate path validators and
+    directories compare names after RFC 4518 string preparation, whose bidirectional rule (RFC
+    3454 section 6) refuses a value with right-to-left letters (Persian) that also holds
+    left-to-right letters (Latin), or that begins or ends with anything but a right-to-left
+    letter (a digit, a bracket, a point): such a certificate breaks their path building."""
+    import unicodedata
+
+    kinds = [unicodedata.bidirectional(c) for c in value]
+    if not any(k in ("R", "AL") for k in kinds):
+        return None
+    if "L" in kinds:
+        return ("mixes Persian letters with Latin ones, which name comparison (RFC 4518) refuses; write it in one "
+                "script")
+    if kinds[0] not in ("R", "AL") or kinds[-1] not in ("R", "AL"):
+        return ("begins or ends with a digit or sign after Persian letters, which name comparison (RFC 4518) "
+                "refuses; begin and end with a Persian letter (e.g. 'دفتر شماره ۱ تهران', not 'دفتر تهران ۱')")
+    return None
+
+
 def _check_dns(name: str, out: list[Violation], what: str = "subjectAltName dns") -> bool:
     labels = name[2:].split(".") if name.startswith("*.") else name.split(".")
     if len(name) > 253 or len(labels) < 2 or not all(_DNS_LABEL.match(label) for label in labels):
@@ -327,6 +347,9 @@ def _check_attribute(attr: SubjectAttribute, value: str, out: list[Violation]) -
         return None
     if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
         out.append(Violation(label, value, "holds control characters"))
+        return None
+    if (bidi := bidi_problem(value)) is not None:
+        out.append(Violation(label, value, bidi))
         return None
     try:
         if attr.check == "national-code":

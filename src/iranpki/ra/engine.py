@@ -25,7 +25,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from ..clock import Clock, SystemClock
@@ -492,6 +492,55 @@ class RegistrationAuthority:
                                    + "; ".join(result.problems), rule="signed-statement", request=record.id)
         return signature
 
+    def change_text(self, record: RequestRecord) -> bytes:
+        """What the subscriber signs with the current key to ask for a change with no visit (UTF-8)."""
+        if record.kind not in CHANGE_KINDS or record.serial is None:
+            raise RuleRefusedError(f"request {record.id} is not about an existing certificate", rule="state",
+                                   request=record.id)
+        return (f"I ask for the {record.kind} of certificate {record.serial:x} issued by {record.ca} to "
+                f"{record.subject}, on request {record.id}.").encode("utf-8")
+
+    def proof_by_current_key(self, applicant: Actor, request_id: str, signature: bytes, *,
+                             scheme: str = "sha256") -> RequestRecord:
+        """Proofing with no visit for a change the rules allow so (``signed-with-current-key`` at
+        the request's level): :meth:`change_text` signed with the key of the certificate the
+        request concerns, which must be valid now. The signature is kept. A re-key then binds its
+        new key; the others go to their approvals."""
+        import base64
+
+        from cryptography import x509
+
+        from ..keys.base import SignatureScheme, signature_valid
+
+        record = self.store.get_request(request_id)
+        applicant = self._applicant_may(applicant, record)
+        rule = self.rules.changes.get(record.kind)
+        if rule is None or "signed-with-current-key" not in rule.proofing or record.level not in rule.current_key_levels:
+            raise RuleRefusedError(f"a {record.kind} of a level {record.level} certificate needs a visit to a "
+                                   "registration office", rule="proofing-method", request=request_id)
+        if record.state != "submitted":
+            raise RuleRefusedError(f"request {request_id} is {record.state}, not submitted", rule="state",
+                                   request=request_id)
+        current = self.store.get_certificate(record.serial or 0)
+        now = self.clock.now()
+        if current.status != "valid" or current.not_after <= now:
+            raise RuleRefusedError(f"certificate {current.serial:x} is {current.status if current.status != 'valid' else 'expired'}; "
+                                   "only a valid certificate's key can ask for a change", rule="certificate-status",
+                                   request=request_id)
+        key = x509.load_der_x509_certificate(current.certificate).public_key()
+        if not signature_valid(key, signature, self.change_text(record), SignatureScheme.parse(scheme)):
+            raise RuleRefusedError("the request is not signed by the key of the certificate it concerns, over this "
+                                   "request's text", rule="current-key", request=request_id)
+        proofing = {"method": "signed-with-current-key", "officer": None, "office": None, "at": now.isoformat(),
+                    "signature": base64.b64encode(signature).decode("ascii"), "scheme": scheme, "documents": [],
+                    "statement": "", "approvals": []}
+        target = "proofed"
+        if not self._needs_new_key(record):
+            target = "approved" if self._approvals_needed(record) == 0 else "awaiting-approval"
+        return self._move(record, applicant, target, expect=("submitted",), changes={"proofing": proofing},
+                          details={"method": "signed-with-current-key",
+                                   "signature_sha256": hashlib.sha256(signature).hexdigest()})
+
     def inquire(self, request_id: str, *, mobile: str) -> RequestRecord:
         """Level-1 proofing with no visit: the civil registry confirms the applicant's national
         code, name and that they are alive; the mobile operator that ``mobile`` is theirs."""
@@ -720,6 +769,22 @@ class RegistrationAuthority:
         return self._move(record, applicant, "accepted", expect=("issued",), changes={"proofing": proofing},
                           details={"signature_sha256": hashlib.sha256(signature).hexdigest()})
 
+    def evidence_kept_until(self, record: RequestRecord, evidence: EvidenceRecord) -> datetime:
+        """Until when a document scan is kept: the CP's archive retention for the request's level,
+        from when it was recorded."""
+        return _years_after(evidence.at, self.policy.level(record.level).records.archive_retention_years)
+
+    def purge_evidence(self, actor: Actor) -> int:
+        """Remove the scans whose retention (the CP's archive period of their level) has passed,
+        of requests no longer open; the CA operator's, audited with the number removed. A scan is
+        never removed before its time: a request still open keeps all of its scans."""
+        self._operator(actor)
+        now = self.clock.now()
+        cutoffs = {n: _years_after(now, -self.policy.level(n).records.archive_retention_years) for n in (1, 2, 3, 4)}
+        return self.store.purge_evidence(cutoffs, OPEN_STATES, AuditEvent(
+            "ra.evidence.purged", "evidence", str(actor),
+            {f"level {n}": f"recorded before {c:%Y-%m-%d}" for n, c in cutoffs.items()}))
+
     def expire_due(self, actor: Actor | None = None) -> list[str]:
         """Move every open request past its expiry to ``expired``; their ids."""
         moved: list[str] = []
@@ -840,6 +905,14 @@ class RegistrationAuthority:
                            {"from": record.state, "office": actor.office, **(details or {})})
         return RequestUpdate(record.id, record.version, {**(changes or {}), "state": to, "updated_at": now}, event,
                              audit, evidence)
+
+
+def _years_after(moment: datetime, years: int) -> datetime:
+    """``moment`` moved by whole calendar ``years`` (29 February to 28 February)."""
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:
+        return moment.replace(year=moment.year + years, day=28)
 
 
 def _software_key(subject: str, passphrase: str | None) -> tuple[bytes, bytes]:

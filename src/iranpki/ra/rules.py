@@ -52,6 +52,17 @@ class ChangeRule(_Frozen):
     proofing: tuple[str, ...]
     approvals: int = Field(ge=0, le=4)
     new_key: bool | None = None
+    #: The levels at which the subscriber may ask with no visit, by signing the request with the
+    #: key of the (valid) certificate it concerns (``signed-with-current-key`` in ``proofing``).
+    current_key_levels: tuple[int, ...] = ()
+
+    @model_validator(mode="after")
+    def _current_key(self) -> ChangeRule:
+        if self.current_key_levels and "signed-with-current-key" not in self.proofing:
+            raise ValueError("current_key_levels needs signed-with-current-key among the proofing methods")
+        if any(not 1 <= n <= 4 for n in self.current_key_levels):
+            raise ValueError(f"current_key_levels {list(self.current_key_levels)}: levels are 1 to 4")
+        return self
 
 
 class LookupRule(_Frozen):

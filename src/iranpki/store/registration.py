@@ -210,6 +210,12 @@ class Registrations(ABC):
     def evidence_data(self, sha256: str) -> bytes: ...
 
     @abstractmethod
+    def purge_evidence(self, cutoffs: dict[int, datetime], keep_states: tuple[str, ...], audit: AuditEvent) -> int:
+        """Remove the document scans recorded before ``cutoffs[level]`` for requests of that level
+        that are in none of ``keep_states``, with ``audit`` (its details gain ``documents``, the
+        number removed) in one transaction; the number removed."""
+
+    @abstractmethod
     def add_device_approval(self, record: DeviceApprovalRecord, attestation: bytes, audit: AuditEvent) -> None:
         """Keep a verified lab approval and its signed attestation; DuplicateError if recorded."""
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import functools
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any, TypeVar
 
 from ..errors import ConcurrentChangeError, DuplicateError, NotFoundError, StoreError
 from .events import AuditEvent
@@ -20,6 +23,24 @@ from .registration import (
     RequestRecord,
     RequestUpdate,
 )
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _needs_v4(method: F) -> F:
+    """A read of the registration tables, which a store older than version 4 (open read-only,
+    so not upgraded) does not have: said so, instead of SQLite's 'no such table'."""
+    @functools.wraps(method)
+    def checked(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN001
+        version = getattr(self, "schema_version", 4)
+        if version < 4:
+            raise StoreError(f"the store {getattr(self, 'path', '')} has schema version {version} and is open read-only "
+                             f"({getattr(self, 'read_only', None)}), so it has no registration records yet; open it "
+                             "once on a writable disk with this iranpki, which upgrades it")
+        return method(self, *args, **kwargs)
+
+    return checked  # type: ignore[return-value]
+
 
 SCHEMA_V4 = """
 CREATE TABLE IF NOT EXISTS ra_offices(
@@ -167,6 +188,7 @@ class SqliteRegistrations(Registrations):
         except sqlite3.IntegrityError:
             raise DuplicateError(f"an office with code {record.code!r} exists already; choose another code") from None
 
+    @_needs_v4
     def get_office(self, code: str) -> OfficeRecord:
         with self._lock:  # type: ignore[attr-defined]
             row = self._db.execute("SELECT * FROM ra_offices WHERE code=?", (code,)).fetchone()
@@ -174,6 +196,7 @@ class SqliteRegistrations(Registrations):
             raise NotFoundError(f"no registration office with code {code!r}; the CA operator lists the offices it created")
         return _office(row)
 
+    @_needs_v4
     def list_offices(self) -> list[OfficeRecord]:
         with self._lock:  # type: ignore[attr-defined]
             rows = self._db.execute("SELECT * FROM ra_offices ORDER BY code").fetchall()
@@ -209,6 +232,7 @@ class SqliteRegistrations(Registrations):
                 raise NotFoundError(f"no registration office with code {record.office!r}") from None
             raise DuplicateError(f"officer {record.id!r} or their certificate is recorded already") from None
 
+    @_needs_v4
     def get_officer(self, officer_id: str) -> OfficerRecord:
         with self._lock:  # type: ignore[attr-defined]
             row = self._db.execute("SELECT * FROM ra_officers WHERE id=?", (officer_id,)).fetchone()
@@ -216,11 +240,13 @@ class SqliteRegistrations(Registrations):
             raise NotFoundError(f"no registration officer {officer_id!r}; the CA operator lists the officers it enrolled")
         return _officer(row)
 
+    @_needs_v4
     def officer_by_fingerprint(self, fingerprint: str) -> OfficerRecord | None:
         with self._lock:  # type: ignore[attr-defined]
             row = self._db.execute("SELECT * FROM ra_officers WHERE fingerprint=?", (fingerprint,)).fetchone()
         return None if row is None else _officer(row)
 
+    @_needs_v4
     def list_officers(self, office: str | None = None) -> list[OfficerRecord]:
         with self._lock:  # type: ignore[attr-defined]
             if office is None:
@@ -243,6 +269,7 @@ class SqliteRegistrations(Registrations):
                 raise NotFoundError(f"the request names a CA ({record.ca!r}) or office this store does not hold") from None
             raise DuplicateError("a request with this id or tracking code exists already; register again") from None
 
+    @_needs_v4
     def get_request(self, request_id: str) -> RequestRecord:
         with self._lock:  # type: ignore[attr-defined]
             row = self._db.execute("SELECT * FROM ra_requests WHERE id=?", (request_id,)).fetchone()
@@ -250,11 +277,13 @@ class SqliteRegistrations(Registrations):
             raise NotFoundError(f"no request {request_id!r}")
         return _request(row)
 
+    @_needs_v4
     def request_by_code(self, code_hash: str) -> RequestRecord | None:
         with self._lock:  # type: ignore[attr-defined]
             row = self._db.execute("SELECT * FROM ra_requests WHERE code_hash=?", (code_hash,)).fetchone()
         return None if row is None else _request(row)
 
+    @_needs_v4
     def list_requests(self, *, office: str | None = None, states: tuple[str, ...] | None = None,
                       ca: str | None = None, serial: int | None = None, expires_before: datetime | None = None,
                       limit: int = 100) -> list[RequestRecord]:
@@ -305,6 +334,7 @@ class SqliteRegistrations(Registrations):
         row = db.execute("SELECT * FROM ra_requests WHERE id=?", (update.request_id,)).fetchone()
         return _request(row)
 
+    @_needs_v4
     def request_events(self, request_id: str) -> list[RequestEvent]:
         with self._lock:  # type: ignore[attr-defined]
             rows = self._db.execute("SELECT seq, request, at, actor, office, from_state, to_state, details FROM ra_events "
@@ -322,18 +352,35 @@ class SqliteRegistrations(Registrations):
                    (record.request, record.sha256, record.kind, record.number, record.media_type, record.size,
                     record.officer, _t(record.at)))
 
+    @_needs_v4
     def list_evidence(self, request_id: str) -> list[EvidenceRecord]:
         with self._lock:  # type: ignore[attr-defined]
             rows = self._db.execute("SELECT * FROM ra_evidence WHERE request=? ORDER BY at, sha256",
                                     (request_id,)).fetchall()
         return [EvidenceRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], datetime.fromisoformat(r[7])) for r in rows]
 
+    @_needs_v4
     def evidence_data(self, sha256: str) -> bytes:
         with self._lock:  # type: ignore[attr-defined]
             row = self._db.execute("SELECT data FROM ra_blobs WHERE sha256=?", (sha256,)).fetchone()
         if row is None:
             raise NotFoundError(f"no document with SHA-256 {sha256}")
         return bytes(row[0])
+
+    @_needs_v4
+    def purge_evidence(self, cutoffs: dict[int, datetime], keep_states: tuple[str, ...], audit: AuditEvent) -> int:
+        import dataclasses
+
+        removed = 0
+        keep = ",".join("?" * len(keep_states)) or "NULL"
+        with self._tx() as db:  # type: ignore[attr-defined]
+            for level, cutoff in sorted(cutoffs.items()):
+                removed += db.execute(
+                    f"DELETE FROM ra_evidence WHERE at < ? AND request IN (SELECT id FROM ra_requests WHERE level=? "
+                    f"AND state NOT IN ({keep}))", (_t(cutoff), level, *keep_states)).rowcount
+            db.execute("DELETE FROM ra_blobs WHERE sha256 NOT IN (SELECT sha256 FROM ra_evidence)")
+            self._audit(db, dataclasses.replace(audit, details={**audit.details, "documents": removed}))  # type: ignore[attr-defined]
+        return removed
 
     def add_device_approval(self, record: DeviceApprovalRecord, attestation: bytes, audit: AuditEvent) -> None:
         try:
@@ -345,6 +392,7 @@ class SqliteRegistrations(Registrations):
         except sqlite3.IntegrityError:
             raise DuplicateError(f"approval {record.approval_id!r} is recorded already") from None
 
+    @_needs_v4
     def device_approvals(self, manufacturer: str | None = None, model: str | None = None) -> list[DeviceApprovalRecord]:
         sql = "SELECT approval_id, manufacturer, model, issued_at, valid_until, lab, recorded_at FROM ra_device_approvals"
         args: list[str] = []
@@ -356,6 +404,7 @@ class SqliteRegistrations(Registrations):
         return [DeviceApprovalRecord(r[0], r[1], r[2], datetime.fromisoformat(r[3]), datetime.fromisoformat(r[4]), r[5],
                                      datetime.fromisoformat(r[6])) for r in rows]
 
+    @_needs_v4
     def count_attempts(self, key: str, since: datetime, *, add_at: datetime | None = None) -> int:
         if add_at is None:  # a read: no write transaction for the common case, a lookup that succeeds
             with self._lock:  # type: ignore[attr-defined]
