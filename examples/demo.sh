@@ -261,7 +261,8 @@ if serve_bg "$out/ra.log" iranpki ra serve --host 127.0.0.1 --port 0 --certifica
   code=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tracking_code"])' "$ra/registered.json")
   echo "  registered; tracking code $code"
   # At the office: receive, proof, key on the token, approval by another officer.
-  id=$(as p1 receive "$code" --national-code 0499370899 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  export IRANPKI_RA_TRACKING_CODE="$code"   # the applicant's credential: never an argument
+  id=$(as p1 receive --national-code 0499370899 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
   python3 -c 'import sys, zlib, struct
 def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
 png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)) \
@@ -274,7 +275,7 @@ open(sys.argv[1], "wb").write(png)' "$ra/id-card.png"
   echo "  request $id: received, proofed, key made on token Ali, approved"
   iranpki ra issue   # the CA side, where the CA keys are: never the web process
   as p1 certificate "$id" --token Ali --label signature --out "$ra/ali.pem"
-  as p1 accept "$id" --tracking-code "$code" --national-code 0499370899 --key 'pkcs11:token=Ali;object=signature' \
+  as p1 accept "$id" --national-code 0499370899 --key 'pkcs11:token=Ali;object=signature' \
     --json >/dev/null
   as p1 hand-over "$id" --token Ali --json >/dev/null
   iranpki ra requests --state accepted

@@ -176,13 +176,14 @@ def test_an_applicant_registers_and_follows_the_request(server: dict) -> None:
     assert status == 409 and rule["error"]["rule"] == "key-location"
 
 
-def desk(server: dict, officer: str, *args: str, check: bool = True) -> dict | subprocess.CompletedProcess:
+def desk(server: dict, officer: str, *args: str, check: bool = True,
+         code: str | None = None) -> dict | subprocess.CompletedProcess:
     """`iranpki ra desk ARGS --json` as officer OFFICER at the desk (the subscriber's PIN in the
     environment, as the officer's terminal would prompt for it)."""
     env = {**os.environ, "IRANPKI_RA_URL": f"https://127.0.0.1:{server['port']}",
            "IRANPKI_RA_CERT": str(server["base"] / f"{officer}.pem"), "IRANPKI_RA_KEY": str(server["base"] / f"{officer}.key"),
            "IRANPKI_RA_TRUST": str(server["base"] / "trust.pem"), "IRANPKI_RA_SERVER_NAME": "ra.test.ir",
-           "SOFTHSM2_CONF": server["softhsm"]["conf"]}
+           "SOFTHSM2_CONF": server["softhsm"]["conf"], **({"IRANPKI_RA_TRACKING_CODE": code} if code else {})}
     done = subprocess.run([IRANPKI, "ra", "desk", *args, "--json"], capture_output=True, text=True, env=env, timeout=120)
     if not check:
         return done
@@ -200,7 +201,7 @@ def _register(server: dict, **overrides: object) -> tuple[str, str]:
 
 def _proofed(server: dict, tmp_path: Path, location: str) -> str:
     _, code = _register(server, key_location=location)
-    received = desk(server, "p1", "receive", code, "--national-code", "0499370899")
+    received = desk(server, "p1", "receive", "--national-code", "0499370899", code=code)
     scan = tmp_path / "id-card.png"
     scan.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
     desk(server, "p1", "proof", received["id"], "--method", "in-person", "--document",
@@ -219,7 +220,7 @@ def test_the_desk_client_takes_a_personal_signature_from_the_tracking_code_to_th
     import secrets
 
     request_id, code = _register(server)
-    received = desk(server, "p1", "receive", code, "--national-code", "0499370899")
+    received = desk(server, "p1", "receive", "--national-code", "0499370899", code=code)
     assert received["id"] == request_id and received["state"] == "awaiting-proofing"
     assert received["applicant"]["national_code"] == "0499370899"
     assert [r["id"] for r in desk(server, "a1", "queue")] .count(request_id) == 1
@@ -245,11 +246,11 @@ def test_the_desk_client_takes_a_personal_signature_from_the_tracking_code_to_th
     listed = subprocess.run(["pkcs11-tool", "--module", server["softhsm"]["module"], "--token-label", "Test",
                              "--list-objects", "--type", "cert"], capture_output=True, text=True)
     assert f"label:      {label}" in listed.stdout, listed.stdout + listed.stderr
-    accepted = desk(server, "p1", "accept", request_id, "--tracking-code", code, "--national-code", "0499370899",
-                    "--key", f"pkcs11:token=Test;object={label}")
+    accepted = desk(server, "p1", "accept", request_id, "--national-code", "0499370899",
+                    "--key", f"pkcs11:token=Test;object={label}", code=code)
     assert accepted["state"] == "accepted"
-    replay = desk(server, "p1", "accept", request_id, "--tracking-code", code, "--national-code", "0499370899",
-                  "--key", f"pkcs11:token=Test;object={label}", check=False)
+    replay = desk(server, "p1", "accept", request_id, "--national-code", "0499370899",
+                  "--key", f"pkcs11:token=Test;object={label}", check=False, code=code)
     assert replay.returncode != 0 and "rule state" in replay.stderr
     handed = desk(server, "p1", "hand-over", request_id, "--token", "Test")
     assert handed["state"] == "accepted"
@@ -357,6 +358,21 @@ def test_the_server_answers_for_the_names_in_its_certificate_and_in_json(server:
     assert status == 400 and refused["error"]["code"] == "bad-request"
     status, _, missing = call(server, "GET", "/../../admin/")
     assert status == 404 and missing["error"]["code"] == "not-found"
+
+
+def test_a_client_that_connects_and_says_nothing_holds_the_others_briefly(server: dict) -> None:
+    """cheroot shakes hands in its one accepting thread: a silent connection holds the next
+    client only for the handshake's limit (2 s), not the connection timeout (10 s)."""
+    import socket
+    import time
+
+    silent = socket.create_connection(("127.0.0.1", server["port"]))
+    try:
+        started = time.monotonic()
+        assert call(server, "GET", "/openapi.json")[0] == 200
+        assert time.monotonic() - started < 6
+    finally:
+        silent.close()
 
 
 def test_the_openapi_document_is_served_and_committed(server: dict) -> None:

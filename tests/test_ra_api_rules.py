@@ -504,6 +504,10 @@ def test_a_rekey_signed_with_the_current_key_needs_no_visit(counter: tuple, offi
     new_key, new_csr = csr_for()
     assert api.call("POST", f"/requests/{kid}/key", {"csr": _b64(new_csr)}, code=kcode)[1]["state"] == \
         "awaiting-approval"
+    # Proofed with no visit, it belongs to no office: every office serving its CA sees it to approve.
+    for officer in ("a1", "y1"):
+        assert kid in [r["id"] for r in api.call("GET", "/office/queue", officer=certs[officer])[1]]
+        assert api.call("GET", f"/office/requests/{kid}", officer=certs[officer])[0] == 200
     assert api.call("POST", f"/office/requests/{kid}/approve", officer=certs["a1"])[1]["state"] == "approved"
     [second] = worker.run_once()
     assert second.error is None and second.serial != first.serial
@@ -519,3 +523,47 @@ def test_a_rekey_signed_with_the_current_key_needs_no_visit(counter: tuple, offi
     assert verified.returncode == 0, verified.stdout + verified.stderr
     events = store.request_events(kid)
     assert [e.to_state for e in events] == ["submitted", "proofed", "awaiting-approval", "approved", "issued"]
+
+
+def test_guessing_a_mobile_number_or_a_passphrase_runs_out_of_tries(counter: tuple, officers: dict) -> None:
+    """Automated inquiry: three failures, saying nothing of which check failed, then the request
+    needs a visit even with the right number. A software key: five wrong passphrases lock it."""
+    store, worker, api = counter
+    register = {"profile": "personal-signature", "level": 1, "ca": "gica1", "applicant": ALI, "subject": ALI_SUBJECT}
+    status, made = api.call("POST", "/requests", {**register, "key_location": "phone"})
+    rid, code = made["request"]["id"], (made["tracking_code"], "0499370899")
+    for guess in ("09120000001", "09120000002", "09120000003"):
+        status, refused = api.call("POST", f"/requests/{rid}/inquiry", {"mobile": guess}, code=code)
+        assert (status, refused["error"]["rule"]) == (409, "automated-inquiry")
+        assert "mobile number is not registered" not in refused["error"]["message"]
+    status, refused = api.call("POST", f"/requests/{rid}/inquiry", {"mobile": "09120000000"}, code=code)
+    assert status == 409 and "visit" in refused["error"]["message"] and store.get_request(rid).state == "submitted"
+
+    status, made = api.call("POST", "/requests", {**register, "key_location": "software-pkcs12"})
+    sid, scode = made["request"]["id"], (made["tracking_code"], "0499370899")
+    assert api.call("POST", f"/requests/{sid}/inquiry", {"mobile": "09120000000"}, code=scode)[0] == 200
+    assert api.call("POST", f"/requests/{sid}/key", {"passphrase": "the applicant's passphrase"}, code=scode)[0] == 200
+    worker.run_once()
+    answers = [api.call("POST", f"/requests/{sid}/pkcs12", {"passphrase": f"guess {i}"}, code=scode) for i in range(5)]
+    assert [a[0] for a in answers] == [403] * 5 and "0 tries left" in answers[-1][1]["error"]["message"]
+    status, locked = api.call("POST", f"/requests/{sid}/pkcs12", {"passphrase": "the applicant's passphrase"},
+                              code=scode)
+    assert (status, locked["error"]["rule"]) == (409, "passphrase-tries")
+
+
+def test_what_django_itself_refuses_is_json_too(counter: tuple) -> None:
+    store, worker, api = counter
+    response = api.client.post("/api/ra/requests", b"{not json", content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid"
+    response = api.client.delete("/api/ra/requests")
+    assert response.status_code == 405 and response.json()["error"]["code"] == "method"
+    status, bad = api.call("POST", "/requests", {"profile": "personal-signature", "level": 7, "ca": "gica1",
+                                                 "applicant": ALI, "subject": ALI_SUBJECT, "key_location": "phone"})
+    assert status == 400 and bad["error"]["code"] == "invalid" and "level 7" in bad["error"]["message"]
+    from types import SimpleNamespace
+
+    from iranpki_portals.ra_api import _client
+
+    # Rate limits count an IPv6 client by its /64: rotating addresses inside it gains nothing.
+    assert _client(SimpleNamespace(META={"REMOTE_ADDR": "2001:db8:1:2:3:4:5:6"})) == "2001:db8:1:2::/64"
+    assert _client(SimpleNamespace(META={"REMOTE_ADDR": "::ffff:192.0.2.7"})) == "192.0.2.7"

@@ -71,7 +71,7 @@ def desk() -> None:
       export IRANPKI_RA_URL=https://ra.example.ir:8443 IRANPKI_RA_CERT=officer.pem IRANPKI_RA_KEY=officer.key
     \b
     Example (a personal signature on a token at level 1):
-      iranpki ra desk receive K7M2-... --national-code 0499370899
+      iranpki ra desk receive --national-code 0499370899           # the code typed at the prompt
       iranpki ra desk proof 3f2a... --method in-person --document national-id-card:1234567:id.jpg \\
           --statement "ID card checked against the applicant"
       iranpki ra desk key 3f2a... --token Ali --label signature      # PIN from IRANPKI_PKCS11_PIN
@@ -102,8 +102,14 @@ def show(request_id: str, as_json: bool, **kw: Any) -> None:
     _show(_client(kw).call("GET", f"/office/requests/{request_id}"), as_json, f"request {request_id}")
 
 
+_tracking_code = click.option(
+    "--tracking-code", envvar="IRANPKI_RA_TRACKING_CODE", prompt="tracking code", hide_input=True,
+    help="The applicant's tracking code: from IRANPKI_RA_TRACKING_CODE or typed at the prompt (it is the "
+         "applicant's credential: never on the command line, where ps and the shell's history keep it).")
+
+
 @desk.command("receive")
-@click.argument("tracking_code")
+@_tracking_code
 @click.option("--national-code", "second_factor", required=True,
               help="The applicant's national code (an organisation's national ID), from their ID card.")
 @_connection
@@ -255,7 +261,7 @@ def hand_over(request_id: str, token: str | None, token_serial: str | None, modu
 
 @desk.command("accept")
 @click.argument("request_id")
-@click.option("--tracking-code", required=True, help="The subscriber's tracking code.")
+@_tracking_code
 @click.option("--national-code", "second_factor", required=True, help="The subscriber's national code (or ID).")
 @click.option("--key", "key_ref", required=True,
               help="The new key: pkcs11:token=...;object=... (the subscriber types the PIN) or a key file.")

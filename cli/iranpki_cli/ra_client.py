@@ -82,7 +82,9 @@ class RaClient:
     def call(self, method: str, path: str, body: Any = None, *, applicant: tuple[str, str] | None = None,
              form: dict[str, str | list[str]] | None = None, files: list[Upload] | None = None) -> Any:
         """One call; the decoded JSON answer (or the bytes of a binary one). Raises ApiError."""
-        headers = {"Accept": "application/json"}
+        # The Host the server answers for: the name its certificate carries, also when --server is an address.
+        headers = {"Accept": "application/json",
+                   "Host": self.server_name if self.port == 443 else f"{self.server_name}:{self.port}"}
         data = None
         if applicant is not None:
             headers["X-Tracking-Code"], headers["X-Second-Factor"] = applicant
@@ -95,7 +97,7 @@ class RaClient:
             conn = self._connection()
             try:
                 try:
-                    conn.request(method, self.base + path, body=data, headers=headers)
+                    conn.request(method, self.base + path, body=data, headers=headers)  # our Host replaces its own
                 except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
                     pass  # the server answered before reading the whole body (too large): read its answer
                 response = conn.getresponse()

@@ -20,7 +20,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.http import HttpRequest, HttpResponse
 from ninja import File, Form, NinjaAPI, Schema, Status
-from ninja.errors import AuthenticationError
+from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.files import UploadedFile
 from ninja.security import APIKeyHeader
@@ -34,7 +34,6 @@ from iranpki.errors import (
     RateLimitedError,
     RequestError,
     RuleRefusedError,
-    ValidationError,
 )
 from iranpki.ra import Actor, Document, RegistrationAuthority
 from iranpki.ra.engine import MAX_DOCUMENT_BYTES
@@ -204,7 +203,20 @@ def _detail(r: RequestRecord) -> dict[str, Any]:
 
 
 def _client(request: HttpRequest) -> str:
-    return request.META.get("REMOTE_ADDR", "unknown")
+    """The client address rate limits count by: an IPv4 address, or an IPv6 address's /64 (a
+    host rotating addresses within its network counts as one)."""
+    import ipaddress
+
+    address = request.META.get("REMOTE_ADDR", "unknown")
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def _binary(value: str, field: str) -> bytes:
@@ -285,9 +297,17 @@ def _refused(request: HttpRequest, exc: IranPkiError):  # noqa: ANN202
         return _error(request, 404, "not-found", str(exc))
     if isinstance(exc, PinError):
         return _error(request, 403, "passphrase", str(exc))
-    if isinstance(exc, (RequestError, ValidationError)):
-        return _error(request, 400, "invalid", str(exc))
-    return _error(request, 400, type(exc).__name__, str(exc))
+    # Any other refusal of the input (an unknown level, a signature scheme not offered, ...).
+    return _error(request, 400, "invalid", str(exc), kind=type(exc).__name__)
+
+
+@api.exception_handler(HttpError)
+def _http(request: HttpRequest, exc: HttpError):  # noqa: ANN202
+    if isinstance(exc, AuthenticationError):
+        return _unauthenticated(request, exc)
+    message = "the body is not JSON (or not the form this call takes); send application/json as the OpenAPI " \
+              "document describes" if exc.status_code == 400 else str(exc)
+    return _error(request, exc.status_code, "invalid" if exc.status_code == 400 else "http", message)
 
 
 @api.exception_handler(AuthenticationError)
@@ -310,8 +330,17 @@ def _too_many(request: HttpRequest, exc: Exception):  # noqa: ANN202
 
 @api.exception_handler(Exception)
 def _fault(request: HttpRequest, exc: Exception):  # noqa: ANN202
-    return _error(request, 500, "internal", "the RA could not answer; nothing was changed by this call if it "
-                  "returned this error. The operator finds the cause in the audit log")
+    import logging
+    import secrets as _secrets
+
+    incident = _secrets.token_hex(4)
+    # The trace goes to the server's log (its standard error), under an incident number the
+    # answer gives; never to the client. Headers and bodies (codes, passphrases) are not logged.
+    logging.getLogger("iranpki_portals").error("incident %s: %s %s failed", incident, request.method, request.path,
+                                               exc_info=exc)
+    return _error(request, 500, "internal", f"the RA could not answer (incident {incident}); nothing was changed "
+                  "by this call. The operator finds the cause in the server's log under that number",
+                  incident=incident)
 
 
 # ---- the applicant ---------------------------------------------------------------------------
@@ -447,9 +476,13 @@ def _certificate(record: RequestRecord) -> dict[str, str]:
 # ---- the registration office -----------------------------------------------------------------
 
 def _at_office(request: HttpRequest, request_id: str) -> RequestRecord:
-    """A request of the officer's office (or, not yet received, of none)."""
+    """A request of the officer's office, or one proofed with no visit (no office) to a CA the
+    office serves."""
     officer: Actor = request.auth
     record = engine().store.get_request(request_id)
+    if record.office is None and record.state != "submitted" and \
+            record.ca in engine().store.get_office(officer.office or "").cas:
+        return record
     if record.office != officer.office:
         raise RuleRefusedError(f"request {request_id} is not at office {officer.office}", rule="office",
                                request=request_id)
@@ -461,8 +494,13 @@ def _at_office(request: HttpRequest, request_id: str) -> RequestRecord:
 def queue(request: HttpRequest):  # noqa: ANN201
     from iranpki.ra import OPEN_STATES
 
-    office = request.auth.office
-    return [_out(r) for r in engine().store.list_requests(office=office, states=OPEN_STATES, limit=500)]
+    office = engine().store.get_office(request.auth.office or "")
+    own = engine().store.list_requests(office=office.code, states=OPEN_STATES, limit=500)
+    # Requests proofed with no visit (by the registries, or signed with the current key) wait for
+    # an approving officer of any office that serves their CA.
+    remote = [r for ca in office.cas for r in engine().store.list_requests(ca=ca, states=("awaiting-approval",),
+                                                                        limit=500) if r.office is None]
+    return [_out(r) for r in sorted(own + remote, key=lambda r: r.created_at)]
 
 
 @api.post("/office/receive", auth=officer_auth,

@@ -52,6 +52,27 @@ def _limited(app):  # noqa: ANN001, ANN202 - WSGI
     return limited
 
 
+def _handshake_limited():  # noqa: ANN202 - a cheroot SSL adapter class
+    from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+    class HandshakeLimited(BuiltinSSLAdapter):
+        """cheroot makes the TLS handshake in its one accepting thread: a client that connects and
+        says nothing holds every other client for as long as the handshake may take. It may take
+        HANDSHAKE_SECONDS here, not the connection's whole timeout."""
+
+        def wrap(self, sock):  # noqa: ANN001, ANN202
+            timeout = sock.gettimeout()
+            sock.settimeout(HANDSHAKE_SECONDS)
+            wrapped, environ = super().wrap(sock)  # the plain socket is detached into the TLS one
+            wrapped.settimeout(timeout)
+            return wrapped, environ
+
+    return HandshakeLimited
+
+
+HANDSHAKE_SECONDS = 2.0
+
+
 def certificate_names(certificate: str) -> list[str]:
     """The DNS names of the server certificate (the first in the PEM file)."""
     from cryptography import x509
@@ -75,7 +96,6 @@ def openapi_document() -> dict:
 def serve(home: str | os.PathLike[str], *, host: str, port: int, certificate: str, key: str, client_cas: str,
           threads: int = 8, on_ready: Callable[[str], None] | None = None) -> None:
     from cheroot import wsgi
-    from cheroot.ssl.builtin import BuiltinSSLAdapter
 
     os.environ["IRANPKI_HOME"] = str(Path(home).resolve())
     # The host names the server answers for are those its certificate carries (Django's
@@ -91,7 +111,7 @@ def serve(home: str | os.PathLike[str], *, host: str, port: int, certificate: st
     # body of undeclared length; cheroot's own limit stays behind both.
     server.max_request_body_size = 2 * settings.MAX_BODY_BYTES
     server.max_request_header_size = 64 * 1024
-    adapter = BuiltinSSLAdapter(certificate, key)
+    adapter = _handshake_limited()(certificate, key)
     adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
     adapter.context.load_verify_locations(client_cas)
     adapter.context.verify_mode = ssl.CERT_OPTIONAL  # officers present one; applicants have none

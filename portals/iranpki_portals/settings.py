@@ -11,18 +11,28 @@ DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"] + [h for h in os.environ.get("IRANPKI_PORTALS_HOSTS", "").split(",") if h]
 ROOT_URLCONF = "iranpki_portals.urls"
 INSTALLED_APPS: list[str] = []
-MIDDLEWARE = ["django.middleware.security.SecurityMiddleware", "django.middleware.common.CommonMiddleware"]
+MIDDLEWARE = ["iranpki_portals.urls.JsonErrors", "django.middleware.security.SecurityMiddleware",
+              "django.middleware.common.CommonMiddleware"]
 DATABASES: dict[str, dict[str, str]] = {}
 USE_TZ = True
 # A JSON body (or the form fields of an upload) larger than this is refused before it is read;
 # identity scans are files of at most 5 MB each, kept in memory (never in a temporary file), at
 # most 8 in one call; the server refuses a whole body above MAX_BODY_BYTES (serve.py) unread.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
-FILE_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
-DATA_UPLOAD_MAX_NUMBER_FILES = 8
 MAX_BODY_BYTES = 24 * 1024 * 1024
+# Django keeps uploads in memory only while the whole body is below this, else it writes
+# temporary files: the body's own limit, and the memory handler alone.
+FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
+DATA_UPLOAD_MAX_NUMBER_FILES = 8
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "no-referrer"
 SECURE_HSTS_SECONDS = 31_536_000
-LOGGING = {"version": 1, "disable_existing_loggers": False, "handlers": {"null": {"class": "logging.NullHandler"}},
-           "loggers": {"django.request": {"handlers": ["null"], "propagate": False}}}
+# Django's own request log is silenced (it would print what clients sent); the API logs each
+# fault once, with its incident number, to the server's standard error.
+LOGGING = {"version": 1, "disable_existing_loggers": False,
+           "handlers": {"null": {"class": "logging.NullHandler"},
+                        "stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+           "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+           "loggers": {"django.request": {"handlers": ["null"], "propagate": False},
+                       "iranpki_portals": {"handlers": ["stderr"], "level": "ERROR", "propagate": False}}}

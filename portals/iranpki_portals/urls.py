@@ -33,3 +33,20 @@ def server_error(request: HttpRequest) -> HttpResponse:
 handler400 = bad_request
 handler404 = not_found
 handler500 = server_error
+
+
+class JsonErrors:
+    """Django's answers that are not the API's (405 for a method a path does not take, and the
+    like) in the API's JSON error form."""
+
+    def __init__(self, get_response):  # noqa: ANN001
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
+            if response.status_code == 405:
+                allowed = response.get("Allow", "")
+                return _json_error(405, "method", f"{request.method} is not taken at {request.path}; it takes {allowed}")
+            return _json_error(response.status_code, "http", f"{response.status_code} {response.reason_phrase}")
+        return response

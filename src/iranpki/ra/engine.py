@@ -74,6 +74,10 @@ OPEN_STATES = ("submitted", "awaiting-proofing", "proofed", "awaiting-approval",
 OFFICE_STATUSES = ("active", "suspended", "cancelled")
 #: A scan larger than this is refused unread; the types are checked by their first bytes.
 MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
+#: Failed automated inquiries of one request before it needs a visit.
+MAX_INQUIRIES = 3
+#: Wrong passphrases for a request's software key before it is locked.
+MAX_PASSPHRASE_TRIES = 5
 _MAGIC = {"image/jpeg": (b"\xff\xd8\xff",), "image/png": (b"\x89PNG\r\n\x1a\n",), "application/pdf": (b"%PDF-",)}
 
 
@@ -552,6 +556,11 @@ class RegistrationAuthority:
                 record.key_location not in ("phone", "software-pkcs12") or record.kind != "issue":
             raise RuleRefusedError(f"a level {record.level} request with its key at {record.key_location} needs a "
                                    "visit to a registration office", rule="proofing-method", request=request_id)
+        key = f"inquiry:{request_id}"
+        failed = self.store.count_attempts(key, record.created_at)
+        if failed >= MAX_INQUIRIES:
+            raise RuleRefusedError(f"automated inquiry failed {failed} times for request {request_id}; it needs a visit "
+                                   "to a registration office now", rule="automated-inquiry", request=request_id)
         national_code = record.applicant.get("national_code", "")
         person = self.registry.person(national_code)
         problems = []
@@ -563,8 +572,11 @@ class RegistrationAuthority:
             problems.append("the mobile number is not registered to this national code")
         actor = Actor("registry", self.registry.name)
         if problems:
-            raise RuleRefusedError("automated inquiry failed: " + "; ".join(problems), rule="automated-inquiry",
-                                   request=request_id)
+            # Which check failed is not said: the answer would tell a stranger what the registries hold.
+            self.store.count_attempts(key, record.created_at, add_at=self.clock.now())
+            raise RuleRefusedError("the registries did not confirm this national code, name and mobile number "
+                                   f"together; check them ({MAX_INQUIRIES - failed - 1} tries left), or visit a "
+                                   "registration office", rule="automated-inquiry", request=request_id)
         proofing = {"method": "automated-inquiry", "officer": None, "office": None,
                     "at": self.clock.now().isoformat(), "registry": self.registry.name, "mobile": mobile,
                     "documents": [], "statement": "", "approvals": []}
@@ -723,13 +735,21 @@ class RegistrationAuthority:
         if record.state != "issued" or "software_key" not in record.proofing:
             raise RuleRefusedError(f"request {request_id} has no software key to hand out (it is {record.state}; a key "
                                    "is handed out once, after issuance)", rule="state", request=request_id)
+        attempts = f"pkcs12:{request_id}"
+        failed = self.store.count_attempts(attempts, record.created_at)
+        if failed >= MAX_PASSPHRASE_TRIES:
+            raise RuleRefusedError(f"the software key of request {request_id} is locked after {failed} wrong "
+                                   "passphrases; an office cancels the request and the applicant registers again",
+                                   rule="passphrase-tries", request=request_id)
         try:
             key, _, _ = _p12.load_key_and_certificates(base64.b64decode(str(record.proofing["software_key"])),
                                                        passphrase.encode("utf-8"))
         except ValueError:
             from ..errors import PinError
 
-            raise PinError("wrong passphrase for the software key of this request") from None
+            self.store.count_attempts(attempts, record.created_at, add_at=self.clock.now())
+            raise PinError(f"wrong passphrase for the software key of this request "
+                           f"({MAX_PASSPHRASE_TRIES - failed - 1} tries left)") from None
         cert = one_certificate(self.store.get_certificate(record.serial or 0).certificate)
         data = _pkcs12(key, cert, passphrase)
         proofing = {k: v for k, v in record.proofing.items() if k != "software_key"}
