@@ -93,29 +93,38 @@ def openapi_document() -> dict:
     return api.get_openapi_schema()
 
 
-def serve(home: str | os.PathLike[str], *, host: str, port: int, certificate: str, key: str, client_cas: str,
-          threads: int = 8, on_ready: Callable[[str], None] | None = None) -> None:
+def serve(home: str | os.PathLike[str], *, host: str, port: int, certificate: str | None, key: str | None,
+          client_cas: str | None, threads: int = 8, on_ready: Callable[[str], None] | None = None,
+          portals: tuple[str, ...] = ("ra",), names: tuple[str, ...] = ()) -> None:
+    """Serve ``portals`` (``ra``: the JSON API, over HTTPS with optional client certificates;
+    ``repository``: the public repository, plain HTTP as certificates name it unless a
+    certificate is given)."""
     from cheroot import wsgi
 
     os.environ["IRANPKI_HOME"] = str(Path(home).resolve())
-    # The host names the server answers for are those its certificate carries (Django's
-    # ALLOWED_HOSTS), beside the loopback names.
-    names = [n for n in os.environ.get("IRANPKI_PORTALS_HOSTS", "").split(",") if n] + certificate_names(certificate)
-    os.environ["IRANPKI_PORTALS_HOSTS"] = ",".join(dict.fromkeys(names))
+    os.environ["IRANPKI_PORTALS"] = ",".join(portals)
+    # The host names the server answers for: those its certificate carries (Django's
+    # ALLOWED_HOSTS) and those given, beside the loopback names.
+    known = [n for n in os.environ.get("IRANPKI_PORTALS_HOSTS", "").split(",") if n] + list(names)
+    if certificate is not None:
+        known += certificate_names(certificate)
+    os.environ["IRANPKI_PORTALS_HOSTS"] = ",".join(dict.fromkeys(known))
     app = application()
     server = wsgi.Server((host, port), app, numthreads=threads, max=threads, request_queue_size=64,
-                         timeout=10, shutdown_timeout=5, server_name="iranpki-ra")
+                         timeout=10, shutdown_timeout=5, server_name="iranpki")
     from django.conf import settings
 
     # A declared length above the limit gets the API's JSON 413 from _limited, which also refuses a
     # body of undeclared length; cheroot's own limit stays behind both.
     server.max_request_body_size = 2 * settings.MAX_BODY_BYTES
     server.max_request_header_size = 64 * 1024
-    adapter = _handshake_limited()(certificate, key)
-    adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
-    adapter.context.load_verify_locations(client_cas)
-    adapter.context.verify_mode = ssl.CERT_OPTIONAL  # officers present one; applicants have none
-    server.ssl_adapter = adapter
+    if certificate is not None:
+        adapter = _handshake_limited()(certificate, key)
+        adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if client_cas is not None:
+            adapter.context.load_verify_locations(client_cas)
+            adapter.context.verify_mode = ssl.CERT_OPTIONAL  # officers present one; applicants have none
+        server.ssl_adapter = adapter
 
     def stop(*_: object) -> None:
         raise KeyboardInterrupt  # leaves serve(); the finally below stops the workers
@@ -125,7 +134,8 @@ def serve(home: str | os.PathLike[str], *, host: str, port: int, certificate: st
     server.prepare()
     bound = server.socket.getsockname()
     if on_ready is not None:
-        on_ready(f"https://{bound[0]}:{bound[1]}/api/ra/")
+        scheme = "https" if certificate is not None else "http"
+        on_ready(f"{scheme}://{bound[0]}:{bound[1]}/" + ("api/ra/" if portals == ("ra",) else ""))
     try:
         server.serve()
     except KeyboardInterrupt:

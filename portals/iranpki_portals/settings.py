@@ -12,7 +12,14 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"] + [h for h in os.environ.get
 ROOT_URLCONF = "iranpki_portals.urls"
 INSTALLED_APPS: list[str] = []
 MIDDLEWARE = ["iranpki_portals.urls.JsonErrors", "django.middleware.security.SecurityMiddleware",
-              "django.middleware.common.CommonMiddleware"]
+              "iranpki_portals.pages.SecurityHeaders", "django.middleware.common.CommonMiddleware",
+              "django.middleware.csrf.CsrfViewMiddleware", "django.middleware.clickjacking.XFrameOptionsMiddleware"]
+X_FRAME_OPTIONS = "DENY"
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates",
+              "DIRS": [os.path.join(os.path.dirname(__file__), "templates")], "APP_DIRS": False,
+              "OPTIONS": {"autoescape": True}}]
+#: Which portals this process serves (comma-separated): ra (the JSON API), repository.
+PORTALS = [p for p in os.environ.get("IRANPKI_PORTALS", "ra").split(",") if p]
 DATABASES: dict[str, dict[str, str]] = {}
 USE_TZ = True
 # A JSON body (or the form fields of an upload) larger than this is refused before it is read;

@@ -2,12 +2,17 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.urls import path
+from django.urls import include, path
 
-from .ra_api import api
+urlpatterns = []
+if "ra" in settings.PORTALS:
+    from .ra_api import api
 
-urlpatterns = [path("api/ra/", api.urls)]
+    urlpatterns.append(path("api/ra/", api.urls))
+if "repository" in settings.PORTALS:
+    urlpatterns.append(path("", include("iranpki_portals.repository")))
 
 
 def _json_error(status: int, code: str, message: str) -> HttpResponse:
@@ -22,6 +27,8 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if not request.path.startswith("/api/"):
+        return HttpResponse(f"404: no page {request.path} here\n", status=404, content_type="text/plain; charset=utf-8")
     return _json_error(404, "not-found", f"no such address: {request.path}; the API is under /api/ra/ "
                        "(its description: /api/ra/openapi.json)")
 
@@ -44,7 +51,8 @@ class JsonErrors:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
+        if request.path.startswith("/api/") and response.status_code >= 400 and \
+                not response.get("Content-Type", "").startswith("application/json"):
             if response.status_code == 405:
                 allowed = response.get("Allow", "")
                 return _json_error(405, "method", f"{request.method} is not taken at {request.path}; it takes {allowed}")

@@ -1,0 +1,143 @@
+"""The portals in a real browser (issue 16, first part: the public repository). `iranpki portal
+serve` on 127.0.0.1 over a workspace with a root, a level-1 CA in two CRL shards, a valid and a
+revoked certificate; Debian's Chromium, driven by Playwright, reads the pages in Persian and in
+English. The CRL the page links to is the file the certificates name, and openssl reads it; the
+status page says revoked for the revoked serial and shows nothing personal; a serial that is not
+hexadecimal gets its error beside the field; axe-core finds no serious accessibility violation;
+the pages carry a Content-Security-Policy with no inline script and refuse framing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from iranpki.keys import KeySpec, SecretSource
+from iranpki.workspace import Workspace
+
+from .conftest import REPO, ROOT_SUBJECT, start_listening
+from .samples import SUBJECTS
+
+IRANPKI = str(Path(sys.executable).parent / "iranpki")
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "docs" / "images"
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    base = tmp_path_factory.mktemp("portal")
+    home = base / "ws"
+    os.environ["IRANPKI_KEY_PASSPHRASE"] = "a passphrase long enough"
+    secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
+    ws = Workspace.init(home, repository_url=REPO)
+    for label, spec in (("root", "p384"), ("gica1", "p256")):
+        ws.generate_key(KeySpec.parse(spec), label=label, secret=secret)
+    ws.create_root("root", "root", ROOT_SUBJECT, secret=secret)
+    ws.create_intermediate("gica1", "root", 1, "gica1", "C=IR,O=GICA,CN=GICA Level 1 (portal)", secret=secret,
+                           parent_secret=secret, purpose="signing", crl_shards=2)
+    pub = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    issued = [ws.issue("gica1", "personal-signature", subject=SUBJECTS["personal-signature"], secret=secret,
+                       public_key=ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(*pub))
+              for _ in range(2)]
+    ws.revoke(issued[1].record.serial, "keyCompromise")
+    ws.generate_crls("gica1", secret=secret)
+    ws.generate_crls("root", secret=secret)
+    ws.close()
+    proc, port, lines = start_listening([IRANPKI, "portal", "serve", "--portal", "repository", "--home", str(home),
+                                         "--port", "0", "--threads", "4"], dict(os.environ), "repository portal")
+    try:
+        yield {"url": f"http://127.0.0.1:{port}", "home": home, "base": base, "lines": lines,
+               "valid": f"{issued[0].record.serial:x}", "revoked": f"{issued[1].record.serial:x}",
+               "revoked_shard": issued[1].record.shard}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def _serious(page: object) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [f"{v['id']}: {v['help']}" for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def test_the_repository_lists_the_cas_and_serves_the_crls_the_certificates_name(repository: dict, browser) -> None:  # noqa: ANN001
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    response = page.goto(repository["url"] + "/")
+    assert response.status == 200
+    assert page.locator("html").get_attribute("dir") == "rtl" and page.locator("html").get_attribute("lang") == "fa"
+    assert page.locator("h1").inner_text() == "مراکز صدور گواهی"
+    assert page.get_by_text("GICA Level 1 (portal)").count() == 1
+    assert "۱۴۰" in page.locator("tbody").inner_text() and "آذر" in page.locator("tbody").inner_text()  # Jalali, Persian digits
+    headers = response.headers
+    assert "script-src 'self'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
+    assert page.locator("script").count() == 0 and page.locator("[style]").count() == 0
+    assert _serious(page) == []
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "portal-repository.png"))
+    # The CRL links are the certificates' own URLs' paths; openssl reads what they serve.
+    hrefs = [a.get_attribute("href") for a in page.locator("a[href^='/crl/']").all()]
+    assert sorted(hrefs) == ["/crl/gica1-0.crl", "/crl/gica1-1.crl", "/crl/root.crl"], hrefs
+    crl = urllib.request.urlopen(repository["url"] + f"/crl/gica1-{repository['revoked_shard']}.crl").read()
+    (repository["base"] / "gica1.crl").write_bytes(crl)
+    text = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(repository["base"] / "gica1.crl"), "-noout",
+                           "-text"], capture_output=True, text=True)
+    assert text.returncode == 0 and repository["revoked"].upper() in text.stdout.replace(":", "").upper()
+    der = urllib.request.urlopen(repository["url"] + "/certs/gica1.crt").read()
+    (repository["base"] / "gica1.crt").write_bytes(der)
+    shown = subprocess.run(["openssl", "x509", "-inform", "DER", "-in", str(repository["base"] / "gica1.crt"),
+                            "-noout", "-subject"], capture_output=True, text=True)
+    assert "GICA Level 1 (portal)" in shown.stdout
+    page.close()
+
+
+def test_a_certificates_status_by_serial_shows_nothing_personal(repository: dict, browser) -> None:  # noqa: ANN001
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(repository["url"] + "/status")
+    page.fill("#serial", repository["revoked"])
+    page.click("button[type=submit]")
+    assert page.locator("[data-status]").get_attribute("data-status") == "revoked"
+    assert page.locator("[data-status]").inner_text() == "باطل‌شده"
+    assert "keyCompromise" in page.locator("#result").inner_text()
+    assert "علی" not in page.content() and "0499370899" not in page.content()  # no subject, no national code
+    assert _serious(page) == []
+    page.screenshot(path=str(SHOTS / "portal-repository-status.png"))
+    page.goto(repository["url"] + f"/status?serial={repository['valid']}&lang=en")
+    assert page.locator("html").get_attribute("dir") == "ltr"
+    assert page.locator("[data-status]").inner_text() == "valid"
+    # Not hexadecimal: the error beside the field, in the page's language; script in it is text.
+    page.goto(repository["url"] + "/status?serial=<script>alert(1)</script>")
+    assert page.locator("#serial").get_attribute("aria-invalid") == "true"
+    assert "شانزده‌شانزدهی" in page.locator("#serial-error").inner_text()
+    assert page.locator("script").count() == 0
+    response = page.goto(repository["url"] + "/status?serial=abcdef0123")
+    assert response.status == 404 and page.locator("#serial-error").count() == 1
+    assert _serious(page) == []
+    page.close()
+
+
+def test_the_national_cp_is_rendered(repository: dict, browser) -> None:  # noqa: ANN001
+    page = browser.new_page()
+    page.goto(repository["url"] + "/policy?lang=en")
+    assert page.locator("article h1").count() >= 1 and page.locator("article table").count() >= 1
+    assert _serious(page) == []
+    page.close()
+    assert not [line for line in repository["lines"] if "Traceback" in line]
