@@ -37,7 +37,12 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     home = base / "ws"
     os.environ["IRANPKI_KEY_PASSPHRASE"] = "a passphrase long enough"
     secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
-    ws = Workspace.init(home, repository_url=REPO)
+    import socket
+
+    with socket.socket() as probe:  # a free port for the OCSP responder the certificates will name
+        probe.bind(("127.0.0.1", 0))
+        ocsp_port = probe.getsockname()[1]
+    ws = Workspace.init(home, repository_url=REPO, ocsp_url=f"http://127.0.0.1:{ocsp_port}")
     for label, spec in (("root", "p384"), ("gica1", "p256")):
         ws.generate_key(KeySpec.parse(spec), label=label, secret=secret)
     ws.create_root("root", "root", ROOT_SUBJECT, secret=secret)
@@ -50,16 +55,27 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     ws.revoke(issued[1].record.serial, "keyCompromise")
     ws.generate_crls("gica1", secret=secret)
     ws.generate_crls("root", secret=secret)
+    for n, item in enumerate(issued):
+        (base / f"cert{n}.pem").write_bytes(item.pem)
+    from cryptography import x509
+
+    for name in ("root", "gica1"):
+        (base / f"{name}.pem").write_bytes(x509.load_der_x509_certificate(ws.store.get_ca(name).certificate)
+                                           .public_bytes(serialization.Encoding.PEM))
     ws.close()
+    responder, _, ocsp_lines = start_listening([IRANPKI, "ocsp", "serve", "--home", str(home), "--ca", "gica1",
+                                                "--port", str(ocsp_port), "--workers", "1"], dict(os.environ),
+                                               "OCSP responder")
     proc, port, lines = start_listening([IRANPKI, "portal", "serve", "--portal", "repository", "--home", str(home),
                                          "--port", "0", "--threads", "4"], dict(os.environ), "repository portal")
     try:
         yield {"url": f"http://127.0.0.1:{port}", "home": home, "base": base, "lines": lines,
                "valid": f"{issued[0].record.serial:x}", "revoked": f"{issued[1].record.serial:x}",
-               "revoked_shard": issued[1].record.shard}
+               "revoked_shard": issued[1].record.shard, "ocsp": f"http://127.0.0.1:{ocsp_port}"}
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for server in (proc, responder):
+            server.terminate()
+            server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +150,27 @@ def test_a_certificates_status_by_serial_shows_nothing_personal(repository: dict
     page.close()
 
 
+def test_the_ocsp_form_asks_the_real_responder_and_openssl_agrees(repository: dict, browser) -> None:  # noqa: ANN001
+    """The form asks the responder the certificate names and checks its signed answer; openssl
+    ocsp, asked the same, says the same."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    for n, serial, expected, persian in ((0, repository["valid"], "good", "معتبر"),
+                                          (1, repository["revoked"], "revoked", "باطل‌شده")):
+        page.goto(repository["url"] + "/ocsp")
+        page.fill("#serial", serial)
+        page.click("button[type=submit]")
+        assert page.locator("[data-status]").get_attribute("data-status") == expected
+        assert page.locator("[data-status]").inner_text() == persian
+        asked = subprocess.run(["openssl", "ocsp", "-issuer", str(repository["base"] / "gica1.pem"), "-cert",
+                                str(repository["base"] / f"cert{n}.pem"), "-url", repository["ocsp"], "-CAfile",
+                                str(repository["base"] / "root.pem")], capture_output=True, text=True, timeout=30)
+        assert "Response verify OK" in asked.stderr + asked.stdout and f": {expected}" in asked.stdout, asked.stdout
+    assert "keyCompromise" in page.locator("#result").inner_text()
+    assert _serious(page) == []
+    page.screenshot(path=str(SHOTS / "portal-repository-ocsp.png"))
+    page.close()
+
+
 def test_the_national_cp_is_rendered(repository: dict, browser) -> None:  # noqa: ANN001
     page = browser.new_page()
     page.goto(repository["url"] + "/policy?lang=en")
@@ -141,3 +178,49 @@ def test_the_national_cp_is_rendered(repository: dict, browser) -> None:  # noqa
     assert _serious(page) == []
     page.close()
     assert not [line for line in repository["lines"] if "Traceback" in line]
+
+
+def test_the_ocsp_client_refuses_an_answer_it_cannot_trust(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A response signed by a stranger, or for another certificate, is refused; the CA's own
+    signed answer is taken."""
+    import datetime as dt
+    import io
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509 import ocsp
+    from cryptography.x509.oid import NameOID
+
+    from iranpki.ocsp import client
+
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def certificate(name: str, key, issuer_name: str, issuer_key, serial: int) -> x509.Certificate:  # noqa: ANN001
+        return x509.CertificateBuilder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]),
+                                       x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]),
+                                       key.public_key(), serial, now - dt.timedelta(days=1),
+                                       now + dt.timedelta(days=30)).sign(issuer_key, hashes.SHA256())
+
+    ca_key, stranger = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("CA", ca_key, "CA", ca_key, 1)
+    leaf = certificate("leaf", ec.generate_private_key(ec.SECP256R1()), "CA", ca_key, 77)
+    other = certificate("other", ec.generate_private_key(ec.SECP256R1()), "CA", ca_key, 78)
+
+    impostor = certificate("CA", stranger, "CA", stranger, 2)  # same name, another key, self-signed
+
+    def answer(about: x509.Certificate, signed_by, responder: x509.Certificate) -> bytes:  # noqa: ANN001
+        built = ocsp.OCSPResponseBuilder().add_response(
+            about, ca, hashes.SHA256(), ocsp.OCSPCertStatus.GOOD, now, now + dt.timedelta(hours=1), None, None
+        ).responder_id(ocsp.OCSPResponderEncoding.HASH, responder).certificates([responder]).sign(
+            signed_by, hashes.SHA256())
+        return built.public_bytes(serialization.Encoding.DER)
+
+    der = serialization.Encoding.DER
+    for body, refusal in ((answer(leaf, stranger, impostor), "signed neither"),
+                          (answer(other, ca_key, ca), "another certificate"), (answer(leaf, ca_key, ca), None)):
+        monkeypatch.setattr(client.urllib.request, "urlopen", lambda *a, body=body, **k: io.BytesIO(body))
+        if refusal is None:
+            assert client.query("http://ocsp.test", leaf.public_bytes(der), ca.public_bytes(der)).status == "good"
+        else:
+            with pytest.raises(client.OcspClientError, match=refusal):
+                client.query("http://ocsp.test", leaf.public_bytes(der), ca.public_bytes(der))

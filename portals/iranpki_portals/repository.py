@@ -27,7 +27,10 @@ WORDS = {
            "valid": "معتبر", "revoked": "باطل‌شده", "on hold": "تعلیق‌شده", "not_found": "گواهی با این شماره در این مخزن نیست",
            "bad_serial": "شماره سریال باید شانزده‌شانزدهی باشد (۰ تا ۹ و a تا f)، مانند 4c21588b3706dc35",
            "issuer": "صادرکننده", "revoked_at": "تاریخ ابطال", "reason": "علت", "validity": "اعتبار",
-           "policy": "سیاست گواهی ملی", "root": "ریشه", "none": "هنوز منتشر نشده", "from": "از", "to": "تا"},
+           "policy": "سیاست گواهی ملی", "root": "ریشه", "none": "هنوز منتشر نشده", "from": "از", "to": "تا",
+           "ocsp": "پرسش از پاسخ‌گوی وضعیت (OCSP)", "ask": "بپرس", "good": "معتبر", "unknown": "ناشناخته",
+           "no_ocsp": "این گواهی نشانی پاسخ‌گوی وضعیت ندارد", "ocsp_failed": "پاسخ‌گوی وضعیت پاسخ درستی نداد",
+           "responder": "امضاکنندهٔ پاسخ", "produced_at": "زمان پاسخ", "url": "نشانی پاسخ‌گو"},
     "en": {"title": "Public repository", "cas": "Certification authorities", "name": "Name", "level": "Level",
            "subject": "Subject", "valid_until": "Valid until", "certificate": "Certificate", "crls": "CRLs",
            "next_update": "Next update", "status": "Certificate status", "serial": "Serial number (hexadecimal)",
@@ -36,7 +39,9 @@ WORDS = {
            "bad_serial": "A serial number is hexadecimal (0-9 and a-f), e.g. 4c21588b3706dc35",
            "issuer": "Issuer", "revoked_at": "Revoked on", "reason": "Reason", "validity": "Validity",
            "policy": "National certificate policy", "root": "root", "none": "not published yet", "from": "from",
-           "to": "to"},
+           "to": "to", "ocsp": "Ask the OCSP responder", "ask": "Ask", "good": "good", "unknown": "unknown",
+           "no_ocsp": "This certificate names no OCSP responder", "ocsp_failed": "The OCSP responder gave no good answer",
+           "responder": "Signed by", "produced_at": "Produced at", "url": "Responder URL"},
 }
 
 
@@ -84,30 +89,70 @@ def index(request: HttpRequest) -> HttpResponse:
 _HEX = re.compile(r"^[0-9a-fA-F]{1,40}$")
 
 
+def _by_serial(request: HttpRequest, lang: str) -> tuple[dict, int, object]:
+    """The form's serial number, checked, and the certificate it names (or the error shown
+    beside the field, with its status code)."""
+    text = request.GET.get("serial", "").strip().replace(":", "").replace(" ", "")
+    context: dict = {"serial": text}
+    if not text:
+        return context, 200, None
+    if not _HEX.match(text):
+        context["error"] = WORDS[lang]["bad_serial"]
+        return context, 400, None
+    try:
+        return context, 200, store().get_certificate(int(text, 16))
+    except NotFoundError:
+        context["error"] = WORDS[lang]["not_found"]
+        return context, 404, None
+
+
 def status(request: HttpRequest) -> HttpResponse:
     from cryptography import x509
 
     lang = language(request)
-    text = request.GET.get("serial", "").strip().replace(":", "").replace(" ", "")
-    context: dict = {"serial": text}
-    code = 200
-    if text:
-        if not _HEX.match(text):
-            context["error"], code = WORDS[lang]["bad_serial"], 400
+    context, code, record = _by_serial(request, lang)
+    if record is not None:
+        cert = x509.load_der_x509_certificate(record.certificate)
+        context["result"] = {
+            "serial": f"{record.serial:x}", "issuer": record.ca, "status": record.status,
+            "status_text": WORDS[lang][record.status],
+            "valid_from": when(cert.not_valid_before_utc, lang), "valid_to": when(cert.not_valid_after_utc, lang),
+            "revoked_at": when(record.revoked_at, lang) if record.revoked_at else None,
+            "reason": record.reason.name if record.reason is not None and record.revoked_at else None}
+    return render(request, "repository/status.html", context, status=code, words=WORDS)
+
+
+def ocsp_lookup(request: HttpRequest) -> HttpResponse:
+    """Ask the certificate's own OCSP responder (the URL in the certificate) and show its checked
+    answer: the repository's word and the responder's side by side."""
+    from cryptography import x509
+    from cryptography.x509.oid import AuthorityInformationAccessOID
+
+    from iranpki.ocsp.client import OcspClientError, query
+
+    lang = language(request)
+    context, code, record = _by_serial(request, lang)
+    if record is not None:
+        cert = x509.load_der_x509_certificate(record.certificate)
+        try:
+            aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+            urls = [d.access_location.value for d in aia if d.access_method == AuthorityInformationAccessOID.OCSP]
+        except x509.ExtensionNotFound:
+            urls = []
+        if not urls:
+            context["error"], code = WORDS[lang]["no_ocsp"], 404
         else:
             try:
-                record = store().get_certificate(int(text, 16))
-            except NotFoundError:
-                context["error"], code = WORDS[lang]["not_found"], 404
+                answer = query(urls[0], record.certificate, store().get_ca(record.ca).certificate)
+            except OcspClientError as exc:
+                context["error"], code = f"{WORDS[lang]['ocsp_failed']}: {exc}", 502
             else:
-                cert = x509.load_der_x509_certificate(record.certificate)
-                context["result"] = {
-                    "serial": f"{record.serial:x}", "issuer": record.ca, "status": record.status,
-                    "status_text": WORDS[lang][record.status],
-                    "valid_from": when(cert.not_valid_before_utc, lang), "valid_to": when(cert.not_valid_after_utc, lang),
-                    "revoked_at": when(record.revoked_at, lang) if record.revoked_at else None,
-                    "reason": record.reason.name if record.reason is not None and record.revoked_at else None}
-    return render(request, "repository/status.html", context, status=code, words=WORDS)
+                context["answer"] = {"url": urls[0], "status": answer.status,
+                                     "status_text": WORDS[lang].get(answer.status, answer.status),
+                                     "produced_at": when(answer.produced_at, lang),
+                                     "revoked_at": when(answer.revoked_at, lang) if answer.revoked_at else None,
+                                     "reason": answer.reason, "responder": answer.responder}
+    return render(request, "repository/ocsp.html", context, status=code, words=WORDS)
 
 
 def ca_certificate(request: HttpRequest, name: str) -> HttpResponse:
@@ -162,6 +207,7 @@ urlpatterns = [
     path("", index, name="repository"),
     path("status", status, name="status"),
     path("policy", policy, name="policy"),
+    path("ocsp", ocsp_lookup, name="ocsp"),
     path("certs/<str:name>.crt", ca_certificate),
     path("crl/<str:file>", crl),
     path("static/portal.css", stylesheet),
