@@ -1,4 +1,5 @@
-"""The portals in a real browser (issue 16, first part: the public repository). `iranpki portal
+"""The portals in a real browser (issue 16, first parts: the public repository and the applicant's
+registration). `iranpki portal
 serve` on 127.0.0.1 over a workspace with a root, a level-1 CA in two CRL shards, a valid and a
 revoked certificate; Debian's Chromium, driven by Playwright, reads the pages in Persian and in
 English. The CRL the page links to is the file the certificates name, and openssl reads it; the
@@ -66,7 +67,8 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     responder, _, ocsp_lines = start_listening([IRANPKI, "ocsp", "serve", "--home", str(home), "--ca", "gica1",
                                                 "--port", str(ocsp_port), "--workers", "1"], dict(os.environ),
                                                "OCSP responder")
-    proc, port, lines = start_listening([IRANPKI, "portal", "serve", "--portal", "repository", "--home", str(home),
+    proc, port, lines = start_listening([IRANPKI, "portal", "serve", "--portal", "repository", "--portal", "applicant",
+                                         "--home", str(home),
                                          "--port", "0", "--threads", "4"], dict(os.environ), "repository portal")
     try:
         yield {"url": f"http://127.0.0.1:{port}", "home": home, "base": base, "lines": lines,
@@ -224,3 +226,63 @@ def test_the_ocsp_client_refuses_an_answer_it_cannot_trust(monkeypatch: pytest.M
         else:
             with pytest.raises(client.OcspClientError, match=refusal):
                 client.query("http://ocsp.test", leaf.public_bytes(der), ca.public_bytes(der))
+
+
+def _requests(repository: dict) -> int:
+    ws = Workspace.open(repository["home"])
+    try:
+        return len(ws.store.list_requests(limit=1000))
+    finally:
+        ws.close()
+
+
+def test_an_applicant_registers_in_the_browser_and_follows_the_request(repository: dict, browser) -> None:  # noqa: ANN001
+    """The offers come from the profiles, the rules and the CAs; the form is the profile's subject;
+    a wrong national code and a name in Latin letters (or with script) are refused beside their
+    fields, in Persian, with nothing stored; the right ones give the tracking code once, with
+    which the request is followed; a form posted without its CSRF token is refused."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(repository["url"] + "/applicant/")
+    assert _serious(page) == []
+    page.click("a[href*=\"profile=personal-signature\"][href*=\"level=1\"]")
+    assert page.locator("h1").inner_text().startswith("امضای شخصی")
+    before = _requests(repository)
+    page.fill("#f-SN", "<script>alert(1)</script>")
+    page.fill("#f-GN", "Ali")
+    page.fill("#f-serialNumber", "0499370898")  # the check digit is wrong
+    page.fill("#f-CN", "علی محمدی")
+    page.click("button[type=submit]")
+    assert page.locator("#f-serialNumber").get_attribute("aria-invalid") == "true"
+    assert page.locator("#e-serialNumber").inner_text().startswith("کد ملی درست نیست")
+    assert page.locator("#e-GN").inner_text().startswith("این نام باید با حروف فارسی نوشته شود")
+    assert page.locator("#e-SN").count() == 1 and page.locator("body script").count() == 0
+    assert _requests(repository) == before and _serious(page) == []
+    page.screenshot(path=str(SHOTS / "portal-applicant-errors.png"))
+    page.fill("#f-SN", "محمدی")
+    page.fill("#f-GN", "علی")
+    page.fill("#f-serialNumber", "0499370899")
+    page.check("input[value=desk-token]")
+    page.click("button[type=submit]")
+    code = page.locator("#tracking-code").inner_text()
+    assert len(code.replace("-", "")) >= 12 and _requests(repository) == before + 1
+    page.screenshot(path=str(SHOTS / "portal-applicant-code.png"))
+    page.goto(repository["url"] + "/applicant/follow")
+    page.fill("#f-code", code)
+    page.fill("#f-national", "0499370899")
+    page.click("button[type=submit]")
+    assert page.locator("[data-state]").get_attribute("data-state") == "submitted"
+    assert _serious(page) == []
+    page.fill("#f-code", code)
+    page.fill("#f-national", "0012345679")
+    page.click("button[type=submit]")
+    assert page.locator("#follow-error").count() == 1 and page.locator("[data-state]").count() == 0
+    page.close()
+    # The same form posted from elsewhere (no CSRF token and cookie): refused, nothing stored.
+    import urllib.error
+    import urllib.parse
+
+    data = urllib.parse.urlencode({"profile": "personal-signature", "level": "1", "SN": "محمدی", "GN": "علی",
+                                   "serialNumber": "0499370899", "CN": "علی محمدی", "key_location": "desk-token"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(repository["url"] + "/applicant/register", data=data.encode())
+    assert refused.value.code == 403 and _requests(repository) == before + 1

@@ -17,7 +17,7 @@ def portal() -> None:
 
 
 @portal.command("serve")
-@click.option("--portal", "portals", multiple=True, type=click.Choice(["repository"]), default=("repository",),
+@click.option("--portal", "portals", multiple=True, type=click.Choice(["repository", "applicant"]), default=("repository",),
               show_default=True, help="Which portal to serve (repeatable).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)

@@ -196,13 +196,6 @@ def policy(request: HttpRequest) -> HttpResponse:
     return render(request, "repository/policy.html", {"document": html}, words=WORDS)
 
 
-def stylesheet(request: HttpRequest) -> HttpResponse:
-    css = (Path(__file__).parent / "static" / "portal.css").read_bytes()
-    response = HttpResponse(css, content_type="text/css; charset=utf-8")
-    response["Cache-Control"] = "public, max-age=3600"
-    return response
-
-
 urlpatterns = [
     path("", index, name="repository"),
     path("status", status, name="status"),
@@ -210,5 +203,4 @@ urlpatterns = [
     path("ocsp", ocsp_lookup, name="ocsp"),
     path("certs/<str:name>.crt", ca_certificate),
     path("crl/<str:file>", crl),
-    path("static/portal.css", stylesheet),
 ]

@@ -103,6 +103,7 @@ def serve(home: str | os.PathLike[str], *, host: str, port: int, certificate: st
 
     os.environ["IRANPKI_HOME"] = str(Path(home).resolve())
     os.environ["IRANPKI_PORTALS"] = ",".join(portals)
+    os.environ["IRANPKI_PORTALS_TLS"] = "1" if certificate is not None else "0"
     # The host names the server answers for: those its certificate carries (Django's
     # ALLOWED_HOSTS) and those given, beside the loopback names.
     known = [n for n in os.environ.get("IRANPKI_PORTALS_HOSTS", "").split(",") if n] + list(names)

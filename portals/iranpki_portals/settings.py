@@ -33,7 +33,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
 DATA_UPLOAD_MAX_NUMBER_FILES = 8
 SECURE_CONTENT_TYPE_NOSNIFF = True
-SECURE_REFERRER_POLICY = "no-referrer"
+# same-origin, not no-referrer: with no-referrer Chromium posts forms with "Origin: null", which
+# the CSRF check (rightly) refuses; nothing is sent to other sites either way.
+SECURE_REFERRER_POLICY = "same-origin"
 SECURE_HSTS_SECONDS = 31_536_000
 # Django's own request log is silenced (it would print what clients sent); the API logs each
 # fault once, with its incident number, to the server's standard error.
@@ -42,4 +44,10 @@ LOGGING = {"version": 1, "disable_existing_loggers": False,
                         "stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
            "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
            "loggers": {"django.request": {"handlers": ["null"], "propagate": False},
-                       "iranpki_portals": {"handlers": ["stderr"], "level": "ERROR", "propagate": False}}}
+                       "iranpki_portals": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
+                       # A refused form (no or a wrong CSRF token) is logged with its reason, not its content.
+                       "django.security.csrf": {"handlers": ["stderr"], "level": "WARNING", "propagate": False}}}
+# The CSRF cookie: not readable by scripts, sent to this site only; Secure when served over TLS.
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Strict"
+CSRF_COOKIE_SECURE = os.environ.get("IRANPKI_PORTALS_TLS") == "1"

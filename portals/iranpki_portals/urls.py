@@ -6,11 +6,15 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
-urlpatterns = []
+from .pages import stylesheet
+
+urlpatterns = [path("static/portal.css", stylesheet)]
 if "ra" in settings.PORTALS:
     from .ra_api import api
 
     urlpatterns.append(path("api/ra/", api.urls))
+if "applicant" in settings.PORTALS:
+    urlpatterns.append(path("applicant/", include("iranpki_portals.applicant")))
 if "repository" in settings.PORTALS:
     urlpatterns.append(path("", include("iranpki_portals.repository")))
 

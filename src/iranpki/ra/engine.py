@@ -303,6 +303,25 @@ class RegistrationAuthority:
                                           {"kind": "issue", "profile": profile, "level": level, "ca": ca}))
         return Registered(request, code)
 
+    def offers(self) -> list[tuple[str, int, str, tuple[str, ...]]]:
+        """What an applicant may ask for here: (profile, level, the CA that issues it, the key
+        locations allowed), for every profile the rules take and level a CA of this store serves."""
+        out = []
+        cas = [c for c in self.store.list_cas() if c.kind == "intermediate"]
+        for profile in sorted(self.rules.profiles):
+            for level in (1, 2, 3, 4):
+                locations = self.rules.allowed_key_locations(profile, level, self.policy)
+                if not locations:
+                    continue
+                for ca in cas:
+                    try:
+                        self._ca_serves(ca, profile, level)
+                    except RuleRefusedError:
+                        continue
+                    out.append((profile, level, ca.name, locations))
+                    break
+        return out
+
     def request_change(self, kind: str, serial: int, *, second_factor: str, reason: str | None = None,
                        key_location: str | None = None, client: str | None = None) -> Registered:
         """A request to revoke, suspend, release, renew or re-key the certificate ``serial``,
