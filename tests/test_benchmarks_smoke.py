@@ -67,3 +67,14 @@ def test_ra_benchmark_smoke() -> None:
                 "api register (4 clients)", "api issuance (4 clients)", "ratio api/direct per wall second",
                 "ratio api/direct per CPU second", "p99"):
         assert row in out.stdout, out.stdout
+
+
+@pytest.mark.slow
+def test_portals_benchmark_smoke() -> None:
+    """benchmarks/portals.py in its smallest size: the anchor, the status page, the form, the ratios."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "portals.py"), "--clients", "4", "--seconds", "0.5"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for row in ("stylesheet (anchor)", "repository status page", "applicant form submitted", "ratio to the anchor",
+                "p99"):
+        assert row in out.stdout, out.stdout
