@@ -286,3 +286,19 @@ def test_an_applicant_registers_in_the_browser_and_follows_the_request(repositor
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(repository["url"] + "/applicant/register", data=data.encode())
     assert refused.value.code == 403 and _requests(repository) == before + 1
+
+
+def test_the_ocsp_form_is_rate_limited_per_client(repository: dict) -> None:
+    """Each OCSP lookup makes the portal ask a responder: past 30 a minute from one address the
+    form answers 429 with Retry-After instead. (Last in this module: it spends the minute.)"""
+    import urllib.error
+
+    statuses = []
+    for _ in range(32):
+        try:
+            statuses.append(urllib.request.urlopen(repository["url"] + "/ocsp?serial=abcdef").status)
+        except urllib.error.HTTPError as exc:
+            statuses.append(exc.code)
+            if exc.code == 429:
+                assert 0 < int(exc.headers["Retry-After"]) <= 61
+    assert 404 in statuses and statuses[-1] == 429 and statuses.count(429) >= 2

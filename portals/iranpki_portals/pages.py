@@ -85,3 +85,39 @@ def stylesheet(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(css, content_type="text/css; charset=utf-8")
     response["Cache-Control"] = "public, max-age=3600"
     return response
+
+
+class PerClientLimit:
+    """At most ``per_minute`` requests from one client address in any minute, counted in this
+    process (a public lookup form, not a credential: the store's attempt counts are for those).
+    A client past it gets 429 with Retry-After."""
+
+    def __init__(self, per_minute: int):
+        import threading
+
+        self.per_minute = per_minute
+        self._seen: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def refused(self, request: HttpRequest) -> HttpResponse | None:
+        import time
+
+        from .ra_api import _client
+
+        now, client = time.monotonic(), _client(request)
+        with self._lock:
+            if len(self._seen) > 100_000:  # bounded: forget everyone rather than grow without end
+                self._seen.clear()
+            recent = [t for t in self._seen.get(client, []) if now - t < 60]
+            if len(recent) >= self.per_minute:
+                self._seen[client] = recent
+                retry = int(60 - (now - recent[0])) + 1
+                lang = language(request)
+                text = (f"درخواست‌های بسیار؛ {digits(str(retry), 'fa')} ثانیه دیگر دوباره بکوشید" if lang == "fa"
+                        else f"Too many requests; try again in {retry} seconds")
+                response = HttpResponse(text + "\n", status=429, content_type="text/plain; charset=utf-8")
+                response["Retry-After"] = str(retry)
+                return response
+            recent.append(now)
+            self._seen[client] = recent
+        return None

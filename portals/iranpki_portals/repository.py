@@ -16,7 +16,7 @@ from django.urls import path
 
 from iranpki.errors import NotFoundError
 
-from .pages import digits, language, render, when
+from .pages import PerClientLimit, digits, language, render, when
 
 _local = threading.local()
 
@@ -87,6 +87,9 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 _HEX = re.compile(r"^[0-9a-fA-F]{1,40}$")
+#: Lookups per client address and minute: the status page reads the store; the OCSP form makes
+#: this server ask a responder, which must not become a way to flood it.
+STATUS_LIMIT, OCSP_LIMIT = PerClientLimit(120), PerClientLimit(30)
 
 
 def _by_serial(request: HttpRequest, lang: str) -> tuple[dict, int, object]:
@@ -109,6 +112,8 @@ def _by_serial(request: HttpRequest, lang: str) -> tuple[dict, int, object]:
 def status(request: HttpRequest) -> HttpResponse:
     from cryptography import x509
 
+    if request.GET.get("serial") and (refused := STATUS_LIMIT.refused(request)) is not None:
+        return refused
     lang = language(request)
     context, code, record = _by_serial(request, lang)
     if record is not None:
@@ -130,6 +135,8 @@ def ocsp_lookup(request: HttpRequest) -> HttpResponse:
 
     from iranpki.ocsp.client import OcspClientError, query
 
+    if request.GET.get("serial") and (refused := OCSP_LIMIT.refused(request)) is not None:
+        return refused
     lang = language(request)
     context, code, record = _by_serial(request, lang)
     if record is not None:
