@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.urls import path
 
@@ -89,7 +90,8 @@ def index(request: HttpRequest) -> HttpResponse:
 _HEX = re.compile(r"^[0-9a-fA-F]{1,40}$")
 #: Lookups per client address and minute: the status page reads the store; the OCSP form makes
 #: this server ask a responder, which must not become a way to flood it.
-STATUS_LIMIT, OCSP_LIMIT = PerClientLimit(120), PerClientLimit(30)
+STATUS_LIMIT = PerClientLimit(settings.REPOSITORY_STATUS_PER_MINUTE)
+OCSP_LIMIT = PerClientLimit(settings.REPOSITORY_OCSP_PER_MINUTE)
 
 
 def _by_serial(request: HttpRequest, lang: str) -> tuple[dict, int, object]:

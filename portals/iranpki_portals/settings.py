@@ -51,3 +51,7 @@ LOGGING = {"version": 1, "disable_existing_loggers": False,
 CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Strict"
 CSRF_COOKIE_SECURE = os.environ.get("IRANPKI_PORTALS_TLS") == "1"
+# The repository's lookups per client address and minute (a deployment behind one NAT, or a
+# load test, raises them).
+REPOSITORY_STATUS_PER_MINUTE = int(os.environ.get("IRANPKI_PORTALS_STATUS_PER_MINUTE", "120"))
+REPOSITORY_OCSP_PER_MINUTE = int(os.environ.get("IRANPKI_PORTALS_OCSP_PER_MINUTE", "30"))
