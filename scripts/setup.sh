@@ -23,6 +23,8 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 # NSS certutil and GnuTLS certtool: relying-party software nobody here wrote, judging the chains.
 command -v certutil >/dev/null || need_apt+=(libnss3-tools)
 command -v certtool >/dev/null || need_apt+=(gnutls-bin)
+# oathtool: an independent maker of the one-time codes (RFC 6238) officers log in to the office portal with.
+command -v oathtool >/dev/null || need_apt+=(oathtool)
 # openCryptoki: the second PKCS#11 module the conformance suite is tried on (its software token,
 # run by the tests on a private pkcsslotd; the machine's own openCryptoki is never started).
 [ -x /usr/sbin/pkcsslotd ] && compgen -G '/usr/lib/*/opencryptoki/libopencryptoki.so.0' >/dev/null \

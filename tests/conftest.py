@@ -164,3 +164,19 @@ def start_listening(cmd: list[str], env: dict[str, str], what: str, timeout: flo
             proc.wait(timeout=10)
             raise AssertionError(f"the {what} did not start:\n" + "\n".join(lines))
     return proc, port[0], lines
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():  # noqa: ANN201 - a Playwright Browser
+    """Debian's Chromium, headless, driven by Playwright (browsers cannot be downloaded here)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()

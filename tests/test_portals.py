@@ -28,7 +28,6 @@ from .samples import SUBJECTS
 
 IRANPKI = str(Path(sys.executable).parent / "iranpki")
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "docs" / "images"
 
 
@@ -78,16 +77,6 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         for server in (proc, responder):
             server.terminate()
             server.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        yield b
-        b.close()
 
 
 def _serious(page: object) -> list[str]:

@@ -5,7 +5,6 @@ page runs past the right edge, however long the details, ids and tables are."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,21 +17,8 @@ from iranpki.conformance import CaseResult, Verdict, reporting
 
 from .test_conformance_reports import sample_report
 
-CHROMIUM = "/usr/bin/chromium"
 A4_WIDTH = 794  # CSS pixels at 96 dpi
 SCREEN = 1400
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
 
 
 def _overflow(browser: object, page_html: str, width: int, media: str, shot: Path | None = None) -> list[str]:

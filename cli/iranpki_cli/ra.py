@@ -150,6 +150,32 @@ def officer_enrol(officer_id: str, office: str, name: str, roles: tuple[str, ...
     emit_json(info) if as_json else console.print(f"officer {record.id} enrolled at {record.office}", highlight=False)
 
 
+@officer.command("codes")
+@click.argument("officer_id")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the otpauth:// URI to this file (mode 0600) instead of the terminal.")
+@home_option
+@json_option
+def officer_codes(officer_id: str, out: str | None, home: str, as_json: bool) -> None:
+    """Enrol the officer's one-time codes (TOTP) for the office portal: a new secret, replacing
+    any before, given once as an otpauth:// URI for the officer's authenticator app (load it
+    there, or make it a QR code: `qrencode -t ansiutf8 < FILE`)."""
+    import os
+
+    uri = workspace(home).registration().enrol_one_time_codes(officer_id, _operator())
+    if out:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(uri + "\n")
+    if as_json:
+        emit_json({"id": officer_id, "written_to": out} if out else {"id": officer_id, "otpauth": uri})
+    elif out:
+        console.print(f"one-time codes of officer {officer_id} enrolled; the authenticator URI is in {out}",
+                      highlight=False)
+    else:
+        click.echo(uri)
+
+
 @officer.command("remove")
 @click.argument("officer_id")
 @home_option

@@ -11,7 +11,7 @@ from django.urls import path
 from iranpki.errors import IdentifierError, IranPkiError, NotFoundError, RateLimitedError, RequestError
 from iranpki.identity import check_legal_entity_id, check_national_code, check_persian_name
 
-from .pages import digits, language, render, when
+from .pages import digits, fresh, language, once, redirect, render, sign_in, spend_once, upload, when
 from .ra_api import _client, engine
 
 WORDS = {
@@ -33,7 +33,34 @@ WORDS = {
            "proofed": "هویت احراز شد", "awaiting-approval": "منتظر تأیید", "approved": "تأییدشده؛ در صف صدور",
            "issued": "صادر شد", "accepted": "پذیرفته شد", "rejected": "رد شد", "cancelled": "لغو شد",
            "expired": "مهلت گذشت", "not_found": "درخواستی با این کد رهگیری و کد ملی نیست",
-           "limited": "تلاش‌های نادرست بسیار بود؛ کمی بعد دوباره بکوشید"},
+           "limited": "تلاش‌های نادرست بسیار بود؛ کمی بعد دوباره بکوشید",
+           "my_request": "درخواست من", "my_certificates": "گواهی‌های من", "sign_out": "خروج",
+           "session_over": "نشست شما پایان یافته است؛ دوباره با کد رهگیری و کد ملی وارد شوید.",
+           "replayed": "این فرم پیش‌تر فرستاده شده بود؛ چیزی تغییر نکرد. صفحه را دوباره باز کنید.",
+           "documents": "مدارک", "upload": "بارگذاری", "document_kind": "نوع مدرک", "document_number": "شماره مدرک",
+           "scan": "تصویر مدرک (JPEG، PNG یا PDF، تا ۵ مگابایت)", "no_documents": "مدرکی بارگذاری نشده است.",
+           "too_big": "این فایل بزرگ‌تر از اندازهٔ مجاز است", "bad_type": "این فایل JPEG، PNG یا PDF نیست",
+           "choose_file": "یک فایل برگزینید", "uploaded": "مدرک بارگذاری شد.",
+           "national-id-card": "کارت ملی", "birth-certificate": "شناسنامه", "passport": "گذرنامه",
+           "company-registration": "آگهی ثبت شرکت", "official-letter": "نامهٔ رسمی",
+           "csr-domain-control": "اثبات مالکیت دامنه", "biometric-match": "تطبیق زیست‌سنجی",
+           "key_title": "کلید", "passphrase": "گذرواژهٔ فایل کلید (دست‌کم ۱۲ نویسه)", "passphrase_again": "تکرار گذرواژه",
+           "passphrase_short": "گذرواژه دست‌کم ۱۲ نویسه باشد", "passphrase_differs": "دو گذرواژه یکی نیستند",
+           "set_key": "ساخت کلید", "csr": "درخواست گواهی (CSR، PEM یا DER)", "send_csr": "فرستادن CSR",
+           "download": "دریافت فایل PKCS#12 (یک بار)", "download_note": "فایل کلید و گواهی فقط یک بار داده می‌شود.",
+           "wrong_passphrase": "گذرواژه درست نیست", "accept_title": "پذیرش گواهی",
+           "accept_note": "این متن را با کلید گواهی امضا کنید و امضا را بارگذاری کنید، مثلاً:",
+           "signature": "فایل امضا", "accept": "پذیرش", "certificate": "گواهی (PEM)", "cancel": "لغو درخواست",
+           "cancelled_note": "درخواست لغو شد.", "serial": "شمارهٔ سریال", "status": "وضعیت", "valid_until": "اعتبار تا",
+           "valid": "معتبر", "revoked": "باطل‌شده", "on hold": "تعلیق‌شده", "reason": "علت",
+           "revoke": "درخواست ابطال", "no_certificates": "گواهی صادرشده‌ای نیست.",
+           "unspecified": "نامشخص", "keyCompromise": "افشای کلید", "affiliationChanged": "تغییر وابستگی سازمانی",
+           "superseded": "جایگزین شد", "cessationOfOperation": "پایان فعالیت",
+           "change_title": "درخواست ثبت شد", "change_proof": "امضا با کلید کنونی (بدون مراجعه)",
+           "change_note": "برای اثبات درخواست بدون مراجعه به دفتر، این متن را با کلید همین گواهی امضا کنید:",
+           "send": "فرستادن", "visit": "برای این درخواست به دفتر ثبت‌نام بروید.",
+           "refused": "درخواست پذیرفته نشد", "kind": "نوع درخواست", "issue": "صدور", "renew": "تمدید",
+           "rekey": "کلید نو", "suspend": "تعلیق", "release": "رفع تعلیق", "carried_out": "انجام شد"},
     "en": {"title": "Apply for a certificate", "choose": "Choose the kind of certificate and the assurance level",
            "profile": "Kind", "level": "Level", "ca": "Issuing CA", "register": "Register", "key_location": "Key",
            "mobile": "Mobile number (optional)", "submit": "Register", "code_title": "Your request is registered",
@@ -54,7 +81,36 @@ WORDS = {
            "proofed": "identity checked", "awaiting-approval": "awaiting approval", "approved": "approved; to be issued",
            "issued": "issued", "accepted": "accepted", "rejected": "rejected", "cancelled": "cancelled",
            "expired": "expired", "not_found": "No request has this tracking code and national code",
-           "limited": "Too many wrong tries; try again later"},
+           "limited": "Too many wrong tries; try again later",
+           "my_request": "My request", "my_certificates": "My certificates", "sign_out": "Sign out",
+           "session_over": "Your session has ended; sign in again with the tracking code and national code.",
+           "replayed": "This form was sent already; nothing was changed. Open the page again.",
+           "documents": "Documents", "upload": "Upload", "document_kind": "Document", "document_number": "Its number",
+           "scan": "Scan (JPEG, PNG or PDF, up to 5 MB)", "no_documents": "No documents uploaded.",
+           "too_big": "This file is larger than allowed", "bad_type": "This file is not a JPEG, PNG or PDF",
+           "choose_file": "Choose a file", "uploaded": "The document was uploaded.",
+           "national-id-card": "National ID card", "birth-certificate": "Birth certificate", "passport": "Passport",
+           "company-registration": "Company registration", "official-letter": "Official letter",
+           "csr-domain-control": "Proof of domain control", "biometric-match": "Biometric match",
+           "key_title": "Key", "passphrase": "Passphrase of the key file (at least 12 characters)",
+           "passphrase_again": "The passphrase again", "passphrase_short": "Give at least 12 characters",
+           "passphrase_differs": "The two passphrases differ", "set_key": "Make the key",
+           "csr": "Certificate request (CSR, PEM or DER)", "send_csr": "Send the CSR",
+           "download": "Download the PKCS#12 file (once)", "download_note": "The key and certificate file is given once.",
+           "wrong_passphrase": "Wrong passphrase", "accept_title": "Accept the certificate",
+           "accept_note": "Sign this text with the certificate's key and upload the signature, for example:",
+           "signature": "Signature file", "accept": "Accept", "certificate": "Certificate (PEM)",
+           "cancel": "Cancel the request", "cancelled_note": "The request was cancelled.", "serial": "Serial",
+           "status": "Status", "valid_until": "Valid until", "valid": "valid", "revoked": "revoked",
+           "on hold": "on hold", "reason": "Reason", "revoke": "Ask for revocation",
+           "no_certificates": "No certificate was issued.", "unspecified": "unspecified",
+           "keyCompromise": "key compromise", "affiliationChanged": "affiliation changed", "superseded": "superseded",
+           "cessationOfOperation": "cessation of operation", "change_title": "Your request is registered",
+           "change_proof": "Sign with the current key (no visit)",
+           "change_note": "To prove this request with no visit to an office, sign this text with this certificate's key:",
+           "send": "Send", "visit": "Take this request to a registration office.", "refused": "The request was refused",
+           "kind": "Request", "issue": "issuance", "renew": "renewal", "rekey": "re-key", "suspend": "suspension",
+           "release": "release", "carried_out": "carried out"},
 }
 _CHECKS = {"national-code": (check_national_code, "bad_national_code"),
            "persian-name": (check_persian_name, "bad_persian_name"),
@@ -164,24 +220,325 @@ def follow(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         try:
-            record = engine().lookup(request.POST.get("tracking_code", ""), request.POST.get("national_code", ""),
-                                     client=_client(request))
+            engine().lookup(request.POST.get("tracking_code", ""), request.POST.get("national_code", ""),
+                            client=_client(request))
         except RateLimitedError:
             context["error"], status = WORDS[lang]["limited"], 429
         except (NotFoundError, RequestError):
             context["error"], status = WORDS[lang]["not_found"], 404
         else:
-            context["record"] = {"id": record.id, "state": record.state,
-                                 "state_text": WORDS[lang].get(record.state, record.state),
-                                 "profile": WORDS[lang].get(record.profile, record.profile),
-                                 "level": digits(str(record.level), lang), "expires": when(record.expires_at, lang)}
+            sign_in(request, "applicant", {"code": request.POST.get("tracking_code", ""),
+                                           "factor": request.POST.get("national_code", "").strip()})
+            return redirect(f"/applicant/request?lang={lang}")
+    elif request.GET.get("ended"):
+        context["error"] = WORDS[lang]["session_over"]
     response = render(request, "applicant/follow.html", context, status=status, words=WORDS)
     response["Cache-Control"] = "no-store"
     return response
+
+
+# ---- the applicant's own request, once signed in with the tracking code ------------------------
+
+#: Persian for the library's refusals by the rule they name (the English text is the library's).
+_RULES_FA = {"state": "این کار در وضعیت کنونی درخواست شدنی نیست", "passphrase-tries": "فایل کلید پس از گذرواژه‌های نادرست قفل شد",
+             "acceptance": "امضا با کلید این گواهی و روی همین متن نیست", "current-key": "امضا با کلید این گواهی و روی همین متن نیست",
+             "pending-change": "برای این گواهی درخواست بازِ دیگری هست", "certificate-status": "وضعیت گواهی اجازهٔ این درخواست را نمی‌دهد",
+             "documents": "شمار مدارک بیش از اندازه است", "proofing-method": "این درخواست نیاز به مراجعه به دفتر دارد"}
+
+
+def _said(exc: Exception, lang: str) -> str:
+    """A refusal in the page's language: Persian by its rule, else the library's words."""
+    from iranpki.errors import RuleRefusedError
+
+    if lang == "fa" and isinstance(exc, RuleRefusedError) and exc.rule in _RULES_FA:
+        return _RULES_FA[exc.rule]
+    if lang == "fa" and isinstance(exc, RateLimitedError):
+        return WORDS["fa"]["limited"]
+    return str(exc)
+
+
+def _signed_in(request: HttpRequest):  # noqa: ANN202 - (Actor, RequestRecord) or None
+    from django.conf import settings
+
+    entry = fresh(request, "applicant", settings.APPLICANT_SESSION_IDLE_SECONDS)
+    if entry is None:
+        return None
+    try:
+        actor = engine().applicant(entry["code"], entry["factor"], client=_client(request))
+    except IranPkiError:
+        request.session.flush()
+        return None
+    return actor, engine().store.get_request(actor.id)
+
+
+def _ended(lang: str) -> HttpResponse:
+    return redirect(f"/applicant/follow?lang={lang}&ended=1")
+
+
+_SCHEMES = ("sha256", "sha384", "sha512")
+_REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation")
+
+
+def my_request(request: HttpRequest, *, error: str | None = None, field: str | None = None, note: str | None = None,
+               status: int = 200) -> HttpResponse:
+    """The signed-in applicant's request: its state, documents, key, download, acceptance."""
+    from iranpki.ra import CHANGE_KINDS, OPEN_STATES
+
+    lang = language(request)
+    signed = _signed_in(request)
+    if signed is None:
+        return _ended(lang)
+    actor, record = signed
+    w = WORDS[lang]
+    ra = engine()
+    evidence = [{"kind": w.get(e.kind, e.kind), "size": digits(f"{e.size:,}", lang), "at": when(e.at, lang)}
+                for e in ra.store.list_evidence(record.id)]
+    kinds = ra.rules.documents_for(record.profile, record.level) if record.kind == "issue" else ("national-id-card",)
+    context = {
+        "record": {"id": record.id, "state": record.state, "state_text": w.get(record.state, record.state),
+                   "kind": record.kind, "kind_text": w.get(record.kind, record.kind),
+                   "profile": w.get(record.profile, record.profile), "level": digits(str(record.level), lang),
+                   "expires": when(record.expires_at, lang), "key_location": w.get(record.key_location or "", ""),
+                   "serial": None if record.serial is None else f"{record.serial:x}"},
+        "evidence": evidence, "kinds": [{"id": k, "label": w.get(k, k)} for k in dict.fromkeys([*kinds, *ra.rules.documents])],
+        "can_upload": record.state in ("submitted", "awaiting-proofing"),
+        "needs_passphrase": record.state == "proofed" and record.key_location == "software-pkcs12",
+        "needs_csr": record.state == "proofed" and record.key_location in ("phone", "subscriber-csr"),
+        "can_download": record.state == "issued" and "software_key" in record.proofing,
+        "can_accept": record.state == "issued" and record.kind in ("issue", "renew", "rekey"),
+        "has_certificate": record.state in ("issued", "accepted") and record.kind in ("issue", "renew", "rekey"),
+        "can_cancel": record.state in OPEN_STATES, "error": error, "field": field, "note": note,
+        "schemes": _SCHEMES, "once": once(request)}
+    if context["can_accept"]:
+        context["acceptance"] = ra.acceptance_text(record).decode("utf-8")
+    if record.kind in CHANGE_KINDS and record.state == "submitted":
+        rule = ra.rules.changes.get(record.kind)
+        if rule is not None and "signed-with-current-key" in rule.proofing and record.level in rule.current_key_levels:
+            context["change_text"] = ra.change_text(record).decode("utf-8")
+        else:
+            context["visit"] = True
+    response = render(request, "applicant/request.html", context, status=status, words=WORDS)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _act(request: HttpRequest, step, field: str | None = None) -> HttpResponse:  # noqa: ANN001
+    """Run one posted step for the signed-in applicant: refused if the session ended or the form
+    was posted before; the library's refusal is shown beside the form, nothing else changed."""
+    lang = language(request)
+    if request.method != "POST":
+        return redirect(f"/applicant/request?lang={lang}")
+    signed = _signed_in(request)
+    if signed is None:
+        return _ended(lang)
+    if not spend_once(request):
+        return my_request(request, error=WORDS[lang]["replayed"], status=409)
+    actor, record = signed
+    try:
+        outcome = step(actor, record, lang)
+    except _FieldError as exc:
+        return my_request(request, error=str(exc), field=exc.field, status=400)
+    except IranPkiError as exc:
+        status = 429 if isinstance(exc, RateLimitedError) else 409
+        return my_request(request, error=_said(exc, lang), field=field, status=status)
+    if isinstance(outcome, HttpResponse):
+        return outcome
+    return redirect(f"/applicant/{outcome or 'request'}?lang={lang}")
+
+
+class _FieldError(Exception):
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def _file(request: HttpRequest, name: str, max_bytes: int, lang: str) -> bytes:
+    try:
+        data = upload(request, name, max_bytes)
+    except ValueError:
+        raise _FieldError(name, WORDS[lang]["too_big"]) from None
+    if data is None:
+        raise _FieldError(name, WORDS[lang]["choose_file"])
+    return data
+
+
+def documents(request: HttpRequest) -> HttpResponse:
+    from iranpki.ra import Document
+    from iranpki.ra.engine import MAX_DOCUMENT_BYTES
+
+    from .pages import media_type
+
+    def step(actor, record, lang):  # noqa: ANN001, ANN202
+        data = _file(request, "scan", MAX_DOCUMENT_BYTES, lang)
+        kind = media_type(data)
+        if kind is None:
+            raise _FieldError("scan", WORDS[lang]["bad_type"])
+        number = request.POST.get("number", "").strip()
+        if not number:
+            raise _FieldError("number", WORDS[lang]["required"])
+        engine().submit_document(actor, record.id, Document(request.POST.get("kind", ""), number, data, kind))
+
+    return _act(request, step, "scan")
+
+
+def key(request: HttpRequest) -> HttpResponse:
+    def step(actor, record, lang):  # noqa: ANN001, ANN202
+        if record.key_location == "software-pkcs12":
+            passphrase = request.POST.get("passphrase", "")
+            if len(passphrase) < 12:
+                raise _FieldError("passphrase", WORDS[lang]["passphrase_short"])
+            if passphrase != request.POST.get("passphrase_again", ""):
+                raise _FieldError("passphrase_again", WORDS[lang]["passphrase_differs"])
+            engine().bind_key(actor, record.id, csr=None, passphrase=passphrase)
+        else:
+            engine().bind_key(actor, record.id, csr=_csr(_file(request, "csr", 64 * 1024, lang)))
+
+    return _act(request, step, "csr")
+
+
+def _csr(data: bytes) -> bytes:
+    """A CSR in PEM or DER, as DER."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        try:
+            return x509.load_pem_x509_csr(data).public_bytes(Encoding.DER)
+        except ValueError:
+            raise RequestError("the file is not a PEM certificate request (PKCS#10)") from None
+    return data
+
+
+def pkcs12(request: HttpRequest) -> HttpResponse:
+    def step(actor, record, lang):  # noqa: ANN001, ANN202
+        from iranpki.errors import PinError
+
+        try:
+            data = engine().pkcs12(actor, record.id, request.POST.get("passphrase", ""))
+        except PinError as exc:
+            raise _FieldError("p12-passphrase", f"{WORDS[lang]['wrong_passphrase']} ({exc})" if lang == "en"
+                              else WORDS[lang]["wrong_passphrase"]) from None
+        response = HttpResponse(data, content_type="application/x-pkcs12")
+        response["Content-Disposition"] = f'attachment; filename="{record.id}.p12"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+    return _act(request, step)
+
+
+def _signed_step(request: HttpRequest, field: str, call) -> HttpResponse:  # noqa: ANN001
+    """A step that takes a signature file made with the certificate's key (and its hash)."""
+    def step(actor, record, lang):  # noqa: ANN001, ANN202
+        signature = _file(request, field, 16 * 1024, lang)
+        scheme = request.POST.get("scheme", "sha256")
+        if scheme not in _SCHEMES:
+            raise _FieldError(field, f"scheme {scheme!r}: one of {', '.join(_SCHEMES)}")
+        call(actor, record.id, signature, scheme=scheme)
+
+    return _act(request, step, field)
+
+
+def accept(request: HttpRequest) -> HttpResponse:
+    return _signed_step(request, "signature", engine().accept)
+
+
+def change_proof(request: HttpRequest) -> HttpResponse:
+    return _signed_step(request, "change-signature", engine().proof_by_current_key)
+
+
+def cancel(request: HttpRequest) -> HttpResponse:
+    return _act(request, lambda actor, record, lang: engine().cancel(actor, record.id) and None)
+
+
+def certificate(request: HttpRequest) -> HttpResponse:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    lang = language(request)
+    signed = _signed_in(request)
+    if signed is None:
+        return _ended(lang)
+    _, record = signed
+    if record.serial is None or record.state not in ("issued", "accepted") or record.kind in ("revoke", "suspend",
+                                                                                                "release"):
+        return my_request(request, error=WORDS[lang]["refused"], status=409)
+    der = engine().store.get_certificate(record.serial).certificate
+    response = HttpResponse(x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM),
+                            content_type="application/x-pem-file")
+    response["Content-Disposition"] = f'attachment; filename="{record.serial:x}.pem"'
+    return response
+
+
+def certificates(request: HttpRequest, *, error: str | None = None, status: int = 200) -> HttpResponse:
+    """The applicant's certificates (of every request with the same national code or ID), with
+    their status now, and a revocation request for each valid one."""
+    lang = language(request)
+    signed = _signed_in(request)
+    if signed is None:
+        return _ended(lang)
+    actor, _ = signed
+    w = WORDS[lang]
+    rows = [{"serial": f"{c.serial:x}", "profile": w.get(c.profile, c.profile), "status": c.status,
+             "status_text": w.get(c.status, c.status), "until": when(c.not_after, lang),
+             "reason": w.get(c.reason.name, c.reason.name) if c.reason is not None else ""}
+            for _, c in engine().certificates_of(actor)]
+    response = render(request, "applicant/certificates.html",
+                      {"certificates": rows, "reasons": [{"id": r, "label": w[r]} for r in _REASONS],
+                       "error": error, "once": once(request)}, status=status, words=WORDS)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def revoke(request: HttpRequest) -> HttpResponse:
+    """A revocation request for one of the applicant's certificates: a new request, with its own
+    tracking code (shown once), which the session follows from now on."""
+    lang = language(request)
+    if request.method != "POST":
+        return redirect(f"/applicant/certificates?lang={lang}")
+    signed = _signed_in(request)
+    if signed is None:
+        return _ended(lang)
+    if not spend_once(request):
+        return certificates(request, error=WORDS[lang]["replayed"], status=409)
+    actor, _ = signed
+    reason = request.POST.get("reason", "")
+    mine = {f"{c.serial:x}": c for _, c in engine().certificates_of(actor)}
+    serial = request.POST.get("serial", "")
+    if serial not in mine or reason not in _REASONS:
+        return certificates(request, error=WORDS[lang]["refused"], status=400)
+    factor = request.session["applicant"]["factor"]
+    try:
+        made = engine().request_change("revoke", mine[serial].serial, second_factor=factor, reason=reason,
+                                       client=_client(request))
+    except IranPkiError as exc:
+        return certificates(request, error=_said(exc, lang), status=409)
+    sign_in(request, "applicant", {"code": made.code, "factor": factor})
+    response = render(request, "applicant/registered.html",
+                      {"code": made.code, "request": made.request, "expires": when(made.request.expires_at, lang),
+                       "title": WORDS[lang]["change_title"], "next": True}, words=WORDS)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def sign_out(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        request.session.flush()
+    return redirect(f"/applicant/follow?lang={language(request)}")
 
 
 urlpatterns = [
     path("", index, name="applicant"),
     path("register", register, name="applicant-register"),
     path("follow", follow, name="applicant-follow"),
+    path("request", my_request, name="applicant-request"),
+    path("documents", documents),
+    path("key", key),
+    path("pkcs12", pkcs12),
+    path("accept", accept),
+    path("change-proof", change_proof),
+    path("cancel", cancel),
+    path("certificate.pem", certificate),
+    path("certificates", certificates),
+    path("revoke", revoke),
+    path("sign-out", sign_out),
 ]

@@ -57,7 +57,10 @@ def render(request: HttpRequest, template: str, context: dict[str, Any], *, stat
            words: dict[str, dict[str, str]] | None = None) -> HttpResponse:
     lang = language(request)
     text = {**WORDS[lang], **(words or {}).get(lang, {})}
-    html = render_to_string(template, {"t": text, "lang": lang, "path": request.path, **context}, request=request)
+    session = getattr(request, "session", None)
+    signed_in = {k: True for k in ("applicant", "officer") if session is not None and session.get(k)}
+    html = render_to_string(template, {"t": text, "lang": lang, "path": request.path, "signed_in": signed_in,
+                                       **context}, request=request)
     return HttpResponse(html, status=status, content_type="text/html; charset=utf-8")
 
 
@@ -75,6 +78,32 @@ class SecurityHeaders:
         response = self.get_response(request)
         response.setdefault("Content-Security-Policy", self.POLICY)
         return response
+
+
+class Faults:
+    """A fault in a portal page: logged once to the server's standard error with its trace and an
+    incident number (never the form's content), and the person is shown that number."""
+
+    def __init__(self, get_response):  # noqa: ANN001
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        import logging
+        import secrets
+
+        if request.path.startswith("/api/"):
+            return None  # the API answers its own faults
+        incident = secrets.token_hex(4)
+        logging.getLogger("iranpki_portals").error("incident %s: %s %s failed", incident, request.method, request.path,
+                                                   exc_info=exc)
+        text = (f"خطایی در سامانه رخ داد (شمارهٔ رویداد {incident})؛ صفحه را دوباره باز کنید تا ببینید کار ثبت شده است یا نه.\n"
+                f"The portal could not answer (incident {incident}); open the page again to see whether the step was "
+                "recorded (each step is recorded whole or not at all). The operator finds the cause in the server's "
+                "log under that number.\n")
+        return HttpResponse(text, status=500, content_type="text/plain; charset=utf-8")
 
 
 def stylesheet(request: HttpRequest) -> HttpResponse:
@@ -121,3 +150,81 @@ class PerClientLimit:
             recent.append(now)
             self._seen[client] = recent
         return None
+
+
+# ---- sessions and forms sent once ------------------------------------------------------------
+
+def once(request: HttpRequest) -> str:
+    """A number for a form that changes something, good for one posting in this session: a
+    form posted again (the back button, a replayed request) is refused with nothing changed."""
+    import secrets
+
+    token = secrets.token_urlsafe(16)
+    issued = [t for t in request.session.get("once", []) if t][-49:]
+    request.session["once"] = [*issued, token]
+    return token
+
+
+def spend_once(request: HttpRequest) -> bool:
+    """True the first time the posted form's number is seen in this session (then it is spent)."""
+    token = request.POST.get("once", "")
+    issued = list(request.session.get("once", []))
+    if not token or token not in issued:
+        return False
+    issued.remove(token)
+    request.session["once"] = issued
+    return True
+
+
+def fresh(request: HttpRequest, key: str, idle_seconds: int, max_seconds: int | None = None) -> dict | None:
+    """The session's ``key`` entry (who signed in), if it was used within ``idle_seconds`` (and
+    began within ``max_seconds``); an expired one is removed. Each use renews the idle time."""
+    import time
+
+    entry = request.session.get(key)
+    if not isinstance(entry, dict):
+        return None
+    now = time.time()
+    if now - float(entry.get("seen", 0)) > idle_seconds or (max_seconds is not None and
+                                                              now - float(entry.get("since", 0)) > max_seconds):
+        request.session.flush()
+        return None
+    entry["seen"] = now
+    request.session[key] = entry
+    return entry
+
+
+def sign_in(request: HttpRequest, key: str, entry: dict) -> None:
+    """Start a session for ``entry`` under a new session key (no fixation of a key set before)."""
+    import time
+
+    request.session.cycle_key()
+    now = time.time()
+    request.session[key] = {**entry, "since": now, "seen": now}
+
+
+def upload(request: HttpRequest, name: str, max_bytes: int) -> bytes | None:
+    """The bytes of the uploaded file ``name`` (None if none was sent); a larger one raises
+    ValueError with its size, read no further."""
+    f = request.FILES.get(name)
+    if f is None or not f.size:
+        return None
+    if f.size > max_bytes:
+        raise ValueError(f"{f.size}")
+    return f.read()
+
+
+def media_type(data: bytes) -> str | None:
+    """The type of a scan by its first bytes (JPEG, PNG or PDF), whatever the browser said."""
+    for kind, magic in (("image/jpeg", b"\xff\xd8\xff"), ("image/png", b"\x89PNG\r\n\x1a\n"),
+                        ("application/pdf", b"%PDF-")):
+        if data.startswith(magic):
+            return kind
+    return None
+
+
+def redirect(url: str) -> HttpResponse:
+    """303 See Other: the page after a posted form, so that reloading it posts nothing again."""
+    response = HttpResponse(status=303)
+    response["Location"] = url
+    return response

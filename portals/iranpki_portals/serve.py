@@ -29,16 +29,23 @@ def _limited(app):  # noqa: ANN001, ANN202 - WSGI
 
     limit = settings.MAX_BODY_BYTES
 
-    def refuse(start_response, status: str, code: str, message: str):  # noqa: ANN001, ANN202
-        body = json.dumps({"error": {"code": code, "message": message}}).encode()
-        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                                ("Connection", "close")])
+    def refuse(start_response, status: str, code: str, message: str, page: bool = False):  # noqa: ANN001, ANN202
+        if page:  # a portal's form: a message a person reads, in both languages
+            persian = {"too-large": "فایل‌های فرستاده‌شده بزرگ‌تر از اندازهٔ مجازند (هر تصویر تا ۵ مگابایت)؛ چیزی ذخیره نشد.",
+                       "length-required": "درخواست بدون طول فرستاده شد؛ چیزی ذخیره نشد."}[code]
+            body = f"{persian}\n{message}; nothing was stored.\n".encode()
+            kind = "text/plain; charset=utf-8"
+        else:
+            body = json.dumps({"error": {"code": code, "message": message}}).encode()
+            kind = "application/json"
+        start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body))), ("Connection", "close")])
         return [body]
 
     def limited(environ, start_response):  # noqa: ANN001, ANN202
+        page = not environ.get("PATH_INFO", "").startswith("/api/")
         if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
             return refuse(start_response, "411 Length Required", "length-required",
-                          "send the request body with a Content-Length, not chunked")
+                          "send the request body with a Content-Length, not chunked", page)
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -46,7 +53,7 @@ def _limited(app):  # noqa: ANN001, ANN202 - WSGI
         if length < 0 or length > limit:
             return refuse(start_response, "413 Request Entity Too Large", "too-large",
                           f"the request body ({environ.get('CONTENT_LENGTH')} bytes) is larger than the "
-                          f"{limit // (1024 * 1024)} MB the RA accepts; send each scan at most 5 MB")
+                          f"{limit // (1024 * 1024)} MB the RA accepts; send each scan at most 5 MB", page)
         return app(environ, start_response)
 
     return limited

@@ -12,13 +12,16 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"] + [h for h in os.environ.get
 ROOT_URLCONF = "iranpki_portals.urls"
 INSTALLED_APPS: list[str] = []
 MIDDLEWARE = ["iranpki_portals.urls.JsonErrors", "django.middleware.security.SecurityMiddleware",
-              "iranpki_portals.pages.SecurityHeaders", "django.middleware.common.CommonMiddleware",
-              "django.middleware.csrf.CsrfViewMiddleware", "django.middleware.clickjacking.XFrameOptionsMiddleware"]
+              "iranpki_portals.pages.SecurityHeaders", "django.contrib.sessions.middleware.SessionMiddleware",
+              "django.middleware.common.CommonMiddleware",
+              "django.middleware.csrf.CsrfViewMiddleware", "django.middleware.clickjacking.XFrameOptionsMiddleware",
+              "iranpki_portals.pages.Faults"]
 X_FRAME_OPTIONS = "DENY"
 TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates",
               "DIRS": [os.path.join(os.path.dirname(__file__), "templates")], "APP_DIRS": False,
               "OPTIONS": {"autoescape": True}}]
-#: Which portals this process serves (comma-separated): ra (the JSON API), repository.
+#: Which portals this process serves (comma-separated): ra (the JSON API), repository, applicant,
+#: office, lab.
 PORTALS = [p for p in os.environ.get("IRANPKI_PORTALS", "ra").split(",") if p]
 DATABASES: dict[str, dict[str, str]] = {}
 USE_TZ = True
@@ -55,3 +58,19 @@ CSRF_COOKIE_SECURE = os.environ.get("IRANPKI_PORTALS_TLS") == "1"
 # load test, raises them).
 REPOSITORY_STATUS_PER_MINUTE = int(os.environ.get("IRANPKI_PORTALS_STATUS_PER_MINUTE", "120"))
 REPOSITORY_OCSP_PER_MINUTE = int(os.environ.get("IRANPKI_PORTALS_OCSP_PER_MINUTE", "30"))
+
+# Sessions (the applicant's, once the tracking code is shown; the officer's, after the client
+# certificate and the one-time code): kept in this process's memory only, never in the cookie
+# (which carries a random key), HttpOnly, SameSite=Strict, Secure over TLS. A restart ends them.
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 20_000}}}
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Strict"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE
+SESSION_COOKIE_AGE = 8 * 3600
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+#: An officer's session ends after this many seconds without a page, and in any case after
+#: OFFICE_SESSION_MAX_SECONDS; an applicant's after APPLICANT_SESSION_IDLE_SECONDS idle.
+OFFICE_SESSION_IDLE_SECONDS = int(os.environ.get("IRANPKI_PORTALS_OFFICE_IDLE_SECONDS", "900"))
+OFFICE_SESSION_MAX_SECONDS = 8 * 3600
+APPLICANT_SESSION_IDLE_SECONDS = int(os.environ.get("IRANPKI_PORTALS_APPLICANT_IDLE_SECONDS", "1200"))

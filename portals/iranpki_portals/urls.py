@@ -15,6 +15,10 @@ if "ra" in settings.PORTALS:
     urlpatterns.append(path("api/ra/", api.urls))
 if "applicant" in settings.PORTALS:
     urlpatterns.append(path("applicant/", include("iranpki_portals.applicant")))
+if "office" in settings.PORTALS:
+    urlpatterns.append(path("office/", include("iranpki_portals.office")))
+if "lab" in settings.PORTALS:
+    urlpatterns.append(path("lab/", include("iranpki_portals.lab")))
 if "repository" in settings.PORTALS:
     urlpatterns.append(path("", include("iranpki_portals.repository")))
 

@@ -78,6 +78,11 @@ MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 MAX_INQUIRIES = 3
 #: Wrong passphrases for a request's software key before it is locked.
 MAX_PASSPHRASE_TRIES = 5
+#: Documents an applicant may upload to one request before the visit.
+MAX_APPLICANT_DOCUMENTS = 8
+#: Wrong one-time codes of an officer in ONE_TIME_CODE_WINDOW before their logins are refused for it.
+MAX_ONE_TIME_CODE_FAILURES = 5
+ONE_TIME_CODE_WINDOW = timedelta(minutes=15)
 _MAGIC = {"image/jpeg": (b"\xff\xd8\xff",), "image/png": (b"\x89PNG\r\n\x1a\n",), "application/pdf": (b"%PDF-",)}
 
 
@@ -189,6 +194,62 @@ class RegistrationAuthority:
         self.store.add_officer(record, AuditEvent("ra.officer.enrolled", officer_id, str(actor),
                                                   {"office": office, "roles": list(roles), "certificate": fingerprint}))
         return record
+
+    def enrol_one_time_codes(self, officer_id: str, actor: Actor) -> str:
+        """Give officer ``officer_id`` a new one-time-code (TOTP, RFC 6238: HMAC-SHA1, 6 digits,
+        30 seconds, as authenticator apps make them) secret, replacing any before; the CA
+        operator's. Returns the ``otpauth://`` URI to load into the officer's authenticator, shown
+        once (the store keeps the secret, never a log)."""
+        import base64
+        from urllib.parse import quote
+
+        self._operator(actor)
+        officer = self.store.get_officer(officer_id)
+        secret = secrets.token_bytes(20)
+        self.store.set_officer_totp(officer.id, secret, self.clock.now(),
+                                    AuditEvent("ra.officer.one-time-codes", officer.id, str(actor), {}))
+        label = quote(f"iranpki RA:{officer.id}")
+        return (f"otpauth://totp/{label}?secret={base64.b32encode(secret).decode('ascii').rstrip('=')}"
+                f"&issuer={quote('iranpki RA')}&algorithm=SHA1&digits=6&period=30")
+
+    def check_one_time_code(self, officer: Actor, code: str) -> Actor:
+        """The officer's second factor at login: ``code`` from their authenticator, valid in this
+        30-second step or the one before or after (clocks drift), used once only (a code seen is
+        refused again), and at most MAX_ONE_TIME_CODE_FAILURES wrong codes in 15 minutes."""
+        from cryptography.hazmat.primitives.hashes import SHA1
+        from cryptography.hazmat.primitives.twofactor import InvalidToken
+        from cryptography.hazmat.primitives.twofactor.totp import TOTP
+
+        current = self.officer(officer.id)
+        secret = self.store.officer_totp(current.id)
+        if secret is None:
+            raise RuleRefusedError(f"officer {current.id!r} has no one-time codes enrolled; the CA operator enrols "
+                                   f"them (iranpki ra officer codes {current.id})", rule="one-time-code")
+        now = self.clock.now()
+        failures = f"otp-failed:{current.id}"
+        if self.store.count_attempts(failures, now - ONE_TIME_CODE_WINDOW) >= MAX_ONE_TIME_CODE_FAILURES:
+            raise RateLimitedError(f"too many wrong one-time codes for officer {current.id!r}; try again in 15 "
+                                   "minutes", retry_after=int(ONE_TIME_CODE_WINDOW.total_seconds()))
+        typed = "".join(code.split())
+        totp = TOTP(secret, 6, SHA1(), 30, enforce_key_length=False)
+        moment = int(now.timestamp())
+        for step in (0, -30, 30):
+            try:
+                if typed.isdigit() and len(typed) == 6:
+                    totp.verify(typed.encode("ascii"), moment + step)
+                else:
+                    raise InvalidToken
+            except InvalidToken:
+                continue
+            used = f"otp-used:{current.id}:{(moment + step) // 30}"
+            if self.store.count_attempts(used, now - timedelta(minutes=3)) > 0:
+                raise RuleRefusedError("this one-time code was used already; wait for the next one",
+                                       rule="one-time-code")
+            self.store.count_attempts(used, now - timedelta(minutes=3), add_at=now)
+            return current
+        self.store.count_attempts(failures, now - ONE_TIME_CODE_WINDOW, add_at=now)
+        raise RuleRefusedError("the one-time code is not the one your authenticator shows now (6 digits)",
+                               rule="one-time-code")
 
     def record_device_approval(self, attestation: bytes, actor: Actor, *, trust_roots: Sequence[bytes] | None = None,
                                intermediates: Sequence[bytes] = ()) -> DeviceApprovalRecord:
@@ -402,6 +463,41 @@ class RegistrationAuthority:
                                    retry_after=minutes * 60)
         if count:
             self.store.count_attempts(key, since, add_at=now)
+
+    def submit_document(self, applicant: Actor, request_id: str, document: Document) -> RequestRecord:
+        """The applicant uploads a document's scan before the visit (checked as an officer's
+        scan is: kind, size, type by its first bytes); the officer compares it with the original
+        at the desk. Kept in the step that records it; at most MAX_APPLICANT_DOCUMENTS."""
+        record = self.store.get_request(request_id)
+        applicant = self._applicant_may(applicant, record)
+        if record.state not in ("submitted", "awaiting-proofing"):
+            raise RuleRefusedError(f"request {request_id} is {record.state}; documents are uploaded before proofing",
+                                   rule="state", request=request_id)
+        self._check_document(document)
+        have = self.store.list_evidence(request_id)
+        if len(have) >= MAX_APPLICANT_DOCUMENTS:
+            raise RuleRefusedError(f"request {request_id} has {len(have)} documents already; at most "
+                                   f"{MAX_APPLICANT_DOCUMENTS} are uploaded", rule="documents", request=request_id)
+        digest = hashlib.sha256(document.data).hexdigest()
+        if any(e.sha256 == digest for e in have):
+            raise RequestError("this scan was uploaded already; upload each document once")
+        evidence = ((EvidenceRecord(request_id, digest, document.kind, document.number, document.media_type,
+                                    len(document.data), str(applicant), self.clock.now()), document.data),)
+        return self._move(record, applicant, record.state, expect=(record.state,), evidence=evidence,
+                          details={"document": {"kind": document.kind, "sha256": digest, "size": len(document.data)}})
+
+    def certificates_of(self, applicant: Actor) -> list[tuple[RequestRecord, object]]:
+        """The certificates issued to the applicant who showed a tracking code: every request of
+        theirs (same national code or ID) that issued one, with the certificate's record, newest first."""
+        record = self.store.get_request(applicant.id)
+        self._applicant_may(applicant, record)
+        factor = next(record.applicant[k] for k in ("national_code", "national_id", "second_factor")
+                      if record.applicant.get(k))
+        out = []
+        for r in self.store.list_requests(second_factor=factor, states=("issued", "accepted"), limit=500):
+            if r.kind in ("issue", "renew", "rekey") and r.serial is not None:
+                out.append((r, self.store.get_certificate(r.serial)))
+        return sorted(out, key=lambda x: x[1].issued_at, reverse=True)
 
     def lookup(self, code: str, second_factor: str, *, client: str) -> RequestRecord:
         """The request of tracking ``code``, for its applicant (``second_factor``). Failures are

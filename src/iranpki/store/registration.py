@@ -177,6 +177,14 @@ class Registrations(ABC):
     def list_officers(self, office: str | None = None) -> list[OfficerRecord]: ...
 
     @abstractmethod
+    def set_officer_totp(self, officer_id: str, secret: bytes, at: datetime, audit: AuditEvent) -> None:
+        """Keep (or replace) the officer's one-time-code secret, with its audit, in one transaction."""
+
+    @abstractmethod
+    def officer_totp(self, officer_id: str) -> bytes | None:
+        """The officer's one-time-code secret, or None if none was enrolled."""
+
+    @abstractmethod
     def add_request(self, record: RequestRecord, event: RequestEvent, audit: AuditEvent) -> None:
         """Record a new request with its first event; DuplicateError on a repeated id or code."""
 
@@ -189,9 +197,10 @@ class Registrations(ABC):
     @abstractmethod
     def list_requests(self, *, office: str | None = None, states: tuple[str, ...] | None = None,
                       ca: str | None = None, serial: int | None = None, expires_before: datetime | None = None,
-                      limit: int = 100) -> list[RequestRecord]:
+                      limit: int = 100, second_factor: str | None = None) -> list[RequestRecord]:
         """Requests oldest first, filtered by office, states, CA, the certificate they are about
-        or were issued (``serial``), and expiry (before ``expires_before``)."""
+        or were issued (``serial``), expiry (before ``expires_before``), and the applicant's
+        national code or ID (``second_factor``)."""
 
     @abstractmethod
     def update_request(self, request_id: str, version: int, changes: dict[str, object], event: RequestEvent,
@@ -222,6 +231,10 @@ class Registrations(ABC):
     @abstractmethod
     def device_approvals(self, manufacturer: str | None = None, model: str | None = None) -> list[DeviceApprovalRecord]:
         """The recorded approvals, of one manufacturer and model when given."""
+
+    @abstractmethod
+    def device_approval_attestation(self, approval_id: str) -> bytes:
+        """The signed approval (CMS, DER) recorded as ``approval_id``, as the lab made it."""
 
     @abstractmethod
     def count_attempts(self, key: str, since: datetime, *, add_at: datetime | None = None) -> int:

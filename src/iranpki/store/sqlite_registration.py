@@ -124,6 +124,14 @@ CREATE TABLE IF NOT EXISTS ra_attempts(
 CREATE INDEX IF NOT EXISTS ra_attempts_by_key ON ra_attempts(key, at);
 """
 
+#: Version 5: each officer's one-time-code (TOTP) secret, for the office portal's second factor.
+SCHEMA_V5 = """
+CREATE TABLE IF NOT EXISTS ra_officer_totp(
+    officer TEXT PRIMARY KEY REFERENCES ra_officers(id),
+    secret BLOB NOT NULL,
+    enrolled_at TEXT NOT NULL);
+"""
+
 _REQUEST_COLUMNS = ("id", "code_hash", "kind", "profile", "level", "ca", "state", "applicant", "subject", "key_location",
                     "created_at", "updated_at", "expires_at", "version", "office", "csr", "serial", "reason", "device",
                     "proofing", "names")
@@ -255,6 +263,22 @@ class SqliteRegistrations(Registrations):
                 rows = self._db.execute("SELECT * FROM ra_officers WHERE office=? ORDER BY id", (office,)).fetchall()
         return [_officer(r) for r in rows]
 
+    def set_officer_totp(self, officer_id: str, secret: bytes, at: datetime, audit: AuditEvent) -> None:
+        with self._tx() as db:  # type: ignore[attr-defined]
+            if db.execute("SELECT 1 FROM ra_officers WHERE id=?", (officer_id,)).fetchone() is None:
+                raise NotFoundError(f"no registration officer {officer_id!r}")
+            db.execute("INSERT INTO ra_officer_totp VALUES (?,?,?) ON CONFLICT(officer) DO UPDATE SET "
+                       "secret=excluded.secret, enrolled_at=excluded.enrolled_at", (officer_id, secret, _t(at)))
+            self._audit(db, audit)  # type: ignore[attr-defined]
+
+    @_needs_v4
+    def officer_totp(self, officer_id: str) -> bytes | None:
+        if getattr(self, "schema_version", 5) < 5:
+            return None
+        with self._lock:  # type: ignore[attr-defined]
+            row = self._db.execute("SELECT secret FROM ra_officer_totp WHERE officer=?", (officer_id,)).fetchone()
+        return None if row is None else bytes(row[0])
+
     # ---- requests ------------------------------------------------------------------------------
 
     def add_request(self, record: RequestRecord, event: RequestEvent, audit: AuditEvent) -> None:
@@ -286,9 +310,13 @@ class SqliteRegistrations(Registrations):
     @_needs_v4
     def list_requests(self, *, office: str | None = None, states: tuple[str, ...] | None = None,
                       ca: str | None = None, serial: int | None = None, expires_before: datetime | None = None,
-                      limit: int = 100) -> list[RequestRecord]:
+                      limit: int = 100, second_factor: str | None = None) -> list[RequestRecord]:
         where: list[str] = []
         args: list[object] = []
+        if second_factor is not None:
+            where.append("(json_extract(applicant, '$.national_code')=? OR json_extract(applicant, '$.national_id')=? "
+                         "OR json_extract(applicant, '$.second_factor')=?)")
+            args.extend([second_factor] * 3)
         for column, value in (("office", office), ("ca", ca), ("serial", None if serial is None else f"{serial:040x}")):
             if value is not None:
                 where.append(f"{column}=?")
@@ -403,6 +431,15 @@ class SqliteRegistrations(Registrations):
             rows = self._db.execute(sql + " ORDER BY issued_at, approval_id", args).fetchall()
         return [DeviceApprovalRecord(r[0], r[1], r[2], datetime.fromisoformat(r[3]), datetime.fromisoformat(r[4]), r[5],
                                      datetime.fromisoformat(r[6])) for r in rows]
+
+    @_needs_v4
+    def device_approval_attestation(self, approval_id: str) -> bytes:
+        with self._lock:  # type: ignore[attr-defined]
+            row = self._db.execute("SELECT attestation FROM ra_device_approvals WHERE approval_id=?",
+                                   (approval_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no approval {approval_id!r} is recorded")
+        return bytes(row[0])
 
     @_needs_v4
     def count_attempts(self, key: str, since: datetime, *, add_at: datetime | None = None) -> int:
