@@ -261,6 +261,7 @@ def test_an_applicant_registers_in_the_browser_and_follows_the_request(repositor
     page.click("button[type=submit]")
     assert page.locator("[data-state]").get_attribute("data-state") == "submitted"
     assert _serious(page) == []
+    page.goto(repository["url"] + "/applicant/follow")
     page.fill("#f-code", code)
     page.fill("#f-national", "0012345679")
     page.click("button[type=submit]")

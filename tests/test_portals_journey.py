@@ -307,3 +307,231 @@ def test_applicant_to_revoked_in_the_browser(portals: dict, browser) -> None:  #
         context.close()
     page.close()
     assert not [line for line in portals["lines"] if "Traceback" in line]
+
+
+def _registered(portals: dict, key_location: str = "desk-token") -> tuple[str, str]:
+    ws = _store(portals)
+    try:
+        made = ws.registration().register(profile="personal-signature", level=1, ca="gica1",
+                                          applicant={"national_code": NATIONAL, "given_name": "علی", "surname": "محمدی"},
+                                          subject=f"C=IR,SN=محمدی,GN=علی,serialNumber={NATIONAL},CN=علی محمدی",
+                                          key_location=key_location)
+        return made.request.id, made.code
+    finally:
+        ws.close()
+
+
+def _evidence(portals: dict, request_id: str) -> int:
+    ws = _store(portals)
+    try:
+        return len(ws.store.list_evidence(request_id))
+    finally:
+        ws.close()
+
+
+def _signed_in_applicant(browser, url: str, code: str):  # noqa: ANN001, ANN202
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(url + "/applicant/follow")
+    page.fill("#f-code", code)
+    page.fill("#f-national", NATIONAL)
+    page.click("button[type=submit]")
+    assert page.locator("[data-state]").count() == 1
+    return page
+
+
+def test_bad_input_on_the_applicants_forms(portals: dict, browser) -> None:  # noqa: ANN001
+    """An oversized scan, a file that is not a scan, a form posted twice, a body past the server's
+    limit: each gets its message (in the page's language) and nothing is stored."""
+    base = portals["base"]
+    request_id, code = _registered(portals)
+    page = _signed_in_applicant(browser, portals["public"], code)
+    (base / "big.png").write_bytes(PNG + b"\x00" * (5 * 1024 * 1024))
+    (base / "note.png").write_bytes(b"<html><script>alert(1)</script></html>")
+    for name, message in (("big.png", "بزرگ‌تر از اندازهٔ مجاز"), ("note.png", "JPEG، PNG یا PDF نیست")):
+        page.fill("#f-number", "A-1")
+        page.set_input_files("#f-scan", str(base / name))
+        page.click("form[action^='/applicant/documents'] button")
+        assert message in page.locator("#form-error").inner_text()
+        assert page.locator("#f-scan").get_attribute("aria-invalid") == "true"
+    assert _evidence(portals, request_id) == 0
+    # The same form posted twice (its one-time number spent by the first): refused, stored once.
+    token = page.locator("form[action^='/applicant/documents'] input[name=once]").get_attribute("value")
+    csrf = page.locator("form[action^='/applicant/documents'] input[name=csrfmiddlewaretoken]").get_attribute("value")
+    form = {"csrfmiddlewaretoken": csrf, "once": token, "kind": "national-id-card", "number": "A-1",
+            "scan": {"name": "id.png", "mimeType": "image/png", "buffer": PNG}}
+    first = page.context.request.post(portals["public"] + "/applicant/documents", multipart=form, max_redirects=0)
+    again = page.context.request.post(portals["public"] + "/applicant/documents", multipart=form, max_redirects=0)
+    assert first.status == 303 and again.status == 409 and "پیش‌تر فرستاده شده" in again.text()
+    assert _evidence(portals, request_id) == 1
+    # A body past the server's limit is refused before it is read, with a message a person reads.
+    import http.client
+
+    conn = http.client.HTTPConnection(portals["public"].removeprefix("http://"), timeout=30)
+    conn.putrequest("POST", "/applicant/documents?lang=en")
+    conn.putheader("Content-Type", "multipart/form-data; boundary=x")
+    conn.putheader("Content-Length", str(25 << 20))  # announced; the server answers before any of it is sent
+    conn.endheaders()
+    huge = conn.getresponse()
+    assert huge.status == 413 and "nothing was stored" in huge.read().decode() and \
+        huge.getheader("Content-Type").startswith("text/plain")
+    conn.close()
+    assert _evidence(portals, request_id) == 1
+    page.context.close()
+
+
+def test_officer_sign_in_refuses_wrong_and_reused_codes_and_binds_the_session(portals: dict, browser) -> None:  # noqa: ANN001
+    """A wrong one-time code and one used already are refused; a browser with no client
+    certificate is told to use the token; a session cookie taken to another officer's
+    certificate is no session; script in a reason is shown as text."""
+    anonymous = browser.new_context(ignore_https_errors=True).new_page()
+    response = anonymous.goto(portals["office"] + "/office/sign-in")
+    assert response.status == 403 and "گواهی" in anonymous.locator("#sign-in-error").inner_text()
+    assert _serious(anonymous) == []
+    anonymous.goto(portals["office"] + "/office/")
+    assert "/office/sign-in" in anonymous.url
+    context = browser.new_context(ignore_https_errors=True, client_certificates=[
+        {"origin": portals["office"], "certPath": str(portals["base"] / "a1.pem"),
+         "keyPath": str(portals["base"] / "a1.key")}])
+    page = context.new_page()
+    page.goto(portals["office"] + "/office/sign-in?lang=en")
+    page.fill("#f-code", "000000" if one_time_code(portals["secrets"]["a1"]) != "000000" else "111111")
+    page.click("button[type=submit]")
+    assert "not the one your authenticator shows" in page.locator("#sign-in-error").inner_text()
+    assert page.locator("#f-code").get_attribute("aria-invalid") == "true" and _serious(page) == []
+    page.screenshot(path=str(SHOTS / "portal-office-sign-in.png"))
+    signed = officer(browser, portals, "a1")
+    used = [c for c in signed.context.cookies() if c["name"] == "sessionid"]
+    code = one_time_code(portals["secrets"]["a1"])
+    page.fill("#f-code", code)
+    page.click("button[type=submit]")
+    if "/office/sign-in" not in page.url:  # this code was fresh for this step: the next try reuses it
+        page.context.clear_cookies()
+        page.goto(portals["office"] + "/office/sign-in?lang=en")
+        page.fill("#f-code", code)
+        page.click("button[type=submit]")
+    assert "used already" in page.locator("#sign-in-error").inner_text()
+    # a1's session cookie in p1's browser: p1's certificate is not the one the session was made with.
+    other = browser.new_context(ignore_https_errors=True, client_certificates=[
+        {"origin": portals["office"], "certPath": str(portals["base"] / "p1.pem"),
+         "keyPath": str(portals["base"] / "p1.key")}])
+    other.add_cookies(used)
+    stolen = other.new_page()
+    stolen.goto(portals["office"] + "/office/")
+    assert "/office/sign-in" in stolen.url
+    # Script in a rejection's reason is kept and shown as text.
+    request_id, tracking = _registered(portals)
+    signed.fill("#f-code", tracking)
+    signed.fill("#f-national", NATIONAL)
+    signed.click("form[action^='/office/receive'] button")
+    assert "proofing" in signed.locator("#form-error").inner_text()  # a1 approves; receiving is for proofing officers
+    for c in (context, other, signed.context, anonymous.context):
+        c.close()
+
+
+def test_sessions_expire(portals: dict, browser, tmp_path: Path) -> None:  # noqa: ANN001
+    """An officer's and an applicant's session end after the idle time (2 seconds here): the
+    next page asks them to sign in again and says why; a form posted after it changes nothing."""
+    import time
+
+    env = {**os.environ, "IRANPKI_PORTALS_OFFICE_IDLE_SECONDS": "2", "IRANPKI_PORTALS_APPLICANT_IDLE_SECONDS": "2"}
+    server, port, _ = start_listening(
+        [IRANPKI, "portal", "serve", "--portal", "office", "--portal", "applicant", "--home", str(portals["home"]),
+         "--port", "0", "--threads", "2", "--certificate", str(portals["base"] / "server.pem"), "--key",
+         str(portals["base"] / "server.key"), "--client-ca", str(portals["base"] / "client-cas.pem")], env,
+        "short-session portals")
+    try:
+        url = f"https://127.0.0.1:{port}"
+        page = officer(browser, {**portals, "office": url}, "p1")
+        time.sleep(3)
+        page.goto(url + "/office/records")
+        assert "/office/sign-in" in page.url and "پایان یافته" in page.locator("#sign-in-error").inner_text()
+        request_id, code = _registered(portals)
+        applicant = browser.new_context(ignore_https_errors=True).new_page()
+        applicant.goto(url + "/applicant/follow")
+        applicant.fill("#f-code", code)
+        applicant.fill("#f-national", NATIONAL)
+        applicant.click("button[type=submit]")
+        applicant.set_input_files("#f-scan", {"name": "id.png", "mimeType": "image/png", "buffer": PNG})
+        applicant.fill("#f-number", "A-1")
+        time.sleep(3)
+        applicant.click("form[action^='/applicant/documents'] button")
+        assert "/applicant/follow" in applicant.url and "پایان یافته" in applicant.locator("#follow-error").inner_text()
+        assert _evidence(portals, request_id) == 0
+        for p in (page, applicant):
+            p.context.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_the_laboratory_checks_reports_and_records_approvals(portals: dict, browser) -> None:  # noqa: ANN001
+    """A report with the lab's signature is kept and shown as its HTML (no script runs in it);
+    its approval joins the approved modules, the list the desk checks tokens against; a report
+    changed by one byte after signing is refused and not kept."""
+    from iranpki.conformance.attestation import approve, sign_report
+    from iranpki.keys import SoftwareSigner
+
+    from .samples import SUBJECTS
+    from .test_conformance_reports import sample_report
+
+    base = portals["base"]
+    ws = _store(portals)
+    lab_key = ec.generate_private_key(ec.SECP256R1())
+    lab = ws.issue("gica1", "organisational-seal", subject=SUBJECTS["organisational-seal"],
+                   secret=SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase"),
+                   public_key=lab_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                                serialization.PublicFormat.SubjectPublicKeyInfo))
+    ws.close()
+    module = base / "libsofthsm2.so"
+    module.write_bytes(b"\x7fELF module")
+    report = sample_report(module).to_json().encode()
+    (base / "report.json").write_bytes(report)
+    from concurrent.futures import ThreadPoolExecutor
+
+    chain = [(base / "gica1.pem").read_bytes()]
+    with ThreadPoolExecutor(1) as pool:  # the lab's tool, off the thread where Playwright runs its event loop
+        signature = pool.submit(sign_report, report, SoftwareSigner(lab_key), lab.pem, chain).result()
+        approval = pool.submit(lambda: approve(report, SoftwareSigner(lab_key), lab.pem, chain, valid_days=365)).result()
+    (base / "report.json.p7s").write_bytes(signature)
+    (base / "approval.p7m").write_bytes(approval)
+    (base / "changed.json").write_bytes(report.replace(b'"pass"', b'"fail"', 1))
+    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(portals["office"] + "/lab/")
+    assert page.locator("#approvals").count() == 0 and _serious(page) == []
+    page.set_input_files("#f-report", str(base / "changed.json"))
+    page.set_input_files("#f-signature", str(base / "report.json.p7s"))
+    page.click("button[type=submit]")
+    assert "پذیرفته نشد" in page.locator("#form-error").inner_text() and page.locator("#reports").count() == 0
+    page.set_input_files("#f-report", str(base / "report.json"))
+    page.set_input_files("#f-signature", str(base / "report.json.p7s"))
+    page.set_input_files("#f-approval", str(base / "approval.p7m"))
+    page.click("button[type=submit]")
+    assert page.locator("#note").count() == 1, page.locator("main").inner_text()
+    assert "SoftHSM v2" in page.locator("#approvals").inner_text() and page.locator("#reports tbody tr").count() == 1
+    assert _serious(page) == []
+    page.screenshot(path=str(SHOTS / "portal-lab.png"), full_page=True)
+    ws = _store(portals)
+    try:  # the list the desk checks tokens against
+        assert [a.model for a in ws.store.device_approvals("SoftHSM project", "SoftHSM v2")] == ["SoftHSM v2"]
+    finally:
+        ws.close()
+    response = page.goto(portals["office"] + page.locator("#reports tbody a").first.get_attribute("href"))
+    assert "sandbox" in response.headers["content-security-policy"] and page.locator("h1").count() == 1
+    assert page.locator("script").count() == 0  # the report's detail that tries to inject one is text
+    approval = context.request.get(portals["office"] + "/lab/approvals/" +
+                                   ws_approval_id(portals) + ".p7m").body()
+    (base / "served.p7m").write_bytes(approval)
+    verified = subprocess.run(["openssl", "cms", "-verify", "-inform", "DER", "-in", str(base / "served.p7m"),
+                               "-CAfile", str(base / "root.pem"), "-certfile", str(base / "gica1.pem"), "-purpose",
+                               "any"], capture_output=True, timeout=30)
+    assert verified.returncode == 0 and b"SoftHSM v2" in verified.stdout, verified.stderr
+    context.close()
+
+
+def ws_approval_id(portals: dict) -> str:
+    ws = _store(portals)
+    try:
+        return ws.store.device_approvals()[0].approval_id
+    finally:
+        ws.close()
