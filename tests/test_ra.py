@@ -1225,3 +1225,37 @@ def test_evidence_is_kept_for_the_cps_archive_period_and_exported_for_an_inspect
     assert ra.store.list_evidence(done_id) == [] and len(ra.store.list_evidence(open_id)) == 1
     with pytest.raises(RuleRefusedError):
         ra.purge_evidence(ra.officer("p1"))
+
+
+def test_one_time_codes_are_checked_against_oathtool_used_once_and_limited(ra: RegistrationAuthority) -> None:
+    """The officer's second factor: the code oathtool makes from the enrolled secret for now (or
+    the step before or after) is taken once; a code from two steps away, a reused code and a
+    sixth wrong code in 15 minutes are refused, the last even when right. Nothing of the secret
+    is in the audit."""
+    import re
+    import subprocess
+    from datetime import timedelta
+
+    from iranpki.errors import RateLimitedError
+
+    uri = ra.enrol_one_time_codes("a1", OPERATOR)
+    secret = re.search(r"secret=([A-Z2-7]+)", uri).group(1)
+
+    def code(at) -> str:  # noqa: ANN001 - a datetime
+        return subprocess.run(["oathtool", "--totp", "-b", secret, "--now", f"{at:%Y-%m-%d %H:%M:%S} UTC"],
+                              capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+
+    a1 = ra.officer("a1")
+    assert ra.check_one_time_code(a1, code(T0 - timedelta(seconds=30))).id == "a1"  # the step before: clocks drift
+    with pytest.raises(RuleRefusedError, match="used already"):
+        ra.check_one_time_code(a1, code(T0 - timedelta(seconds=30)))
+    with pytest.raises(RuleRefusedError, match="authenticator shows now"):
+        ra.check_one_time_code(a1, code(T0 + timedelta(seconds=90)))
+    with pytest.raises(RuleRefusedError, match="no one-time codes enrolled"):
+        ra.check_one_time_code(ra.officer("a2"), "123456")
+    for _ in range(4):
+        with pytest.raises(RuleRefusedError):
+            ra.check_one_time_code(a1, "12345x")
+    with pytest.raises(RateLimitedError):
+        ra.check_one_time_code(a1, code(T0))
+    assert secret not in str(ra.store.audit_log())
