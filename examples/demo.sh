@@ -19,7 +19,10 @@
 #      API (`iranpki ra serve`): receive, proof with a scan and a signed statement, the key made
 #      on the applicant's SoftHSM2 token "Ali", approval by a second officer; the CA side issues
 #      (`iranpki ra issue`), the certificate goes onto the token, the applicant accepts with the
-#      token's key, the token is handed over, and openssl verifies the certificate.
+#      token's key, the token is handed over, and openssl verifies the certificate;
+#  11. the portals (`iranpki portal serve`): the repository's status page says the new
+#      certificate is valid, and the office portal (HTTPS) recognises an officer by the token's
+#      client certificate before asking for the one-time code.
 # Output goes to ./demo-out (made afresh on each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -284,6 +287,34 @@ open(sys.argv[1], "wb").write(png)' "$ra/id-card.png"
     echo "  personal signature on token Ali: openssl verify OK; accepted with the token's key; handed over"
   else
     echo "  the personal signature failed openssl verify:" >&2; cat "$ra/verify.txt" >&2; fail=1
+  fi
+fi
+kill "${server_pids[@]}" 2>/dev/null || true
+wait "${server_pids[@]}" 2>/dev/null || true
+
+step "the portals: the public repository and the applicant's (HTTP), the office's and the laboratory's (HTTPS)"
+if [ -s "$ra/ali.pem" ] && serve_bg "$out/portals.log" iranpki portal serve --portal repository --portal applicant \
+     --host 127.0.0.1 --port 0 --threads 4; then
+  serial=$(openssl x509 -in "$ra/ali.pem" -noout -serial | cut -d= -f2)
+  if curl -sS --fail "$url/status?serial=$serial&lang=en" | grep -q 'data-status="valid"'; then
+    echo "  $url/status: Ali's certificate $serial is valid"
+  else
+    echo "  the repository's status page did not say valid for $serial" >&2; fail=1
+  fi
+  if serve_bg "$out/office.log" iranpki portal serve --portal office --portal lab --host 127.0.0.1 --port 0 \
+       --certificate "$ra/server.pem" --key "$ra/server.key" --client-ca "$ra/client-cas.pem" --threads 4; then
+    port=${url##*:}; port=${port%%/*}
+    # Officer p1's browser: the client certificate, then a one-time code (enrolled here, made by oathtool).
+    iranpki ra officer codes p1 --out "$ra/p1.otpauth" >/dev/null
+    page=$(curl -sS --cacert "$ra/trust.pem" --resolve "ra.demo.ir:$port:127.0.0.1" --cert "$ra/p1.pem" \
+             --key "$ra/p1.key" --pass "$IRANPKI_KEY_PASSPHRASE" "https://ra.demo.ir:$port/office/sign-in?lang=en")
+    if grep -q '<strong id="officer" dir="ltr">p1</strong>' <<<"$page"; then
+      echo "  https://ra.demo.ir:$port/office/: officer p1 recognised by the token certificate; next, the one-time code"
+      echo "  (its authenticator URI is in $ra/p1.otpauth; oathtool --totp -b SECRET prints the code)"
+    else
+      echo "  the office portal did not recognise officer p1's certificate" >&2; fail=1
+    fi
+    echo "  (the portals stop with the demo: iranpki portal serve starts them, as docs/portals.md shows)"
   fi
 fi
 kill "${server_pids[@]}" 2>/dev/null || true
