@@ -88,11 +88,22 @@ def portals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                                                              serialization.PrivateFormat.PKCS8,
                                                              serialization.NoEncryption()))
         ra.enrol_officer(name, "THR-01", f"Officer {name}", roles, operator, certificate=issued.record.certificate)
+    # The laboratory's seal (the portal takes reports signed by it only) and another organisation's.
+    from .samples import SUBJECTS
+
+    for name in ("lab", "stranger"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        seal = ws.issue("gica1", "organisational-seal", subject=SUBJECTS["organisational-seal"], secret=secret,
+                        public_key=key.public_key().public_bytes(*pub))
+        (base / f"{name}.pem").write_bytes(seal.pem)
+        (base / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                             serialization.PrivateFormat.PKCS8,
+                                                             serialization.NoEncryption()))
     ws.generate_crls("gica1", secret=secret)
     ws.close()
     # The one-time-code secrets, enrolled as the operator does (the URI goes to the officer's app).
     for name in ("p1", "a1"):
-        done = subprocess.run([IRANPKI, "ra", "officer", "codes", name, "--home", str(home)], capture_output=True,
+        done = subprocess.run([IRANPKI, "ra", "officer", "codes", name, "--show", "--home", str(home)], capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         secrets[name] = re.search(r"secret=([A-Z2-7]+)", done.stdout).group(1)
@@ -105,7 +116,8 @@ def portals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     office, office_port, office_lines = start_listening(
         [IRANPKI, "portal", "serve", "--portal", "office", "--portal", "lab", "--home", str(home), "--port", "0",
          "--threads", "4", "--certificate", str(base / "server.pem"), "--key", str(base / "server.key"),
-         "--client-ca", str(base / "client-cas.pem")], env, "office portal")
+         "--client-ca", str(base / "client-cas.pem"), "--lab-certificate", str(base / "lab.pem")], env,
+        "office portal")
     try:
         yield {"base": base, "home": home, "public": f"http://127.0.0.1:{public_port}",
                "office": f"https://127.0.0.1:{office_port}", "ocsp": f"http://127.0.0.1:{ocsp_port}",
@@ -347,7 +359,7 @@ def _signed_in_applicant(browser, url: str, code: str):  # noqa: ANN001, ANN202
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.goto(url + "/applicant/follow")
     page.fill("#f-code", code)
-    page.fill("#f-national", NATIONAL)
+    page.fill("#f-national", NATIONAL.translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")))  # a Persian keyboard
     page.click("button[type=submit]")
     assert page.locator("[data-state]").count() == 1
     return page
@@ -390,13 +402,18 @@ def test_bad_input_on_the_applicants_forms(portals: dict, browser) -> None:  # n
         huge.getheader("Content-Type").startswith("text/plain")
     conn.close()
     assert _evidence(portals, request_id) == 1
+    # Registering with someone's national code shows none of their certificates (the journey
+    # issued one to this code): certificates are listed once the identity was proved.
+    page.goto(portals["public"] + "/applicant/certificates")
+    assert page.locator("[data-serial]").count() == 0 and page.locator("main").inner_text().count("احراز") == 1
     page.context.close()
 
 
 def test_officer_sign_in_refuses_wrong_and_reused_codes_and_binds_the_session(portals: dict, browser) -> None:  # noqa: ANN001
     """A wrong one-time code and one used already are refused; a browser with no client
     certificate is told to use the token; a session cookie taken to another officer's
-    certificate is no session; script in a reason is shown as text."""
+    certificate is no session; malformed addresses and dates get a message, not a fault; an
+    officer without the proofing role cannot receive an applicant."""
     anonymous = browser.new_context(ignore_https_errors=True).new_page()
     response = anonymous.goto(portals["office"] + "/office/sign-in")
     assert response.status == 403 and "گواهی" in anonymous.locator("#sign-in-error").inner_text()
@@ -426,7 +443,10 @@ def test_officer_sign_in_refuses_wrong_and_reused_codes_and_binds_the_session(po
     stolen = other.new_page()
     stolen.goto(portals["office"] + "/office/")
     assert "/office/sign-in" in stolen.url
-    # Script in a rejection's reason is kept and shown as text.
+    # Malformed addresses and dates: a message, not a fault.
+    assert signed.goto(portals["office"] + "/office/records?to=9999-12-31").status == 400
+    assert signed.goto(portals["office"] + "/office/requests/..%0d%0aX/approve").status == 404
+    assert signed.goto(portals["office"] + "/office/requests/0000000000000000").status == 404
     request_id, tracking = _registered(portals)
     signed.fill("#f-code", tracking)
     signed.fill("#f-national", NATIONAL)
@@ -472,64 +492,67 @@ def test_sessions_expire(portals: dict, browser, tmp_path: Path) -> None:  # noq
         server.wait(timeout=30)
 
 
-def test_the_laboratory_checks_reports_and_records_approvals(portals: dict, browser) -> None:  # noqa: ANN001
-    """A report with the lab's signature is kept and shown as its HTML (no script runs in it);
-    its approval joins the approved modules, the list the desk checks tokens against; a report
-    changed by one byte after signing is refused and not kept."""
+def test_the_laboratory_checks_reports_and_lists_the_approved_modules(portals: dict, browser) -> None:  # noqa: ANN001
+    """A report with the lab's signature is kept and shown as its HTML (no script runs in it); a
+    report changed by one byte after signing, or signed by another organisation's certificate of
+    the same PKI, is refused and not kept. The approval the operator records (`iranpki ra device
+    approve`) is listed with its certificate, which openssl verifies: the list the desk checks
+    tokens against."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from iranpki.conformance.attestation import approve, sign_report
     from iranpki.keys import SoftwareSigner
 
-    from .samples import SUBJECTS
     from .test_conformance_reports import sample_report
 
     base = portals["base"]
-    ws = _store(portals)
-    lab_key = ec.generate_private_key(ec.SECP256R1())
-    lab = ws.issue("gica1", "organisational-seal", subject=SUBJECTS["organisational-seal"],
-                   secret=SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase"),
-                   public_key=lab_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                                serialization.PublicFormat.SubjectPublicKeyInfo))
-    ws.close()
     module = base / "libsofthsm2.so"
     module.write_bytes(b"\x7fELF module")
     report = sample_report(module).to_json().encode()
-    (base / "report.json").write_bytes(report)
-    from concurrent.futures import ThreadPoolExecutor
-
     chain = [(base / "gica1.pem").read_bytes()]
+
+    def key(name: str) -> SoftwareSigner:
+        return SoftwareSigner(serialization.load_pem_private_key((base / f"{name}.key").read_bytes(), None))
+
     with ThreadPoolExecutor(1) as pool:  # the lab's tool, off the thread where Playwright runs its event loop
-        signature = pool.submit(sign_report, report, SoftwareSigner(lab_key), lab.pem, chain).result()
-        approval = pool.submit(lambda: approve(report, SoftwareSigner(lab_key), lab.pem, chain, valid_days=365)).result()
+        signature = pool.submit(sign_report, report, key("lab"), (base / "lab.pem").read_bytes(), chain).result()
+        stranger = pool.submit(sign_report, report, key("stranger"), (base / "stranger.pem").read_bytes(),
+                               chain).result()
+        approval = pool.submit(lambda: approve(report, key("lab"), (base / "lab.pem").read_bytes(), chain,
+                                               valid_days=365)).result()
+    (base / "report.json").write_bytes(report)
     (base / "report.json.p7s").write_bytes(signature)
+    (base / "stranger.p7s").write_bytes(stranger)
     (base / "approval.p7m").write_bytes(approval)
     (base / "changed.json").write_bytes(report.replace(b'"pass"', b'"fail"', 1))
     context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.goto(portals["office"] + "/lab/")
     assert page.locator("#approvals").count() == 0 and _serious(page) == []
-    page.set_input_files("#f-report", str(base / "changed.json"))
-    page.set_input_files("#f-signature", str(base / "report.json.p7s"))
-    page.click("button[type=submit]")
-    assert "پذیرفته نشد" in page.locator("#form-error").inner_text() and page.locator("#reports").count() == 0
+    for report_file, signature_file in (("changed.json", "report.json.p7s"), ("report.json", "stranger.p7s")):
+        page.set_input_files("#f-report", str(base / report_file))
+        page.set_input_files("#f-signature", str(base / signature_file))
+        page.click("button[type=submit]")
+        assert "پذیرفته نشد" in page.locator("#form-error").inner_text() and page.locator("#reports").count() == 0
     page.set_input_files("#f-report", str(base / "report.json"))
     page.set_input_files("#f-signature", str(base / "report.json.p7s"))
-    page.set_input_files("#f-approval", str(base / "approval.p7m"))
     page.click("button[type=submit]")
     assert page.locator("#note").count() == 1, page.locator("main").inner_text()
-    assert "SoftHSM v2" in page.locator("#approvals").inner_text() and page.locator("#reports tbody tr").count() == 1
+    assert page.locator("#reports tbody tr").count() == 1
+    # The operator records the approval; the portal lists it.
+    done = subprocess.run([IRANPKI, "ra", "device", "approve", str(base / "approval.p7m"), "--trust",
+                           str(base / "root.pem"), "--chain", str(base / "gica1.pem"), "--home", str(portals["home"])],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    page.goto(portals["office"] + "/lab/")
+    assert "SoftHSM v2" in page.locator("#approvals").inner_text()
     assert _serious(page) == []
     page.screenshot(path=str(SHOTS / "portal-lab.png"), full_page=True)
-    ws = _store(portals)
-    try:  # the list the desk checks tokens against
-        assert [a.model for a in ws.store.device_approvals("SoftHSM project", "SoftHSM v2")] == ["SoftHSM v2"]
-    finally:
-        ws.close()
     response = page.goto(portals["office"] + page.locator("#reports tbody a").first.get_attribute("href"))
     assert "sandbox" in response.headers["content-security-policy"] and page.locator("h1").count() == 1
     assert page.locator("script").count() == 0  # the report's detail that tries to inject one is text
-    approval = context.request.get(portals["office"] + "/lab/approvals/" +
-                                   ws_approval_id(portals) + ".p7m").body()
-    (base / "served.p7m").write_bytes(approval)
+    served = context.request.get(portals["office"] + "/lab/approvals/" + ws_approval_id(portals) + ".p7m").body()
+    (base / "served.p7m").write_bytes(served)
     verified = subprocess.run(["openssl", "cms", "-verify", "-inform", "DER", "-in", str(base / "served.p7m"),
                                "-CAfile", str(base / "root.pem"), "-certfile", str(base / "gica1.pem"), "-purpose",
                                "any"], capture_output=True, timeout=30)

@@ -960,15 +960,23 @@ def test_what_the_review_of_the_engine_found_stays_fixed(ra: RegistrationAuthori
         ra.request_change("rekey", serial, second_factor="0499370899", key_location="phone")
     assert where.value.rule == "key-location"  # level 3: a token, as for a new certificate
     rekey = ra.request_change("rekey", serial, second_factor="0499370899", key_location="desk-token")
-    with pytest.raises(RuleRefusedError) as twice:
-        ra.request_change("revoke", serial, second_factor="0499370899")
-    assert twice.value.rule == "pending-change"
+    # A change nobody has proved yet blocks no other (anyone who knows the serial and the national
+    # code can file one); the first proved does, until it is decided.
+    early = ra.request_change("revoke", serial, second_factor="۰۴۹۹۳۷۰۸۹۹")  # typed in Persian digits
+    early_at_desk = ra.receive(ra.officer("p1"), early.code, "0499370899")
     request = ra.receive(ra.officer("p1"), rekey.code, "0499370899")
     with pytest.raises(RuleRefusedError) as docs:
         ra.proof(ra.officer("p1"), request.id, method="in-person-two-documents", documents=documents("national-id-card"))
     assert docs.value.rule == "documents"
     ra.proof(ra.officer("p1"), request.id, method="in-person-two-documents",
              documents=documents("national-id-card", "birth-certificate"))
+    with pytest.raises(RuleRefusedError) as twice:
+        ra.request_change("revoke", serial, second_factor="0499370899")
+    assert twice.value.rule == "pending-change"
+    with pytest.raises(RuleRefusedError) as second:
+        ra.proof(ra.officer("p1"), early_at_desk.id, method="in-person-two-documents",
+                 documents=documents("national-id-card"))
+    assert second.value.rule == "pending-change"
     ra.bind_key(ra.officer("p1"), request.id, csr=csr_for()[1], device=DEVICE)
     assert ra.approve(ra.officer("a1"), request.id).state == "awaiting-approval"  # one is not enough at level 3
     assert ra.approve(ra.officer("a2"), request.id).state == "approved"

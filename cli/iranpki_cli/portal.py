@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -25,6 +26,8 @@ def portal() -> None:
               help="The certificate's private key (PEM).")
 @click.option("--client-ca", type=click.Path(dir_okay=False, exists=True), default=None,
               help="The CA certificates that issue officers' client certificates (PEM); the office portal needs them.")
+@click.option("--lab-certificate", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="The laboratory's signing certificates (PEM): the lab portal takes reports signed by these only.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option("--name", "names", multiple=True,
@@ -32,7 +35,8 @@ def portal() -> None:
                    "URLs name it.")
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)
 @home_option
-def serve(portals: tuple[str, ...], certificate: str | None, key: str | None, client_ca: str | None, host: str,
+def serve(portals: tuple[str, ...], certificate: str | None, key: str | None, client_ca: str | None,
+          lab_certificate: str | None, host: str,
           port: int, names: tuple[str, ...], threads: int, home: str) -> None:
     """Serve the portals over HTTP on the embedded defaults (the workspace's SQLite store).
 
@@ -53,6 +57,10 @@ def serve(portals: tuple[str, ...], certificate: str | None, key: str | None, cl
                                "--key and --client-ca (the CAs of the officers' certificates)")
     if (certificate is None) != (key is None):
         raise click.UsageError("--certificate and --key go together")
+    if lab_certificate is not None:
+        import os
+
+        os.environ["IRANPKI_PORTALS_LAB_CERTIFICATES"] = str(Path(lab_certificate).resolve())
     workspace(home).close()
     run(home, host=host, port=port, certificate=certificate, key=key, client_cas=client_ca, threads=threads,
         portals=portals, names=names, on_ready=lambda url: (click.echo(f"listening on {url}"), sys.stdout.flush()))

@@ -153,27 +153,29 @@ def officer_enrol(officer_id: str, office: str, name: str, roles: tuple[str, ...
 @officer.command("codes")
 @click.argument("officer_id")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Write the otpauth:// URI to this file (mode 0600) instead of the terminal.")
+              help="Write the otpauth:// URI to this file (mode 0600), to hand to the officer.")
+@click.option("--show", is_flag=True, help="Print the URI on the terminal instead (for the officer to load at once).")
 @home_option
 @json_option
-def officer_codes(officer_id: str, out: str | None, home: str, as_json: bool) -> None:
+def officer_codes(officer_id: str, out: str | None, show: bool, home: str, as_json: bool) -> None:
     """Enrol the officer's one-time codes (TOTP) for the office portal: a new secret, replacing
     any before, given once as an otpauth:// URI for the officer's authenticator app (load it
     there, or make it a QR code: `qrencode -t ansiutf8 < FILE`)."""
     import os
 
+    if (out is None) == (not show):
+        raise click.UsageError("give --out FILE (the URI in a file only you read) or --show (on this terminal), "
+                               "one of them")
     uri = workspace(home).registration().enrol_one_time_codes(officer_id, _operator())
     if out:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a file that was there keeps no wider mode
         with os.fdopen(fd, "w") as f:
             f.write(uri + "\n")
-    if as_json:
-        emit_json({"id": officer_id, "written_to": out} if out else {"id": officer_id, "otpauth": uri})
-    elif out:
-        console.print(f"one-time codes of officer {officer_id} enrolled; the authenticator URI is in {out}",
-                      highlight=False)
+        emit_json({"id": officer_id, "written_to": out}) if as_json else console.print(
+            f"one-time codes of officer {officer_id} enrolled; the authenticator URI is in {out}", highlight=False)
     else:
-        click.echo(uri)
+        emit_json({"id": officer_id, "otpauth": uri}) if as_json else click.echo(uri)
 
 
 @officer.command("remove")

@@ -11,7 +11,7 @@ from django.urls import path
 from iranpki.errors import IdentifierError, IranPkiError, NotFoundError, RateLimitedError, RequestError
 from iranpki.identity import check_legal_entity_id, check_national_code, check_persian_name
 
-from .pages import digits, fresh, language, once, redirect, render, sign_in, spend_once, upload, when
+from .pages import PerClientLimit, digits, fresh, language, once, redirect, render, sign_in, spend_once, upload, when
 from .ra_api import _client, engine
 
 WORDS = {
@@ -53,7 +53,7 @@ WORDS = {
            "signature": "فایل امضا", "accept": "پذیرش", "certificate": "گواهی (PEM)", "cancel": "لغو درخواست",
            "cancelled_note": "درخواست لغو شد.", "serial": "شمارهٔ سریال", "status": "وضعیت", "valid_until": "اعتبار تا",
            "valid": "معتبر", "revoked": "باطل‌شده", "on hold": "تعلیق‌شده", "reason": "علت",
-           "revoke": "درخواست ابطال", "no_certificates": "گواهی صادرشده‌ای نیست.",
+           "revoke": "درخواست ابطال", "no_certificates": "گواهی‌ای برای نمایش نیست؛ گواهی‌ها پس از احراز هویت شما (در دفتر، یا با امضا با کلید یک گواهی) نشان داده می‌شوند.",
            "unspecified": "نامشخص", "keyCompromise": "افشای کلید", "affiliationChanged": "تغییر وابستگی سازمانی",
            "superseded": "جایگزین شد", "cessationOfOperation": "پایان فعالیت",
            "change_title": "درخواست ثبت شد", "change_proof": "امضا با کلید کنونی (بدون مراجعه)",
@@ -103,7 +103,7 @@ WORDS = {
            "cancel": "Cancel the request", "cancelled_note": "The request was cancelled.", "serial": "Serial",
            "status": "Status", "valid_until": "Valid until", "valid": "valid", "revoked": "revoked",
            "on hold": "on hold", "reason": "Reason", "revoke": "Ask for revocation",
-           "no_certificates": "No certificate was issued.", "unspecified": "unspecified",
+           "no_certificates": "No certificate to show: certificates are listed once your identity was checked (at an office, or by signing with a certificate's key).", "unspecified": "unspecified",
            "keyCompromise": "key compromise", "affiliationChanged": "affiliation changed", "superseded": "superseded",
            "cessationOfOperation": "cessation of operation", "change_title": "Your request is registered",
            "change_proof": "Sign with the current key (no visit)",
@@ -219,15 +219,20 @@ def follow(request: HttpRequest) -> HttpResponse:
     context: dict = {}
     status = 200
     if request.method == "POST":
+        refused = _SIGN_INS.refused(request)  # sessions are memory: a valid code may not make them without end
+        if refused is not None:
+            return refused
         try:
-            engine().lookup(request.POST.get("tracking_code", ""), request.POST.get("national_code", ""),
-                            client=_client(request))
+            record = engine().lookup(request.POST.get("tracking_code", ""), request.POST.get("national_code", ""),
+                                     client=_client(request))
         except RateLimitedError:
             context["error"], status = WORDS[lang]["limited"], 429
         except (NotFoundError, RequestError):
             context["error"], status = WORDS[lang]["not_found"], 404
         else:
-            sign_in(request, "applicant", {"code": request.POST.get("tracking_code", ""),
+            from iranpki.ra.codes import normalise_code
+
+            sign_in(request, "applicant", {"id": record.id, "code": normalise_code(request.POST["tracking_code"]),
                                            "factor": request.POST.get("national_code", "").strip()})
             return redirect(f"/applicant/request?lang={lang}")
     elif request.GET.get("ended"):
@@ -260,15 +265,19 @@ def _said(exc: Exception, lang: str) -> str:
 def _signed_in(request: HttpRequest):  # noqa: ANN202 - (Actor, RequestRecord) or None
     from django.conf import settings
 
+    from iranpki.ra import Actor
+
     entry = fresh(request, "applicant", settings.APPLICANT_SESSION_IDLE_SECONDS)
-    if entry is None:
+    if entry is None or not entry.get("id"):
         return None
+    # The code was checked (and counted) at sign-in; the engine checks it against the request's
+    # hash again at every step, so no lookup (and no failure count) is made per page.
+    actor = Actor("applicant", entry["id"], credential=entry["code"])
     try:
-        actor = engine().applicant(entry["code"], entry["factor"], client=_client(request))
-    except IranPkiError:
+        return actor, engine().store.get_request(actor.id)
+    except NotFoundError:
         request.session.flush()
         return None
-    return actor, engine().store.get_request(actor.id)
 
 
 def _ended(lang: str) -> HttpResponse:
@@ -276,6 +285,7 @@ def _ended(lang: str) -> HttpResponse:
 
 
 _SCHEMES = ("sha256", "sha384", "sha512")
+_SIGN_INS = PerClientLimit(30)
 _REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation")
 
 
@@ -512,7 +522,7 @@ def revoke(request: HttpRequest) -> HttpResponse:
                                        client=_client(request))
     except IranPkiError as exc:
         return certificates(request, error=_said(exc, lang), status=409)
-    sign_in(request, "applicant", {"code": made.code, "factor": factor})
+    sign_in(request, "applicant", {"id": made.request.id, "code": made.code, "factor": factor})
     response = render(request, "applicant/registered.html",
                       {"code": made.code, "request": made.request, "expires": when(made.request.expires_at, lang),
                        "title": WORDS[lang]["change_title"], "next": True}, words=WORDS)

@@ -1,11 +1,12 @@
 """The laboratory's portal: a signed conformance report uploaded and checked as `iranpki
 conformance verify-report` checks it (the lab's detached CMS signature over the report's exact
-bytes, by a certificate with a path to the workspace's roots), each kept report shown as its
-HTML, and the approved modules with their approval certificates: the list the RA engine checks
-tokens against at the desk. An approval uploaded with its report is verified (signature, period,
-the report it names) and recorded in that list.
+bytes), each kept report shown as its HTML, and the approved modules with their approval
+certificates: the list the RA engine checks tokens against at the desk.
 
-Nothing here is trusted for who uploads it: the lab's signature is the authority. Uploads are
+Who uploads is not trusted: the signature is the authority, and only a signature by one of the
+laboratory's own certificates (LAB_CERTIFICATES, configured by the operator) is taken; a
+certificate of the PKI that is not the lab's is refused. Approvals are not recorded here: the CA
+operator records them (`iranpki ra device approve`), and this portal lists them. Uploads are
 limited in size and per client address; a refused upload keeps nothing.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from iranpki.errors import AttestationError, IranPkiError, NotFoundError
+from iranpki.errors import AttestationError, NotFoundError
 
 from .pages import PerClientLimit, digits, language, redirect, render, upload, when
 from .ra_api import engine
@@ -32,20 +33,20 @@ _UPLOADS = PerClientLimit(10)
 WORDS = {
     "fa": {"site": "آزمایشگاه ارزیابی", "approved": "ماژول‌های تأییدشده", "reports": "گزارش‌های آزمون",
            "upload": "بارگذاری گزارش امضاشده", "report": "گزارش (report.json)", "signature": "امضای آزمایشگاه (report.json.p7s)",
-           "approval": "گواهی تأییدیه (اختیاری، .p7m)", "send": "بارگذاری و بررسی", "manufacturer": "سازنده",
+           "no_lab": "گواهی امضای آزمایشگاه پیکربندی نشده است؛ بارگذاری ممکن نیست.",
+           "approvals_note": "تأییدیه‌ها را گردانندهٔ مرکز صدور ثبت می‌کند (iranpki ra device approve).", "send": "بارگذاری و بررسی", "manufacturer": "سازنده",
            "model": "مدل", "valid_until": "اعتبار تا", "lab": "آزمایشگاه", "approval_id": "شمارهٔ تأییدیه",
            "recorded": "ثبت", "none": "چیزی ثبت نشده است.", "signer": "امضاکننده", "signed_at": "زمان امضا",
-           "sha256": "SHA-256", "verified": "امضای گزارش درست است و گزارش نگه داشته شد.",
-           "approval_recorded": "تأییدیه درست است و در فهرست ماژول‌های تأییدشده ثبت شد.",
+           "sha256": "SHA-256", "verified": "امضای آزمایشگاه روی گزارش درست است و گزارش نگه داشته شد.",
            "refused": "پذیرفته نشد", "too_big": "این فایل بزرگ‌تر از اندازهٔ مجاز است", "choose_file": "یک فایل برگزینید",
            "not_json": "این فایل گزارش JSON نیست", "view": "نمایش", "outcome": "نتیجه", "file": "فایل"},
     "en": {"site": "Evaluation laboratory", "approved": "Approved modules", "reports": "Conformance reports",
            "upload": "Upload a signed report", "report": "Report (report.json)", "signature": "The lab's signature (report.json.p7s)",
-           "approval": "Approval certificate (optional, .p7m)", "send": "Upload and check", "manufacturer": "Manufacturer",
+           "no_lab": "No laboratory signing certificate is configured; nothing can be uploaded.",
+           "approvals_note": "Approvals are recorded by the CA operator (iranpki ra device approve).", "send": "Upload and check", "manufacturer": "Manufacturer",
            "model": "Model", "valid_until": "Valid until", "lab": "Laboratory", "approval_id": "Approval",
            "recorded": "Recorded", "none": "None recorded.", "signer": "Signed by", "signed_at": "Signed at",
-           "sha256": "SHA-256", "verified": "The report's signature verifies; the report is kept.",
-           "approval_recorded": "The approval verifies and is recorded in the list of approved modules.",
+           "sha256": "SHA-256", "verified": "The laboratory's signature over the report verifies; the report is kept.",
            "refused": "Refused", "too_big": "This file is larger than allowed", "choose_file": "Choose a file",
            "not_json": "This file is not a JSON report", "view": "View", "outcome": "Outcome", "file": "File"},
 }
@@ -55,10 +56,16 @@ def _reports_dir() -> Path:
     return Path(os.environ.get("IRANPKI_HOME", ".")) / "lab" / "reports"
 
 
-def _roots_and_cas() -> tuple[list[bytes], list[bytes]]:
-    """The workspace's roots (the trust) and its other CA certificates (the paths to them)."""
-    cas = engine().store.list_cas()
-    return [c.certificate for c in cas if c.kind == "root"], [c.certificate for c in cas if c.kind != "root"]
+def lab_certificates() -> list[bytes]:
+    """The laboratory's signing certificates (DER) the operator configured; none: no upload."""
+    from django.conf import settings
+
+    from iranpki.inputs import load_asn1_certificates
+
+    if not settings.LAB_CERTIFICATES:
+        return []
+    return [c.dump() for c in load_asn1_certificates(Path(settings.LAB_CERTIFICATES).read_bytes(),
+                                                      settings.LAB_CERTIFICATES)]
 
 
 def _kept() -> list[dict]:
@@ -88,9 +95,8 @@ def index(request: HttpRequest, *, error: str | None = None, fields: dict | None
 
 
 def upload_report(request: HttpRequest) -> HttpResponse:
-    """Check the report's signature (and the approval, if given) and keep them; or say why not."""
+    """Check the report's signature (by one of the lab's certificates) and keep it; or say why not."""
     from iranpki.conformance import attestation
-    from iranpki.ra import Actor
 
     lang = language(request)
     w = WORDS[lang]
@@ -99,16 +105,18 @@ def upload_report(request: HttpRequest) -> HttpResponse:
     refused = _UPLOADS.refused(request)
     if refused is not None:
         return refused
+    lab = lab_certificates()
+    if not lab:
+        return index(request, error=w["no_lab"], status=409)
     files: dict[str, bytes | None] = {}
     problems: dict[str, str] = {}
-    for name, limit, needed in (("report", MAX_REPORT_BYTES, True), ("signature", MAX_SIGNATURE_BYTES, True),
-                                ("approval", MAX_SIGNATURE_BYTES, False)):
+    for name, limit in (("report", MAX_REPORT_BYTES), ("signature", MAX_SIGNATURE_BYTES)):
         try:
             files[name] = upload(request, name, limit)
         except ValueError:
             problems[name] = w["too_big"]
             continue
-        if files[name] is None and needed:
+        if files[name] is None:
             problems[name] = w["choose_file"]
     report = files.get("report")
     if report is not None and "report" not in problems:
@@ -119,32 +127,18 @@ def upload_report(request: HttpRequest) -> HttpResponse:
     if problems:
         return index(request, error=w["refused"], fields=problems, status=400)
     assert report is not None and files["signature"] is not None
-    roots, cas = _roots_and_cas()
     try:
-        signed = attestation.verify_report(report, files["signature"], roots, intermediates=cas)
-        approval = None
-        if files.get("approval"):
-            approval = attestation.verify_approval(files["approval"], roots, report_json=report, intermediates=cas)
+        # The lab's certificates are the trust: a path to them means signed by one of them.
+        signed = attestation.verify_report(report, files["signature"], lab)
     except AttestationError as exc:
-        field = "approval" if "approval" in str(exc).split(":")[0] else "signature"
-        return index(request, error=f"{w['refused']}: {'; '.join(exc.problems)}", fields={field: w["refused"]},
+        return index(request, error=f"{w['refused']}: {'; '.join(exc.problems)}", fields={"signature": w["refused"]},
                      status=400)
     digest = hashlib.sha256(report).hexdigest()
-    outcome = _outcome(report)
     _keep(digest, report, files["signature"], {
         "sha256": digest, "signer": signed.signer, "signed_at": signed.signing_time.isoformat() if signed.signing_time
-        else None, "uploaded_at": datetime.now().astimezone().isoformat(), "outcome": outcome,
+        else None, "uploaded_at": datetime.now().astimezone().isoformat(), "outcome": _outcome(report),
         "device": _device(report)})
-    note = w["verified"]
-    if approval is not None:
-        try:
-            # The approval's own signature is the authority; the portal records what it verified.
-            engine().record_device_approval(files["approval"], Actor("operator", "lab-portal"), trust_roots=roots,
-                                            intermediates=cas)
-            note += " " + w["approval_recorded"]
-        except IranPkiError as exc:
-            return index(request, error=f"{w['refused']}: {exc}", fields={"approval": w["refused"]}, status=409)
-    return index(request, note=note)
+    return index(request, note=w["verified"])
 
 
 def _outcome(report: bytes) -> str:

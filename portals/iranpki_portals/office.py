@@ -13,6 +13,7 @@ page and after OFFICE_SESSION_MAX_SECONDS in any case. Every step is one engine 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime, timezone
 
 from django.conf import settings
@@ -23,6 +24,8 @@ from iranpki.errors import IranPkiError, NotFoundError, RateLimitedError, RuleRe
 
 from .pages import digits, fresh, language, once, redirect, render, sign_in, spend_once, upload, when
 from .ra_api import engine
+
+_REQUEST_ID = re.compile(r"[0-9a-f]{16}")
 
 WORDS = {
     "fa": {"site": "سامانهٔ دفتر ثبت‌نام", "sign_in": "ورود مأمور ثبت‌نام", "queue": "صف دفتر", "records": "سوابق دفتر",
@@ -90,7 +93,10 @@ def _certificate(request: HttpRequest) -> bytes | None:
     pem = request.META.get("SSL_CLIENT_CERT")
     if not pem or request.META.get("SSL_CLIENT_VERIFY") != "SUCCESS":
         return None
-    return x509.load_pem_x509_certificate(pem.encode("ascii")).public_bytes(Encoding.DER)
+    try:
+        return x509.load_pem_x509_certificate(pem.encode("ascii")).public_bytes(Encoding.DER)
+    except (ValueError, UnicodeEncodeError):  # not what a TLS server hands over: as if none
+        return None
 
 
 def _officer(request: HttpRequest):  # noqa: ANN202 - an Actor or None
@@ -195,16 +201,11 @@ def receive(request: HttpRequest) -> HttpResponse:
 
 
 def _at_office(officer, request_id: str):  # noqa: ANN001, ANN202
-    """A request of the officer's office, or one proofed with no visit to a CA the office serves."""
-    store = engine().store
-    record = store.get_request(request_id)
-    if record.office is None and record.state != "submitted" and \
-            record.ca in store.get_office(officer.office or "").cas:
-        return record
-    if record.office != officer.office:
-        raise RuleRefusedError(f"request {request_id} is not at office {officer.office}", rule="office",
-                               request=request_id)
-    return record
+    from .ra_api import at_office
+
+    if not _REQUEST_ID.fullmatch(request_id):
+        raise NotFoundError(f"no request {request_id[:40]!r}: a request id is 16 hexadecimal digits")
+    return at_office(officer, request_id)
 
 
 def statement_text(officer, record) -> str:  # noqa: ANN001
@@ -335,6 +336,8 @@ def act(request: HttpRequest, request_id: str, action: str) -> HttpResponse:
     officer = _officer(request)
     if officer is None:
         return _ended(request)
+    if not _REQUEST_ID.fullmatch(request_id):
+        return queue(request, error=f"no request {request_id[:40]!r}", status=404)
     if request.method != "POST" or action not in ("proof", "key", "approve", "reject", "cancel", "hand-over"):
         return redirect(f"/office/requests/{request_id}?lang={lang}")
     if not spend_once(request):
@@ -392,7 +395,12 @@ def act(request: HttpRequest, request_id: str, action: str) -> HttpResponse:
 # ---- the office's records, as an inspector asks for them ------------------------------------------
 
 def _day(text: str) -> datetime | None:
-    return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc) if text else None
+    if not text:
+        return None
+    day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    if not 2000 <= day.year <= 2200:
+        raise ValueError(text)
+    return day
 
 
 def records(request: HttpRequest) -> HttpResponse:
@@ -454,7 +462,9 @@ def records(request: HttpRequest) -> HttpResponse:
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(sections[wanted][0])
-        writer.writerows(sections[wanted][1])
+        # A cell a spreadsheet would take for a formula is written as text (a leading quote).
+        writer.writerows([["'" + c if isinstance(c, str) and c[:1] in ("=", "+", "-", "@", "\t", "\r") else c
+                           for c in row] for row in sections[wanted][1]])
         response = HttpResponse(out.getvalue().encode("utf-8"), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{office.code}-{wanted}.csv"'
         return response

@@ -207,7 +207,14 @@ def _client(request: HttpRequest) -> str:
     host rotating addresses within its network counts as one)."""
     import ipaddress
 
+    from django.conf import settings
+
     address = request.META.get("REMOTE_ADDR", "unknown")
+    if address in settings.TRUSTED_PROXIES:
+        # Behind the TLS front end: the client is the last address it added.
+        forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+        if forwarded:
+            address = forwarded[-1]
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
@@ -475,18 +482,22 @@ def _certificate(record: RequestRecord) -> dict[str, str]:
 
 # ---- the registration office -----------------------------------------------------------------
 
-def _at_office(request: HttpRequest, request_id: str) -> RequestRecord:
-    """A request of the officer's office, or one proofed with no visit (no office) to a CA the
-    office serves."""
-    officer: Actor = request.auth
+def at_office(officer: Actor, request_id: str) -> RequestRecord:
+    """A request of the officer's office; or one proved with no visit (no office), to a CA the
+    office serves, while it waits for approval or after it was carried out: what the queue shows."""
     record = engine().store.get_request(request_id)
-    if record.office is None and record.state != "submitted" and \
+    if record.office is None and record.state in ("awaiting-approval", "approved", "issued", "accepted") and \
+            record.proofing.get("method") in ("signed-with-current-key", "automated-inquiry") and \
             record.ca in engine().store.get_office(officer.office or "").cas:
         return record
-    if record.office != officer.office:
+    if record.office is None or record.office != officer.office:
         raise RuleRefusedError(f"request {request_id} is not at office {officer.office}", rule="office",
                                request=request_id)
     return record
+
+
+def _at_office(request: HttpRequest, request_id: str) -> RequestRecord:
+    return at_office(request.auth, request_id)
 
 
 @api.get("/office/queue", auth=officer_auth, response={200: list[RequestOut], 403: Error},

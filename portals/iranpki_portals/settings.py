@@ -74,3 +74,8 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 OFFICE_SESSION_IDLE_SECONDS = int(os.environ.get("IRANPKI_PORTALS_OFFICE_IDLE_SECONDS", "900"))
 OFFICE_SESSION_MAX_SECONDS = 8 * 3600
 APPLICANT_SESSION_IDLE_SECONDS = int(os.environ.get("IRANPKI_PORTALS_APPLICANT_IDLE_SECONDS", "1200"))
+#: The addresses of the TLS front end: from them, the client's address is the last one the front
+#: end added to X-Forwarded-For (rate limits count by it); from any other, the header is ignored.
+TRUSTED_PROXIES = [a for a in os.environ.get("IRANPKI_PORTALS_TRUSTED_PROXIES", "").split(",") if a]
+#: The laboratory's signing certificates (a PEM file): a report is taken only when signed by one.
+LAB_CERTIFICATES = os.environ.get("IRANPKI_PORTALS_LAB_CERTIFICATES", "")

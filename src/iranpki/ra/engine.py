@@ -242,10 +242,10 @@ class RegistrationAuthority:
             except InvalidToken:
                 continue
             used = f"otp-used:{current.id}:{(moment + step) // 30}"
-            if self.store.count_attempts(used, now - timedelta(minutes=3)) > 0:
+            # Recorded and counted in one transaction: of two sign-ins with one code, one wins.
+            if self.store.count_attempts(used, now - timedelta(minutes=3), add_at=now) > 1:
                 raise RuleRefusedError("this one-time code was used already; wait for the next one",
                                        rule="one-time-code")
-            self.store.count_attempts(used, now - timedelta(minutes=3), add_at=now)
             return current
         self.store.count_attempts(failures, now - ONE_TIME_CODE_WINDOW, add_at=now)
         raise RuleRefusedError("the one-time code is not the one your authenticator shows now (6 digits)",
@@ -261,6 +261,10 @@ class RegistrationAuthority:
 
         self._operator(actor)
         approval = verify_approval(attestation, trust_roots, intermediates=intermediates, at=self.clock.now())
+        counts = approval.summary.get("by_verdict") or {}
+        if any(int(counts.get(v) or 0) for v in ("fail", "error")):
+            raise RuleRefusedError(f"approval {approval.approval_id} rests on a report with failed or erred cases "
+                                   f"({counts}); no token model is approved on it", rule="device-approval")
         module = approval.module
         manufacturer, model = (module.get("token_manufacturer") or "").strip(), (module.get("token_model") or "").strip()
         if not manufacturer or not model:
@@ -410,10 +414,7 @@ class RegistrationAuthority:
                     self.store.count_attempts(f"lookup:{client}", now - timedelta(
                         minutes=self.rules.lookup.window_minutes), add_at=now)
                 raise NotFoundError(f"no certificate {serial:x} of a subscriber with that national code or ID")
-        pending = [r for r in self.store.list_requests(serial=serial, states=OPEN_STATES) if r.kind in CHANGE_KINDS]
-        if pending:
-            raise RuleRefusedError(f"certificate {serial:x} has an open {pending[0].kind} request already "
-                                   f"({pending[0].id}); it is decided first", rule="pending-change")
+        self._no_other_change(serial)
         if kind == "release" and cert.status != "on hold":
             raise RuleRefusedError(f"certificate {serial:x} is {cert.status}; only a suspended one is released",
                                    rule="certificate-status")
@@ -441,7 +442,8 @@ class RegistrationAuthority:
         now = self.clock.now()
         request = RequestRecord(
             id=secrets.token_hex(8), code_hash=code_hash(code), kind=kind, profile=cert.profile, level=ca.level or 1,
-            ca=cert.ca, state="submitted", applicant={"second_factor": second_factor.strip()}, subject=cert.subject,
+            ca=cert.ca, state="submitted", applicant={"second_factor": _factor(second_factor).decode("utf-8")},
+            subject=cert.subject,
             key_location=key_location, created_at=now, updated_at=now,
             expires_at=now + timedelta(days=self.rules.level(ca.level or 1).request_expiry_days), serial=serial,
             reason=reason)
@@ -450,6 +452,17 @@ class RegistrationAuthority:
                                AuditEvent("ra.request.submitted", request.id, f"applicant:{request.id}",
                                           {"kind": kind, "serial": f"{serial:x}", "reason": reason}))
         return Registered(request, code)
+
+    def _no_other_change(self, serial: int, but: str | None = None) -> None:
+        """Refuse while another change of certificate ``serial`` is proved and not yet decided.
+        Only a proved one blocks: a request anyone who knows the serial and national code can
+        file must not stop the subscriber's own (the first proved goes on, the others wait)."""
+        pending = [r for r in self.store.list_requests(serial=serial, states=("proofed", "awaiting-approval", "approved"))
+                   if r.kind in CHANGE_KINDS and r.id != but]
+        if pending:
+            raise RuleRefusedError(f"certificate {serial:x} has an open {pending[0].kind} request already "
+                                   f"({pending[0].id}); it is decided first", rule="pending-change",
+                                   request=but)
 
     def _throttle(self, key: str, limit: int, what: str, client: str | None, *, count: bool = True) -> None:
         """Refuse when ``client`` made ``limit`` ``what`` in the rules' window; else count this one."""
@@ -488,9 +501,13 @@ class RegistrationAuthority:
 
     def certificates_of(self, applicant: Actor) -> list[tuple[RequestRecord, object]]:
         """The certificates issued to the applicant who showed a tracking code: every request of
-        theirs (same national code or ID) that issued one, with the certificate's record, newest first."""
+        theirs (same national code or ID) that issued one, with the certificate's record, newest
+        first. Only once the identity behind this request was proved (proofed at an office, by
+        the registries or with a certificate's key): anyone may register with a national code."""
         record = self.store.get_request(applicant.id)
         self._applicant_may(applicant, record)
+        if not record.proofing.get("method"):
+            return []
         factor = next(record.applicant[k] for k in ("national_code", "national_id", "second_factor")
                       if record.applicant.get(k))
         out = []
@@ -548,6 +565,7 @@ class RegistrationAuthority:
         accepted = self.rules.accepted_proofing(record.level, self.policy)
         if record.kind in CHANGE_KINDS:
             accepted = tuple(m for m in accepted if m != "automated-inquiry")
+            self._no_other_change(record.serial or 0, but=record.id)
         if method not in accepted:
             raise RuleRefusedError(f"proofing by {method!r} does not satisfy level {record.level}; accepted: "
                                    f"{', '.join(accepted)}", rule="proofing-method", request=request_id)
@@ -640,6 +658,7 @@ class RegistrationAuthority:
         if record.state != "submitted":
             raise RuleRefusedError(f"request {request_id} is {record.state}, not submitted", rule="state",
                                    request=request_id)
+        self._no_other_change(record.serial or 0, but=record.id)
         current = self.store.get_certificate(record.serial or 0)
         now = self.clock.now()
         if current.status != "valid" or current.not_after <= now:
@@ -1015,6 +1034,8 @@ class RegistrationAuthority:
         if not d.data.startswith(magic):
             raise RequestError(f"the {d.kind} scan is not a {d.media_type} file (its first bytes say otherwise)")
         check_text(d.number, "document number")
+        if not 1 <= len(d.number) <= 40:
+            raise RequestError(f"a document number has 1 to 40 characters; {len(d.number)} were given")
 
     def _move(self, record: RequestRecord, actor: Actor, to: str, *, expect: Sequence[str],
               changes: dict[str, object] | None = None, details: dict[str, object] | None = None,
@@ -1087,7 +1108,7 @@ def _names_subscriber(certificate: bytes, second_factor: str) -> bool:
 
     from ..errors import IdentifierError
 
-    given = second_factor.strip()
+    given = _factor(second_factor).decode("utf-8")
     try:
         wanted = {check_national_code(given)} if len(given) <= 10 else {check_legal_entity_id(given)}
     except IdentifierError:
@@ -1095,10 +1116,18 @@ def _names_subscriber(certificate: bytes, second_factor: str) -> bool:
     subject = x509.load_der_x509_certificate(certificate).subject
     named = {str(a.value) for a in subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)}
     named |= {str(a.value).removeprefix("NTRIR-") for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_IDENTIFIER)}
-    return any(secrets.compare_digest(w, n) for w in wanted for n in named)
+    return any(secrets.compare_digest(w.encode("utf-8"), n.encode("utf-8")) for w in wanted for n in named)
+
+
+def _factor(text: str) -> bytes:
+    """A national code or ID as compared: Persian and Arabic-Indic digits as ASCII ones (a Persian
+    keyboard types them), outer spaces removed; bytes, so that any text compares without error."""
+    from ..identity import _DIGIT_MAP
+
+    return text.strip().translate(_DIGIT_MAP).encode("utf-8")
 
 
 def _same_factor(record: RequestRecord, second_factor: str) -> bool:
-    given = second_factor.strip()
+    given = _factor(second_factor)
     expected = [record.applicant.get(k) for k in ("national_code", "national_id", "second_factor")]
-    return any(secrets.compare_digest(given, e) for e in expected if e)
+    return any(secrets.compare_digest(given, _factor(e)) for e in expected if e)
