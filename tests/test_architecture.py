@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "iranpki"
 # docs/architecture.md, "The layers": the top-level module or package of iranpki and its layer.
 LAYERS = {
     0: {"iranpki", "_data", "errors", "clock", "der", "names", "keycheck", "keys", "profiles", "policy", "identity", "store",
-        "x509parts", "pagestyle", "httpserve", "inputs", "verdict"},
+        "x509parts", "pagestyle", "httpserve", "inputs", "verdict", "audit"},
     1: {"ca", "validation", "signing"},
     2: {"ocsp", "tsa", "crl", "compliance", "conformance", "verify", "ra"},
     3: {"workspace"},

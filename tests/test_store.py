@@ -239,8 +239,8 @@ def test_a_version_2_store_gets_the_listing_indexes(tmp_path: Path) -> None:
     for name in ("certificates_by_issue", "certificates_by_ca_issue", "certificates_by_profile_issue",
                  "certificates_revoked_by_issue"):
         db.execute(f"DROP INDEX {name}")
-    for table in ("ra_officer_totp", "ra_evidence", "ra_blobs", "ra_events", "ra_attempts", "ra_requests",
-                  "ra_officers", "ra_offices"):
+    for table in ("audit_tree", "audit_checkpoints", "ra_officer_totp", "ra_evidence", "ra_blobs", "ra_events",
+                  "ra_attempts", "ra_requests", "ra_officers", "ra_offices"):
         db.execute(f"DROP TABLE {table}")  # a store of version 2 had none of the registration tables
     db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
     db.commit()
@@ -248,12 +248,13 @@ def test_a_version_2_store_gets_the_listing_indexes(tmp_path: Path) -> None:
     SqliteStore(str(path)).close()
     db = sqlite3.connect(path)
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    # Upgraded through version 3 (the listing indexes) and 4 (the registration tables) to 5 (the
-    # officers' one-time-code secrets).
-    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "5"
+    # Upgraded through version 3 (the listing indexes), 4 (the registration tables) and 5 (the
+    # officers' one-time-code secrets) to 6 (the audit tree, with a leaf for each older event).
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "6"
+    assert db.execute("SELECT COUNT(*) FROM audit_tree").fetchone()[0] == db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
     assert {"certificates_by_issue", "certificates_by_ca_issue", "certificates_revoked_by_issue"} <= names
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"ra_offices", "ra_officers", "ra_requests", "ra_events", "ra_evidence", "ra_officer_totp"} <= tables
+    assert {"ra_offices", "ra_officers", "ra_requests", "ra_events", "ra_evidence", "ra_officer_totp", "audit_tree"} <= tables
     db.close()
 
 
@@ -297,8 +298,8 @@ def test_a_read_only_version_3_store_says_it_has_no_registration_records(tmp_pat
     Workspace.init(tmp_path / "ws", repository_url="http://repo.test.ir").close()
     store = tmp_path / "ws" / "iranpki.sqlite3"
     db = sqlite3.connect(store)
-    for table in ("ra_officer_totp", "ra_evidence", "ra_blobs", "ra_events", "ra_attempts", "ra_requests",
-                  "ra_officers", "ra_offices"):
+    for table in ("audit_tree", "audit_checkpoints", "ra_officer_totp", "ra_evidence", "ra_blobs", "ra_events",
+                  "ra_attempts", "ra_requests", "ra_officers", "ra_offices"):
         db.execute(f"DROP TABLE {table}")
     db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
     db.commit()

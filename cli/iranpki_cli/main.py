@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "conformance": ("conformance", "The PKCS#11 conformance suite the lab runs against tokens and HSMs."),
     "cps": ("cps", "Certification Practice Statements: check one against the national CP."),
     "ra": ("ra", "Registration offices and officers, the request queue, and the CA side that issues approved requests."),
+    "audit": ("audit", "The audit log as a Merkle tree: signed checkpoints, verification, proofs for inspectors."),
     "portal": ("portal", "The web portals: the public repository, served from the workspace's store."),
 }
 

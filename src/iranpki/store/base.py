@@ -313,10 +313,32 @@ class Counters(ABC):
 
 
 class AuditTrail(ABC):
-    """The audit log. Every change above writes its event in the same transaction as the change."""
+    """The audit log. Every change above writes its event in the same transaction as the change,
+    and the event's leaf in the audit tree (:mod:`iranpki.audit`) with it."""
 
     @abstractmethod
     def audit_log(self, limit: int | None = None) -> list[tuple[int, datetime, AuditEvent]]: ...
+
+    @abstractmethod
+    def audit_rows(self, after: int = 0, batch: int = 5000) -> Iterator[tuple[int, str, str, str, str, str, bytes | None]]:
+        """Every event after seq ``after`` exactly as stored (seq, at and details as text, actor,
+        event, subject) with its stored leaf hash or None, in seq order, read in batches."""
+
+    @abstractmethod
+    def audit_leaves(self, size: int | None = None) -> list[bytes]:
+        """The stored leaf hashes in order (the first ``size``)."""
+
+    @abstractmethod
+    def audit_size(self) -> tuple[int, int]:
+        """(events, leaves)."""
+
+    @abstractmethod
+    def add_checkpoint(self, size: int, root: bytes, at: datetime, note: str) -> None:
+        """Keep a signed checkpoint of the tree at ``size`` (one per size)."""
+
+    @abstractmethod
+    def checkpoints(self) -> list[tuple[int, bytes, datetime, str]]:
+        """The kept checkpoints: (size, root, time, signed note), by size."""
 
 
 class Store(KeyRecords, Certificates, Revocations, OcspResponses, Counters, AuditTrail, Registrations):

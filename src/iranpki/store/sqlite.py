@@ -39,7 +39,7 @@ from .base import (
 
 __all__ = ["SqliteStore"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,6 +86,19 @@ CREATE TABLE IF NOT EXISTS audit(
     event TEXT NOT NULL,
     subject TEXT NOT NULL,
     details TEXT NOT NULL);
+"""
+
+#: Version 6: the audit log's Merkle tree (iranpki.audit): each event's leaf hash, written with the
+#: event, and the signed checkpoints.
+_SCHEMA_V6 = """
+CREATE TABLE IF NOT EXISTS audit_tree(
+    seq INTEGER PRIMARY KEY,
+    leaf BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_checkpoints(
+    size INTEGER PRIMARY KEY,
+    root BLOB NOT NULL,
+    at TEXT NOT NULL,
+    note TEXT NOT NULL);
 """
 
 _SCHEMA_V2 = """
@@ -262,7 +275,7 @@ class SqliteStore(SqliteRegistrations, Store):
                 # A new, empty store: create the schema in one transaction.
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for stmt in filter(str.strip, (_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3 + SCHEMA_V4 + SCHEMA_V5).split(";")):
+                    for stmt in filter(str.strip, (_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3 + SCHEMA_V4 + SCHEMA_V5 + _SCHEMA_V6).split(";")):
                         self._db.execute(stmt)
                     self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                      (str(SCHEMA_VERSION),))
@@ -285,9 +298,13 @@ class SqliteStore(SqliteRegistrations, Store):
                 # The officers' one-time-code secrets: a new table only.
                 self._upgrade("4", "5", SCHEMA_V5)
                 row = ("5",)
+            if row is not None and row[0] == "5" and self.read_only is None:
+                # The audit log's tree: its tables, and a leaf for every event recorded before.
+                self._upgrade("5", "6", _SCHEMA_V6, then=self._leaves_for_old_events)
+                row = ("6",)
             #: The schema this store has; a read-only store of version 2, 3 or 4 is read as it is.
             self.schema_version = int(row[0]) if row is not None else 0
-            if self.read_only is not None and row is not None and row[0] in ("2", "3", "4"):
+            if self.read_only is not None and row is not None and row[0] in ("2", "3", "4", "5"):
                 return
             if row is None or int(row[0]) != SCHEMA_VERSION:
                 found = row[0] if row else "none"
@@ -305,13 +322,15 @@ class SqliteStore(SqliteRegistrations, Store):
         # Indexes only: a store with a million certificates takes seconds, once.
         self._upgrade("2", "3", _SCHEMA_V3)
 
-    def _upgrade(self, old: str, new: str, statements: str) -> None:
+    def _upgrade(self, old: str, new: str, statements: str, then=None) -> None:  # noqa: ANN001
         # One transaction: a crash half-way leaves a store of the old version that the next open upgrades.
         self._db.execute("BEGIN IMMEDIATE")
         try:
             if self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == old:
                 for stmt in filter(str.strip, statements.split(";")):
                     self._db.execute(stmt)
+                if then is not None:
+                    then(self._db)
                 self._db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (new,))
             self._db.execute("COMMIT")
         except BaseException:
@@ -346,11 +365,62 @@ class SqliteStore(SqliteRegistrations, Store):
                 raise
 
     def _audit(self, db: sqlite3.Connection, audit: AuditEvent) -> None:
-        db.execute(
-            "INSERT INTO audit(at, actor, event, subject, details) VALUES (?,?,?,?,?)",
-            (_t(self.clock.now()), audit.actor, audit.event, audit.subject,
-             json.dumps(audit.details, sort_keys=True, ensure_ascii=False, default=str)),
-        )
+        from ..audit import leaf_data, leaf_hash
+
+        at = _t(self.clock.now())
+        details = json.dumps(audit.details, sort_keys=True, ensure_ascii=False, default=str)
+        seq = db.execute("INSERT INTO audit(at, actor, event, subject, details) VALUES (?,?,?,?,?)",
+                         (at, audit.actor, audit.event, audit.subject, details)).lastrowid
+        # The event's leaf in the audit tree, in the event's own transaction.
+        db.execute("INSERT INTO audit_tree(seq, leaf) VALUES (?, ?)",
+                   (seq, leaf_hash(leaf_data(int(seq), at, audit.actor, audit.event, audit.subject, details))))
+
+    @staticmethod
+    def _leaves_for_old_events(db: sqlite3.Connection) -> None:
+        from ..audit import leaf_data, leaf_hash
+
+        rows = db.execute("SELECT seq, at, actor, event, subject, details FROM audit ORDER BY seq")
+        db.executemany("INSERT INTO audit_tree(seq, leaf) VALUES (?, ?)",
+                       ((r[0], leaf_hash(leaf_data(*r))) for r in rows.fetchall()))
+
+    # ---- the audit tree (iranpki.audit) --------------------------------------------------------
+
+    def audit_rows(self, after: int = 0, batch: int = 5000) -> Iterator[tuple[int, str, str, str, str, str, bytes | None]]:
+        """Every event as stored, with its leaf (None if it has none), in seq order; read in
+        batches, so that memory stays bounded however long the log."""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT a.seq, a.at, a.actor, a.event, a.subject, a.details, t.leaf FROM audit a "
+                    "LEFT JOIN audit_tree t ON t.seq = a.seq WHERE a.seq > ? ORDER BY a.seq LIMIT ?",
+                    (after, batch)).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield r[0], r[1], r[2], r[3], r[4], r[5], None if r[6] is None else bytes(r[6])
+            after = rows[-1][0]
+
+    def audit_leaves(self, size: int | None = None) -> list[bytes]:
+        """The stored leaf hashes, in order (the first ``size``)."""
+        sql = "SELECT leaf FROM audit_tree ORDER BY seq" + ("" if size is None else f" LIMIT {int(size)}")
+        with self._lock:
+            return [bytes(r[0]) for r in self._db.execute(sql)]
+
+    def audit_size(self) -> tuple[int, int]:
+        """(events, leaves) in the store."""
+        with self._lock:
+            return (int(self._db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]),
+                    int(self._db.execute("SELECT COUNT(*) FROM audit_tree").fetchone()[0]))
+
+    def add_checkpoint(self, size: int, root: bytes, at: datetime, note: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO audit_checkpoints VALUES (?,?,?,?) ON CONFLICT(size) DO NOTHING",
+                       (size, root, _t(at), note))
+
+    def checkpoints(self) -> list[tuple[int, bytes, datetime, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT size, root, at, note FROM audit_checkpoints ORDER BY size").fetchall()
+        return [(r[0], bytes(r[1]), _d(r[2]), r[3]) for r in rows]  # type: ignore[misc]
 
     # ---- keys ----------------------------------------------------------------------------------
 
