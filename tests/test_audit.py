@@ -262,3 +262,20 @@ def test_the_fast_leaf_encoding_is_rfc8785() -> None:
         assert audit.leaf_data(seq, at, actor, event, subject, text) == expected
 
     same()
+
+
+def test_the_audit_key_on_the_token_signs_checkpoints(softhsm: dict, tmp_path: Path) -> None:
+    """The audit key made on the CA's token (SoftHSM2), never extractable, signs a checkpoint
+    through its PKCS#11 URI; an RSA key is refused with the reason (signed-note type 0x02 is ECDSA)."""
+    from iranpki.keys.pkcs11 import generate_keypair
+
+    home = tmp_path / "ws"
+    Workspace.init(home, repository_url=REPO).close()
+    generate_keypair("Test", "audit-p256", KeySpec.parse("p256"))
+    generate_keypair("Test", "audit-rsa", KeySpec.parse("rsa2048"))
+    made = json.loads(run("audit", "checkpoint", "--key", "pkcs11:token=Test;object=audit-p256", "--home", str(home),
+                          "--json").stdout)
+    assert audit.open_checkpoint(made["note"], made["vkey"]).size == 0  # a new workspace: nothing logged yet
+    refused = run("audit", "checkpoint", "--key", "pkcs11:token=Test;object=audit-rsa", "--home", str(home),
+                  check=False)
+    assert refused.returncode != 0 and "ECDSA P-256 or P-384" in refused.stderr + refused.stdout

@@ -78,3 +78,13 @@ def test_portals_benchmark_smoke() -> None:
     for row in ("stylesheet (anchor)", "repository status page", "applicant form submitted", "ratio to the anchor",
                 "p99"):
         assert row in out.stdout, out.stdout
+
+
+@pytest.mark.slow
+def test_audit_benchmark_smoke() -> None:
+    """benchmarks/audit.py in a small size: both parts, their ratio lines and the memory line."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "audit.py"), "--events", "5000", "--seconds",
+                           "0.5", "--rounds", "1"], capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ratio issuance with/without tree" in done.stdout and "SQLite reading them alone (anchor)" in done.stdout
+    assert "5,000 events" in done.stdout and "memory: a log ten times longer" in done.stdout
