@@ -16,7 +16,7 @@ LAYERS = {
         "x509parts", "pagestyle", "httpserve", "inputs", "verdict", "audit"},
     1: {"ca", "validation", "signing"},
     2: {"ocsp", "tsa", "crl", "compliance", "conformance", "verify", "ra"},
-    3: {"workspace"},
+    3: {"workspace", "ceremony"},
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
 

@@ -740,6 +740,29 @@ def create_intermediate(parent: CertificateAuthority, signer: Signer, name: str,
     return CertificateAuthority(record, signer, parent.store, clock=parent.clock, policy=parent.policy)
 
 
+def cross_certify(issuer: CertificateAuthority, certificate: bytes, level: int, *, validity_days: int | None = None,
+                  actor: str = "iranpki") -> IssuedCertificate:
+    """A cross-certificate: ``issuer`` certifies another CA's name and key (its certificate
+    ``certificate``, DER) as an intermediate CA of assurance ``level``, under the intermediate
+    profile of that level. Recorded as the issuer's certificate, with its audit event; no CA
+    record is made (the other CA's key is not ours)."""
+    from .profiles import subject_text
+
+    other = x509.load_der_x509_certificate(certificate)
+    try:
+        other.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        raise IssuanceError("the certificate to cross-certify is not a CA's (no basicConstraints)") from None
+    if not other.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+        raise IssuanceError("the certificate to cross-certify is not a CA's (basicConstraints cA is false)")
+    prof = load_profile(f"intermediate-level{level}")
+    request = IssueRequest(subject=parse_subject(",".join(reversed(subject_text(other.subject).split(",")))),
+                           public_key=other.public_key(), validity_days=validity_days)
+    issued = issuer._issue(prof, request, actor=actor, subject_level=level)
+    issuer.store.add_certificate(issued.record, issuer._audit_event(issued.record, actor))
+    return issued
+
+
 def certificate_usages(certificate: x509.Certificate) -> frozenset[str] | None:
     """A certificate's extended key usages by the profiles' names (dotted for others), or None
     when it has the extension not at all."""

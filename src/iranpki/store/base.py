@@ -320,6 +320,10 @@ class AuditTrail(ABC):
     def audit_log(self, limit: int | None = None) -> list[tuple[int, datetime, AuditEvent]]: ...
 
     @abstractmethod
+    def add_audit_event(self, audit: AuditEvent) -> None:
+        """Record an event that goes with no other change (a ceremony's transcript, say)."""
+
+    @abstractmethod
     def audit_rows(self, after: int = 0, batch: int = 5000) -> Iterator[tuple[int, str, str, str, str, str, bytes | None]]:
         """Every event after seq ``after`` exactly as stored (seq, at and details as text, actor,
         event, subject) with its stored leaf hash or None, in seq order, read in batches."""

@@ -385,6 +385,10 @@ class SqliteStore(SqliteRegistrations, Store):
 
     # ---- the audit tree (iranpki.audit) --------------------------------------------------------
 
+    def add_audit_event(self, audit: AuditEvent) -> None:
+        with self._tx() as db:
+            self._audit(db, audit)
+
     def audit_rows(self, after: int = 0, batch: int = 5000) -> Iterator[tuple[int, str, str, str, str, str, bytes | None]]:
         """Every event as stored, with its leaf (None if it has none), in seq order; read in
         batches, so that memory stays bounded however long the log."""
