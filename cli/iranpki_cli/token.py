@@ -65,3 +65,54 @@ def init(label: str, module: str | None, as_json: bool) -> None:
         emit_json(info.__dict__)
     else:
         console.print(f"token [bold]{info.label}[/] initialised (serial {info.serial})", highlight=False)
+
+
+_FILE = click.Path(exists=True, dir_okay=False)
+
+
+@token.command("pin-split")
+@click.option("--token", "token_label", required=True)
+@click.option("--custodian", "custodians", multiple=True, required=True, type=_FILE,
+              help="A custodian's RSA certificate (PEM) (repeatable).")
+@click.option("--threshold", "-m", type=click.IntRange(2, 16), required=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="A new folder for the shares.")
+def pin_split(token_label: str, custodians: tuple[str, ...], threshold: int, out: str) -> None:
+    """Split the token's user PIN (IRANPKI_PKCS11_PIN or a prompt; checked by logging in) M of N
+    among custodians: from now on the key is activated only when M of them join
+    (`iranpki token pin-join`). Change the PIN first, so that nobody knows it whole."""
+    from pathlib import Path
+
+    from iranpki.keys.backup import split_pin
+    from iranpki.keys.pkcs11 import list_keys
+
+    from .common import pin_source
+
+    source = pin_source()
+    value = source.get(f"token {token_label!r}")
+    list_keys(token_label, pin=SecretSource(prompt=lambda _: value))  # a wrong PIN is refused here
+    folder = split_pin(value, [Path(c).read_bytes() for c in custodians], threshold, out, token=token_label)
+    click.echo(f"the PIN of token {token_label!r} is split {threshold} of {len(custodians)}: {folder}")
+
+
+@token.command("pin-join", context_settings={"ignore_unknown_options": True})
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--share", "shares", multiple=True, required=True, type=_FILE, help="An opened share (repeatable).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def pin_join(folder: str, shares: tuple[str, ...], command: tuple[str, ...]) -> None:
+    """Activate the key for one command: M custodians' shares give the PIN, which the command
+    gets in IRANPKI_PKCS11_PIN (never on a command line); fewer, wrong or corrupted shares are
+    refused.
+
+    \b
+    Example:
+      iranpki token pin-join pin-root --share a.json --share b.json -- iranpki crl generate --ca root
+    """
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from iranpki.keys.backup import join_pin
+
+    token_label, value = join_pin(folder, [Path(s).read_bytes() for s in shares])
+    env = {**os.environ, "IRANPKI_PKCS11_PIN": value}
+    raise SystemExit(subprocess.call(list(command), env=env))

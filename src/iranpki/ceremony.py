@@ -50,6 +50,7 @@ class KeyPlan(_Strict):
     label: str
     algorithm: str = Field(description="rsa2048, rsa3072, rsa4096, p256, p384, p521")
     token: str | None = Field(default=None, description="the PKCS#11 token; none: an encrypted software key")
+    backup: bool = Field(default=False, description="made so that it can be backed up M of N (docs/key-backup.md)")
 
 
 class Officer(_Strict):
@@ -231,7 +232,7 @@ def run(ws, ceremony: Ceremony, source: bytes, *, base: Path, secret=None, offic
 
     def new_key(plan: KeyPlan) -> str:
         signer = ws.generate_key(KeySpec.parse(plan.algorithm), label=plan.label, token=plan.token,
-                                 secret=None if plan.token else secret, actor=actor)
+                                 secret=None if plan.token else secret, actor=actor, backup=plan.backup)
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
         spki = signer.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)

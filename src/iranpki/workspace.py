@@ -139,7 +139,7 @@ class Workspace:
     # ---- keys -------------------------------------------------------------------------------
 
     def generate_key(self, spec: KeySpec, *, label: str, token: str | None = None,
-                     secret: SecretSource | None = None, actor: str = "iranpki") -> Signer:
+                     secret: SecretSource | None = None, actor: str = "iranpki", backup: bool = False) -> Signer:
         """Generate a key on ``token`` (PKCS#11) or, without a token, as an encrypted software key."""
         if self.store.read_only is not None:
             # Asked first: a key made now could not be recorded, and an unrecorded key is lost work.
@@ -148,7 +148,8 @@ class Workspace:
         if token is not None:
             from .keys.pkcs11 import generate_keypair
 
-            signer: Signer = generate_keypair(token, label, spec, module=self.config.pkcs11_module, pin=secret)
+            signer: Signer = generate_keypair(token, label, spec, module=self.config.pkcs11_module, pin=secret,
+                                              backup=backup)
             backend = "pkcs11"
         else:
             check_file_label(label)

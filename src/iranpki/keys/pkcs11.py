@@ -309,8 +309,12 @@ def open_reference(reference: KeyReference, secret: SecretSource | None, setting
 
 
 def generate_keypair(token: str, label: str, spec: KeySpec, *, module: str | None = None,
-                     pin: SecretSource | None = None) -> Pkcs11Signer:
-    """Generate a key pair on ``token``: private, sensitive, never extractable, for signing only."""
+                     pin: SecretSource | None = None, backup: bool = False) -> Pkcs11Signer:
+    """Generate a key pair on ``token``: private, sensitive, never extractable, for signing only.
+
+    With ``backup`` the key can be backed up (:mod:`iranpki.keys.backup`): still sensitive (its
+    value never leaves the token in the clear), but wrappable, and only under a key the token's
+    security officer marked trusted (CKA_WRAP_WITH_TRUSTED)."""
     # Checked before any call into the module: an undecodable label crashed the process in it.
     check_text(token, "token label")
     check_object_label(label)
@@ -327,6 +331,8 @@ def generate_keypair(token: str, label: str, spec: KeySpec, *, module: str | Non
             Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.DECRYPT: False,
             Attribute.UNWRAP: False, Attribute.DERIVE: False,
         }
+        if backup:
+            private_template |= {Attribute.EXTRACTABLE: True, Attribute.WRAP_WITH_TRUSTED: True}
         public_template = {Attribute.TOKEN: True, Attribute.VERIFY: True, Attribute.ENCRYPT: False,
                            Attribute.WRAP: False}
         try:
