@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -50,6 +51,17 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> dict:
     ws.create_intermediate("gica1", "root", 1, "gica1", "C=IR,O=GICA,CN=GICA Level 1 (audit)", secret=secret,
                            parent_secret=secret, purpose="signing")
     pub = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    # A time-stamping CA and its TSA, which can vouch for a checkpoint's time.
+    ws.generate_key(KeySpec.parse("p256"), label="gica1tsa", secret=secret)
+    ws.generate_key(KeySpec.parse("p256"), label="tsa", secret=secret)
+    ws.create_intermediate("gica1tsa", "root", 1, "gica1tsa", "C=IR,O=GICA,CN=GICA Level 1 TSA (audit)", secret=secret,
+                           parent_secret=secret, purpose="time-stamping")
+    tsa_pub = ws.open_key("tsa", secret).public_key.public_bytes(serialization.Encoding.PEM,
+                                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+    ws.issue("gica1tsa", "tsa", subject=SUBJECTS["tsa"], public_key=tsa_pub, secret=secret)
+    for name in ("root", "gica1tsa"):
+        (base / f"{name}.pem").write_bytes(x509.load_der_x509_certificate(ws.store.get_ca(name).certificate)
+                                           .public_bytes(serialization.Encoding.PEM))
     serials = [ws.issue("gica1", "personal-signature", subject=SUBJECTS["personal-signature"], secret=secret,
                         public_key=ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(*pub)).record.serial
                for _ in range(6)]
@@ -279,3 +291,26 @@ def test_the_audit_key_on_the_token_signs_checkpoints(softhsm: dict, tmp_path: P
     refused = run("audit", "checkpoint", "--key", "pkcs11:token=Test;object=audit-rsa", "--home", str(home),
                   check=False)
     assert refused.returncode != 0 and "ECDSA P-256 or P-384" in refused.stderr + refused.stdout
+
+
+def test_a_checkpoint_time_stamped_by_the_tsa(logged: dict) -> None:
+    """With --tsa, the TSA (iranpki tsa serve) stamps the note; openssl ts -verify checks the
+    stamp over the note's exact bytes."""
+    from .conftest import start_listening
+
+    base = logged["base"]
+    server, port, _ = start_listening([IRANPKI, "tsa", "serve", "--home", str(logged["home"]), "--ca", "gica1tsa",
+                                       "--key", "tsa", "--port", "0", "--workers", "1"], dict(os.environ), "TSA")
+    try:
+        run("audit", "checkpoint", "--key", "audit", "--home", str(logged["home"]), "--out", str(base / "cp-ts.txt"),
+            "--tsa", f"http://127.0.0.1:{port}/")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    done = subprocess.run(["openssl", "ts", "-verify", "-data", str(base / "cp-ts.txt"), "-in", str(base / "cp-ts.txt.tsr"),
+                           "-CAfile", str(base / "root.pem"), "-untrusted", str(base / "gica1tsa.pem")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "Verification: OK" in done.stdout, done.stdout + done.stderr
+    refused = run("audit", "checkpoint", "--key", "audit", "--home", str(logged["home"]), "--tsa", "http://127.0.0.1:9/",
+                  check=False)
+    assert refused.returncode != 0 and "give --out" in refused.stderr

@@ -52,20 +52,38 @@ def _origin(ws) -> str:  # noqa: ANN001 - a Workspace
 @click.option("--origin", default=None, help="The log's name in the note (default iranpki.audit/ROOT-CA-NAME).")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Also write the signed note here (new file).")
 @click.option("--passphrase-file", type=_FILE, default=None, help="Passphrase of a software audit key.")
+@click.option("--tsa", "tsa_url", default=None,
+              help="Also have the note time-stamped by this TSA (RFC 3161): the reply goes to OUT.tsr (needs --out).")
 @home_option
 @json_option
-def checkpoint(key_ref: str, origin: str | None, out: str | None, passphrase_file: str | None, home: str,
-               as_json: bool) -> None:
+def checkpoint(key_ref: str, origin: str | None, out: str | None, passphrase_file: str | None, tsa_url: str | None,
+               home: str, as_json: bool) -> None:
     """Verify the log, then sign a checkpoint of it (size, root hash, time) with the audit key
-    and keep it; give it to the inspector, who keeps it apart from the CA."""
+    and keep it; give it to the inspector, who keeps it apart from the CA. With --tsa, a TSA
+    vouches for the time too (`openssl ts -verify -data OUT -in OUT.tsr` checks it)."""
+    if tsa_url and not out:
+        raise click.UsageError("--tsa writes the time-stamp beside the note: give --out as well")
+    if out and (Path(out).exists() or (tsa_url and Path(out + ".tsr").exists())):
+        raise click.UsageError(f"{out} (or {out}.tsr) exists; evidence is never overwritten: choose another name")
     ws = workspace(home)
     with ws.open_key(key_ref, key_secrets(passphrase_file)) as signer:
         note = audit_log.checkpoint(ws.store, signer, origin or _origin(ws))
     if out:
         _write_new(out, note)
+    stamped = None
+    if tsa_url:
+        import hashlib
+
+        from iranpki.tsa.client import fetch_stamp
+
+        stamp = fetch_stamp(tsa_url, hashlib.sha256(note.encode("utf-8")).digest())
+        fd = os.open(f"{out}.tsr", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(stamp.reply)
+        stamped = stamp.gen_time.isoformat()
     vkey = ws.store.get_meta(audit_log.VKEY_META)
     if as_json:
-        emit_json({"note": note, "vkey": vkey, "out": out})
+        emit_json({"note": note, "vkey": vkey, "out": out, "time_stamped_at": stamped})
     else:
         click.echo(note, nl=False)
         console.print(f"verifier key (give it to inspectors once): {vkey}", highlight=False, soft_wrap=True)
