@@ -164,3 +164,27 @@ def test_a_ceremony_refuses_a_bad_file_and_never_overwrites(room: dict) -> None:
     again = room["base"] / "root.yaml"  # its output folder exists now
     done = iranpki("ceremony", "run", str(again), "--home", str(room["home"]), check=False)
     assert done.returncode != 0 and "never writes over evidence" in done.stderr
+
+
+def test_a_ceremony_that_stops_leaves_a_signed_transcript_saying_why(room: dict) -> None:
+    """A step that fails (here: the parent CA does not exist) ends the ceremony; what was done
+    and why it stopped is in the transcript, signed, and in the audit log as ceremony.aborted."""
+    doc = {"id": f"stops-{room['tag']}", "title": "A ceremony that stops", "mode": "intermediate", "parent": "nobody",
+           "officer": {"name": "Ceremony Officer", "key": "officer.key", "certificate": "officer.pem"},
+           "witnesses": ["Witness One", "Witness Two"], "outputs": "out-stops", "levels": [
+               {"name": "x1", "level": 1, "subject": "C=IR,O=GICA,CN=X", "key": {"label": "x1", "algorithm": "p256"}}]}
+    path = room["base"] / "stops.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    done = iranpki("ceremony", "run", str(path), "--home", str(room["home"]), check=False)
+    assert done.returncode != 0 and "nobody" in done.stderr
+    transcript = json.loads((room["base"] / "out-stops" / "transcript.json").read_text(encoding="utf-8"))
+    assert "nobody" in transcript["aborted"] and transcript["steps"][0]["step"] == "opened"
+    checked = openssl("cms", "-verify", "-binary", "-inform", "DER", "-in",
+                      str(room["base"] / "out-stops" / "transcript.json.p7s"), "-content",
+                      str(room["base"] / "out-stops" / "transcript.json"), "-CAfile", str(room["base"] / "officer.pem"),
+                      "-purpose", "any", "-out", "/dev/null")
+    assert checked.returncode == 0, checked.stderr
+    ws = Workspace.open(room["home"])
+    aborted = [e for _, _, e in ws.store.audit_log() if e.event == "ceremony.aborted"]
+    ws.close()
+    assert aborted and aborted[-1].subject == f"stops-{room['tag']}"

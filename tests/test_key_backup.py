@@ -180,6 +180,12 @@ def test_a_non_extractable_key_is_never_backed_up(vault: dict) -> None:
                       str(vault["base"] / "c0.pem"), "--custodian", str(vault["base"] / "c1.pem"), "--out",
                       str(vault["base"] / "never"), "--home", str(vault["home"]), check=False)
     assert refused.returncode != 0 and "non-extractable" in refused.stderr and "--backup" in refused.stderr
+    assert not (vault["base"] / "never").exists()  # nothing half-written
+    # One custodian named twice would hold two shares: refused before the token is touched.
+    refused = iranpki("key", "backup", vault["key"], "-m", "2", "--custodian", str(vault["base"] / "c0.pem"),
+                      "--custodian", str(vault["base"] / "c0.pem"), "--custodian", str(vault["base"] / "c1.pem"),
+                      "--out", str(vault["base"] / "twice"), "--home", str(vault["home"]), check=False)
+    assert refused.returncode != 0 and "the same key" in refused.stderr and not (vault["base"] / "twice").exists()
 
 
 def test_the_token_pin_split_two_of_three_activates_a_command(vault: dict) -> None:
@@ -188,7 +194,14 @@ def test_the_token_pin_split_two_of_three_activates_a_command(vault: dict) -> No
             str(vault["base"] / "pin"))
     folder = vault["base"] / "pin"
     one, two = _opened(vault, folder, 1, 0), _opened(vault, folder, 2, 1)
-    assert vault["softhsm"]["pin"] not in (folder / "manifest.json").read_text()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert vault["softhsm"]["pin"] not in json.dumps(manifest)
+    # The manifest's check of the whole secret does not let a reader guess a short PIN offline.
+    import hashlib
+
+    guess = vault["softhsm"]["pin"].encode()
+    for padded in (guess + b"\0" * (64 - len(guess)), bytes([len(guess)]) + guess + b"\0" * (63 - len(guess))):
+        assert hashlib.sha256(manifest["id"].encode() + padded).hexdigest() != manifest["secret_check"]
     env = {k: v for k, v in os.environ.items() if k != "IRANPKI_PKCS11_PIN"}  # nobody holds the PIN whole
     listed = iranpki("token", "pin-join", str(folder), "--share", str(one), "--share", str(two), "--", IRANPKI, "key",
                      "list", "--token", "Test", "--json", "--home", str(vault["home"]), env=env)

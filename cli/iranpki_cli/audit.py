@@ -68,10 +68,8 @@ def checkpoint(key_ref: str, origin: str | None, out: str | None, passphrase_fil
     ws = workspace(home)
     with ws.open_key(key_ref, key_secrets(passphrase_file)) as signer:
         note = audit_log.checkpoint(ws.store, signer, origin or _origin(ws))
-    if out:
-        _write_new(out, note)
     stamped = None
-    if tsa_url:
+    if tsa_url:  # asked first: a TSA that fails leaves no file behind, and a rerun may go on
         import hashlib
 
         from iranpki.tsa.client import fetch_stamp
@@ -81,6 +79,8 @@ def checkpoint(key_ref: str, origin: str | None, out: str | None, passphrase_fil
         with os.fdopen(fd, "wb") as f:
             f.write(stamp.reply)
         stamped = stamp.gen_time.isoformat()
+    if out:
+        _write_new(out, note)
     vkey = ws.store.get_meta(audit_log.VKEY_META)
     if as_json:
         emit_json({"note": note, "vkey": vkey, "out": out, "time_stamped_at": stamped})
@@ -158,7 +158,7 @@ def check_proof(proof: str, note: str, old_note: str | None, vkey: str) -> None:
         said = audit_log.check_proof(json.loads(Path(proof).read_text(encoding="utf-8")), vkey,
                                  Path(note).read_text(encoding="utf-8"),
                                  Path(old_note).read_text(encoding="utf-8") if old_note else None)
-    except audit_log.ProofError as exc:
+    except (audit_log.ProofError, KeyError, TypeError, ValueError) as exc:
         console.print(f"[bold red]refused[/]: {exc}", highlight=False)
         raise click.exceptions.Exit(1) from None
     console.print(f"ok: {said}", highlight=False)
@@ -184,22 +184,32 @@ def export(start: datetime | None, end: datetime | None, out: str, key_ref: str,
     vkey_text = ws.store.get_meta(audit_log.VKEY_META) or ""
     cp = audit_log.open_checkpoint(note, vkey_text)
     leaves = ws.store.audit_leaves(cp.size)
+    tree = audit_log._Subtrees(leaves)
     low = start.replace(tzinfo=timezone.utc) if start else None
     high = end.replace(tzinfo=timezone.utc) + timedelta(days=1) if end else None
-    events = []
+
+    def entry(row) -> dict:  # noqa: ANN001
+        return {"seq": row[0], "leaf_data": audit_log.leaf_data(*row[:6]).decode("utf-8"),
+                "path": [p.hex() for p in audit_log.inclusion_proof(row[0] - 1, leaves, tree)]}
+
+    events, before, after = [], None, None
     for row in ws.store.audit_rows():
         if row[0] > cp.size:
             break
         at = datetime.fromisoformat(row[1])
-        if (low and at < low) or (high and at >= high):
-            continue
-        events.append({"seq": row[0], "leaf_data": audit_log.leaf_data(*row[:6]).decode("utf-8"),
-                       "path": [p.hex() for p in audit_log.inclusion_proof(row[0] - 1, leaves)]})
-    earlier = [{"note": n, "consistency": [p.hex() for p in audit_log.consistency_proof(size, leaves)]}
+        if low and at < low:
+            before = row  # the last event before the period: shows nothing of it was left out
+        elif high and at >= high:
+            after = row
+            break
+        else:
+            events.append(entry(row))
+    earlier = [{"note": n, "consistency": [p.hex() for p in audit_log.consistency_proof(size, leaves, tree)]}
                for size, _, _, n in ws.store.checkpoints() if 0 < size < cp.size]
     bundle = {"type": "iranpki-audit-bundle", "vkey": vkey_text, "checkpoint": note, "size": cp.size,
               "from": start.date().isoformat() if start else None, "to": end.date().isoformat() if end else None,
-              "events": events, "earlier_checkpoints": earlier}
+              "events": events, "before": entry(before) if before else None, "after": entry(after) if after else None,
+              "earlier_checkpoints": earlier}
     _write_new(out, json.dumps(bundle, ensure_ascii=False, indent=1) + "\n")
     console.print(f"{len(events)} events, with proofs in the checkpoint of {cp.size} and {len(earlier)} earlier "
                   f"checkpoint(s) linked: {out}", highlight=False)
@@ -211,16 +221,28 @@ def export(start: datetime | None, end: datetime | None, out: str, key_ref: str,
 def check_bundle(bundle: str, vkey: str) -> None:
     """Check an exported bundle offline: its checkpoint signed by VKEY, every event in it, and
     every earlier checkpoint a prefix of it. Exit 1 if anything does not hold."""
-    data = json.loads(Path(bundle).read_text(encoding="utf-8"))
     try:
+        data = json.loads(Path(bundle).read_text(encoding="utf-8"))
         cp = audit_log.open_checkpoint(data["checkpoint"], vkey)
-        for e in data["events"]:
+        listed = [e for e in (data.get("before"), *data["events"], data.get("after")) if e]
+        for e in listed:
             audit_log.check_proof({"type": "inclusion", "seq": e["seq"], "size": cp.size, "leaf_data": e["leaf_data"],
-                               "path": e["path"]}, vkey, data["checkpoint"])
+                                   "path": e["path"]}, vkey, data["checkpoint"])
+        # Nothing of the period left out: its events follow one another, from the one after the
+        # last event before it (or the first) to the one before the first event after it (or the last).
+        seqs = [e["seq"] for e in listed]
+        first = 1 if data.get("before") is None else None
+        if seqs != list(range(seqs[0], seqs[0] + len(seqs))) if seqs else False:
+            raise audit_log.ProofError(f"the bundle's events are not one unbroken stretch: {seqs[:8]}...")
+        if seqs and first is not None and seqs[0] != 1:
+            raise audit_log.ProofError(f"the bundle starts at event {seqs[0]} and names no event before its period")
+        if seqs and data.get("after") is None and seqs[-1] != cp.size:
+            raise audit_log.ProofError(f"the bundle ends at event {seqs[-1]} of {cp.size} and names no event after "
+                                       "its period")
         for old in data["earlier_checkpoints"]:
             o = audit_log.open_checkpoint(old["note"], vkey)
             audit_log.check_consistency(o.size, cp.size, o.root, cp.root, [bytes.fromhex(p) for p in old["consistency"]])
-    except (audit_log.ProofError, KeyError, TypeError, ValueError) as exc:
+    except (audit_log.ProofError, KeyError, TypeError, ValueError, IndexError) as exc:
         console.print(f"[bold red]refused[/]: {exc}", highlight=False)
         raise click.exceptions.Exit(1) from None
     console.print(f"ok: {len(data['events'])} events in the log of {cp.size} signed at {when(cp.at)}; "

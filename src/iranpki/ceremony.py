@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -196,7 +195,6 @@ def run(ws, ceremony: Ceremony, source: bytes, *, base: Path, secret=None, offic
     from .inputs import one_certificate
     from .keys import KeySpec
     from .policy import load_policy
-    from .signing import sign_cms
 
     def for_key(reference: str | None):  # noqa: ANN202 - the secret of a software key; a token's PIN its own way
         return None if reference is None or str(reference).startswith("pkcs11:") else secret
@@ -220,7 +218,15 @@ def run(ws, ceremony: Ceremony, source: bytes, *, base: Path, secret=None, offic
         from .store import open_store
 
         with tempfile.TemporaryDirectory() as tmp:
-            shutil.copy(ws.store_path, Path(tmp) / "store.sqlite3")
+            # SQLite's own backup: a consistent copy even while the store's log (WAL) holds pages.
+            import sqlite3
+
+            source_db, copy_db = sqlite3.connect(ws.store_path), sqlite3.connect(Path(tmp) / "store.sqlite3")
+            try:
+                source_db.backup(copy_db)
+            finally:
+                source_db.close()
+                copy_db.close()
             copy = open_store(str(Path(tmp) / "store.sqlite3"))
             try:
                 der = make(copy)
@@ -238,7 +244,9 @@ def run(ws, ceremony: Ceremony, source: bytes, *, base: Path, secret=None, offic
         spki = signer.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
         _write_new(out, f"{plan.label}.pub.pem", spki)
         transcript.step("key generated", outputs={f"{plan.label}.pub.pem": spki}, key=str(signer.reference),
-                        algorithm=plan.algorithm, token=plan.token, extractable=False if plan.token else None)
+                        algorithm=plan.algorithm, token=plan.token,
+                        extractable=("wrapped only, under a trusted key" if plan.backup else False) if plan.token
+                        else None)
         reference = str(signer.reference)
         signer.close()
         return reference
@@ -254,121 +262,139 @@ def run(ws, ceremony: Ceremony, source: bytes, *, base: Path, secret=None, offic
                         signature_verified_by=issuer.subject.rfc4514_string())
         _stop_on(findings, f"{name} as signed")
 
-    if ceremony.mode == "key":
-        assert ceremony.key is not None
-        new_key(ceremony.key)
-    elif ceremony.mode == "root":
-        plan = ceremony.root
-        assert plan is not None
-        spec = KeySpec.parse(plan.key.algorithm)
-        rehearse(lambda store: ca_mod.create_root(
-            store, _throwaway(spec, plan.key.token is not None), plan.name + "-throwaway", ca_mod.parse_subject(plan.subject),
-            repository_url=ws.config.repository_url, ocsp_url=ws.config.ocsp_url, profile=plan.profile or "root",
-            validity_days=plan.validity_days).record.certificate, plan.name,
-            lambda der: lint_certificate(der, plan.profile or "root", policy=policy))
-        key = new_key(plan.key)
-        made = ws.create_root(plan.name, key, plan.subject, validity_days=plan.validity_days,
-                              profile=plan.profile or "root", secret=for_key(key), actor=actor,
-                              crl_shards=plan.crl_shards)
-        after(made.record.certificate, plan.name, plan.profile or "root", None, None)
-    elif ceremony.mode == "intermediate":
-        parent = ws.store.get_ca(ceremony.parent or "")
-        for plan in ceremony.levels:
+    try:
+        if ceremony.mode == "key":
+            assert ceremony.key is not None
+            new_key(ceremony.key)
+        elif ceremony.mode == "root":
+            plan = ceremony.root
+            assert plan is not None
             spec = KeySpec.parse(plan.key.algorithm)
-            parent_spec = ws.open_recorded_key(parent.key_reference, for_key(parent.key_reference))
-            parent_key_spec = parent_spec.key_spec
-            parent_spec.close()
-
-            def make(store, plan=plan, spec=spec, parent_key_spec=parent_key_spec) -> bytes:  # noqa: ANN001
-                stand_in = _stand_in(store, parent, parent_key_spec)
-                return ca_mod.create_intermediate(
-                    stand_in, _throwaway(spec, plan.key.token is not None), plan.name + "-throwaway", plan.level or 0,
-                    ca_mod.parse_subject(plan.subject), validity_days=plan.validity_days, purpose=plan.purpose,
-                    profile=plan.profile).record.certificate
-
-            rehearse(make, plan.name, lambda der, plan=plan: lint_certificate(
-                der, plan.profile or f"intermediate-level{plan.level}", policy=policy, level=plan.level))
+            rehearse(lambda store: ca_mod.create_root(
+                store, _throwaway(spec, plan.key.token is not None), plan.name + "-throwaway", ca_mod.parse_subject(plan.subject),
+                repository_url=ws.config.repository_url, ocsp_url=ws.config.ocsp_url, profile=plan.profile or "root",
+                validity_days=plan.validity_days).record.certificate, plan.name,
+                lambda der: lint_certificate(der, plan.profile or "root", policy=policy))
             key = new_key(plan.key)
-            made = ws.create_intermediate(plan.name, parent.name, plan.level or 0, key, plan.subject,
-                                          validity_days=plan.validity_days,
-                                          parent_secret=for_key(parent.key_reference), secret=for_key(key),
-                                          actor=actor, crl_shards=plan.crl_shards, purpose=plan.purpose)
-            after(made.record.certificate, plan.name, plan.profile or f"intermediate-level{plan.level}", plan.level,
-                  parent.certificate)
-    elif ceremony.mode == "cross-certificate":
-        assert ceremony.cross is not None
-        cross = ceremony.cross
-        other = (base / cross.certificate).read_bytes()
-        other_der = one_certificate(other, cross.certificate).public_bytes(Encoding.DER)
-        parent = ws.store.get_ca(ceremony.parent or "")
-        transcript.step("certificate to certify read", inputs={"other CA certificate": other_der})
-        parent_signer = ws.open_recorded_key(parent.key_reference, for_key(parent.key_reference))
-        parent_key_spec = parent_signer.key_spec
+            made = ws.create_root(plan.name, key, plan.subject, validity_days=plan.validity_days,
+                                  profile=plan.profile or "root", secret=for_key(key), actor=actor,
+                                  crl_shards=plan.crl_shards)
+            after(made.record.certificate, plan.name, plan.profile or "root", None, None)
+        elif ceremony.mode == "intermediate":
+            parent = ws.store.get_ca(ceremony.parent or "")
+            for plan in ceremony.levels:
+                spec = KeySpec.parse(plan.key.algorithm)
+                parent_spec = ws.open_recorded_key(parent.key_reference, for_key(parent.key_reference))
+                parent_key_spec = parent_spec.key_spec
+                parent_spec.close()
 
-        def make_cross(store) -> bytes:  # noqa: ANN001
-            stand_in = _stand_in(store, parent, parent_key_spec)
-            return ca_mod.cross_certify(stand_in, other_der, cross.level, actor=actor).record.certificate
+                def make(store, plan=plan, spec=spec, parent_key_spec=parent_key_spec) -> bytes:  # noqa: ANN001
+                    stand_in = _stand_in(store, parent, parent_key_spec)
+                    return ca_mod.create_intermediate(
+                        stand_in, _throwaway(spec, plan.key.token is not None), plan.name + "-throwaway", plan.level or 0,
+                        ca_mod.parse_subject(plan.subject), validity_days=plan.validity_days, purpose=plan.purpose,
+                        profile=plan.profile).record.certificate
 
-        rehearse(make_cross, "cross-certificate", lambda der: lint_certificate(
-            der, f"intermediate-level{cross.level}", policy=policy, level=cross.level))
-        issuing = ca_mod.CertificateAuthority(parent, parent_signer, ws.store, clock=ws.clock)
-        try:
-            made = ca_mod.cross_certify(issuing, other_der, cross.level, actor=actor)
-        finally:
-            parent_signer.close()
-        after(made.record.certificate, f"cross-{made.record.serial:x}", f"intermediate-level{cross.level}",
-              cross.level, parent.certificate)
-    else:  # crl: an offline CA (the root) signs its (A)RL
-        from cryptography.x509 import load_der_x509_crl
+                rehearse(make, plan.name, lambda der, plan=plan: lint_certificate(
+                    der, plan.profile or f"intermediate-level{plan.level}", policy=policy, level=plan.level))
+                key = new_key(plan.key)
+                made = ws.create_intermediate(plan.name, parent.name, plan.level or 0, key, plan.subject,
+                                              validity_days=plan.validity_days,
+                                              parent_secret=for_key(parent.key_reference), secret=for_key(key),
+                                              actor=actor, crl_shards=plan.crl_shards, purpose=plan.purpose)
+                after(made.record.certificate, plan.name, plan.profile or f"intermediate-level{plan.level}", plan.level,
+                      parent.certificate)
+        elif ceremony.mode == "cross-certificate":
+            assert ceremony.cross is not None
+            cross = ceremony.cross
+            other = (base / cross.certificate).read_bytes()
+            other_der = one_certificate(other, cross.certificate).public_bytes(Encoding.DER)
+            parent = ws.store.get_ca(ceremony.parent or "")
+            transcript.step("certificate to certify read", inputs={"other CA certificate": other_der})
+            parent_signer = ws.open_recorded_key(parent.key_reference, for_key(parent.key_reference))
+            parent_key_spec = parent_signer.key_spec
 
-        from . import crl as crl_mod
+            def make_cross(store) -> bytes:  # noqa: ANN001
+                stand_in = _stand_in(store, parent, parent_key_spec)
+                return ca_mod.cross_certify(stand_in, other_der, cross.level, actor=actor).record.certificate
 
-        record = ws.store.get_ca(ceremony.crl_of or "")
-        kind = "ARL" if record.kind == "root" else "CRL"
-        real_signer = ws.open_recorded_key(record.key_reference, for_key(record.key_reference))
-        spec = real_signer.key_spec
-
-        def make_crl(store) -> bytes:  # noqa: ANN001
-            # In the store's copy the CA's certificate is swapped for a stand-in's, so that the
-            # throwaway key signs the same entries, numbers and extensions the token will.
-            import sqlite3
-
-            from .store import open_store
-
-            stand_in = _stand_in(store, record, spec)
-            db = sqlite3.connect(store.path)
-            db.execute("UPDATE cas SET certificate=? WHERE name=?", (stand_in.record.certificate, record.name))
-            db.commit()
-            db.close()
-            again = open_store(str(store.path))
+            rehearse(make_cross, "cross-certificate", lambda der: lint_certificate(
+                der, f"intermediate-level{cross.level}", policy=policy, level=cross.level))
+            issuing = ca_mod.CertificateAuthority(parent, parent_signer, ws.store, clock=ws.clock)
             try:
-                with tempfile.TemporaryDirectory() as tmp:
-                    return crl_mod.generate_crl(again, again.get_ca(record.name), stand_in.signer, tmp, actor=actor).der
+                made = ca_mod.cross_certify(issuing, other_der, cross.level, actor=actor)
             finally:
-                again.close()
+                parent_signer.close()
+            after(made.record.certificate, f"cross-{made.record.serial:x}", f"intermediate-level{cross.level}",
+                  cross.level, parent.certificate)
+        else:  # crl: an offline CA (the root) signs its (A)RL
+            from cryptography.x509 import load_der_x509_crl
 
-        try:
-            rehearse(make_crl, f"{kind} of {record.name}", lambda der: lint_crl(der, kind))
-            made = crl_mod.generate_crl(ws.store, record, real_signer, ws.crl_dir, clock=ws.clock, actor=actor)
-        finally:
-            real_signer.close()
-        der = made.der
-        if not load_der_x509_crl(der).is_signature_valid(x509.load_der_x509_certificate(record.certificate).public_key()):
-            raise CeremonyError(f"the {kind} the token signed does not verify under {record.name}'s certificate")
-        findings = _findings(lint_crl(der, kind))
-        name = f"{record.name}-{made.record.number}.crl"
-        _write_new(out, name, der)
-        transcript.step(f"signed and checked: {kind} {made.record.number} of {record.name}", outputs={name: der},
-                        findings=findings)
-        _stop_on(findings, f"{kind} as signed")
+            from . import crl as crl_mod
 
-    transcript.doc["finished_at"] = now().isoformat()
-    body = json.dumps(transcript.doc, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
-    _write_new(out, "transcript.json", body)
-    signature = sign_cms(body, officer_key, officer_cert.public_bytes(Encoding.DER))
-    officer_key.close()
-    _write_new(out, "transcript.json.p7s", signature)
-    ws.store.add_audit_event(AuditEvent("ceremony.completed", ceremony.id, f"officer:{ceremony.officer.name}", {
-        "mode": ceremony.mode, "transcript_sha256": _sha(body), "ceremony_file_sha256": _sha(source),
-        "witnesses": ceremony.witnesses, "custodians": ceremony.custodians, "outputs": str(out)}))
+            record = ws.store.get_ca(ceremony.crl_of or "")
+            kind = "ARL" if record.kind == "root" else "CRL"
+            real_signer = ws.open_recorded_key(record.key_reference, for_key(record.key_reference))
+            spec = real_signer.key_spec
+
+            def make_crl(store) -> bytes:  # noqa: ANN001
+                # In the store's copy the CA's certificate is swapped for a stand-in's, so that the
+                # throwaway key signs the same entries, numbers and extensions the token will.
+                import sqlite3
+
+                from .store import open_store
+
+                stand_in = _stand_in(store, record, spec)
+                db = sqlite3.connect(store.path)
+                db.execute("UPDATE cas SET certificate=? WHERE name=?", (stand_in.record.certificate, record.name))
+                db.commit()
+                db.close()
+                again = open_store(str(store.path))
+                try:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        return crl_mod.generate_crl(again, again.get_ca(record.name), stand_in.signer, tmp, actor=actor).der
+                finally:
+                    again.close()
+
+            try:
+                rehearse(make_crl, f"{kind} of {record.name}", lambda der: lint_crl(der, kind))
+                made = crl_mod.generate_crl(ws.store, record, real_signer, ws.crl_dir, clock=ws.clock, actor=actor)
+            finally:
+                real_signer.close()
+            der = made.der
+            if not load_der_x509_crl(der).is_signature_valid(x509.load_der_x509_certificate(record.certificate).public_key()):
+                raise CeremonyError(f"the {kind} the token signed does not verify under {record.name}'s certificate")
+            findings = _findings(lint_crl(der, kind))
+            name = f"{record.name}-{made.record.number}.crl"
+            _write_new(out, name, der)
+            transcript.step(f"signed and checked: {kind} {made.record.number} of {record.name}", outputs={name: der},
+                            findings=findings)
+            _stop_on(findings, f"{kind} as signed")
+    except Exception as exc:
+        # What was done stays recorded: the transcript says where and why it stopped, signed, and
+        # the audit log has it; then the error goes to the operator.
+        transcript.doc["aborted"] = f"{type(exc).__name__}: {exc}"
+        _close(transcript, ceremony, source, out, officer_key, officer_cert, ws, "ceremony.aborted")
+        raise
+    _close(transcript, ceremony, source, out, officer_key, officer_cert, ws, "ceremony.completed")
     return out
+
+
+def _close(transcript: _Transcript, ceremony: Ceremony, source: bytes, out: Path, officer_key, officer_cert, ws,  # noqa: ANN001
+           event: str) -> None:
+    """Write the transcript, have the officer sign it, record its hash in the audit log."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from .signing import sign_cms
+
+    transcript.doc["finished_at"] = transcript.clock().isoformat()
+    body = json.dumps(transcript.doc, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
+    try:
+        _write_new(out, "transcript.json", body)
+        _write_new(out, "transcript.json.p7s", sign_cms(body, officer_key, officer_cert.public_bytes(Encoding.DER)))
+    finally:
+        officer_key.close()
+    ws.store.add_audit_event(AuditEvent(event, ceremony.id, f"officer:{ceremony.officer.name}", {
+        "mode": ceremony.mode, "transcript_sha256": _sha(body), "ceremony_file_sha256": _sha(source),
+        "witnesses": ceremony.witnesses, "custodians": ceremony.custodians, "outputs": str(out),
+        **({"aborted": transcript.doc["aborted"]} if "aborted" in transcript.doc else {})}))

@@ -95,6 +95,32 @@ def open_share(envelope: bytes, certificate_pem: bytes, private_key_pem: bytes, 
         raise BackupError(f"this share cannot be opened with that custodian's key: {exc}") from None
 
 
+def _check_custodians(custodians: Sequence[bytes], threshold: int) -> None:
+    """Refuse before anything is made: unreadable or non-RSA certificates, one custodian twice
+    (who would then hold two shares), a threshold out of range."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    if not 2 <= threshold <= len(custodians) <= 16:
+        raise BackupError(f"{threshold} of {len(custodians)}: the threshold is at least 2 and at most the number of "
+                          "custodians, who are at most 16")
+    seen: dict[bytes, str] = {}
+    for n, pem in enumerate(custodians, 1):
+        try:
+            cert = x509.load_pem_x509_certificate(pem)
+        except ValueError:
+            raise BackupError(f"custodian certificate {n} is not a PEM certificate") from None
+        if not isinstance(cert.public_key(), rsa.RSAPublicKey):
+            raise BackupError(f"custodian {cert.subject.rfc4514_string()} has no RSA key: shares are encrypted to RSA "
+                              "certificates (CMS key transport)")
+        spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        if spki in seen:
+            raise BackupError(f"custodians {seen[spki]} and {cert.subject.rfc4514_string()} have the same key: one "
+                              "person would hold two shares")
+        seen[spki] = cert.subject.rfc4514_string()
+
+
 def _share_files(kind: str, backup_id: str, secret: bytes, threshold: int, custodians: Sequence[bytes],
                  out: Path) -> list[dict]:
     from cryptography import x509
@@ -179,8 +205,7 @@ def backup_key(reference: str, custodians: Sequence[bytes], threshold: int, out:
     uri = getattr(ref, "uri", None)
     if uri is None or not ref.on_token:
         raise BackupError(f"{reference} is not a key on a token; a software key is backed up as its encrypted file")
-    if not 2 <= threshold <= len(custodians):
-        raise BackupError(f"{threshold} of {len(custodians)}: the threshold is at least 2 and at most the custodians")
+    _check_custodians(custodians, threshold)
     mod = _Module.get(module_path(module))
     token = mod.token(uri.token)
     backup_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
@@ -214,22 +239,30 @@ def backup_key(reference: str, custodians: Sequence[bytes], threshold: int, out:
                 try:
                     wrapped = wrapping.wrap_key(private, mechanism=Mechanism.AES_KEY_WRAP_PAD)
                 except (pkcs11.KeyNotWrappable, pkcs11.KeyUnextractable):
+                    wrapping.destroy()
                     raise BackupError(f"key {uri.object!r} on token {uri.token!r} cannot be wrapped: it was made "
                                       "non-extractable (the default), so it can never leave the token, not even "
                                       "wrapped. Keys meant to be backed up are made with --backup") from None
                 from .pkcs11 import _public_key_of
 
+                wrapping.destroy()  # the KEK's only copies are now the custodians' shares
                 public_key = _public_key_of(public)
                 key_type = "rsa" if private.key_type == KeyType.RSA else "ec"
                 key_id = private[Attribute.ID]
         finally:
-            with token.open(rw=True, so_pin=so_pin.get(f"token {uri.token!r} (security officer)")) as s:
-                for o in s.get_objects({Attribute.LABEL: kek_label}):
-                    o.destroy()
+            # If anything above failed before the KEK was destroyed, the user session may not have
+            # been able to: remove it as the security officer, so that no trusted KEK stays behind.
+            with token.open(rw=False) as s:
+                left = list(s.get_objects({Attribute.LABEL: kek_label}))
+            if left:
+                with token.open(rw=True, so_pin=so_pin.get(f"token {uri.token!r} (security officer)")) as s:
+                    for o in s.get_objects({Attribute.LABEL: kek_label}):
+                        o.destroy()
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     spki = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    folder = _new_folder(out)
+    final = Path(out)
+    folder = _new_folder(final.with_name(f".{final.name}.partial-{secrets.token_hex(4)}"))
     listed = _share_files("kek", backup_id, kek, threshold, custodians, folder)
     manifest = {"type": "iranpki-key-backup", "version": 1, "id": backup_id,
                 "created_at": datetime.now(timezone.utc).isoformat(), "key": reference, "label": uri.object,
@@ -238,7 +271,8 @@ def backup_key(reference: str, custodians: Sequence[bytes], threshold: int, out:
                 "threshold": threshold, "secret_length": 32,
                 "secret_check": hashlib.sha256(backup_id.encode() + kek).hexdigest(), "custodians": listed}
     _write_new(folder / "manifest.json", json.dumps(manifest, indent=1).encode() + b"\n")
-    return BackupResult(folder, backup_id, hashlib.sha256(spki).hexdigest())
+    os.rename(folder, final)  # whole, or not there
+    return BackupResult(final, backup_id, hashlib.sha256(spki).hexdigest())
 
 
 def restore_key(folder: str | os.PathLike[str], opened_shares: Sequence[bytes], token_label: str, *, pin,  # noqa: ANN001
@@ -258,10 +292,8 @@ def restore_key(folder: str | os.PathLike[str], opened_shares: Sequence[bytes], 
     public_key = load_der_public_key(spki)
     key_id = bytes.fromhex(manifest["key_id"])
     mod = _Module.get(module_path(module))
-    token = mod.token(token_label)
-    user = _pin_source(None, pin).get(f"token {token_label!r}")
-    with mod.lock, token.open(rw=True, user_pin=user) as s:
-        del user
+    with mod.lock:
+        s = mod.session(token_label, _pin_source(None, pin))  # this process's logged-in session
         if list(s.get_objects({Attribute.LABEL: label, Attribute.CLASS: ObjectClass.PRIVATE_KEY})):
             raise BackupError(f"token {token_label!r} holds a key labelled {label!r} already; restore into a fresh "
                               "token, or give another --label")
@@ -284,9 +316,20 @@ def restore_key(folder: str | os.PathLike[str], opened_shares: Sequence[bytes], 
             raise BackupError(f"the token could not unwrap the key: {type(exc).__name__}") from None
         finally:
             unwrapping.destroy()
-        s.create_object(_public_template(public_key, label, key_id))
+        try:
+            s.create_object(_public_template(public_key, label, key_id))
+        except pkcs11.PKCS11Error as exc:
+            for o in s.get_objects({Attribute.LABEL: label}):
+                o.destroy()
+            raise BackupError(f"the token did not take the public key: {type(exc).__name__}; nothing was left on it") from None
     uri = f"pkcs11:token={token_label};object={label};type=private"
-    _check_restored(uri, public_key, pin, module)
+    try:
+        _check_restored(uri, public_key, pin, module)
+    except BackupError:
+        with mod.lock:
+            for o in mod.session(token_label, _pin_source(None, pin)).get_objects({Attribute.LABEL: label}):
+                o.destroy()
+        raise
     return uri
 
 
@@ -334,12 +377,15 @@ def _check_restored(uri: str, public_key, pin, module: str | None) -> None:  # n
 def split_pin(pin_value: str, custodians: Sequence[bytes], threshold: int, out: str | os.PathLike[str],
               *, token: str) -> Path:
     """Split a token's user PIN among custodians (into the new folder ``out``)."""
-    folder = _new_folder(out)
     split_id = f"pin-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
     value = pin_value.encode("utf-8")
-    if not 4 <= len(value) <= 64:
-        raise BackupError("a PIN of 4 to 64 bytes is split")
-    padded = value + b"\0" * (64 - len(value))
+    if not 4 <= len(value) <= 63:
+        raise BackupError("a PIN of 4 to 63 bytes is split")
+    _check_custodians(custodians, threshold)
+    folder = _new_folder(out)
+    # The length, the PIN, then random bytes: the check below (a hash of it all) tells nothing
+    # about a short PIN to whoever reads the manifest.
+    padded = bytes([len(value)]) + value + secrets.token_bytes(63 - len(value))
     listed = _share_files("pin", split_id, padded, threshold, custodians, folder)
     manifest = {"type": "iranpki-pin-split", "version": 1, "id": split_id, "token": token, "threshold": threshold,
                 "secret_length": 64, "secret_check": hashlib.sha256(split_id.encode() + padded).hexdigest(),
@@ -352,4 +398,4 @@ def join_pin(folder: str | os.PathLike[str], opened_shares: Sequence[bytes]) -> 
     """(token, PIN) from M custodians' opened shares; fewer, wrong or corrupted ones are refused."""
     manifest = json.loads((Path(folder) / "manifest.json").read_text())
     padded = _collect("pin", manifest, opened_shares)
-    return manifest["token"], padded.rstrip(b"\0").decode("utf-8")
+    return manifest["token"], padded[1:1 + padded[0]].decode("utf-8")

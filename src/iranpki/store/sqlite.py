@@ -379,9 +379,15 @@ class SqliteStore(SqliteRegistrations, Store):
     def _leaves_for_old_events(db: sqlite3.Connection) -> None:
         from ..audit import leaf_data, leaf_hash
 
+        def leaf(r: tuple) -> tuple[int, bytes]:
+            try:
+                return r[0], leaf_hash(leaf_data(*r))
+            except (ValueError, TypeError) as exc:  # rfc8785's errors are ValueErrors too
+                raise StoreError(f"audit event {r[0]} cannot be given its leaf ({exc}); the store was not upgraded. "
+                                 "Its details are not JSON iranpki writes: the event was changed by hand") from None
+
         rows = db.execute("SELECT seq, at, actor, event, subject, details FROM audit ORDER BY seq")
-        db.executemany("INSERT INTO audit_tree(seq, leaf) VALUES (?, ?)",
-                       ((r[0], leaf_hash(leaf_data(*r))) for r in rows.fetchall()))
+        db.executemany("INSERT INTO audit_tree(seq, leaf) VALUES (?, ?)", (leaf(r) for r in rows.fetchall()))
 
     # ---- the audit tree (iranpki.audit) --------------------------------------------------------
 
@@ -392,6 +398,7 @@ class SqliteStore(SqliteRegistrations, Store):
     def audit_rows(self, after: int = 0, batch: int = 5000) -> Iterator[tuple[int, str, str, str, str, str, bytes | None]]:
         """Every event as stored, with its leaf (None if it has none), in seq order; read in
         batches, so that memory stays bounded however long the log."""
+        self._needs_tree()
         while True:
             with self._lock:
                 rows = self._db.execute(
@@ -411,10 +418,18 @@ class SqliteStore(SqliteRegistrations, Store):
             return [bytes(r[0]) for r in self._db.execute(sql)]
 
     def audit_size(self) -> tuple[int, int]:
-        """(events, leaves) in the store."""
+        """(the last event's seq, leaves) in the store, read in one statement (one snapshot)."""
+        self._needs_tree()
         with self._lock:
-            return (int(self._db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]),
-                    int(self._db.execute("SELECT COUNT(*) FROM audit_tree").fetchone()[0]))
+            row = self._db.execute("SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit), "
+                                   "(SELECT COUNT(*) FROM audit_tree)").fetchone()
+        return int(row[0]), int(row[1])
+
+    def _needs_tree(self) -> None:
+        if getattr(self, "schema_version", 6) < 6:
+            raise StoreError(f"the store {self.path} has schema version {self.schema_version} and is open read-only "
+                             f"({self.read_only}), so its audit log has no tree yet; open it once on a writable disk "
+                             "with this iranpki, which upgrades it")
 
     def add_checkpoint(self, size: int, root: bytes, at: datetime, note: str) -> None:
         with self._tx() as db:
