@@ -47,10 +47,15 @@ def vault(softhsm: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     ws.generate_key(KeySpec.parse("p384"), label="root", secret=secret)
     ws.create_root("root", "root", ROOT_SUBJECT, secret=secret)
     ws.close()
-    iranpki("key", "generate", "--token", "Test", "--label", f"ca-{tag}", "--algorithm", "p256", "--backup",
+    # A token of its own: the session's shared tokens hold only keys that never leave them.
+    from iranpki.keys.pkcs11 import init_token
+
+    token = f"Vault-{tag}"
+    init_token(token, SecretSource(prompt=lambda _: softhsm["so_pin"]), SecretSource(prompt=lambda _: softhsm["pin"]))
+    iranpki("key", "generate", "--token", token, "--label", f"ca-{tag}", "--algorithm", "p256", "--backup",
             "--home", str(base / "ws"))
     ws = Workspace.open(base / "ws")
-    ws.create_intermediate("gica1", "root", 1, f"pkcs11:token=Test;object=ca-{tag}",
+    ws.create_intermediate("gica1", "root", 1, f"pkcs11:token={token};object=ca-{tag}",
                            "C=IR,O=GICA,CN=GICA Level 1 (backup)", parent_secret=secret)
     (base / "root.pem").write_bytes(_pem(ws.store.get_ca("root").certificate))
     (base / "gica1.pem").write_bytes(_pem(ws.store.get_ca("gica1").certificate))
@@ -60,8 +65,8 @@ def vault(softhsm: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
                                "-keyout", str(base / f"c{n}.key"), "-out", str(base / f"c{n}.pem"), "-days", "30",
                                "-subj", f"/C=IR/O=GICA/CN=Custodian {n}"], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-    return {"base": base, "home": base / "ws", "tag": tag, "key": f"pkcs11:token=Test;object=ca-{tag}",
-            "softhsm": softhsm}
+    return {"base": base, "home": base / "ws", "tag": tag, "key": f"pkcs11:token={token};object=ca-{tag}",
+            "softhsm": softhsm, "token": token}
 
 
 def _pem(der: bytes) -> bytes:
@@ -174,9 +179,9 @@ def test_three_of_five_and_bad_shares_named(vault: dict) -> None:
 
 
 def test_a_non_extractable_key_is_never_backed_up(vault: dict) -> None:
-    iranpki("key", "generate", "--token", "Test", "--label", f"fixed-{vault['tag']}", "--algorithm", "p256", "--home",
-            str(vault["home"]))
-    refused = iranpki("key", "backup", f"pkcs11:token=Test;object=fixed-{vault['tag']}", "-m", "2", "--custodian",
+    iranpki("key", "generate", "--token", vault["token"], "--label", f"fixed-{vault['tag']}", "--algorithm", "p256",
+            "--home", str(vault["home"]))
+    refused = iranpki("key", "backup", f"pkcs11:token={vault['token']};object=fixed-{vault['tag']}", "-m", "2", "--custodian",
                       str(vault["base"] / "c0.pem"), "--custodian", str(vault["base"] / "c1.pem"), "--out",
                       str(vault["base"] / "never"), "--home", str(vault["home"]), check=False)
     assert refused.returncode != 0 and "non-extractable" in refused.stderr and "--backup" in refused.stderr
@@ -189,7 +194,7 @@ def test_a_non_extractable_key_is_never_backed_up(vault: dict) -> None:
 
 
 def test_the_token_pin_split_two_of_three_activates_a_command(vault: dict) -> None:
-    iranpki("token", "pin-split", "--token", "Test", "-m", "2", "--custodian", str(vault["base"] / "c0.pem"),
+    iranpki("token", "pin-split", "--token", vault["token"], "-m", "2", "--custodian", str(vault["base"] / "c0.pem"),
             "--custodian", str(vault["base"] / "c1.pem"), "--custodian", str(vault["base"] / "c2.pem"), "--out",
             str(vault["base"] / "pin"))
     folder = vault["base"] / "pin"
@@ -204,8 +209,8 @@ def test_the_token_pin_split_two_of_three_activates_a_command(vault: dict) -> No
         assert hashlib.sha256(manifest["id"].encode() + padded).hexdigest() != manifest["secret_check"]
     env = {k: v for k, v in os.environ.items() if k != "IRANPKI_PKCS11_PIN"}  # nobody holds the PIN whole
     listed = iranpki("token", "pin-join", str(folder), "--share", str(one), "--share", str(two), "--", IRANPKI, "key",
-                     "list", "--token", "Test", "--json", "--home", str(vault["home"]), env=env)
+                     "list", "--token", vault["token"], "--json", "--home", str(vault["home"]), env=env)
     assert f"ca-{vault['tag']}" in listed.stdout
     refused = iranpki("token", "pin-join", str(folder), "--share", str(one), "--", IRANPKI, "key", "list", "--token",
-                      "Test", env=env, check=False)
+                      vault["token"], env=env, check=False)
     assert refused.returncode != 0 and "needs 2 of the 3" in refused.stderr
