@@ -184,7 +184,7 @@ def export(start: datetime | None, end: datetime | None, out: str, key_ref: str,
     vkey_text = ws.store.get_meta(audit_log.VKEY_META) or ""
     cp = audit_log.open_checkpoint(note, vkey_text)
     leaves = ws.store.audit_leaves(cp.size)
-    tree = audit_log._Subtrees(leaves)
+    tree = audit_log.Subtrees(leaves)
     low = start.replace(tzinfo=timezone.utc) if start else None
     high = end.replace(tzinfo=timezone.utc) + timedelta(days=1) if end else None
 

@@ -11,7 +11,21 @@ from django.urls import path
 from iranpki.errors import IdentifierError, IranPkiError, NotFoundError, RateLimitedError, RequestError
 from iranpki.identity import check_legal_entity_id, check_national_code, check_persian_name
 
-from .pages import PerClientLimit, digits, fresh, language, once, redirect, render, sign_in, spend_once, upload, when
+from .pages import (
+    FieldError,
+    PerClientLimit,
+    der,
+    digits,
+    fresh,
+    language,
+    once,
+    redirect,
+    render,
+    sign_in,
+    spend_once,
+    uploaded,
+    when,
+)
 from .ra_api import _client, engine
 
 WORDS = {
@@ -346,7 +360,7 @@ def _act(request: HttpRequest, step, field: str | None = None) -> HttpResponse: 
     actor, record = signed
     try:
         outcome = step(actor, record, lang)
-    except _FieldError as exc:
+    except FieldError as exc:
         return my_request(request, error=str(exc), field=exc.field, status=400)
     except IranPkiError as exc:
         status = 429 if isinstance(exc, RateLimitedError) else 409
@@ -356,20 +370,7 @@ def _act(request: HttpRequest, step, field: str | None = None) -> HttpResponse: 
     return redirect(f"/applicant/{outcome or 'request'}?lang={lang}")
 
 
-class _FieldError(Exception):
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
 
-
-def _file(request: HttpRequest, name: str, max_bytes: int, lang: str) -> bytes:
-    try:
-        data = upload(request, name, max_bytes)
-    except ValueError:
-        raise _FieldError(name, WORDS[lang]["too_big"]) from None
-    if data is None:
-        raise _FieldError(name, WORDS[lang]["choose_file"])
-    return data
 
 
 def documents(request: HttpRequest) -> HttpResponse:
@@ -379,13 +380,13 @@ def documents(request: HttpRequest) -> HttpResponse:
     from .pages import media_type
 
     def step(actor, record, lang):  # noqa: ANN001, ANN202
-        data = _file(request, "scan", MAX_DOCUMENT_BYTES, lang)
+        data = uploaded(request, "scan", MAX_DOCUMENT_BYTES, WORDS[lang])
         kind = media_type(data)
         if kind is None:
-            raise _FieldError("scan", WORDS[lang]["bad_type"])
+            raise FieldError("scan", WORDS[lang]["bad_type"])
         number = request.POST.get("number", "").strip()
         if not number:
-            raise _FieldError("number", WORDS[lang]["required"])
+            raise FieldError("number", WORDS[lang]["required"])
         engine().submit_document(actor, record.id, Document(request.POST.get("kind", ""), number, data, kind))
 
     return _act(request, step, "scan")
@@ -396,27 +397,17 @@ def key(request: HttpRequest) -> HttpResponse:
         if record.key_location == "software-pkcs12":
             passphrase = request.POST.get("passphrase", "")
             if len(passphrase) < 12:
-                raise _FieldError("passphrase", WORDS[lang]["passphrase_short"])
+                raise FieldError("passphrase", WORDS[lang]["passphrase_short"])
             if passphrase != request.POST.get("passphrase_again", ""):
-                raise _FieldError("passphrase_again", WORDS[lang]["passphrase_differs"])
+                raise FieldError("passphrase_again", WORDS[lang]["passphrase_differs"])
             engine().bind_key(actor, record.id, csr=None, passphrase=passphrase)
         else:
-            engine().bind_key(actor, record.id, csr=_csr(_file(request, "csr", 64 * 1024, lang)))
+            csr = uploaded(request, "csr", 64 * 1024, WORDS[lang]) or b""
+            engine().bind_key(actor, record.id, csr=der(csr, "certificate request"))
 
     return _act(request, step, "csr")
 
 
-def _csr(data: bytes) -> bytes:
-    """A CSR in PEM or DER, as DER."""
-    if data.lstrip().startswith(b"-----BEGIN"):
-        from cryptography import x509
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        try:
-            return x509.load_pem_x509_csr(data).public_bytes(Encoding.DER)
-        except ValueError:
-            raise RequestError("the file is not a PEM certificate request (PKCS#10)") from None
-    return data
 
 
 def pkcs12(request: HttpRequest) -> HttpResponse:
@@ -426,7 +417,7 @@ def pkcs12(request: HttpRequest) -> HttpResponse:
         try:
             data = engine().pkcs12(actor, record.id, request.POST.get("passphrase", ""))
         except PinError as exc:
-            raise _FieldError("p12-passphrase", f"{WORDS[lang]['wrong_passphrase']} ({exc})" if lang == "en"
+            raise FieldError("p12-passphrase", f"{WORDS[lang]['wrong_passphrase']} ({exc})" if lang == "en"
                               else WORDS[lang]["wrong_passphrase"]) from None
         response = HttpResponse(data, content_type="application/x-pkcs12")
         response["Content-Disposition"] = f'attachment; filename="{record.id}.p12"'
@@ -439,10 +430,10 @@ def pkcs12(request: HttpRequest) -> HttpResponse:
 def _signed_step(request: HttpRequest, field: str, call) -> HttpResponse:  # noqa: ANN001
     """A step that takes a signature file made with the certificate's key (and its hash)."""
     def step(actor, record, lang):  # noqa: ANN001, ANN202
-        signature = _file(request, field, 16 * 1024, lang)
+        signature = uploaded(request, field, 16 * 1024, WORDS[lang])
         scheme = request.POST.get("scheme", "sha256")
         if scheme not in _SCHEMES:
-            raise _FieldError(field, f"scheme {scheme!r}: one of {', '.join(_SCHEMES)}")
+            raise FieldError(field, f"scheme {scheme!r}: one of {', '.join(_SCHEMES)}")
         call(actor, record.id, signature, scheme=scheme)
 
     return _act(request, step, field)

@@ -22,7 +22,7 @@ from django.urls import path
 
 from iranpki.errors import IranPkiError, NotFoundError, RateLimitedError, RuleRefusedError
 
-from .pages import digits, fresh, language, once, redirect, render, sign_in, spend_once, upload, when
+from .pages import FieldError, der, digits, fresh, language, once, redirect, render, sign_in, spend_once, uploaded, when
 from .ra_api import engine
 
 _REQUEST_ID = re.compile(r"[0-9a-f]{16}")
@@ -294,35 +294,9 @@ def scan(request: HttpRequest, request_id: str, sha256: str) -> HttpResponse:
     return response
 
 
-class _FieldError(Exception):
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
 
 
-def _file(request: HttpRequest, name: str, max_bytes: int, lang: str, *, needed: bool = True) -> bytes | None:
-    try:
-        data = upload(request, name, max_bytes)
-    except ValueError:
-        raise _FieldError(name, WORDS[lang]["too_big"]) from None
-    if data is None and needed:
-        raise _FieldError(name, WORDS[lang]["choose_file"])
-    return data
 
-
-def _pem_or_der(data: bytes, label: str) -> bytes:
-    text = data.strip()
-    if text.startswith(b"-----BEGIN"):
-        import base64
-
-        lines = [line for line in text.splitlines() if line and not line.startswith(b"-----")]
-        try:
-            return base64.b64decode(b"".join(lines), validate=True)
-        except ValueError:
-            from iranpki.errors import RequestError
-
-            raise RequestError(f"the {label} is PEM with a body that is not base64") from None
-    return data
 
 
 def act(request: HttpRequest, request_id: str, action: str) -> HttpResponse:
@@ -355,23 +329,23 @@ def act(request: HttpRequest, request_id: str, action: str) -> HttpResponse:
             for kind in needed:
                 number = post.get(f"number-{kind}", "").strip()
                 if not number:
-                    raise _FieldError(f"number-{kind}", WORDS[lang]["required"])
-                data = _file(request, f"scan-{kind}", MAX_DOCUMENT_BYTES, lang, needed=False)
+                    raise FieldError(f"number-{kind}", WORDS[lang]["required"])
+                data = uploaded(request, f"scan-{kind}", MAX_DOCUMENT_BYTES, WORDS[lang], needed=False)
                 if data is None:
                     chosen = uploads.get(post.get(f"use-{kind}", ""))
                     if chosen is None:
-                        raise _FieldError(f"scan-{kind}", WORDS[lang]["choose_file"])
+                        raise FieldError(f"scan-{kind}", WORDS[lang]["choose_file"])
                     data = ra.store.evidence_data(chosen.sha256)
                 kind_of = media_type(data)
                 if kind_of is None:
-                    raise _FieldError(f"scan-{kind}", WORDS[lang]["bad_type"])
+                    raise FieldError(f"scan-{kind}", WORDS[lang]["bad_type"])
                 documents.append(Document(kind, number, data, kind_of))
-            signature = _file(request, "statement_signature", 64 * 1024, lang)
+            signature = uploaded(request, "statement_signature", 64 * 1024, WORDS[lang])
             ra.proof(officer, request_id, method=post.get("method", ""), documents=documents,
                      statement=post.get("statement", ""),
-                     statement_signature=_pem_or_der(signature or b"", "statement's signature"))
+                     statement_signature=der(signature or b"", "statement's signature"))
         elif action == "key":
-            csr = _pem_or_der(_file(request, "csr", 64 * 1024, lang) or b"", "CSR")
+            csr = der(uploaded(request, "csr", 64 * 1024, WORDS[lang]) or b"", "CSR")
             device = {k: post.get(k, "").strip() for k in ("manufacturer", "model", "serial")}
             ra.bind_key(officer, request_id, csr=csr, device=device)
         elif action == "approve":
@@ -379,13 +353,13 @@ def act(request: HttpRequest, request_id: str, action: str) -> HttpResponse:
         elif action == "reject":
             reason = post.get("reason", "").strip()
             if not reason:
-                raise _FieldError("reason", WORDS[lang]["required"])
+                raise FieldError("reason", WORDS[lang]["required"])
             ra.reject(officer, request_id, reason)
         elif action == "cancel":
             ra.cancel(officer, request_id)
         else:
             ra.hand_over(officer, request_id, post.get("token_serial", ""))
-    except _FieldError as exc:
+    except FieldError as exc:
         return detail(request, request_id, error=str(exc), field=exc.field, status=400)
     except IranPkiError as exc:
         return detail(request, request_id, error=str(exc), status=429 if isinstance(exc, RateLimitedError) else 409)

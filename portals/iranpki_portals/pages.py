@@ -214,6 +214,43 @@ def upload(request: HttpRequest, name: str, max_bytes: int) -> bytes | None:
     return f.read()
 
 
+class FieldError(Exception):
+    """A form field's problem, in the page's language: shown beside ``field``."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def uploaded(request: HttpRequest, name: str, max_bytes: int, words: dict[str, str], *,
+             needed: bool = True) -> bytes | None:
+    """The file ``name`` of a form, or FieldError (in ``words``' language) when it is larger than
+    ``max_bytes`` or, if ``needed``, missing."""
+    try:
+        data = upload(request, name, max_bytes)
+    except ValueError:
+        raise FieldError(name, words["too_big"]) from None
+    if data is None and needed:
+        raise FieldError(name, words["choose_file"])
+    return data
+
+
+def der(data: bytes, label: str) -> bytes:
+    """An upload given as PEM or DER, as DER (the PEM's base64 body)."""
+    text = data.strip()
+    if not text.startswith(b"-----BEGIN"):
+        return data
+    import base64
+
+    lines = [line for line in text.splitlines() if line and not line.startswith(b"-----")]
+    try:
+        return base64.b64decode(b"".join(lines), validate=True)
+    except ValueError:
+        from iranpki.errors import RequestError
+
+        raise RequestError(f"the {label} is PEM with a body that is not base64") from None
+
+
 def media_type(data: bytes) -> str | None:
     """The type of a scan by its first bytes (JPEG, PNG or PDF), whatever the browser said."""
     for kind, magic in (("image/jpeg", b"\xff\xd8\xff"), ("image/png", b"\x89PNG\r\n\x1a\n"),

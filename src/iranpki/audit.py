@@ -38,6 +38,7 @@ __all__ = [
     "AuditProblem",
     "Checkpoint",
     "ProofError",
+    "Subtrees",
     "Verification",
     "check_consistency",
     "check_inclusion",
@@ -152,7 +153,7 @@ def _split(n: int) -> int:
     return k
 
 
-class _Subtrees:
+class Subtrees:
     """Subtree hashes of a list of leaves, each computed once (a proof, or an export of many,
     touches each subtree at most once: O(n) in all, not O(n) per proof)."""
 
@@ -170,13 +171,13 @@ class _Subtrees:
         return found
 
 
-def inclusion_proof(index: int, leaves: Sequence[bytes], tree: _Subtrees | None = None) -> list[bytes]:
+def inclusion_proof(index: int, leaves: Sequence[bytes], tree: Subtrees | None = None) -> list[bytes]:
     """RFC 9162 2.1.3.1 PATH(m, D[n]): the audit path of leaf ``index`` in the tree of ``leaves``
     (``tree``: the same leaves' subtree hashes, kept between the proofs of an export)."""
     n = len(leaves)
     if not 0 <= index < n:
         raise ProofError(f"event {index + 1} is not in a log of {n} events")
-    tree = tree or _Subtrees(leaves)
+    tree = tree or Subtrees(leaves)
 
     def path(m: int, lo: int, hi: int) -> list[bytes]:
         if hi - lo == 1:
@@ -189,12 +190,12 @@ def inclusion_proof(index: int, leaves: Sequence[bytes], tree: _Subtrees | None 
     return path(index, 0, n)
 
 
-def consistency_proof(old: int, leaves: Sequence[bytes], tree: _Subtrees | None = None) -> list[bytes]:
+def consistency_proof(old: int, leaves: Sequence[bytes], tree: Subtrees | None = None) -> list[bytes]:
     """RFC 9162 2.1.4.1 PROOF(m, D[n]): that the tree of the first ``old`` leaves is a prefix."""
     n = len(leaves)
     if not 0 < old <= n:
         raise ProofError(f"a consistency proof goes from a size of 1 to {n}; {old} was asked")
-    tree = tree or _Subtrees(leaves)
+    tree = tree or Subtrees(leaves)
 
     def subproof(m: int, lo: int, hi: int, whole: bool) -> list[bytes]:
         if m == hi - lo:

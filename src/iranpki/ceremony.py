@@ -172,8 +172,7 @@ def _stand_in(store, record, spec):  # noqa: ANN001, ANN202 - a CertificateAutho
     cert = x509.load_der_x509_certificate(record.certificate)
     subject = ca_mod.parse_subject(",".join(reversed(subject_text(cert.subject).split(","))))
     return ca_mod.create_root(store, _throwaway(spec), f"{record.name}-stand-in", subject,
-                              repository_url=record.repository_url, ocsp_url=record.ocsp_url,
-                              profile="root" if record.kind == "root" else "root")
+                              repository_url=record.repository_url, ocsp_url=record.ocsp_url)
 
 
 def _pem(der: bytes) -> bytes:
