@@ -115,6 +115,19 @@ def openssl_has_purpose(purpose: str) -> bool:
     return "Invalid purpose" not in out.stderr + out.stdout
 
 
+def openssl_purpose_for(purpose: str | None, certificate: Path) -> str:
+    """The ``openssl verify -purpose`` a certificate is held to. OpenSSL's smimeencrypt purpose
+    asks for keyEncipherment, which an EC key never has (it encrypts by key agreement, RFC 5480
+    3), so an EC encryption certificate is verified for "any" here; NSS checks it as an e-mail
+    recipient and ``openssl cms`` encrypts to it and decrypts with its key (test_key_recovery)."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(certificate.read_bytes())
+    if purpose == "smimeencrypt" and isinstance(cert.public_key(), ec.EllipticCurvePublicKey):
+        return "any"
+    return purpose or "any"
+
+
 def pkilint(tool: str, *files: Path, extra: tuple[str, ...] = ()) -> list[str]:
     """The codes of every finding of WARNING or above from a pkilint command."""
     exe = str(Path(sys.executable).parent / tool)

@@ -9,6 +9,7 @@ SUBJECTS = {
     "organisational-seal": "C=IR,O=شرکت نمونه,organizationIdentifier=NTRIR-10380284790,CN=مهر سازمانی شرکت نمونه",
     "ssl-server": "C=IR,ST=Tehran,L=Tehran,O=Example Co",
     "smime": "CN=ali@example.ir",
+    "smime-encryption": "CN=ali@example.ir",
     "code-signing": "C=IR,O=Example Co,CN=Example Co Code Signing",
     "tsa": "C=IR,O=E-Commerce Development Center,CN=National TSA (test)",
     "ocsp-signer": "C=IR,O=E-Commerce Development Center,CN=GICA OCSP (test)",
@@ -18,6 +19,7 @@ SUBJECTS = {
 SANS = {
     "ssl-server": {"dns": ["www.example.ir", "example.ir"], "ips": ["185.143.232.10"]},
     "smime": {"emails": ["ali@example.ir"]},
+    "smime-encryption": {"emails": ["ali@example.ir"]},
 }
 #: A key type each profile accepts (code signing needs RSA 3072 or more).
 KEYS = {"code-signing": "rsa3072", "organisational-seal": "rsa2048", "smime": "rsa2048"}

@@ -344,6 +344,24 @@ class StoreContract:
         assert store.evidence_data(hashlib.sha256(b"\x89PNG old3").hexdigest()) == b"\x89PNG old3"
         assert store.audit_log()[-1][2].details["documents"] == 1
 
+    def test_key_recovery_keys_are_registered_once_newest_first(self, store: Store) -> None:
+        from iranpki.store import RecoveryKeyRecord
+
+        old = RecoveryKeyRecord("krk-2025", "pkcs11:token=GICA;object=krk-2025;type=private", b"0\x01A", T0)
+        new = RecoveryKeyRecord("krk-2026", "pkcs11:token=GICA;object=krk-2026;type=private", b"0\x01B",
+                                T0 + timedelta(days=1))
+        assert store.recovery_keys() == []
+        for record in (old, new):
+            store.add_recovery_key(record, AuditEvent("escrow.key.created", record.name, "operator", {}))
+        assert store.recovery_keys() == [new, old]
+        with pytest.raises(DuplicateError):
+            store.add_recovery_key(RecoveryKeyRecord("krk-2025", "pkcs11:token=X;object=y", b"0\x01C", T0),
+                                   AuditEvent("escrow.key.created", "krk-2025", "operator", {}))
+        with pytest.raises(DuplicateError):  # the same public key under another name
+            store.add_recovery_key(RecoveryKeyRecord("krk-copy", "pkcs11:token=X;object=y", b"0\x01B", T0),
+                                   AuditEvent("escrow.key.created", "krk-copy", "operator", {}))
+        assert [e.subject for _, _, e in store.audit_log()[-2:]] == ["krk-2025", "krk-2026"]
+
     def test_attempts_are_counted_in_their_window(self, store: Store) -> None:
         for minute in range(3):
             store.count_attempts("lookup:10.0.0.1", T0 - timedelta(hours=1), add_at=T0 + timedelta(minutes=minute))

@@ -25,7 +25,7 @@ from iranpki.policy import load_policy
 from iranpki.profiles import EKUS, list_profiles, load_profile
 from iranpki.store import SqliteStore
 
-from .conftest import openssl_has_purpose, openssl_verify, run
+from .conftest import openssl_has_purpose, openssl_purpose_for, openssl_verify, run
 from .samples import KEYS, request
 
 CP = load_policy()
@@ -105,6 +105,8 @@ def test_nss_certutil_accepts_every_usage_of_every_kind(hierarchy: dict, tmp_pat
         ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
         if "S" in usages and (ku.key_encipherment or ku.key_agreement):
             usages.append("R")
+        if not (ku.digital_signature or ku.content_commitment):  # encryption only: a recipient, never a signer
+            usages = [u for u in usages if u != "S"]
         for usage in usages:
             asked += 1
             out = run(["certutil", "-V", "-d", db, "-n", nick, "-u", usage])
@@ -149,7 +151,7 @@ def test_gnutls_certtool_verifies_every_purpose(hierarchy: dict, tmp_path: Path)
 def test_openssl_verifies_every_purpose(hierarchy: dict) -> None:
     refused = []
     for nick, ca, path in _purposeful(hierarchy):
-        purpose = load_profile(nick.split("--")[1]).openssl_purpose
+        purpose = openssl_purpose_for(load_profile(nick.split("--")[1]).openssl_purpose, path)
         if not openssl_has_purpose(purpose):  # codesign is OpenSSL 3.2's; the EKU is checked by NSS and GnuTLS
             purpose = "any"
         out = openssl_verify(hierarchy["root"], hierarchy["base"] / f"{ca}.pem", path, purpose)

@@ -27,6 +27,7 @@ from iranpki.errors import ComplianceError
 from iranpki.keys import SoftwareSigner
 from iranpki.ocsp import Responder, single_response
 from iranpki.policy import CERTIFICATE_KINDS, load_policy
+from iranpki.profiles import load_profile
 from iranpki.store import SqliteStore
 
 from .conftest import OCSP, REPO, ROOT_SUBJECT, new_key, pkilint, utc
@@ -145,10 +146,10 @@ def test_a_clean_folder_reads_whole_and_sorts_every_kind(pki: dict) -> None:
     assert kinds["certs/chain.pem#1"] == "root" and kinds["certs/chain.pem#2"] == "intermediate"
     for profile in SUBJECTS:
         name = f"certs/{profile}.der" if profile == "tsa" else f"certs/{profile}.pem"
-        assert kinds[name] == profile
+        assert kinds[name] == load_profile(profile).policy_kind  # an encryption-only S/MIME one is the CP's smime
     assert kinds["crl/gica2.crl"] == "crl" and kinds["crl/root.crl"] == "arl"
     assert {a.type for a in artefacts if a.name == "ocsp/ssl.ocsp"} == {"ocsp"}
-    assert set(SUBJECTS) | {"intermediate"} == set(CERTIFICATE_KINDS)
+    assert {load_profile(p).policy_kind for p in SUBJECTS} | {"intermediate"} == set(CERTIFICATE_KINDS)
 
 
 def test_a_clean_set_has_no_error(pki: dict) -> None:

@@ -43,7 +43,7 @@ def _pem(cert: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def portals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def portals(softhsm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     import socket
 
     base = tmp_path_factory.mktemp("journey")
@@ -79,7 +79,7 @@ def portals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     operator = Actor("operator", "test")
     ra.create_office("THR-01", "دفتر پیشخوان تهران", "Tehran", ["gica1"], operator)
     secrets = {}
-    for name, roles in (("p1", ["proofing"]), ("a1", ["approving"])):
+    for name, roles in (("p1", ["proofing"]), ("a1", ["approving"]), ("a2", ["approving"])):
         key = ec.generate_private_key(ec.SECP256R1())
         issued = ws.issue("gica1", "ra-officer", public_key=key.public_key().public_bytes(*pub),
                           subject=OFFICER_SUBJECT, secret=secret)
@@ -100,9 +100,11 @@ def portals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                                                              serialization.PrivateFormat.PKCS8,
                                                              serialization.NoEncryption()))
     ws.generate_crls("gica1", secret=secret)
+    # The key-recovery key on the token, to which the RA archives encryption keys.
+    ws.create_recovery_key("Test", f"journey-krk-{os.urandom(3).hex()}")
     ws.close()
     # The one-time-code secrets, enrolled as the operator does (the URI goes to the officer's app).
-    for name in ("p1", "a1"):
+    for name in ("p1", "a1", "a2"):
         done = subprocess.run([IRANPKI, "ra", "officer", "codes", name, "--show", "--home", str(home)], capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 0, done.stderr
@@ -608,3 +610,125 @@ def test_a_key_made_on_a_token_at_the_desk_and_its_hand_over(portals: dict, brow
     assert "0123456789abcdef" in p1.locator("#result").inner_text()
     for page in (p1, a1):
         page.context.close()
+
+
+def test_a_lost_encryption_key_recovered_in_the_browser(portals: dict, browser) -> None:  # noqa: ANN001
+    """Key recovery: an S/MIME encryption certificate whose key the RA made and archived; openssl
+    encrypts a message to it; the subscriber, signed in, asks for the key's recovery under a new
+    passphrase; the officer proofs them in person, two other officers approve; the CA side opens
+    the archive on the token; the subscriber downloads the recovered key once and openssl reads
+    the message with it."""
+    from iranpki.ra import Document
+
+    base = portals["base"]
+    message = "پیام محرمانه برای علی\n"
+    # The certificate, as the applicant's earlier journey made it (the engine, for brevity; in a
+    # thread of its own, since Playwright's event loop runs in this one and pyHanko checks the
+    # statement's signature with asyncio).
+    def earlier():  # noqa: ANN202
+        ws = _store(portals)
+        try:
+            ra = ws.registration()
+            made = ra.register(profile="smime-encryption", level=1, ca="gica1",
+                               applicant={"national_code": NATIONAL, "given_name": "علی", "surname": "محمدی"},
+                               subject="CN=ali@example.ir", key_location="software-pkcs12",
+                               names={"emails": ["ali@example.ir"]})
+            first = ra.receive(ra.officer("p1"), made.code, NATIONAL)
+            statement = "identity checked against the national ID card"
+            (base / "statement-e.txt").write_text(statement, encoding="utf-8")
+            signature = openssl("cms", "-sign", "-binary", "-in", str(base / "statement-e.txt"), "-signer",
+                                str(base / "p1.pem"), "-inkey", str(base / "p1.key"), "-outform", "DER").stdout
+            ra.proof(ra.officer("p1"), first.id, method="in-person",
+                     documents=[Document("national-id-card", "0499370899-R", PNG + b"R", "image/png")],
+                     statement=statement, statement_signature=signature)
+            ra.bind_key(ra.applicant(made.code, NATIONAL, client="t"), first.id, csr=None, passphrase=PASSPHRASE)
+            ra.approve(ra.officer("a1"), first.id)
+            return made, first
+        finally:
+            ws.close()
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        made, first = pool.submit(earlier).result()
+    issue(portals)
+    ws = _store(portals)
+    try:
+        ra = ws.registration()
+        serial = f"{ra.store.get_request(first.id).serial:x}"
+        (base / "enc.pem").write_bytes(_pem(ra.store.get_certificate(int(serial, 16)).certificate))
+    finally:
+        ws.close()
+    (base / "secret.txt").write_text(message, encoding="utf-8")
+    openssl("cms", "-encrypt", "-aes256", "-in", str(base / "secret.txt"), "-out", str(base / "secret.p7m"),
+            "-recip", str(base / "enc.pem"))
+
+    # The subscriber (who never downloaded the key, and so lost it) asks for its recovery.
+    applicant = _signed_in_applicant(browser, portals["public"], made.code)
+    applicant.context.set_default_timeout(15000)
+    for lang in ("en", "fa"):
+        applicant.goto(portals["public"] + f"/applicant/certificates?lang={lang}")
+        applicant.locator(f"#rp-{serial}").locator("xpath=ancestor::details").evaluate("d => d.open = true")
+        assert _serious(applicant) == []
+        applicant.screenshot(path=str(SHOTS / f"portal-applicant-recover-{lang}.png"), full_page=True)
+    recovery_passphrase = "گذرواژهٔ تازه برای کلید بازیابی"
+    applicant.fill(f"#rp-{serial}", recovery_passphrase)
+    applicant.fill(f"#rq-{serial}", recovery_passphrase + "x")
+    applicant.click(f"#rq-{serial} ~ button")
+    assert applicant.locator("#form-error").count() == 1  # the two passphrases differ; nothing asked
+    applicant.locator(f"#rp-{serial}").locator("xpath=ancestor::details").evaluate("d => d.open = true")
+    applicant.fill(f"#rp-{serial}", recovery_passphrase)
+    applicant.fill(f"#rq-{serial}", recovery_passphrase)
+    applicant.click(f"#rq-{serial} ~ button")
+    code = applicant.locator("#tracking-code").inner_text()
+    applicant.click("#to-request")
+    assert applicant.locator("[data-state]").get_attribute("data-state") == "submitted"
+    assert applicant.locator("#download").count() == 0
+
+    # In person: p1 proofs; two approving officers besides p1, each once.
+    p1 = officer(browser, portals, "p1")
+    p1.fill("#f-code", code)
+    p1.fill("#f-national", NATIONAL)
+    p1.click("form[action^='/office/receive'] button")
+    request_id = p1.url.split("/office/requests/")[1].split("?")[0]
+    p1.fill("#f-number-national-id-card", "0499370899-C")
+    p1.set_input_files("#f-scan-national-id-card", {"name": "id.png", "mimeType": "image/png", "buffer": PNG + b"C"})
+    (base / "statement-r.txt").write_bytes(p1.locator("#statement").inner_text().encode("utf-8"))
+    openssl("cms", "-sign", "-binary", "-in", str(base / "statement-r.txt"), "-signer", str(base / "p1.pem"), "-inkey",
+            str(base / "p1.key"), "-outform", "PEM", "-out", str(base / "statement-r.pem"))
+    p1.set_input_files("#f-statement-signature", str(base / "statement-r.pem"))
+    p1.click("#record-proof")
+    assert p1.locator("[data-state]").get_attribute("data-state") == "awaiting-approval", p1.locator("main").inner_text()
+    for name, state in (("a1", "awaiting-approval"), ("a2", "approved")):
+        page = officer(browser, portals, name)
+        page.goto(portals["office"] + f"/office/requests/{request_id}")
+        page.click("#approve")
+        assert page.locator("[data-state]").get_attribute("data-state") == state
+        if name == "a1":
+            issue(portals)  # one approval: the CA side leaves it alone
+            page.reload()
+            assert page.locator("[data-state]").get_attribute("data-state") == "awaiting-approval"
+        page.context.close()
+    issue(portals)
+
+    # The subscriber downloads the recovered key once; openssl reads the message with it.
+    applicant.goto(portals["public"] + "/applicant/request?lang=en")
+    assert applicant.locator("[data-state]").get_attribute("data-state") == "issued"
+    applicant.fill("#f-p12-passphrase", PASSPHRASE)  # the old one: wrong
+    applicant.click("#download")
+    assert applicant.locator("#form-error").count() == 1
+    applicant.fill("#f-p12-passphrase", recovery_passphrase)
+    with applicant.expect_download() as got:
+        applicant.click("#download")
+    got.value.save_as(str(base / "recovered.p12"))
+    applicant.goto(portals["public"] + "/applicant/request")
+    assert applicant.locator("#download").count() == 0  # once
+    key = openssl("pkcs12", "-in", str(base / "recovered.p12"), "-nocerts", "-nodes", "-passin",
+                  f"pass:{recovery_passphrase}").stdout
+    (base / "recovered.key").write_bytes(key)
+    read = openssl("cms", "-decrypt", "-in", str(base / "secret.p7m"), "-inkey", str(base / "recovered.key"),
+                   "-recip", str(base / "enc.pem")).stdout
+    assert read.decode("utf-8").replace("\r\n", "\n") == message
+    for context in {applicant.context, p1.context}:
+        context.close()
+    assert not [line for line in portals["lines"] if "Traceback" in line]

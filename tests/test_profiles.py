@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from iranpki.profiles import list_profiles, load_profile
 
-from .conftest import new_key, openssl_has_purpose, openssl_verify, pkilint
+from .conftest import new_key, openssl_has_purpose, openssl_purpose_for, openssl_verify, pkilint
 from .samples import KEYS, SUBJECTS, request
 
 END_ENTITY = sorted(SUBJECTS)
@@ -49,7 +50,7 @@ def _profile_of(key: str) -> str:
 def test_openssl_verifies_each_with_its_purpose(hierarchy: dict, issued: dict[str, Path]) -> None:
     for key, path in issued.items():
         profile = load_profile(_profile_of(key))
-        purpose = profile.openssl_purpose
+        purpose = openssl_purpose_for(profile.openssl_purpose, path)
         if purpose == "codesign" and not openssl_has_purpose("codesign"):
             # OpenSSL before 3.2 has no codesign purpose: verify the chain, check the EKU ourselves.
             purpose = "any"
@@ -137,7 +138,9 @@ def test_extensions_follow_the_profile(issued: dict[str, Path], hierarchy: dict)
         bc = ext.get_extension_for_class(x509.BasicConstraints)
         assert bc.critical and bc.value.ca is False
         ku = ext.get_extension_for_class(x509.KeyUsage)
-        assert ku.critical and ku.value.digital_signature
+        spki = cert.public_key()
+        wanted = set(profile.key_usage.for_key("rsa" if isinstance(spki, rsa.RSAPublicKey) else "ec"))
+        assert ku.critical and _usages(ku.value) == wanted, (key, _usages(ku.value), wanted)
         policies = [p.policy_identifier.dotted_string for p in ext.get_extension_for_class(x509.CertificatePolicies).value]
         assert level2 in policies
         if profile.policies.extra:
@@ -158,6 +161,13 @@ def test_extensions_follow_the_profile(issued: dict[str, Path], hierarchy: dict)
         assert aki == ski
         days = (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() + 1
         assert days == profile.default_validity_days * 86400
+
+
+def _usages(ku: x509.KeyUsage) -> set[str]:
+    names = {"digitalSignature": "digital_signature", "nonRepudiation": "content_commitment",
+             "keyEncipherment": "key_encipherment", "dataEncipherment": "data_encipherment",
+             "keyAgreement": "key_agreement", "keyCertSign": "key_cert_sign", "cRLSign": "crl_sign"}
+    return {n for n, attr in names.items() if getattr(ku, attr)}
 
 
 def test_an_rsa_pss_hierarchy_verifies_and_lints(softhsm, tmp_path: Path) -> None:
@@ -196,7 +206,7 @@ def test_an_rsa_pss_hierarchy_verifies_and_lints(softhsm, tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name", ["ssl-server", "smime"])
+@pytest.mark.parametrize("name", ["ssl-server", "smime", "smime-encryption"])
 def test_the_longest_validity_a_profile_allows_lints_clean(hierarchy: dict, tmp_path: Path, name: str) -> None:
     # The CA/B Forum limits (TLS 199 days from 2026-03-15, S/MIME 825) sit at the maximum.
     profile = load_profile(name)

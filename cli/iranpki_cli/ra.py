@@ -292,8 +292,10 @@ def evidence_export(request_id: str, out: str, home: str, as_json: bool) -> None
         (folder / name).write_bytes(data)
         documents.append({"file": name, "kind": e.kind, "number": e.number, "sha256": e.sha256, "size": e.size,
                           "officer": e.officer, "recorded_at": iso(e.at)})
+    from iranpki.ra import KEY_MATERIAL
+
     manifest = {"request": _request_info(record), "proofing": {k: v for k, v in record.proofing.items()
-                                                              if k != "software_key"},
+                                                              if k not in KEY_MATERIAL},
                 "documents": documents,
                 "events": [{"at": iso(e.at), "actor": e.actor, "office": e.office, "from": e.from_state,
                             "to": e.to_state, "details": e.details} for e in ws.store.request_events(request_id)]}

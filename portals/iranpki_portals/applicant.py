@@ -36,7 +36,7 @@ WORDS = {
            "tracking_code": "کد رهگیری", "follow": "پیگیری درخواست", "national_code": "کد ملی (یا شناسه ملی سازمان)",
            "state": "وضعیت", "expires": "مهلت", "fix": "لطفاً موارد نشان‌داده‌شده را درست کنید.",
            "personal-signature": "امضای شخصی", "organisational-seal": "مهر سازمانی", "ssl-server": "گواهی SSL/TLS",
-           "smime": "رایانامهٔ امن (S/MIME)", "code-signing": "امضای کد", "tsa": "مهر زمانی",
+           "smime": "رایانامهٔ امن (S/MIME)", "smime-encryption": "رمزگذاری رایانامه (S/MIME، فقط رمزگذاری)", "code-signing": "امضای کد", "tsa": "مهر زمانی",
            "SN": "نام خانوادگی", "GN": "نام", "serialNumber": "کد ملی", "CN": "نام کامل (روی گواهی)",
            "O": "نام سازمان", "organizationIdentifier": "شناسه ملی سازمان", "ST": "استان", "L": "شهر",
            "bad_national_code": "کد ملی درست نیست", "bad_persian_name": "این نام باید با حروف فارسی نوشته شود",
@@ -74,7 +74,11 @@ WORDS = {
            "change_note": "برای اثبات درخواست بدون مراجعه به دفتر، این متن را با کلید همین گواهی امضا کنید:",
            "send": "فرستادن", "visit": "برای این درخواست به دفتر ثبت‌نام بروید.",
            "refused": "درخواست پذیرفته نشد", "kind": "نوع درخواست", "issue": "صدور", "renew": "تمدید",
-           "rekey": "کلید نو", "suspend": "تعلیق", "release": "رفع تعلیق", "carried_out": "انجام شد"},
+           "rekey": "کلید نو", "suspend": "تعلیق", "release": "رفع تعلیق", "carried_out": "انجام شد",
+           "requests": "درخواست‌ها", "recover": "بازیابی کلید", "ask_recovery": "درخواست بازیابی کلید", "recover_title": "بازیابی کلید رمزگشایی",
+           "recover_note": "کلید این گواهی نزد مرکز بایگانی شده است. برای بازگرداندن آن گذرواژه‌ای تازه بدهید؛ کلید بازیابی‌شده پس از احراز هویت در دفتر و تأیید دو کارشناس، فقط یک بار و زیر همین گذرواژه به شما داده می‌شود.",
+           "recover_download": "دریافت کلید بازیابی‌شده (PKCS#12، یک بار)",
+           "recover_passphrase": "گذرواژهٔ کلید بازیابی‌شده (همان که هنگام درخواست دادید)"},
     "en": {"title": "Apply for a certificate", "choose": "Choose the kind of certificate and the assurance level",
            "profile": "Kind", "level": "Level", "ca": "Issuing CA", "register": "Register", "key_location": "Key",
            "mobile": "Mobile number (optional)", "submit": "Register", "code_title": "Your request is registered",
@@ -83,7 +87,7 @@ WORDS = {
            "national_code": "National code (or an organisation's national ID)", "state": "State",
            "expires": "Expires", "fix": "Please correct what is marked.",
            "personal-signature": "Personal signature", "organisational-seal": "Organisational seal",
-           "ssl-server": "SSL/TLS server", "smime": "Secure e-mail (S/MIME)", "code-signing": "Code signing",
+           "ssl-server": "SSL/TLS server", "smime": "Secure e-mail (S/MIME)", "smime-encryption": "E-mail encryption (S/MIME, encryption only)", "code-signing": "Code signing",
            "tsa": "Time-stamping", "SN": "Surname", "GN": "Given name", "serialNumber": "National code",
            "CN": "Full name (on the certificate)", "O": "Organisation", "organizationIdentifier":
            "Organisation's national ID", "ST": "Province", "L": "City",
@@ -124,7 +128,11 @@ WORDS = {
            "change_note": "To prove this request with no visit to an office, sign this text with this certificate's key:",
            "send": "Send", "visit": "Take this request to a registration office.", "refused": "The request was refused",
            "kind": "Request", "issue": "issuance", "renew": "renewal", "rekey": "re-key", "suspend": "suspension",
-           "release": "release", "carried_out": "carried out"},
+           "release": "release", "carried_out": "carried out", "requests": "Requests", "recover": "key recovery", "ask_recovery": "Ask for key recovery",
+           "recover_title": "Recover the decryption key",
+           "recover_note": "This certificate's key is archived by the CA. To get it back, choose a new passphrase; after your identity is checked at an office and two officers approve, the recovered key is given to you once, under this passphrase.",
+           "recover_download": "Download the recovered key (PKCS#12, once)",
+           "recover_passphrase": "The recovered key's passphrase (the one given when asking)"},
 }
 _CHECKS = {"national-code": (check_national_code, "bad_national_code"),
            "persian-name": (check_persian_name, "bad_persian_name"),
@@ -328,7 +336,8 @@ def my_request(request: HttpRequest, *, error: str | None = None, field: str | N
         "can_upload": record.state in ("submitted", "awaiting-proofing"),
         "needs_passphrase": record.state == "proofed" and record.key_location == "software-pkcs12",
         "needs_csr": record.state == "proofed" and record.key_location in ("phone", "subscriber-csr"),
-        "can_download": record.state == "issued" and "software_key" in record.proofing,
+        "can_download": record.state == "issued" and ("software_key" in record.proofing
+                                                      or "sealed_key" in record.proofing),
         "can_accept": record.state == "issued" and record.kind in ("issue", "renew", "rekey"),
         "has_certificate": record.state in ("issued", "accepted") and record.kind in ("issue", "renew", "rekey"),
         "can_cancel": record.state in OPEN_STATES, "error": error, "field": field, "note": note,
@@ -479,10 +488,12 @@ def certificates(request: HttpRequest, *, error: str | None = None, status: int 
         return _ended(lang)
     actor, _ = signed
     w = WORDS[lang]
+    ra = engine()
     rows = [{"serial": f"{c.serial:x}", "profile": w.get(c.profile, c.profile), "status": c.status,
              "status_text": w.get(c.status, c.status), "until": when(c.not_after, lang),
-             "reason": w.get(c.reason.name, c.reason.name) if c.reason is not None else ""}
-            for _, c in engine().certificates_of(actor)]
+             "reason": w.get(c.reason.name, c.reason.name) if c.reason is not None else "",
+             "recoverable": ra.escrowed(c.profile) and ra.archived_key(c.serial) is not None}
+            for _, c in ra.certificates_of(actor)]
     response = render(request, "applicant/certificates.html",
                       {"certificates": rows, "reasons": [{"id": r, "label": w[r]} for r in _REASONS],
                        "error": error, "once": once(request)}, status=status, words=WORDS)
@@ -490,9 +501,10 @@ def certificates(request: HttpRequest, *, error: str | None = None, status: int 
     return response
 
 
-def revoke(request: HttpRequest) -> HttpResponse:
-    """A revocation request for one of the applicant's certificates: a new request, with its own
-    tracking code (shown once), which the session follows from now on."""
+def _change(request: HttpRequest, kind: str, check) -> HttpResponse:  # noqa: ANN001
+    """A change request about one of the signed-in applicant's certificates (posted from their
+    list): ``check(post, words)`` gives the request's arguments or the message that refuses it. A
+    new request, with its own tracking code (shown once), which the session follows from now on."""
     lang = language(request)
     if request.method != "POST":
         return redirect(f"/applicant/certificates?lang={lang}")
@@ -502,15 +514,15 @@ def revoke(request: HttpRequest) -> HttpResponse:
     if not spend_once(request):
         return certificates(request, error=WORDS[lang]["replayed"], status=409)
     actor, _ = signed
-    reason = request.POST.get("reason", "")
     mine = {f"{c.serial:x}": c for _, c in engine().certificates_of(actor)}
     serial = request.POST.get("serial", "")
-    if serial not in mine or reason not in _REASONS:
-        return certificates(request, error=WORDS[lang]["refused"], status=400)
+    arguments = check(request.POST, WORDS[lang]) if serial in mine else WORDS[lang]["refused"]
+    if isinstance(arguments, str):
+        return certificates(request, error=arguments, status=400)
     factor = request.session["applicant"]["factor"]
     try:
-        made = engine().request_change("revoke", mine[serial].serial, second_factor=factor, reason=reason,
-                                       client=_client(request))
+        made = engine().request_change(kind, mine[serial].serial, second_factor=factor, client=_client(request),
+                                       **arguments)
     except IranPkiError as exc:
         return certificates(request, error=_said(exc, lang), status=409)
     sign_in(request, "applicant", {"id": made.request.id, "code": made.code, "factor": factor})
@@ -519,6 +531,31 @@ def revoke(request: HttpRequest) -> HttpResponse:
                        "title": WORDS[lang]["change_title"], "next": True}, words=WORDS)
     response["Cache-Control"] = "no-store"
     return response
+
+
+def revoke(request: HttpRequest) -> HttpResponse:
+    """A revocation request for one of the applicant's certificates, with the reason chosen."""
+    def check(post, w):  # noqa: ANN001, ANN202
+        reason = post.get("reason", "")
+        return {"reason": reason} if reason in _REASONS else w["refused"]
+
+    return _change(request, "revoke", check)
+
+
+def recover(request: HttpRequest) -> HttpResponse:
+    """A recovery of the archived key of one of the applicant's encryption certificates (whatever
+    its status), under the passphrase given here (twice)."""
+    from iranpki.keys.escrow import MIN_PASSPHRASE
+
+    def check(post, w):  # noqa: ANN001, ANN202
+        passphrase = post.get("passphrase", "")
+        if len(passphrase) < MIN_PASSPHRASE:
+            return w["passphrase_short"]
+        if passphrase != post.get("passphrase_again", ""):
+            return w["passphrase_differs"]
+        return {"passphrase": passphrase}
+
+    return _change(request, "recover", check)
 
 
 def sign_out(request: HttpRequest) -> HttpResponse:
@@ -541,5 +578,6 @@ urlpatterns = [
     path("certificate.pem", certificate),
     path("certificates", certificates),
     path("revoke", revoke),
+    path("recover", recover),
     path("sign-out", sign_out),
 ]

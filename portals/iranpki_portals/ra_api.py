@@ -35,7 +35,7 @@ from iranpki.errors import (
     RequestError,
     RuleRefusedError,
 )
-from iranpki.ra import Actor, Document, RegistrationAuthority
+from iranpki.ra import KEY_MATERIAL, Actor, Document, RegistrationAuthority
 from iranpki.ra.engine import MAX_DOCUMENT_BYTES
 from iranpki.store import RequestRecord
 
@@ -99,6 +99,8 @@ class Change(Schema):
     second_factor: str
     reason: str | None = None
     key_location: str | None = None
+    #: A recovery only: the passphrase the recovered key will be handed out under (PKCS#12).
+    passphrase: str | None = None
 
 
 class Lookup(Schema):
@@ -192,7 +194,7 @@ def _out(r: RequestRecord) -> dict[str, Any]:
 
 
 #: Kept out of what an officer reads back: the encrypted software key and large signatures.
-_PRIVATE_PROOFING = ("software_key", "statement_signature")
+_PRIVATE_PROOFING = (*KEY_MATERIAL, "statement_signature")
 
 
 def _detail(r: RequestRecord) -> dict[str, Any]:
@@ -364,7 +366,8 @@ def register(request: HttpRequest, body: Registration):  # noqa: ANN201
 
 
 @api.post("/changes", response={201: Registered, 400: Error, 404: Error, 409: Error, 429: Error},
-          summary="Ask to revoke, suspend, release, renew or re-key a certificate", tags=["applicant"])
+          summary="Ask to revoke, suspend, release, renew, re-key a certificate or recover its archived key",
+          tags=["applicant"])
 def change(request: HttpRequest, body: Change):  # noqa: ANN201
     try:
         serial = int(body.serial, 16)
@@ -372,7 +375,8 @@ def change(request: HttpRequest, body: Change):  # noqa: ANN201
         raise RequestError(f"serial: {body.serial!r} is not a hexadecimal serial number (as `iranpki cert show` "
                            "prints it)") from None
     made = engine().request_change(body.kind, serial, second_factor=body.second_factor, reason=body.reason,
-                                   key_location=body.key_location, client=_client(request))
+                                   key_location=body.key_location, passphrase=body.passphrase,
+                                   client=_client(request))
     return Status(201, {"request": _out(made.request), "tracking_code": made.code})
 
 

@@ -321,7 +321,7 @@ def _profile_extensions(profile: Profile, issuer: IssuerFields, spec: KeySpec, l
     bc = profile.basic_constraints
     out.append(encode_extension(ExtensionOID.BASIC_CONSTRAINTS, bc.critical,
                           x509.BasicConstraints(ca=bc.ca, path_length=bc.path_length if bc.ca else None)))
-    usages = profile.key_usage.values + (profile.key_usage.rsa_extra if spec.kind == "rsa" else ())
+    usages = profile.key_usage.for_key(spec.kind)
     out.append(encode_extension(ExtensionOID.KEY_USAGE, profile.key_usage.critical, _key_usage(usages)))
     if profile.extended_key_usage is not None:
         eku = profile.extended_key_usage
@@ -584,7 +584,7 @@ class CertificateAuthority:
         days = request.validity_days or profile.default_validity_days
         profile.check_validity(days, violations)
         level = subject_level or self.record.level
-        cp_days = self.policy.max_validity_days(level, profile.name, profile.kind)
+        cp_days = self.policy.max_validity_days(level, profile.policy_kind, profile.kind)
         # The profile's own limit is reported above; the CP's is news only when the profile allows more.
         if cp_days is not None and cp_days < days <= profile.max_validity_days:
             violations.append(Violation("validity", f"{days} days",

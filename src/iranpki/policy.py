@@ -33,7 +33,7 @@ from .errors import ConfigError
 
 __all__ = [
     "AssuranceLevel", "CertificatePolicy", "CrlPolicy", "KeyRules", "LevelStatus", "OcspPolicy", "Method",
-    "RecordRules", "RootRules", "StatusServices", "TsaPolicy", "CERTIFICATE_KINDS", "load_policy",
+    "KeyRecovery", "RecordRules", "RootRules", "StatusServices", "TsaPolicy", "CERTIFICATE_KINDS", "load_policy",
 ]
 
 _OID_PATTERN = r"^[0-2](\.(0|[1-9][0-9]*))+$"
@@ -191,6 +191,17 @@ class CaPurpose(_Frozen):
         return v
 
 
+class KeyRecovery(_Frozen):
+    """Key escrow and recovery (RFC 3647 4.12): the profiles whose keys the CA archives when the
+    RA makes them, and what a recovery takes."""
+
+    profiles: tuple[str, ...] = Field(min_length=1, description="encryption-only profiles whose keys are archived")
+    approvals: int = Field(ge=2, le=4, description="officers who approve a recovery, besides the one who proofed")
+    proofing: str = Field(description="the weakest identity proofing a recovery accepts (an id of identity_proofing_methods)")
+    text: str
+    source: str
+
+
 class CertificatePolicy(_Frozen):
     name: str
     version: str
@@ -202,6 +213,8 @@ class CertificatePolicy(_Frozen):
     levels: tuple[AssuranceLevel, ...]
     status: StatusServices
     ca_purposes: tuple[CaPurpose, ...] = Field(min_length=1)
+    #: None: the CA archives no subscriber key.
+    key_recovery: KeyRecovery | None = None
 
     @field_validator("levels")
     @classmethod
@@ -228,6 +241,13 @@ class CertificatePolicy(_Frozen):
         oids = [lv.policy_oid for lv in self.levels]
         if len(set(oids)) != len(oids):
             raise ValueError("each level needs a policy_oid of its own")
+        if self.key_recovery is not None:
+            unknown = [p for p in self.key_recovery.profiles if p not in issued]
+            if unknown:
+                raise ValueError(f"key_recovery names the profile {unknown[0]!r}, which no CA purpose issues")
+            if self.key_recovery.proofing not in proofing:
+                raise ValueError(f"key_recovery: proofing {self.key_recovery.proofing!r} is not one of "
+                                 f"{', '.join(sorted(proofing))}")
         for lv in self.levels:
             if lv.identity_proofing not in proofing:
                 raise ValueError(f"level {lv.level}: identity_proofing {lv.identity_proofing!r} is not one of "

@@ -130,10 +130,16 @@ class KeyUsage(_Frozen):
     values: tuple[str, ...]
     #: Usages added only for RSA subject keys (keyEncipherment for TLS with RSA key exchange).
     rsa_extra: tuple[str, ...] = ()
+    #: Usages added only for EC subject keys (keyAgreement: an EC key encrypts by ECDH).
+    ec_extra: tuple[str, ...] = ()
+
+    def for_key(self, kind: str) -> tuple[str, ...]:
+        """The usages a certificate of this profile carries for a subject key of ``kind`` (rsa, ec)."""
+        return self.values + (self.rsa_extra if kind == "rsa" else self.ec_extra if kind == "ec" else ())
 
     @model_validator(mode="after")
     def _known(self) -> KeyUsage:
-        bad = [v for v in (*self.values, *self.rsa_extra) if v not in KEY_USAGES]
+        bad = [v for v in (*self.values, *self.rsa_extra, *self.ec_extra) if v not in KEY_USAGES]
         if bad:
             raise ValueError(f"unknown key usage {bad[0]!r}; must be one of {', '.join(KEY_USAGES)}")
         return self
@@ -214,6 +220,13 @@ class Profile(_Frozen):
     lint: tuple[Literal["pkix", "serverauth", "smime"], ...] = ("pkix",)
     #: The ``openssl verify -purpose`` that a certificate of the profile must pass.
     openssl_purpose: str | None = None
+    #: The kind of certificate the national CP counts this profile's certificates as (its
+    #: validity limit); by default the profile's own name.
+    cp_kind: str | None = None
+
+    @property
+    def policy_kind(self) -> str:
+        return self.cp_kind or self.name
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
@@ -228,6 +241,9 @@ class Profile(_Frozen):
             raise ValueError("a subject attribute is listed twice")
         if self.kind == "root" and self.authority_key_identifier:
             raise ValueError("a root profile carries no authority key identifier (set authority_key_identifier: false)")
+        for kind, allowed in (("rsa", self.keys.rsa_sizes), ("ec", self.keys.ec_curves)):
+            if allowed and not self.key_usage.for_key(kind):
+                raise ValueError(f"key_usage gives an {kind.upper()} key no usage; add it to values or {kind}_extra")
         return self
 
     # ---- checks on a request: each adds Violations, none raises ------------------------------

@@ -505,7 +505,52 @@ class Workspace:
         """The CA side that carries out approved requests, opening each CA's key when first needed."""
         from . import ra
 
-        return ra.RaWorker(self.registration(), lambda ca: self.open_ca(ca, secret), name=name)
+        return ra.RaWorker(self.registration(), lambda ca: self.open_ca(ca, secret), name=name,
+                           recover_key=lambda archived, context: self.recover_archived_key(archived, context=context,
+                                                                                       secret=secret))
+
+    # ---- subscribers' key recovery ----------------------------------------------------------
+
+    def create_recovery_key(self, token: str, label: str, *, name: str | None = None, curve: str = "P-256",
+                            secret: SecretSource | None = None, actor: str = "operator"):  # noqa: ANN201
+        """Make the key-recovery key on ``token`` (EC, key agreement only, never extractable;
+        :func:`iranpki.keys.escrow.generate_recovery_key`) and register it in the store: from now
+        on the RA archives escrowed keys to it. Its :class:`~iranpki.store.RecoveryKeyRecord`."""
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        from .keys import escrow
+        from .keys.uri import Pkcs11Uri
+        from .store import RecoveryKeyRecord
+
+        name = name or label
+        check_file_label(name, "key-recovery key name")
+        if any(k.name == name for k in self.store.recovery_keys()):
+            raise ConfigError(f"a key-recovery key named {name!r} is registered already; choose another name")
+        pin = secret.for_kind("PIN") if secret is not None else None
+        if token in self.config.pkcs11_pin_files:
+            pin = SecretSource(file=self.config.pkcs11_pin_files[token], what="user PIN")
+        public = escrow.generate_recovery_key(token, label, curve=curve, module=self.config.pkcs11_module, pin=pin)
+        record = RecoveryKeyRecord(name, str(Pkcs11Uri(token=token, object=label, type="private")),
+                                   public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo), self.clock.now())
+        self.store.add_recovery_key(record, AuditEvent("escrow.key.created", name, actor, {
+            "key": record.key, "public_key_sha256": record.sha256, "curve": curve}))
+        return record
+
+    def recover_archived_key(self, archived: dict, *, context: str, secret: SecretSource | None = None) -> bytes:
+        """Open an archived key (PKCS#8) with the key-recovery key it was archived to, on its token."""
+        from .keys import escrow
+        from .keys.reference import parse_key_reference
+
+        wanted = archived.get("recovery_key_sha256")
+        record = next((k for k in self.store.recovery_keys() if k.sha256 == wanted), None)
+        if record is None:
+            raise escrow.EscrowError(f"the key was archived to a key-recovery key this store does not know "
+                                     f"(public key SHA-256 {str(wanted)[:16]}...)")
+        token = parse_key_reference(record.key).uri.token  # type: ignore[attr-defined]
+        pin = secret.for_kind("PIN") if secret is not None else None
+        if token in self.config.pkcs11_pin_files:
+            pin = SecretSource(file=self.config.pkcs11_pin_files[token], what="user PIN")
+        return escrow.recover(archived, record.key, context=context, pin=pin, module=self.config.pkcs11_module)
 
     # ---- time-stamping ----------------------------------------------------------------------
 

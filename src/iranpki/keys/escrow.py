@@ -29,13 +29,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import IranPkiError
 
-__all__ = ["EscrowError", "archive", "generate_recovery_key", "recover", "seal", "transport_key", "unseal"]
+__all__ = ["EscrowError", "archive", "archive_key", "generate_recovery_key", "recover", "seal", "transport_key", "unseal"]
 
 ARCHIVE_TYPE = "iranpki-archived-key"
+#: The shortest passphrase a transport key (and so a recovered key) is kept under.
+MIN_PASSPHRASE = 12
 SEALED_TYPE = "iranpki-sealed-key"
 _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
 
@@ -125,6 +128,30 @@ def generate_recovery_key(token: str, label: str, *, curve: str = "P-256", modul
 
 # ---- archival and recovery ------------------------------------------------------------------------
 
+def archive_key(private_key_der: bytes, usages: Iterable[str], recovery_public_key, *, context: str) -> dict[str, Any]:  # noqa: ANN001
+    """The key ``private_key_der`` (PKCS#8), whose certificate will carry the key ``usages``
+    (names as in profiles: keyEncipherment, keyAgreement, ...), archived to the key-recovery key
+    and bound to ``context``. For a key made before its certificate (the RA's software keys); a
+    key whose usages allow signatures is refused. The archive names its public key's SHA-256."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_private_key
+
+    usages = set(usages)
+    if usages & {"digitalSignature", "contentCommitment"}:
+        raise EscrowError("a signature key is never archived: its certificate allows digitalSignature or "
+                          "contentCommitment, and a recoverable signature key would let another sign as its holder")
+    if not usages & {"keyEncipherment", "keyAgreement"}:
+        raise EscrowError("the key is not for encryption (no keyEncipherment or keyAgreement); nothing to archive")
+    try:
+        key = load_der_private_key(private_key_der, None)
+    except (ValueError, TypeError):
+        raise EscrowError("the key to archive is not an unencrypted PKCS#8 private key") from None
+    spki = PublicFormat.SubjectPublicKeyInfo
+    box = _encrypt_to(recovery_public_key, private_key_der, b"iranpki key archive v1", context.encode("utf-8"))
+    return {"type": ARCHIVE_TYPE, "version": 1, "context": context, **box,
+            "recovery_key_sha256": hashlib.sha256(recovery_public_key.public_bytes(Encoding.DER, spki)).hexdigest(),
+            "public_key_sha256": hashlib.sha256(key.public_key().public_bytes(Encoding.DER, spki)).hexdigest()}
+
+
 def archive(private_key_der: bytes, certificate_der: bytes, recovery_public_key, *, context: str) -> dict[str, Any]:  # noqa: ANN001
     """The encryption key ``private_key_der`` (PKCS#8) of ``certificate_der``, archived to the
     key-recovery key and bound to ``context``. A signature key is refused."""
@@ -137,19 +164,15 @@ def archive(private_key_der: bytes, certificate_der: bytes, recovery_public_key,
     except x509.ExtensionNotFound:
         raise EscrowError("the certificate has no key usage: only a key certified for encryption alone is "
                           "archived") from None
-    if usage.digital_signature or usage.content_commitment:
-        raise EscrowError("a signature key is never archived: this certificate allows digitalSignature or "
-                          "contentCommitment, and a recoverable signature key would let another sign as its holder")
-    if not (usage.key_encipherment or usage.key_agreement):
-        raise EscrowError("the certificate is not for encryption (no keyEncipherment or keyAgreement); nothing to "
-                          "archive")
+    names = {name for name, attr in (("digitalSignature", "digital_signature"), ("contentCommitment", "content_commitment"),
+                                     ("keyEncipherment", "key_encipherment"), ("keyAgreement", "key_agreement"))
+             if getattr(usage, attr)}
     key = load_der_private_key(private_key_der, None)
     spki = PublicFormat.SubjectPublicKeyInfo
-    if key.public_key().public_bytes(Encoding.DER, spki) != cert.public_key().public_bytes(Encoding.DER, spki):
+    if not names & {"digitalSignature", "contentCommitment"} and \
+            key.public_key().public_bytes(Encoding.DER, spki) != cert.public_key().public_bytes(Encoding.DER, spki):
         raise EscrowError("the key is not the certificate's key")
-    box = _encrypt_to(recovery_public_key, private_key_der, b"iranpki key archive v1", context.encode("utf-8"))
-    return {"type": ARCHIVE_TYPE, "version": 1, "context": context, **box,
-            "recovery_key_sha256": hashlib.sha256(recovery_public_key.public_bytes(Encoding.DER, spki)).hexdigest(),
+    return {**archive_key(private_key_der, names, recovery_public_key, context=context),
             "certificate_sha256": hashlib.sha256(certificate_der).hexdigest()}
 
 
@@ -166,7 +189,7 @@ def recover(archived: dict[str, Any], recovery_key: str, *, context: str, pin=No
     uri = parse_key_reference(recovery_key).uri  # type: ignore[attr-defined]
     mod = _Module.get(module_path(module))
     with mod.lock:
-        s = mod.session(uri.token, _pin_source(None, pin))
+        s = mod.session(uri.token, _pin_source(uri, pin))
         private = s.get_key(label=uri.object, object_class=ObjectClass.PRIVATE_KEY)
         secret = private.derive_key(KeyType.GENERIC_SECRET, 8 * (32 if archived.get("curve") == "P-256" else 48),
                                     mechanism_param=(KDF.NULL, None, base64.b64decode(archived["ephemeral"])),
@@ -192,8 +215,8 @@ def transport_key(passphrase: str) -> tuple[bytes, bytes]:
         PublicFormat,
     )
 
-    if len(passphrase) < 12:
-        raise EscrowError("the passphrase protecting the recovered key has at least 12 characters")
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise EscrowError(f"the passphrase protecting the recovered key has at least {MIN_PASSPHRASE} characters")
     key = ec.generate_private_key(ec.SECP256R1())
     return (key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo),
             key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(passphrase.encode("utf-8"))))

@@ -8,6 +8,7 @@ from .codes import code_hash, new_code, normalise_code
 from .desk import DeskKey, csr_signed_by, key_at_desk, token_device
 from .engine import (
     CHANGE_KINDS,
+    KEY_MATERIAL,
     OPEN_STATES,
     REQUEST_KINDS,
     STATES,
@@ -22,6 +23,7 @@ from .worker import Outcome, RaWorker
 
 __all__ = [
     "CHANGE_KINDS",
+    "KEY_MATERIAL",
     "REQUEST_KINDS",
     "OPEN_STATES",
     "STATES",

@@ -8,7 +8,8 @@ A request of kind ``issue`` moves::
 and any open request may end ``rejected`` (by an officer), ``cancelled`` (by the applicant or an
 officer) or ``expired`` (past its expiry). A level-1 request whose key is on the applicant's phone
 or in a software file may be proofed by automated inquiry (:meth:`RegistrationAuthority.inquire`)
-with no visit. Requests about an existing certificate (revoke, suspend, release, renew, re-key)
+with no visit. Requests about an existing certificate (revoke, suspend, release, renew, re-key,
+and ``recover``: its archived encryption key back to its subscriber, see :mod:`iranpki.keys.escrow`)
 take the same path; ``issued`` then means carried out.
 
 Every transition names who (an :class:`Actor`), where (the officer's office) and when; it is
@@ -57,6 +58,7 @@ from .rules import RaRules, load_rules
 
 __all__ = [
     "CHANGE_KINDS",
+    "KEY_MATERIAL",
     "REQUEST_KINDS",
     "OPEN_STATES",
     "STATES",
@@ -66,8 +68,12 @@ __all__ = [
     "RegistrationAuthority",
 ]
 
-REQUEST_KINDS = ("issue", "renew", "rekey", "revoke", "suspend", "release")
-CHANGE_KINDS = ("revoke", "suspend", "release", "renew", "rekey")
+REQUEST_KINDS = ("issue", "renew", "rekey", "revoke", "suspend", "release", "recover")
+CHANGE_KINDS = ("revoke", "suspend", "release", "renew", "rekey", "recover")
+#: What a request's proofing holds of keys (encrypted, archived, sealed): never shown or exported.
+KEY_MATERIAL = ("software_key", "archived_key", "transport", "sealed_key")
+#: Changes that alter the certificate; one at a time (a recovery of its archived key does not).
+_STATUS_CHANGES = ("revoke", "suspend", "release", "renew", "rekey")
 STATES = ("submitted", "awaiting-proofing", "proofed", "awaiting-approval", "approved", "issued", "accepted",
           "rejected", "cancelled", "expired")
 OPEN_STATES = ("submitted", "awaiting-proofing", "proofed", "awaiting-approval", "approved")
@@ -355,6 +361,8 @@ class RegistrationAuthority:
             raise RequestError(f"names {sorted(set(names) - {'dns', 'ips', 'emails'})} are not offered; give dns, ips "
                                "or emails")
         applicant = self._applicant(applicant)
+        if self.escrowed(profile):
+            self._recovery_key()  # refused now, not after the visit
         code = new_code()
         now = self.clock.now()
         request = RequestRecord(
@@ -388,12 +396,16 @@ class RegistrationAuthority:
         return out
 
     def request_change(self, kind: str, serial: int, *, second_factor: str, reason: str | None = None,
-                       key_location: str | None = None, client: str | None = None) -> Registered:
-        """A request to revoke, suspend, release, renew or re-key the certificate ``serial``,
-        by its subscriber (``second_factor``: the national code or legal-entity ID the certificate
-        names). A re-key names where the new key will be (``key_location``), as a new request would.
-        A wrong serial or second factor counts as a failed lookup of ``client``, as a guessed
-        tracking code does."""
+                       key_location: str | None = None, passphrase: str | None = None,
+                       client: str | None = None) -> Registered:
+        """A request to revoke, suspend, release, renew, re-key or recover the key of the
+        certificate ``serial``, by its subscriber (``second_factor``: the national code or
+        legal-entity ID the certificate names). A re-key names where the new key will be
+        (``key_location``), as a new request would. A recovery (of an archived encryption key,
+        whatever the certificate's status now) takes the ``passphrase`` that will protect the
+        recovered key: a transport key is made under it here, so that the key reaches the
+        subscriber alone. A wrong serial or second factor counts as a failed lookup of ``client``,
+        as a guessed tracking code does."""
         if kind not in CHANGE_KINDS:
             raise RequestError(f"request kind {kind!r} must be one of {', '.join(CHANGE_KINDS)}")
         self._throttle(f"lookup:{client}", self.rules.lookup.failures_per_window, "failed lookups", client,
@@ -414,11 +426,19 @@ class RegistrationAuthority:
                     self.store.count_attempts(f"lookup:{client}", now - timedelta(
                         minutes=self.rules.lookup.window_minutes), add_at=now)
                 raise NotFoundError(f"no certificate {serial:x} of a subscriber with that national code or ID")
-        self._no_other_change(serial)
+        carried: dict[str, object] = {}
+        if kind == "recover":
+            carried["transport"] = self._transport(serial, passphrase)
+        elif kind == "renew" and self.archived_key(serial) is not None:
+            carried["archive_of"] = f"{serial:x}"  # the renewed certificate's key is the archived one
+        if kind != "recover" and passphrase is not None:
+            raise RequestError(f"only a recovery takes a passphrase; a {kind} does not")
+        else:
+            self._no_other_change(serial)
         if kind == "release" and cert.status != "on hold":
             raise RuleRefusedError(f"certificate {serial:x} is {cert.status}; only a suspended one is released",
                                    rule="certificate-status")
-        if kind != "release" and cert.status != "valid":
+        if kind not in ("release", "recover") and cert.status != "valid":
             raise RuleRefusedError(f"certificate {serial:x} is {cert.status}", rule="certificate-status")
         if kind in ("revoke", "suspend") and reason is None:
             reason = "certificateHold" if kind == "suspend" else "unspecified"
@@ -446,19 +466,53 @@ class RegistrationAuthority:
             subject=cert.subject,
             key_location=key_location, created_at=now, updated_at=now,
             expires_at=now + timedelta(days=self.rules.level(ca.level or 1).request_expiry_days), serial=serial,
-            reason=reason)
+            reason=reason, proofing=carried)
         self.store.add_request(request, RequestEvent(request.id, now, f"applicant:{request.id}", None, None, "submitted",
                                                      {"kind": kind, "serial": f"{serial:x}"}),
                                AuditEvent("ra.request.submitted", request.id, f"applicant:{request.id}",
                                           {"kind": kind, "serial": f"{serial:x}", "reason": reason}))
         return Registered(request, code)
 
+    def archived_key(self, serial: int) -> tuple[RequestRecord, dict[str, object]] | None:
+        """The request certificate ``serial`` was issued for and the archive of its key, if the
+        key was archived (an escrowed profile's software key, :meth:`bind_key`)."""
+        for _ in range(100):  # a renewal keeps the key: follow it to the request that archived it
+            issued = [r for r in self.store.list_requests(serial=serial, states=("issued", "accepted"))
+                      if r.kind in ("issue", "rekey", "renew")]
+            for r in issued:
+                if r.kind in ("issue", "rekey") and isinstance(r.proofing.get("archived_key"), dict):
+                    return r, r.proofing["archived_key"]  # type: ignore[return-value]
+            renewed = next((r for r in issued if r.kind == "renew" and "archive_of" in r.proofing), None)
+            if renewed is None:
+                return None
+            serial = int(str(renewed.proofing["archive_of"]), 16)
+        return None
+
+    def _transport(self, serial: int, passphrase: str | None) -> dict[str, str]:
+        """A recovery's transport key under the subscriber's ``passphrase`` (public key and
+        encrypted private key, base64 and PEM), if certificate ``serial``'s key was archived."""
+        import base64
+
+        from ..keys import escrow
+
+        if self.archived_key(serial) is None:
+            escrowed = ", ".join(self.policy.key_recovery.profiles) if self.policy.key_recovery else "none"
+            raise RuleRefusedError(f"the key of certificate {serial:x} was not archived, so it cannot be recovered: only "
+                                   f"the encryption keys of the profiles the CP escrows ({escrowed}) made by the RA "
+                                   "are; a signature key never is", rule="key-recovery")
+        if passphrase is None or len(passphrase) < escrow.MIN_PASSPHRASE:
+            raise RequestError(f"a recovered key is handed out under the subscriber's passphrase of at least "
+                               f"{escrow.MIN_PASSPHRASE} characters, given when asking; give one")
+        public, private = escrow.transport_key(passphrase)
+        return {"public": base64.b64encode(public).decode("ascii"), "private": private.decode("ascii")}
+
     def _no_other_change(self, serial: int, but: str | None = None) -> None:
         """Refuse while another change of certificate ``serial`` is proved and not yet decided.
         Only a proved one blocks: a request anyone who knows the serial and national code can
-        file must not stop the subscriber's own (the first proved goes on, the others wait)."""
+        file must not stop the subscriber's own (the first proved goes on, the others wait). A
+        recovery of the archived key neither blocks nor waits: it changes nothing of the certificate."""
         pending = [r for r in self.store.list_requests(serial=serial, states=("proofed", "awaiting-approval", "approved"))
-                   if r.kind in CHANGE_KINDS and r.id != but]
+                   if r.kind in _STATUS_CHANGES and r.id != but]
         if pending:
             raise RuleRefusedError(f"certificate {serial:x} has an open {pending[0].kind} request already "
                                    f"({pending[0].id}); it is decided first", rule="pending-change",
@@ -565,6 +619,10 @@ class RegistrationAuthority:
         accepted = self.rules.accepted_proofing(record.level, self.policy)
         if record.kind in CHANGE_KINDS:
             accepted = tuple(m for m in accepted if m != "automated-inquiry")
+        if record.kind == "recover" and self.policy.key_recovery is not None:
+            floor = self.policy.identity_method(self.policy.key_recovery.proofing).rank
+            accepted = tuple(m for m in accepted if self.policy.identity_method(m).rank >= floor)
+        if record.kind in _STATUS_CHANGES:
             self._no_other_change(record.serial or 0, but=record.id)
         if method not in accepted:
             raise RuleRefusedError(f"proofing by {method!r} does not satisfy level {record.level}; accepted: "
@@ -588,6 +646,7 @@ class RegistrationAuthority:
         proofing = {"method": method, "officer": officer.id, "office": officer.office, "at": now.isoformat(),
                     "documents": [{"kind": e.kind, "number": e.number, "sha256": e.sha256} for e, _ in evidence],
                     "statement": statement, "approvals": []}
+        proofing.update(_carried(record))
         if signed is not None:
             import base64
 
@@ -671,7 +730,7 @@ class RegistrationAuthority:
                                    "request's text", rule="current-key", request=request_id)
         proofing = {"method": "signed-with-current-key", "officer": None, "office": None, "at": now.isoformat(),
                     "signature": base64.b64encode(signature).decode("ascii"), "scheme": scheme, "documents": [],
-                    "statement": "", "approvals": []}
+                    "statement": "", "approvals": [], **_carried(record)}
         target = "proofed"
         if not self._needs_new_key(record):
             target = "approved" if self._approvals_needed(record) == 0 else "awaiting-approval"
@@ -743,11 +802,22 @@ class RegistrationAuthority:
             actor = self._officer_may(actor, record, "proofing")
         else:
             actor = self._applicant_may(actor, record)
-        encrypted_key = None
+        encrypted_key = archived = None
+        escrowed = self.escrowed(record.profile)
+        if escrowed and location != "software-pkcs12":
+            raise RuleRefusedError(f"the key of a {record.profile} certificate is archived for recovery, so it is made "
+                                   f"here (software-pkcs12); not at {location}", rule="key-recovery", request=request_id)
         if location == "software-pkcs12":
             if csr is not None:
                 raise RequestError("a software key is made here and handed out in a PKCS#12 file; give no CSR")
-            csr, encrypted_key = _software_key(record.subject, passphrase)
+            recovery = self._recovery_key(request_id) if escrowed else None
+            csr, encrypted_key, pkcs8 = _software_key(record.subject, passphrase)
+            if recovery is not None:
+                from ..keys import escrow
+
+                archived = escrow.archive_key(pkcs8, load_profile(record.profile).key_usage.for_key("ec"), recovery,
+                                              context=archive_context(record.id))
+            del pkcs8
         else:
             if csr is None:
                 raise RequestError(f"a key at {location} is bound by its CSR; give the PKCS#10 request")
@@ -759,10 +829,28 @@ class RegistrationAuthority:
             import base64
 
             changes["proofing"] = {**record.proofing, "software_key": base64.b64encode(encrypted_key).decode("ascii")}
+            if archived is not None:
+                changes["proofing"]["archived_key"] = archived  # type: ignore[index]
         if target == "approved":
             changes["expires_at"] = self.clock.now() + timedelta(days=self.rules.level(record.level).approval_expiry_days)
-        return self._move(record, actor, target, expect=("proofed",), changes=changes,
-                          details={"device": dict(device or {}), "csr": csr is not None})
+        details: dict[str, object] = {"device": dict(device or {}), "csr": csr is not None}
+        if archived is not None:
+            details["archived_to"] = archived["recovery_key_sha256"]
+        return self._move(record, actor, target, expect=("proofed",), changes=changes, details=details)
+
+    def escrowed(self, profile: str) -> bool:
+        """Whether the CP archives the keys of ``profile`` (its key_recovery)."""
+        return self.policy.key_recovery is not None and profile in self.policy.key_recovery.profiles
+
+    def _recovery_key(self, request_id: str | None = None):  # noqa: ANN202 - an EC public key
+        """The key-recovery key archived to: the newest registered."""
+        from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+        keys = self.store.recovery_keys()
+        if not keys:
+            raise RuleRefusedError("no key-recovery key is registered, so an escrowed key cannot be archived; the CA "
+                                   "operator makes one (iranpki escrow init)", rule="key-recovery", request=request_id)
+        return load_der_public_key(keys[0].public_key)
 
     def approve(self, officer: Actor, request_id: str) -> RequestRecord:
         """One approval. The level says how many, by whom; the proofing officer never approves
@@ -856,39 +944,88 @@ class RegistrationAuthority:
         return self.transition(record, worker, "issued", expect=("approved",), changes={"serial": serial},
                                details={"serial": f"{serial:x}"})
 
+    def mark_recovered(self, worker: Actor, record: RequestRecord, pkcs8: bytes) -> RequestRecord:
+        """Record a recovery the CA side carried out: the archived key it opened on the token
+        (``pkcs8``), checked to be the certificate's key, sealed to the subscriber's transport key
+        (made under their passphrase when they asked), so that only they open it."""
+        import base64
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_private_key
+
+        from ..keys import escrow
+
+        if record.kind != "recover":
+            raise RuleRefusedError(f"request {record.id} is a {record.kind}, not a recovery", rule="state",
+                                   request=record.id)
+        cert = x509.load_der_x509_certificate(self.store.get_certificate(record.serial or 0).certificate)
+        spki = PublicFormat.SubjectPublicKeyInfo
+        if load_der_private_key(pkcs8, None).public_key().public_bytes(Encoding.DER, spki) != \
+                cert.public_key().public_bytes(Encoding.DER, spki):
+            raise RuleRefusedError(f"the recovered key is not the key of certificate {record.serial:x}; nothing was "
+                                   "handed out", rule="key-recovery", request=record.id)
+        transport = record.proofing.get("transport")
+        if not isinstance(transport, dict):
+            raise RuleRefusedError(f"request {record.id} has no transport key to seal the recovered key to",
+                                   rule="key-recovery", request=record.id)
+        sealed = escrow.seal(pkcs8, base64.b64decode(str(transport["public"])), context=recovery_context(record.id))
+        update = self.issued_update(worker, record, record.serial or 0)
+        update = RequestUpdate(update.request_id, update.version,
+                               {**update.changes, "proofing": {**record.proofing, "sealed_key": sealed}}, update.event,
+                               AuditEvent("ra.key.recovered", record.id, str(worker),
+                                          {**update.audit.details, "serial": f"{record.serial:x}",
+                                           "sealed_to": hashlib.sha256(base64.b64decode(str(transport["public"])))
+                                           .hexdigest()}))
+        return self.store.update_request(update.request_id, update.version, update.changes, update.event, update.audit)
+
     def pkcs12(self, applicant: Actor, request_id: str, passphrase: str) -> bytes:
         """Hand out the software key and its certificate once, in a PKCS#12 file encrypted under
         ``passphrase`` (PBES2: PBKDF2-HMAC-SHA256 and AES-256-CBC, SHA-256 MAC; ``openssl
-        pkcs12`` opens it). The encrypted key is removed from the store in the same step."""
+        pkcs12`` opens it). The encrypted key is removed from the store in the same step. For a
+        recovery, the recovered key, opened with the passphrase given when asking."""
         import base64
 
+        from cryptography.hazmat.primitives.serialization import load_der_private_key
         from cryptography.hazmat.primitives.serialization import pkcs12 as _p12
+
+        from ..errors import PinError
+        from ..keys import escrow
 
         record = self.store.get_request(request_id)
         applicant = self._applicant_may(applicant, record)
-        if record.state != "issued" or "software_key" not in record.proofing:
-            raise RuleRefusedError(f"request {request_id} has no software key to hand out (it is {record.state}; a key "
-                                   "is handed out once, after issuance)", rule="state", request=request_id)
+        held = "sealed_key" if record.kind == "recover" else "software_key"
+        if record.state != "issued" or held not in record.proofing:
+            raise RuleRefusedError(f"request {request_id} has no {'recovered' if held == 'sealed_key' else 'software'} "
+                                   f"key to hand out (it is {record.state}; a key is handed out once, after "
+                                   f"{'the recovery' if held == 'sealed_key' else 'issuance'})", rule="state",
+                                   request=request_id)
         attempts = f"pkcs12:{request_id}"
         failed = self.store.count_attempts(attempts, record.created_at)
         if failed >= MAX_PASSPHRASE_TRIES:
-            raise RuleRefusedError(f"the software key of request {request_id} is locked after {failed} wrong "
-                                   "passphrases; an office cancels the request and the applicant registers again",
-                                   rule="passphrase-tries", request=request_id)
+            raise RuleRefusedError(f"the {'recovered' if held == 'sealed_key' else 'software'} key of request "
+                                   f"{request_id} is locked after {failed} wrong passphrases; an office cancels the "
+                                   "request and the applicant asks again", rule="passphrase-tries", request=request_id)
         try:
-            key, _, _ = _p12.load_key_and_certificates(base64.b64decode(str(record.proofing["software_key"])),
-                                                       passphrase.encode("utf-8"))
-        except ValueError:
-            from ..errors import PinError
-
+            if held == "sealed_key":
+                transport = record.proofing["transport"]
+                key = load_der_private_key(escrow.unseal(
+                    record.proofing["sealed_key"], str(transport["private"]).encode("ascii"),  # type: ignore[index,arg-type]
+                    passphrase, context=recovery_context(request_id)), None)
+            else:
+                key, _, _ = _p12.load_key_and_certificates(base64.b64decode(str(record.proofing["software_key"])),
+                                                           passphrase.encode("utf-8"))
+        except (ValueError, escrow.EscrowError) as exc:
+            if isinstance(exc, escrow.EscrowError) and "wrong passphrase" not in str(exc):
+                raise
             self.store.count_attempts(attempts, record.created_at, add_at=self.clock.now())
-            raise PinError(f"wrong passphrase for the software key of this request "
-                           f"({MAX_PASSPHRASE_TRIES - failed - 1} tries left)") from None
+            raise PinError(f"wrong passphrase for the {'recovered' if held == 'sealed_key' else 'software'} key of "
+                           f"this request ({MAX_PASSPHRASE_TRIES - failed - 1} tries left)") from None
         cert = one_certificate(self.store.get_certificate(record.serial or 0).certificate)
         data = _pkcs12(key, cert, passphrase)
-        proofing = {k: v for k, v in record.proofing.items() if k != "software_key"}
+        proofing = {k: v for k, v in record.proofing.items() if k not in (held, "transport")}
         self._move(record, applicant, "issued", expect=("issued",), changes={"proofing": proofing},
-                   details={"pkcs12": "handed out; the encrypted key was removed from the store"})
+                   details={"pkcs12": f"handed out; the {'sealed' if held == 'sealed_key' else 'encrypted'} key was "
+                                      "removed from the store"})
         return data
 
     def acceptance_text(self, record: RequestRecord) -> bytes:
@@ -1071,8 +1208,9 @@ def _years_after(moment: datetime, years: int) -> datetime:
         return moment.replace(year=moment.year + years, day=28)
 
 
-def _software_key(subject: str, passphrase: str | None) -> tuple[bytes, bytes]:
-    """A new P-256 key, its CSR (proof of possession) and the key encrypted under ``passphrase``."""
+def _software_key(subject: str, passphrase: str | None) -> tuple[bytes, bytes, bytes]:
+    """A new P-256 key: its CSR (proof of possession), the key encrypted under ``passphrase``,
+    and its PKCS#8 (for archival; never stored as it is)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes as _hashes
     from cryptography.hazmat.primitives import serialization as _ser
@@ -1085,7 +1223,8 @@ def _software_key(subject: str, passphrase: str | None) -> tuple[bytes, bytes]:
                            f"{MIN_PASSPHRASE} characters; give one")
     key = ec.generate_private_key(ec.SECP256R1())
     csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, _hashes.SHA256())
-    return csr.public_bytes(_ser.Encoding.DER), _pkcs12(key, None, passphrase)
+    pkcs8 = key.private_bytes(_ser.Encoding.DER, _ser.PrivateFormat.PKCS8, _ser.NoEncryption())
+    return csr.public_bytes(_ser.Encoding.DER), _pkcs12(key, None, passphrase), pkcs8
 
 
 def _pkcs12(key, cert, passphrase: str) -> bytes:  # noqa: ANN001 - a private key and a certificate
@@ -1098,6 +1237,22 @@ def _pkcs12(key, cert, passphrase: str) -> bytes:  # noqa: ANN001 - a private ke
                   .key_cert_algorithm(_p12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(_hashes.SHA256())
                   .build(passphrase.encode("utf-8")))
     return _p12.serialize_key_and_certificates(b"subscriber", key, cert, None, encryption)
+
+
+def archive_context(request_id: str) -> str:
+    """What an archived key is bound to: the request that made it."""
+    return f"iranpki request {request_id}"
+
+
+def recovery_context(request_id: str) -> str:
+    """What a recovered key sealed to its subscriber is bound to: the recovery request."""
+    return f"iranpki recovery {request_id}"
+
+
+def _carried(record: RequestRecord) -> dict[str, object]:
+    """What a change request keeps through its proofing: a recovery's transport key, and the
+    certificate whose archived key a renewal keeps."""
+    return {k: record.proofing[k] for k in ("transport", "archive_of") if k in record.proofing}
 
 
 def _names_subscriber(certificate: bytes, second_factor: str) -> bool:

@@ -16,7 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..errors import ConfigError
 from ..policy import CertificatePolicy, load_policy, load_rules_file
 
-__all__ = ["Approvals", "ChangeRule", "KeyLocation", "LevelRule", "ProfileRule", "RaRules", "load_rules"]
+#: Where a key is made by the RA itself, so that it can be archived before it is handed out.
+ESCROW_KEY_LOCATIONS = ("software-pkcs12",)
+
+__all__ = ["ESCROW_KEY_LOCATIONS", "Approvals", "ChangeRule", "KeyLocation", "LevelRule", "ProfileRule", "RaRules", "load_rules"]
 
 
 class _Frozen(BaseModel):
@@ -107,9 +110,12 @@ class RaRules(_Frozen):
             for d in p.documents:
                 if d not in self.documents:
                     raise ValueError(f"profile {name!r} names the document {d!r}, which is not in documents")
-        unknown = set(self.changes) - {"revoke", "suspend", "release", "renew", "rekey"}
+        unknown = set(self.changes) - {"revoke", "suspend", "release", "renew", "rekey", "recover"}
         if unknown:
-            raise ValueError(f"changes names {sorted(unknown)}; a change is revoke, suspend, release, renew or rekey")
+            raise ValueError(f"changes names {sorted(unknown)}; a change is revoke, suspend, release, renew, rekey or "
+                             "recover")
+        if "recover" in self.changes and self.changes["recover"].current_key_levels:
+            raise ValueError("changes.recover: a recovery is always proofed in person; remove current_key_levels")
         return self
 
     def level(self, n: int) -> LevelRule:
@@ -158,6 +164,41 @@ class RaRules(_Frozen):
             if k.storage not in known:
                 raise ConfigError(f"key location {k.id!r} counts as storage {k.storage!r}, which the CP does not "
                                   f"know; the CP's storages are {', '.join(sorted(known))}")
+        self._check_recovery(cp)
+
+    def _check_recovery(self, cp: CertificatePolicy) -> None:
+        """Escrowed profiles (the CP's key_recovery) are encryption-only, their keys made where the
+        RA can archive them, and a recovery takes at least the approvals and proofing the CP asks."""
+        from ..profiles import load_profile
+
+        recovery = cp.key_recovery
+        if recovery is None:
+            if "recover" in self.changes:
+                raise ConfigError("changes.recover is set, but the CP archives no key (no key_recovery); remove it")
+            return
+        for name in recovery.profiles:
+            usages = {u for kind in ("rsa", "ec") for u in load_profile(name).key_usage.for_key(kind)}
+            if usages & {"digitalSignature", "contentCommitment"}:
+                raise ConfigError(f"the CP archives the keys of profile {name!r}, which allows signatures "
+                                  f"({', '.join(sorted(usages))}); a signature key is never archived")
+            rule = self.profiles.get(name)
+            if rule is not None and set(rule.key_locations) - set(ESCROW_KEY_LOCATIONS):
+                raise ConfigError(f"profile {name!r} is archived for recovery, so its key is made where the RA "
+                                  f"archives it ({', '.join(ESCROW_KEY_LOCATIONS)}); not "
+                                  f"{', '.join(sorted(set(rule.key_locations) - set(ESCROW_KEY_LOCATIONS)))}")
+        change = self.changes.get("recover")
+        if change is None:
+            raise ConfigError("the CP archives keys (key_recovery), but changes.recover does not say how one is "
+                              "recovered; add it")
+        if change.approvals < recovery.approvals:
+            raise ConfigError(f"changes.recover asks {change.approvals} approvals; the CP's key_recovery asks "
+                              f"{recovery.approvals}")
+        need = cp.identity_method(recovery.proofing).rank
+        weak = [m for m in change.proofing if m not in {x.id for x in cp.identity_proofing_methods}
+                or cp.identity_method(m).rank < need]
+        if weak:
+            raise ConfigError(f"changes.recover accepts {', '.join(weak)}; the CP's key_recovery asks at least "
+                              f"{recovery.proofing}")
 
 
 def load_rules(path: str | None = None, policy: CertificatePolicy | None = None) -> RaRules:

@@ -5,7 +5,9 @@ requests from the store, issues through :class:`iranpki.ca.CertificateAuthority`
 and CP check of the CA applies) and records the result. A certificate and its request's move to
 ``issued`` are one transaction, so a worker that dies between them leaves neither, and a request
 is never issued twice. Revocation, suspension and release go through :func:`iranpki.ca.revoke`,
-so they reach the CRL and OCSP as fast as ``iranpki cert revoke`` does.
+so they reach the CRL and OCSP as fast as ``iranpki cert revoke`` does. A recovery opens the
+archived key with the key-recovery key on the token (``recover_key``) and hands it to the engine,
+which seals it to the subscriber's transport key; the key is never written unsealed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ..ca import (
 )
 from ..errors import IranPkiError, RuleRefusedError
 from ..store import RequestRecord
-from .engine import Actor, RegistrationAuthority
+from .engine import Actor, RegistrationAuthority, archive_context
 
 __all__ = ["Outcome", "RaWorker"]
 
@@ -42,9 +44,11 @@ class RaWorker:
     """Carries out approved requests; ``open_ca(name)`` opens a CA with its key."""
 
     def __init__(self, ra: RegistrationAuthority, open_ca: Callable[[str], CertificateAuthority], *,
-                 name: str = "ca-side"):
+                 name: str = "ca-side", recover_key: Callable[[dict, str], bytes] | None = None):
         self.ra = ra
         self.open_ca = open_ca
+        #: Opens an archive (its dict, its context) on the token: :meth:`iranpki.workspace.Workspace.recover_archived_key`.
+        self.recover_key = recover_key
         self.actor = Actor("worker", name)
         self._cas: dict[str, CertificateAuthority] = {}
 
@@ -72,6 +76,10 @@ class RaWorker:
                 raise RuleRefusedError(f"certificate {old.serial:x} is {old.status if old.status != 'valid' else 'expired'}"
                                        f"; a {record.kind} is for a valid certificate", rule="certificate-status",
                                        request=record.id)
+        if record.kind == "recover":
+            return self._recover(record)
+        if record.kind in ("issue", "rekey") and self.ra.escrowed(record.profile):
+            self._check_archive(record)
         if record.kind in ("issue", "renew", "rekey"):
             authority = self._ca(record.ca)
             if record.kind == "renew":  # the same key and names, a new certificate
@@ -104,6 +112,38 @@ class RaWorker:
         revoke(self.ra.store, serial, reason, actor=str(self.actor), clock=self.ra.clock, ca=record.ca,
                request_update=update)
         return self.ra.store.get_request(record.id)
+
+    def _recover(self, record: RequestRecord) -> RequestRecord:
+        found = self.ra.archived_key(record.serial or 0)
+        if found is None:
+            raise RuleRefusedError(f"the key of certificate {record.serial:x} was not archived", rule="certificate-status",
+                                   request=record.id)
+        if self.recover_key is None:
+            raise IranPkiError("this CA side has no key-recovery key to open archives with; run it where the token "
+                               "holding the key-recovery key is (iranpki ra issue in the workspace)")
+        origin, archived = found
+        pkcs8 = self.recover_key(archived, archive_context(origin.id))
+        try:
+            return self.ra.mark_recovered(self.actor, record, pkcs8)
+        finally:
+            del pkcs8
+
+    def _check_archive(self, record: RequestRecord) -> None:
+        """An escrowed key is issued for only once its archive is in the store, to a registered
+        key-recovery key, and of the key the certificate will certify: nothing issued is unrecoverable."""
+        import hashlib
+
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        archived = record.proofing.get("archived_key")
+        spki = x509.load_der_x509_csr(record.csr or b"").public_key().public_bytes(
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        known = {k.sha256 for k in self.ra.store.recovery_keys()}
+        if not isinstance(archived, dict) or archived.get("public_key_sha256") != hashlib.sha256(spki).hexdigest() \
+                or archived.get("recovery_key_sha256") not in known:
+            raise RuleRefusedError(f"request {record.id} is for a {record.profile} certificate, whose key is archived "
+                                   "before issuance, and its archive is missing or not of this key",
+                                   rule="certificate-status", request=record.id)
 
     def _ca(self, name: str) -> CertificateAuthority:
         if name not in self._cas:

@@ -26,6 +26,7 @@ from .registration import (
     EvidenceRecord,
     OfficeRecord,
     OfficerRecord,
+    RecoveryKeyRecord,
     Registrations,
     RequestEvent,
     RequestRecord,
@@ -36,7 +37,7 @@ from .sqlite import SqliteStore
 __all__ = ["BACKENDS", "AuditEvent", "AuditTrail", "CaRecord", "CertificateRecord", "Certificates", "Counters",
            "CrlRecord", "KeyRecord", "KeyRecords", "OcspResponseRecord", "OcspResponses", "Reason", "Revocations",
            "RevokedSnapshot", "SqliteStore", "Store", "open_store", "serial_text",
-           "DeviceApprovalRecord", "EvidenceRecord", "OfficeRecord", "OfficerRecord", "Registrations", "RequestEvent", "RequestRecord", "RequestUpdate"]
+           "DeviceApprovalRecord", "EvidenceRecord", "OfficeRecord", "OfficerRecord", "RecoveryKeyRecord", "Registrations", "RequestEvent", "RequestRecord", "RequestUpdate"]
 
 import os  # noqa: E402 - below the re-exports, which are this module's API
 from collections.abc import Callable  # noqa: E402

@@ -130,6 +130,25 @@ class DeviceApprovalRecord:
 
 
 @dataclass(frozen=True)
+class RecoveryKeyRecord:
+    """A key-recovery key (:mod:`iranpki.keys.escrow`): its name, its PKCS#11 URI on the CA's
+    token (the CA side opens it; the PIN is never stored) and its public key (SubjectPublicKeyInfo
+    DER), to which the RA archives encryption keys. The newest registered is the one archived to;
+    older ones stay, for the keys archived to them."""
+
+    name: str
+    key: str
+    public_key: bytes
+    registered_at: datetime
+
+    @property
+    def sha256(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.public_key).hexdigest()
+
+
+@dataclass(frozen=True)
 class RequestUpdate:
     """A change of a request, as :meth:`Registrations.update_request` takes it; also given to
     :meth:`Certificates.add_certificate` to be made in the certificate's own transaction (the
@@ -183,6 +202,15 @@ class Registrations(ABC):
     @abstractmethod
     def officer_totp(self, officer_id: str) -> bytes | None:
         """The officer's one-time-code secret, or None if none was enrolled."""
+
+    @abstractmethod
+    def add_recovery_key(self, record: RecoveryKeyRecord, audit: AuditEvent) -> None:
+        """Register a key-recovery key with its audit, in one transaction; DuplicateError on a
+        name or public key registered before."""
+
+    @abstractmethod
+    def recovery_keys(self) -> list[RecoveryKeyRecord]:
+        """The key-recovery keys, the newest (the one archived to) first."""
 
     @abstractmethod
     def add_request(self, record: RequestRecord, event: RequestEvent, audit: AuditEvent) -> None:

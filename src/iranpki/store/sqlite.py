@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from ..clock import Clock, SystemClock
 from ..errors import DuplicateError, NotFoundError, SchemaError, StoreError
 from .registration import RequestUpdate
-from .sqlite_registration import SCHEMA_V4, SCHEMA_V5, SqliteRegistrations
+from .sqlite_registration import SCHEMA_V4, SCHEMA_V5, SCHEMA_V7, SqliteRegistrations
 from .base import (
     AuditEvent,
     CaRecord,
@@ -39,7 +39,7 @@ from .base import (
 
 __all__ = ["SqliteStore"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -275,7 +275,7 @@ class SqliteStore(SqliteRegistrations, Store):
                 # A new, empty store: create the schema in one transaction.
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for stmt in filter(str.strip, (_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3 + SCHEMA_V4 + SCHEMA_V5 + _SCHEMA_V6).split(";")):
+                    for stmt in filter(str.strip, (_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3 + SCHEMA_V4 + SCHEMA_V5 + _SCHEMA_V6 + SCHEMA_V7).split(";")):
                         self._db.execute(stmt)
                     self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                      (str(SCHEMA_VERSION),))
@@ -302,9 +302,13 @@ class SqliteStore(SqliteRegistrations, Store):
                 # The audit log's tree: its tables, and a leaf for every event recorded before.
                 self._upgrade("5", "6", _SCHEMA_V6, then=self._leaves_for_old_events)
                 row = ("6",)
+            if row is not None and row[0] == "6" and self.read_only is None:
+                # The key-recovery keys: a new table only.
+                self._upgrade("6", "7", SCHEMA_V7)
+                row = ("7",)
             #: The schema this store has; a read-only store of version 2, 3 or 4 is read as it is.
             self.schema_version = int(row[0]) if row is not None else 0
-            if self.read_only is not None and row is not None and row[0] in ("2", "3", "4", "5"):
+            if self.read_only is not None and row is not None and row[0] in ("2", "3", "4", "5", "6"):
                 return
             if row is None or int(row[0]) != SCHEMA_VERSION:
                 found = row[0] if row else "none"

@@ -18,6 +18,7 @@ from .registration import (
     EvidenceRecord,
     OfficerRecord,
     OfficeRecord,
+    RecoveryKeyRecord,
     Registrations,
     RequestEvent,
     RequestRecord,
@@ -130,6 +131,14 @@ CREATE TABLE IF NOT EXISTS ra_officer_totp(
     officer TEXT PRIMARY KEY REFERENCES ra_officers(id),
     secret BLOB NOT NULL,
     enrolled_at TEXT NOT NULL);
+"""
+
+SCHEMA_V7 = """
+CREATE TABLE IF NOT EXISTS recovery_keys(
+    name TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    public_key BLOB NOT NULL UNIQUE,
+    registered_at TEXT NOT NULL);
 """
 
 _REQUEST_COLUMNS = ("id", "code_hash", "kind", "profile", "level", "ca", "state", "applicant", "subject", "key_location",
@@ -278,6 +287,26 @@ class SqliteRegistrations(Registrations):
         with self._lock:  # type: ignore[attr-defined]
             row = self._db.execute("SELECT secret FROM ra_officer_totp WHERE officer=?", (officer_id,)).fetchone()
         return None if row is None else bytes(row[0])
+
+    # ---- key-recovery keys ---------------------------------------------------------------------
+
+    def add_recovery_key(self, record: RecoveryKeyRecord, audit: AuditEvent) -> None:
+        with self._tx() as db:  # type: ignore[attr-defined]
+            try:
+                db.execute("INSERT INTO recovery_keys VALUES (?,?,?,?)",
+                           (record.name, record.key, record.public_key, _t(record.registered_at)))
+            except sqlite3.IntegrityError:
+                raise DuplicateError(f"a key-recovery key named {record.name!r} or with this public key is registered "
+                                     "already; choose another name, or another key") from None
+            self._audit(db, audit)  # type: ignore[attr-defined]
+
+    def recovery_keys(self) -> list[RecoveryKeyRecord]:
+        if getattr(self, "schema_version", 7) < 7:
+            return []
+        with self._lock:  # type: ignore[attr-defined]
+            rows = self._db.execute("SELECT name, key, public_key, registered_at FROM recovery_keys "
+                                    "ORDER BY registered_at DESC, rowid DESC").fetchall()
+        return [RecoveryKeyRecord(r[0], r[1], bytes(r[2]), datetime.fromisoformat(r[3])) for r in rows]
 
     # ---- requests ------------------------------------------------------------------------------
 
