@@ -177,6 +177,52 @@ def test_a_message_sent_before_the_key_was_lost_is_read_after_a_recovery_two_off
     assert stored and scalar not in stored
 
 
+def _recovered(ra, iranpki, serial: str) -> tuple:  # noqa: ANN001
+    """A recovery of ``serial``'s key carried out by the CA side: (its request id, the applicant)."""
+    reg = ra.request_change("recover", int(serial, 16), second_factor="0499370899", passphrase=RECOVERY_PASSPHRASE)
+    ra.receive(ra.officer("p1"), reg.code, "0499370899")
+    ra.proof(ra.officer("p1"), reg.request.id, method="in-person", documents=documents("national-id-card"))
+    for officer in ("a1", "a2"):
+        ra.approve(ra.officer(officer), reg.request.id)
+    [done] = json.loads(iranpki("ra", "issue", "--json"))
+    assert done["error"] is None, done
+    return reg.request.id, ra.applicant(reg.code, "0499370899", client="panel")
+
+
+def test_a_recovery_goes_on_beside_a_pending_change_and_its_key_does_not_wait_forever(home: dict) -> None:
+    from datetime import timedelta
+
+    from iranpki.clock import FixedClock
+
+    iranpki = home["run"]
+    iranpki("escrow", "init", "--token", "Test", "--label", f"krk-{secrets.token_hex(3)}")
+    ra = Workspace.open(home["path"]).registration()
+    _, serial, _ = _issue_software(ra, iranpki, "smime-encryption")
+    # A suspension proved and waiting for its approval (the laptop was stolen) does not hold up the recovery.
+    suspend = ra.request_change("suspend", int(serial, 16), second_factor="0499370899")
+    ra.receive(ra.officer("p1"), suspend.code, "0499370899")
+    ra.proof(ra.officer("p1"), suspend.request.id, method="in-person", documents=documents("national-id-card"))
+    with pytest.raises(RuleRefusedError) as blocked:
+        ra.request_change("revoke", int(serial, 16), second_factor="0499370899")
+    assert blocked.value.rule == "pending-change"
+    request_id, applicant = _recovered(ra, iranpki, serial)
+    # Five wrong passphrases remove the sealed key: no more guesses, here or on a copy of the store.
+    for _ in range(4):
+        with pytest.raises(PinError):
+            ra.pkcs12(applicant, request_id, "a wrong passphrase, again")
+    with pytest.raises(RuleRefusedError, match="ask for a new recovery") as locked:
+        ra.pkcs12(applicant, request_id, "a wrong passphrase, again")
+    assert locked.value.rule == "passphrase-tries"
+    assert not {"sealed_key", "transport"} & set(ra.store.get_request(request_id).proofing)
+    # A new recovery, not collected in time: removed when next asked for, with the same advice.
+    request_id, applicant = _recovered(ra, iranpki, serial)
+    ra.clock = FixedClock(ra.clock.now() + timedelta(days=15))
+    with pytest.raises(RuleRefusedError, match="was not collected by") as late:
+        ra.pkcs12(applicant, request_id, RECOVERY_PASSPHRASE)
+    assert late.value.rule == "expiry" and "sealed_key" not in ra.store.get_request(request_id).proofing
+    ra.store.close()
+
+
 def test_a_renewed_certificate_keeps_its_archived_key(home: dict) -> None:
     iranpki = home["run"]
     iranpki("escrow", "init", "--token", "Test", "--label", f"krk-{secrets.token_hex(3)}")
@@ -194,6 +240,19 @@ def test_a_renewed_certificate_keeps_its_archived_key(home: dict) -> None:
     assert origin.id == request_id
     assert ra.request_change("recover", int(done["serial"], 16), second_factor="0499370899",
                              passphrase=RECOVERY_PASSPHRASE).request.kind == "recover"
+    # Rules stricter than the CP are kept: a recovery they want proofed with two documents is not
+    # proofed with one.
+    from iranpki.ra import RegistrationAuthority
+    from iranpki.ra.rules import load_rules
+
+    strict = RegistrationAuthority(ra.store, clock=ra.clock, rules=load_rules(str(_rules_with(
+        home["tmp"], lambda d: d["changes"]["recover"].update(proofing=["in-person-two-documents"])))))
+    reg = strict.request_change("recover", int(done["serial"], 16), second_factor="0499370899",
+                                passphrase=RECOVERY_PASSPHRASE)
+    strict.receive(strict.officer("p1"), reg.code, "0499370899")
+    with pytest.raises(RuleRefusedError) as weak:
+        strict.proof(strict.officer("p1"), reg.request.id, method="in-person", documents=documents("national-id-card"))
+    assert weak.value.rule == "proofing-method"
 
 
 def test_a_signature_key_is_never_archived_nor_recovered(home: dict) -> None:

@@ -729,6 +729,12 @@ def test_a_lost_encryption_key_recovered_in_the_browser(portals: dict, browser) 
     read = openssl("cms", "-decrypt", "-in", str(base / "secret.p7m"), "-inkey", str(base / "recovered.key"),
                    "-recip", str(base / "enc.pem")).stdout
     assert read.decode("utf-8").replace("\r\n", "\n") == message
+    # The office's records list the recovery with who proofed and who approved it.
+    p1.goto(portals["office"] + "/office/records")
+    row = p1.locator("#recoveries tbody tr", has_text=request_id)
+    assert row.count() == 1 and "a1 a2" in row.inner_text() and "p1" in row.inner_text()
+    revocations = p1.locator("#revocations")
+    assert revocations.count() == 0 or request_id not in revocations.inner_text()
     for context in {applicant.context, p1.context}:
         context.close()
     assert not [line for line in portals["lines"] if "Traceback" in line]

@@ -527,7 +527,7 @@ def test_a_rekey_signed_with_the_current_key_needs_no_visit(counter: tuple, offi
 
 def test_guessing_a_mobile_number_or_a_passphrase_runs_out_of_tries(counter: tuple, officers: dict) -> None:
     """Automated inquiry: three failures, saying nothing of which check failed, then the request
-    needs a visit even with the right number. A software key: five wrong passphrases lock it."""
+    needs a visit even with the right number. A software key: five wrong passphrases remove it."""
     store, worker, api = counter
     register = {"profile": "personal-signature", "level": 1, "ca": "gica1", "applicant": ALI, "subject": ALI_SUBJECT}
     status, made = api.call("POST", "/requests", {**register, "key_location": "phone"})
@@ -545,10 +545,13 @@ def test_guessing_a_mobile_number_or_a_passphrase_runs_out_of_tries(counter: tup
     assert api.call("POST", f"/requests/{sid}/key", {"passphrase": "the applicant's passphrase"}, code=scode)[0] == 200
     worker.run_once()
     answers = [api.call("POST", f"/requests/{sid}/pkcs12", {"passphrase": f"guess {i}"}, code=scode) for i in range(5)]
-    assert [a[0] for a in answers] == [403] * 5 and "0 tries left" in answers[-1][1]["error"]["message"]
+    assert [a[0] for a in answers] == [403] * 4 + [409] and "1 tries left" in answers[3][1]["error"]["message"]
+    # The fifth wrong one locks it: the key is removed, so no more guesses at it, here or on a copy.
+    assert answers[4][1]["error"]["rule"] == "passphrase-tries" and "revocation" in answers[4][1]["error"]["message"]
+    assert "software_key" not in store.get_request(sid).proofing
     status, locked = api.call("POST", f"/requests/{sid}/pkcs12", {"passphrase": "the applicant's passphrase"},
                               code=scode)
-    assert (status, locked["error"]["rule"]) == (409, "passphrase-tries")
+    assert (status, locked["error"]["rule"]) == (409, "state")
 
 
 def test_what_django_itself_refuses_is_json_too(counter: tuple) -> None:

@@ -55,7 +55,7 @@ WORDS = {
            "awaiting-approval": "منتظر تأیید", "approved": "تأییدشده", "issued": "صادر/انجام شد",
            "accepted": "پذیرفته شد", "rejected": "رد شد", "cancelled": "لغو شد", "expired": "مهلت گذشت",
            "issue": "صدور", "revoke": "ابطال", "suspend": "تعلیق", "release": "رفع تعلیق", "renew": "تمدید",
-           "rekey": "کلید نو"},
+           "rekey": "کلید نو", "recover": "بازیابی کلید", "recoveries": "بازیابی‌های کلید"},
     "en": {"site": "Registration office", "sign_in": "Officer sign-in", "queue": "Office queue", "records": "Office records",
            "sign_out": "Sign out", "no_certificate": "Connect with the client certificate on your token; this browser "
            "sent none.", "one_time_code": "One-time code (6 digits)", "enter": "Sign in", "officer": "Officer",
@@ -77,7 +77,8 @@ WORDS = {
            "too_big": "This file is larger than allowed", "bad_type": "This file is not a JPEG, PNG or PDF",
            "choose_file": "Choose a file", "from": "From", "to": "To", "show": "Show", "csv": "Download CSV",
            "issuances": "Issuances", "revocations": "Revocations and changes", "evidence": "Proofing evidence",
-           "acceptances": "Acceptances", "serial": "Serial", "when": "When", "by": "By", "size": "Size",
+           "acceptances": "Acceptances", "recoveries": "Key recoveries", "recover": "key recovery",
+           "serial": "Serial", "when": "When", "by": "By", "size": "Size",
            "bad_date": "Write the date as 2026-12-03", "in-person": "in person",
            "in-person-biometric": "in person, biometric", "automated-inquiry": "automated inquiry"},
 }
@@ -417,7 +418,13 @@ def records(request: HttpRequest) -> HttpResponse:
                        and within(r.updated_at)]),
         "revocations": (["request", "kind", "serial", "reason", "state", "approved by", "when"],
                         [[r.id, r.kind, f"{r.serial:x}" if r.serial else "", r.reason or "", r.state, approvals(r),
-                          r.updated_at.isoformat()] for r in mine if r.kind in CHANGE_KINDS and within(r.updated_at)]),
+                          r.updated_at.isoformat()] for r in mine if r.kind in CHANGE_KINDS and r.kind != "recover"
+                         and within(r.updated_at)]),
+        # Every recovery of an archived key, asked for or carried out: who proofed, who approved.
+        "recoveries": (["request", "serial", "state", "proofed by", "approved by", "when"],
+                       [[r.id, f"{r.serial:x}" if r.serial else "", r.state, r.proofing.get("officer") or "",
+                         approvals(r), r.updated_at.isoformat()] for r in mine if r.kind == "recover"
+                        and within(r.updated_at)]),
         "evidence": (["request", "document", "number", "sha256", "type", "size", "by", "when", "kept until"],
                      [[e.request, e.kind, e.number, e.sha256, e.media_type, e.size, e.officer, e.at.isoformat(),
                        ra.evidence_kept_until(r, e).date().isoformat()]

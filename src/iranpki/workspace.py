@@ -545,7 +545,8 @@ class Workspace:
         record = next((k for k in self.store.recovery_keys() if k.sha256 == wanted), None)
         if record is None:
             raise escrow.EscrowError(f"the key was archived to a key-recovery key this store does not know "
-                                     f"(public key SHA-256 {str(wanted)[:16]}...)")
+                                     f"(public key SHA-256 {str(wanted)[:16]}...); restore the store that registered "
+                                     "it, or run where that key's token and registration are")
         token = parse_key_reference(record.key).uri.token  # type: ignore[attr-defined]
         pin = secret.for_kind("PIN") if secret is not None else None
         if token in self.config.pkcs11_pin_files:

@@ -4,7 +4,7 @@ Every heading of the RFC 3647 section 6 outline (:data:`.outline.OUTLINE`) appea
 order, at the depth its number gives. The CP's values stand in the sections RFC 3647 gives them,
 in the shapes the CPS compliance checker reads (tables with a "Level" column, durations as a
 number and a unit): 1.2 name, version and policy OIDs; 3.2.3 identity proofing; 4.9.5, 4.9.7,
-4.9.8 and 4.9.10 revocation and status freshness; 5.4.3, 5.5.2 and 8.1 records and audits;
+4.9.8 and 4.9.10 revocation and status freshness; 4.12.1 and 6.2.3 key escrow; 5.4.3, 5.5.2 and 8.1 records and audits;
 6.1.5 keys; 6.2.1 key storage; 6.3.2 validity; 6.8 time-stamping; 7.1.3 algorithms; 7.1.6
 policy OIDs. Each value names its source. Sections where the CP sets nothing say "No
 stipulation." where RFC 3647 allows it (see :mod:`.outline`), and otherwise that each intermediate
@@ -210,6 +210,27 @@ def _s_8_1(cp: CertificatePolicy) -> str:
                    "An audit also follows any change of the CA's ownership, key ceremony or site. "
                    + _level_sources(cp))
 
+def _s_4_12_1(cp: CertificatePolicy) -> str:
+    r = cp.key_recovery
+    if r is None:
+        return "No subscriber private key is escrowed."
+    return (f"{r.text[:1].upper()}{r.text[1:]}. The keys of {', '.join(r.profiles)} certificates, which allow "
+            "encryption only, are archived when the registration authority makes them, encrypted to a key-recovery "
+            "key held on the CA's hardware security module, before the certificate is issued; a key whose "
+            "certificate allows signatures is never archived. A recovery is asked for by the subscriber, proofed "
+            f"at least by {cp.identity_method(r.proofing).text}, approved by {r.approvals} registration officers "
+            "other than the one who proofed, audit logged, and returns the key to the subscriber alone, under a "
+            f"passphrase they chose. Source: {r.source}.")
+
+
+def _s_6_2_3(cp: CertificatePolicy) -> str:
+    r = cp.key_recovery
+    if r is None:
+        return "No private key is escrowed."
+    return (f"CA private keys are never escrowed. Subscribers' encryption keys of {', '.join(r.profiles)} "
+            "certificates are escrowed as section 4.12.1 states; signature keys never are.")
+
+
 def _s_1_3_1(cp: CertificatePolicy) -> str:
     purposes = "; ".join(f"**{p.id}**, for {p.text}: extended key usage {', '.join(p.extended_key_usage)}, "
                          f"issuing {', '.join(p.issues)}" for p in cp.ca_purposes)
@@ -237,8 +258,8 @@ _FIXED: dict[str, str] = {
 
 _SECTIONS: dict[str, Callable[[CertificatePolicy], str]] = {
     "1.1": _s_1_1, "1.2": _s_1_2, "1.3.1": _s_1_3_1, "3.2.3": _s_3_2_3, "4.9.5": _s_4_9_5, "4.9.7": _s_4_9_7,
-    "4.9.8": _s_4_9_8, "4.9.9": _s_4_9_9, "4.9.10": _s_4_9_10, "5.4.3": _s_5_4_3, "5.5.2": _s_5_5_2,
-    "6.1.5": _s_6_1_5, "6.2.1": _s_6_2_1, "6.3.2": _s_6_3_2, "6.8": _s_6_8, "7.1.3": _s_7_1_3,
+    "4.9.8": _s_4_9_8, "4.9.9": _s_4_9_9, "4.9.10": _s_4_9_10, "4.12.1": _s_4_12_1, "5.4.3": _s_5_4_3,
+    "5.5.2": _s_5_5_2, "6.1.5": _s_6_1_5, "6.2.1": _s_6_2_1, "6.2.3": _s_6_2_3, "6.3.2": _s_6_3_2, "6.8": _s_6_8, "7.1.3": _s_7_1_3,
     "7.1.6": _s_7_1_6, "8.1": _s_8_1,
 }
 

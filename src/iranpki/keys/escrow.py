@@ -34,7 +34,7 @@ from typing import Any
 
 from ..errors import IranPkiError
 
-__all__ = ["EscrowError", "archive", "archive_key", "generate_recovery_key", "recover", "seal", "transport_key", "unseal"]
+__all__ = ["EscrowError", "PassphraseError", "archive", "archive_key", "generate_recovery_key", "recover", "seal", "transport_key", "unseal"]
 
 ARCHIVE_TYPE = "iranpki-archived-key"
 #: The shortest passphrase a transport key (and so a recovered key) is kept under.
@@ -45,6 +45,10 @@ _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
 
 class EscrowError(IranPkiError):
     """A key that may not be archived, or an archive that cannot be opened."""
+
+
+class PassphraseError(EscrowError):
+    """The subscriber's passphrase does not open the transport key."""
 
 
 def _b64(data: bytes) -> str:
@@ -205,21 +209,21 @@ def recover(archived: dict[str, Any], recovery_key: str, *, context: str, pin=No
 # ---- to the subscriber only -------------------------------------------------------------------------
 
 def transport_key(passphrase: str) -> tuple[bytes, bytes]:
-    """A transport key pair for one recovery: (its public key, DER; its private key, PKCS#8
-    encrypted under ``passphrase``, PEM)."""
+    """A transport key pair for one recovery: (its public key, DER; its private key in a PKCS#12
+    file under ``passphrase``: PBKDF2-HMAC-SHA256 with 600,000 rounds and AES-256, as the RA's
+    software keys, since it is kept in the store beside what it opens)."""
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import (
-        BestAvailableEncryption,
-        Encoding,
-        PrivateFormat,
-        PublicFormat,
-    )
+    from cryptography.hazmat.primitives.serialization import Encoding, PrivateFormat, PublicFormat, pkcs12
 
     if len(passphrase) < MIN_PASSPHRASE:
         raise EscrowError(f"the passphrase protecting the recovered key has at least {MIN_PASSPHRASE} characters")
     key = ec.generate_private_key(ec.SECP256R1())
+    encryption = (PrivateFormat.PKCS12.encryption_builder().kdf_rounds(600_000)
+                  .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(hashes.SHA256())
+                  .build(passphrase.encode("utf-8")))
     return (key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo),
-            key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(passphrase.encode("utf-8"))))
+            pkcs12.serialize_key_and_certificates(b"transport", key, None, None, encryption))
 
 
 def seal(data: bytes, transport_public_der: bytes, *, context: str) -> dict[str, Any]:
@@ -231,17 +235,18 @@ def seal(data: bytes, transport_public_der: bytes, *, context: str) -> dict[str,
                           context.encode("utf-8"))}
 
 
-def unseal(sealed: dict[str, Any], transport_private_pem: bytes, passphrase: str, *, context: str) -> bytes:
-    """The sealed key, opened with the transport key and the subscriber's passphrase."""
+def unseal(sealed: dict[str, Any], transport_private: bytes, passphrase: str, *, context: str) -> bytes:
+    """The sealed key, opened with the transport key (its PKCS#12, :func:`transport_key`) and the
+    subscriber's passphrase; :class:`PassphraseError` when the passphrase is wrong."""
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from cryptography.hazmat.primitives.serialization import pkcs12
 
     if sealed.get("type") != SEALED_TYPE or sealed.get("context") != context:
         raise EscrowError(f"this sealed key is for {sealed.get('context')!r}, not {context!r}")
     try:
-        key = load_pem_private_key(transport_private_pem, passphrase.encode("utf-8"))
+        key, _, _ = pkcs12.load_key_and_certificates(transport_private, passphrase.encode("utf-8"))
     except (ValueError, TypeError):
-        raise EscrowError("wrong passphrase for the recovered key") from None
+        raise PassphraseError("wrong passphrase for the recovered key") from None
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     peer = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, base64.b64decode(sealed["ephemeral"]))
     return _decrypt(key.exchange(ec.ECDH(), peer), sealed, b"iranpki key transport v1", context.encode("utf-8"),

@@ -433,7 +433,11 @@ class RegistrationAuthority:
             carried["archive_of"] = f"{serial:x}"  # the renewed certificate's key is the archived one
         if kind != "recover" and passphrase is not None:
             raise RequestError(f"only a recovery takes a passphrase; a {kind} does not")
-        else:
+        if kind == "renew" and self.escrowed(cert.profile) and "archive_of" not in carried:
+            raise RuleRefusedError(f"certificate {serial:x} is a {cert.profile} certificate whose key was not archived; "
+                                   "a renewal would certify it again unrecoverable: ask for a re-key (a new key, "
+                                   "archived) instead", rule="key-recovery")
+        if kind != "recover":  # a recovery changes nothing of the certificate: it neither waits nor blocks
             self._no_other_change(serial)
         if kind == "release" and cert.status != "on hold":
             raise RuleRefusedError(f"certificate {serial:x} is {cert.status}; only a suspended one is released",
@@ -495,6 +499,9 @@ class RegistrationAuthority:
 
         from ..keys import escrow
 
+        if self.policy.key_recovery is None or "recover" not in self.rules.changes:
+            raise RuleRefusedError("this CA's policy recovers no key (the CP has no key_recovery, or the RA rules no "
+                                   "changes.recover)", rule="key-recovery")
         if self.archived_key(serial) is None:
             escrowed = ", ".join(self.policy.key_recovery.profiles) if self.policy.key_recovery else "none"
             raise RuleRefusedError(f"the key of certificate {serial:x} was not archived, so it cannot be recovered: only "
@@ -504,7 +511,7 @@ class RegistrationAuthority:
             raise RequestError(f"a recovered key is handed out under the subscriber's passphrase of at least "
                                f"{escrow.MIN_PASSPHRASE} characters, given when asking; give one")
         public, private = escrow.transport_key(passphrase)
-        return {"public": base64.b64encode(public).decode("ascii"), "private": private.decode("ascii")}
+        return {"public": base64.b64encode(public).decode("ascii"), "private": base64.b64encode(private).decode("ascii")}
 
     def _no_other_change(self, serial: int, but: str | None = None) -> None:
         """Refuse while another change of certificate ``serial`` is proved and not yet decided.
@@ -619,9 +626,18 @@ class RegistrationAuthority:
         accepted = self.rules.accepted_proofing(record.level, self.policy)
         if record.kind in CHANGE_KINDS:
             accepted = tuple(m for m in accepted if m != "automated-inquiry")
-        if record.kind == "recover" and self.policy.key_recovery is not None:
-            floor = self.policy.identity_method(self.policy.key_recovery.proofing).rank
-            accepted = tuple(m for m in accepted if self.policy.identity_method(m).rank >= floor)
+        if record.kind in CHANGE_KINDS:
+            # The change's rule names the weakest proofing it takes (a recovery also the CP's floor).
+            known = {m.id for m in self.policy.identity_proofing_methods}
+            rule = self.rules.changes.get(record.kind)
+            ranks = [self.policy.identity_method(m).rank for m in (rule.proofing if rule else ()) if m in known]
+            if record.kind == "recover":
+                if self.policy.key_recovery is None:
+                    raise RuleRefusedError("this CA's policy recovers no key (the CP has no key_recovery)",
+                                           rule="key-recovery", request=request_id)
+                ranks = [max([*ranks, self.policy.identity_method(self.policy.key_recovery.proofing).rank])]
+            if ranks:
+                accepted = tuple(m for m in accepted if self.policy.identity_method(m).rank >= min(ranks))
         if record.kind in _STATUS_CHANGES:
             self._no_other_change(record.serial or 0, but=record.id)
         if method not in accepted:
@@ -970,8 +986,10 @@ class RegistrationAuthority:
                                    rule="key-recovery", request=record.id)
         sealed = escrow.seal(pkcs8, base64.b64decode(str(transport["public"])), context=recovery_context(record.id))
         update = self.issued_update(worker, record, record.serial or 0)
+        collect_by = self.clock.now() + timedelta(days=self.rules.level(record.level).approval_expiry_days)
         update = RequestUpdate(update.request_id, update.version,
-                               {**update.changes, "proofing": {**record.proofing, "sealed_key": sealed}}, update.event,
+                               {**update.changes, "proofing": {**record.proofing, "sealed_key": sealed,
+                                                               "collect_by": collect_by.isoformat()}}, update.event,
                                AuditEvent("ra.key.recovered", record.id, str(worker),
                                           {**update.audit.details, "serial": f"{record.serial:x}",
                                            "sealed_to": hashlib.sha256(base64.b64decode(str(transport["public"])))
@@ -999,34 +1017,47 @@ class RegistrationAuthority:
                                    f"key to hand out (it is {record.state}; a key is handed out once, after "
                                    f"{'the recovery' if held == 'sealed_key' else 'issuance'})", rule="state",
                                    request=request_id)
+        what = "recovered" if held == "sealed_key" else "software"
+        again = ("ask for a new recovery of the certificate's key" if held == "sealed_key" else
+                 "ask for the certificate's revocation and register again")
+        collect_by = record.proofing.get("collect_by")
+        if collect_by is not None and datetime.fromisoformat(str(collect_by)) <= self.clock.now():
+            self._drop_key(record, held, f"not collected by {collect_by}")
+            raise RuleRefusedError(f"the recovered key of request {request_id} was not collected by {collect_by} and "
+                                   f"was removed; {again}", rule="expiry", request=request_id)
         attempts = f"pkcs12:{request_id}"
         failed = self.store.count_attempts(attempts, record.created_at)
-        if failed >= MAX_PASSPHRASE_TRIES:
-            raise RuleRefusedError(f"the {'recovered' if held == 'sealed_key' else 'software'} key of request "
-                                   f"{request_id} is locked after {failed} wrong passphrases; an office cancels the "
-                                   "request and the applicant asks again", rule="passphrase-tries", request=request_id)
         try:
             if held == "sealed_key":
                 transport = record.proofing["transport"]
                 key = load_der_private_key(escrow.unseal(
-                    record.proofing["sealed_key"], str(transport["private"]).encode("ascii"),  # type: ignore[index,arg-type]
+                    record.proofing["sealed_key"], base64.b64decode(str(transport["private"])),  # type: ignore[index,arg-type]
                     passphrase, context=recovery_context(request_id)), None)
             else:
                 key, _, _ = _p12.load_key_and_certificates(base64.b64decode(str(record.proofing["software_key"])),
                                                            passphrase.encode("utf-8"))
-        except (ValueError, escrow.EscrowError) as exc:
-            if isinstance(exc, escrow.EscrowError) and "wrong passphrase" not in str(exc):
-                raise
+        except (ValueError, escrow.PassphraseError):
             self.store.count_attempts(attempts, record.created_at, add_at=self.clock.now())
-            raise PinError(f"wrong passphrase for the {'recovered' if held == 'sealed_key' else 'software'} key of "
-                           f"this request ({MAX_PASSPHRASE_TRIES - failed - 1} tries left)") from None
+            if failed + 1 >= MAX_PASSPHRASE_TRIES:
+                # Locked: the key is removed, so that no more guesses can be made at it, here or on a copy.
+                self._drop_key(record, held, f"{failed + 1} wrong passphrases")
+                raise RuleRefusedError(f"the {what} key of request {request_id} was removed after {failed + 1} wrong "
+                                       f"passphrases; {again}", rule="passphrase-tries", request=request_id) from None
+            raise PinError(f"wrong passphrase for the {what} key of this request "
+                           f"({MAX_PASSPHRASE_TRIES - failed - 1} tries left)") from None
         cert = one_certificate(self.store.get_certificate(record.serial or 0).certificate)
         data = _pkcs12(key, cert, passphrase)
-        proofing = {k: v for k, v in record.proofing.items() if k not in (held, "transport")}
+        proofing = {k: v for k, v in record.proofing.items() if k not in (held, "transport", "collect_by")}
         self._move(record, applicant, "issued", expect=("issued",), changes={"proofing": proofing},
                    details={"pkcs12": f"handed out; the {'sealed' if held == 'sealed_key' else 'encrypted'} key was "
                                       "removed from the store"})
         return data
+
+    def _drop_key(self, record: RequestRecord, held: str, why: str) -> None:
+        """Remove a key that will not be handed out (locked, or not collected), audited with why."""
+        proofing = {k: v for k, v in record.proofing.items() if k not in (held, "transport", "collect_by")}
+        self._move(record, Actor("worker", "ra"), record.state, expect=(record.state,), changes={"proofing": proofing},
+                   details={"key_removed": why})
 
     def acceptance_text(self, record: RequestRecord) -> bytes:
         """What the subscriber signs with the new key to accept the certificate (UTF-8)."""
@@ -1100,6 +1131,11 @@ class RegistrationAuthority:
             # A new certificate: never fewer approvals than the level asks of one.
             change = self.rules.changes.get(record.kind)
             return max(rule.approvals.count, change.approvals if change else 1)
+        if record.kind == "recover":  # never fewer than the CP's key_recovery asks, whatever the rules say
+            if self.policy.key_recovery is None or "recover" not in self.rules.changes:
+                raise RuleRefusedError("this CA's policy recovers no key (the CP has no key_recovery, or the RA rules "
+                                       "no changes.recover)", rule="key-recovery", request=record.id)
+            return max(self.rules.changes["recover"].approvals, self.policy.key_recovery.approvals)
         if record.kind in CHANGE_KINDS:
             return self.rules.changes[record.kind].approvals if record.kind in self.rules.changes else 1
         if record.proofing.get("method") == "automated-inquiry" and rule.remote_approvals is not None:

@@ -62,7 +62,7 @@ class RaWorker:
             try:
                 out.append(Outcome(record.id, self.carry_out(record).serial))
             except RuleRefusedError as exc:
-                if exc.rule == "certificate-status":  # it never can be carried out: rejected, with why
+                if exc.rule in ("certificate-status", "key-recovery"):  # it never can be carried out: rejected, with why
                     self.ra.refuse(self.actor, record.id, str(exc))
                 out.append(Outcome(record.id, error=exc))
             except IranPkiError as exc:
@@ -80,6 +80,10 @@ class RaWorker:
             return self._recover(record)
         if record.kind in ("issue", "rekey") and self.ra.escrowed(record.profile):
             self._check_archive(record)
+        if record.kind == "renew" and self.ra.escrowed(record.profile) and self.ra.archived_key(record.serial or 0) is None:
+            raise RuleRefusedError(f"request {record.id} renews a {record.profile} certificate whose key was never "
+                                   "archived; the subscriber asks for a re-key (a new, archived key) instead",
+                                   rule="key-recovery", request=record.id)
         if record.kind in ("issue", "renew", "rekey"):
             authority = self._ca(record.ca)
             if record.kind == "renew":  # the same key and names, a new certificate
@@ -116,8 +120,8 @@ class RaWorker:
     def _recover(self, record: RequestRecord) -> RequestRecord:
         found = self.ra.archived_key(record.serial or 0)
         if found is None:
-            raise RuleRefusedError(f"the key of certificate {record.serial:x} was not archived", rule="certificate-status",
-                                   request=record.id)
+            raise RuleRefusedError(f"the key of certificate {record.serial:x} was not archived; nothing can be "
+                                   "recovered", rule="key-recovery", request=record.id)
         if self.recover_key is None:
             raise IranPkiError("this CA side has no key-recovery key to open archives with; run it where the token "
                                "holding the key-recovery key is (iranpki ra issue in the workspace)")
@@ -142,8 +146,9 @@ class RaWorker:
         if not isinstance(archived, dict) or archived.get("public_key_sha256") != hashlib.sha256(spki).hexdigest() \
                 or archived.get("recovery_key_sha256") not in known:
             raise RuleRefusedError(f"request {record.id} is for a {record.profile} certificate, whose key is archived "
-                                   "before issuance, and its archive is missing or not of this key",
-                                   rule="certificate-status", request=record.id)
+                                   "before issuance, and its archive is missing, not of this key, or to a key-recovery "
+                                   "key this store does not know; nothing was issued: the applicant registers again",
+                                   rule="key-recovery", request=record.id)
 
     def _ca(self, name: str) -> CertificateAuthority:
         if name not in self._cas:
