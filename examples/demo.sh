@@ -4,6 +4,7 @@
 #   2. the national root (RSA 4096 on the Root CA token) in the shape of Root CA-G3;
 #   3. the General Intermediate CA, a CA certificate per assurance level 1-4 for signing, and at
 #      level 2 one each for TLS, code signing and time-stamping (docs/hierarchy.md), keys on "GICA";
+#      and the key-recovery key on "GICA" to which the RA archives S/MIME encryption keys;
 #   4. one certificate of every end-entity profile from the level-2 intermediates, each from a
 #      subscriber's CSR, and each checked with `openssl verify -x509_strict -purpose ...`;
 #   5. revocation: complete and delta CRLs (the level-2 CA's in two shards), published into a
@@ -80,8 +81,12 @@ intermediate gica2code 2 code-signing rsa3072 "General Intermediate CA Level 2 C
 intermediate gica2tsa 2 time-stamping p384 "General Intermediate CA Level 2 Time Stamping"
 iranpki ca list
 iranpki ca export root --out "$out/root.pem"
+# The key-recovery key (key agreement only) to which the RA archives S/MIME encryption keys.
+iranpki escrow init --token GICA --label key-recovery >/dev/null
+iranpki escrow list
 # Which level-2 CA issues which profile: the one whose purpose allows it.
-declare -A ca_of=([personal-signature]=gica2 [organisational-seal]=gica2 [smime]=gica2 [ocsp-signer]=gica2
+declare -A ca_of=([personal-signature]=gica2 [organisational-seal]=gica2 [smime]=gica2 [smime-encryption]=gica2
+                  [ocsp-signer]=gica2
                   [ssl-server]=gica2tls [code-signing]=gica2code [tsa]=gica2tsa)
 
 step "one certificate of every end-entity profile, from the level-2 intermediates"
@@ -122,6 +127,8 @@ csr site '/C=IR/ST=Tehran/O=Example Co' "${P256[@]}" \
 issue ssl-server sslserver site
 csr mail '/CN=ali@example.ir' -newkey rsa:2048 -addext 'subjectAltName=email:ali@example.ir'
 issue smime smimesign mail
+csr mailenc '/CN=ali@example.ir' -newkey rsa:2048 -addext 'subjectAltName=email:ali@example.ir'
+issue smime-encryption smimeencrypt mailenc
 csr code '/C=IR/O=Example Co/CN=Example Co Code Signing' -newkey rsa:3072
 issue code-signing codesign code
 openssl x509 -in "$out/code-signing.pem" -noout -ext extendedKeyUsage | grep -q "Code Signing" \

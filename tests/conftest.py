@@ -61,6 +61,17 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
 
 
 @pytest.fixture(scope="session")
+def recovery_token(softhsm: dict[str, str]) -> str:
+    """A token of its own for key-recovery keys (key agreement only), so that the tokens whose
+    keys all sign stay so."""
+    from iranpki.keys.pkcs11 import init_token
+
+    init_token("Recovery", SecretSource(env=None, prompt=lambda _: softhsm["so_pin"]),
+               SecretSource(prompt=lambda _: softhsm["pin"]), module=SOFTHSM_MODULE)
+    return "Recovery"
+
+
+@pytest.fixture(scope="session")
 def hierarchy(softhsm: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Root (RSA 4096, token "Root CA") and level-2 intermediate (P-384, token "GICA")."""
     from iranpki.keys.pkcs11 import generate_keypair

@@ -31,7 +31,7 @@ RECOVERY_PASSPHRASE = "another passphrase, for the recovered key"
 
 
 @pytest.fixture
-def home(softhsm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+def home(softhsm, recovery_token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     """A workspace with a root and a level-1 signing CA (software keys), an office with one
     proofing and three approving officers; the `iranpki` command over it."""
     from iranpki_cli.main import cli
@@ -56,7 +56,7 @@ def home(softhsm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     iranpki("ra", "officer", "enrol", "p1", "--office", "THR-01", "--name", "Reza", "--role", "proofing")
     for officer in ("a1", "a2", "a3"):
         iranpki("ra", "officer", "enrol", officer, "--office", "THR-01", "--name", officer, "--role", "approving")
-    return {"path": path, "run": iranpki, "tmp": tmp_path}
+    return {"path": path, "run": iranpki, "tmp": tmp_path, "token": recovery_token}
 
 
 def _issue_software(ra, iranpki, profile: str, passphrase: str = PASSPHRASE) -> tuple[str, str, bytes]:  # noqa: ANN001
@@ -80,17 +80,18 @@ def _openssl(*args: str) -> subprocess.CompletedProcess[str]:
 def test_a_message_sent_before_the_key_was_lost_is_read_after_a_recovery_two_officers_approved(home: dict) -> None:
     iranpki, tmp = home["run"], home["tmp"]
     label = f"krk-{secrets.token_hex(3)}"
-    made = json.loads(iranpki("escrow", "init", "--token", "Test", "--label", label, "--json"))
-    assert made["key"] == f"pkcs11:token=Test;object={label};type=private"
+    made = json.loads(iranpki("escrow", "init", "--token", home["token"], "--label", label, "--json"))
+    assert made["key"] == f"pkcs11:token={home['token']};object={label};type=private"
     listed = json.loads(iranpki("escrow", "list", "--json"))
     assert [k["name"] for k in listed] == [label] and listed[0]["archived_to"]
     # The key on the token agrees keys and nothing else: it cannot sign, and never leaves the token.
-    tool = subprocess.run(["pkcs11-tool", "--module", _module(), "--token-label", "Test", "--login", "--pin",
-                           "env:IRANPKI_PKCS11_PIN", "--list-objects", "--type", "privkey", "--label", label],
+    tool = subprocess.run(["pkcs11-tool", "--module", _module(), "--token-label", home["token"], "--login", "--pin",
+                           "env:IRANPKI_PKCS11_PIN", "--list-objects", "--type", "privkey"],
                           capture_output=True, text=True)
     assert tool.returncode == 0, tool.stderr
-    usage = next(line for line in tool.stdout.splitlines() if "Usage:" in line)
-    access = next(line for line in tool.stdout.splitlines() if "Access:" in line)
+    [block] = [b for b in tool.stdout.split("Private Key Object")[1:] if f"label:      {label}\n" in b]
+    usage = next(line for line in block.splitlines() if "Usage:" in line)
+    access = next(line for line in block.splitlines() if "Access:" in line)
     assert "derive" in usage and "sign" not in usage and "decrypt" not in usage, tool.stdout
     assert "never extractable" in access and "sensitive" in access, tool.stdout
 
@@ -195,7 +196,7 @@ def test_a_recovery_goes_on_beside_a_pending_change_and_its_key_does_not_wait_fo
     from iranpki.clock import FixedClock
 
     iranpki = home["run"]
-    iranpki("escrow", "init", "--token", "Test", "--label", f"krk-{secrets.token_hex(3)}")
+    iranpki("escrow", "init", "--token", home["token"], "--label", f"krk-{secrets.token_hex(3)}")
     ra = Workspace.open(home["path"]).registration()
     _, serial, _ = _issue_software(ra, iranpki, "smime-encryption")
     # A suspension proved and waiting for its approval (the laptop was stolen) does not hold up the recovery.
@@ -225,7 +226,7 @@ def test_a_recovery_goes_on_beside_a_pending_change_and_its_key_does_not_wait_fo
 
 def test_a_renewed_certificate_keeps_its_archived_key(home: dict) -> None:
     iranpki = home["run"]
-    iranpki("escrow", "init", "--token", "Test", "--label", f"krk-{secrets.token_hex(3)}")
+    iranpki("escrow", "init", "--token", home["token"], "--label", f"krk-{secrets.token_hex(3)}")
     ra = Workspace.open(home["path"]).registration()
     request_id, serial, _ = _issue_software(ra, iranpki, "smime-encryption")
     reg = ra.request_change("renew", int(serial, 16), second_factor="0499370899")
@@ -265,7 +266,7 @@ def test_a_signature_key_is_never_archived_nor_recovered(home: dict) -> None:
                     key_location="software-pkcs12", names={"emails": ["ali@example.ir"]})
     assert none.value.rule == "key-recovery"
     ws.close()
-    iranpki("escrow", "init", "--token", "Test", "--label", f"krk-{secrets.token_hex(3)}")
+    iranpki("escrow", "init", "--token", home["token"], "--label", f"krk-{secrets.token_hex(3)}")
     ws = Workspace.open(home["path"])
     ra = ws.registration()
     # The dual-use S/MIME certificate signs: its key is not archived, so it is not recovered.

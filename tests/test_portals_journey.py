@@ -43,7 +43,7 @@ def _pem(cert: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def portals(softhsm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def portals(softhsm, recovery_token: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     import socket
 
     base = tmp_path_factory.mktemp("journey")
@@ -101,7 +101,7 @@ def portals(softhsm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]
                                                              serialization.NoEncryption()))
     ws.generate_crls("gica1", secret=secret)
     # The key-recovery key on the token, to which the RA archives encryption keys.
-    ws.create_recovery_key("Test", f"journey-krk-{os.urandom(3).hex()}")
+    ws.create_recovery_key(recovery_token, f"journey-krk-{os.urandom(3).hex()}")
     ws.close()
     # The one-time-code secrets, enrolled as the operator does (the URI goes to the officer's app).
     for name in ("p1", "a1", "a2"):
