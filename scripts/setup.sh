@@ -25,6 +25,8 @@ command -v certutil >/dev/null || need_apt+=(libnss3-tools)
 command -v certtool >/dev/null || need_apt+=(gnutls-bin)
 # oathtool: an independent maker of the one-time codes (RFC 6238) officers log in to the office portal with.
 command -v oathtool >/dev/null || need_apt+=(oathtool)
+# PostgreSQL's server: the tests start a private cluster of it (tests/conftest.py), never the system's.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # openCryptoki: the second PKCS#11 module the conformance suite is tried on (its software token,
 # run by the tests on a private pkcsslotd; the machine's own openCryptoki is never started).
 [ -x /usr/sbin/pkcsslotd ] && compgen -G '/usr/lib/*/opencryptoki/libopencryptoki.so.0' >/dev/null \

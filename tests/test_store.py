@@ -335,9 +335,12 @@ def test_stores_open_through_one_factory(tmp_path) -> None:
     assert isinstance(plain, SqliteStore) and isinstance(url, SqliteStore) and url.path == f"{tmp_path}/b.sqlite3"
     plain.close()
     url.close()
-    with pytest.raises(ConfigError, match=r"names the scheme 'postgresql', which no store backend serves; give one "
-                                          r"of: sqlite:// or a file path"):
-        open_store("postgresql://db.example.ir/iranpki")
+    with pytest.raises(ConfigError, match=r"names the scheme 'mysql', which no store backend serves; give one "
+                                          r"of: sqlite://, postgresql:// or a file path"):
+        open_store("mysql://db.example.ir/iranpki")
+    with pytest.raises(ConfigError, match="holds a password; take it out of the URL") as shown:
+        open_store("postgresql://ca:secret@db.example.ir/iranpki")
+    assert "secret" not in str(shown.value)
     import subprocess
     from pathlib import Path
 

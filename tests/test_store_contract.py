@@ -22,6 +22,17 @@ class TestSqliteStore(StoreContract):
         return lambda clock: open_store(f"sqlite:///{tmp_path}/contract.sqlite3", clock=clock, create=True)
 
 
+class TestPostgresStore(StoreContract):
+    scheme = "postgresql"
+
+    @pytest.fixture
+    def make_store(self, postgresql: dict[str, str]) -> Callable[[Clock], Store]:
+        from .conftest import new_database
+
+        url = new_database(postgresql)
+        return lambda clock: open_store(url, clock=clock, create=True)
+
+
 def test_every_backend_is_held_to_the_contract() -> None:
     held = {cls.scheme for cls in StoreContract.__subclasses__()}
     assert held == set(BACKENDS), f"store backends without a contract test: {set(BACKENDS) - held}"

@@ -60,7 +60,12 @@ MAX_KEY_FILE = ca_mod.MAX_KEY_FILE  # a certificate file given to find_certifica
 class WorkspaceConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: A SQLite file (relative to the workspace) or a PostgreSQL URL (postgresql://USER@HOST:PORT/DB,
+    #: no password in it): the store every node of the CA shares.
     store: str = "iranpki.sqlite3"
+    #: A file whose first line is the PostgreSQL password (relative to the workspace), else the
+    #: IRANPKI_STORE_PASSWORD environment variable.
+    store_password_file: str | None = None
     keys_dir: str = "keys"
     pkcs11_module: str | None = Field(default=None, description="PKCS#11 module; default SoftHSM2")
     pkcs11_pin_files: dict[str, str] = Field(default_factory=dict,
@@ -86,12 +91,15 @@ class Workspace:
 
     @classmethod
     def init(cls, home: str | os.PathLike[str], *, repository_url: str, ocsp_url: str = "",
-             pkcs11_module: str | None = None, clock: Clock | None = None) -> Workspace:
+             pkcs11_module: str | None = None, clock: Clock | None = None, store: str | None = None,
+             store_password_file: str | None = None) -> Workspace:
         path = Path(home)
         if (path / CONFIG_NAME).exists():
             raise ConfigError(f"{path} is already an iranpki workspace ({CONFIG_NAME} exists); use it, or pick another folder")
         try:
-            config = WorkspaceConfig(repository_url=repository_url, ocsp_url=ocsp_url, pkcs11_module=pkcs11_module)
+            config = WorkspaceConfig(repository_url=repository_url, ocsp_url=ocsp_url, pkcs11_module=pkcs11_module,
+                                     **({"store": store} if store else {}),
+                                     store_password_file=store_password_file)
         except ValidationError as exc:
             raise ConfigError(f"invalid workspace settings: {_first_error(exc)}") from None
         # The workspace holds the store and the software keys: its owner's alone.
@@ -100,7 +108,11 @@ class Workspace:
         os.chmod(path / config.keys_dir, 0o700)  # an existing folder too: it holds the software keys
         _write_yaml_atomically(path / CONFIG_NAME, config.model_dump())
         ws = cls(path, config, clock or SystemClock())
-        open_store(ws.store_path, clock=ws.clock, create=True).close()
+        try:
+            ws._open_store(create=True).close()
+        except BaseException:
+            (path / CONFIG_NAME).unlink()  # no workspace that names a store it could not make
+            raise
         return ws
 
     @classmethod
@@ -123,12 +135,38 @@ class Workspace:
 
     @property
     def store_path(self) -> Path:
+        """The SQLite store's file (a workspace whose store is a database server has none)."""
+        if self.store_is_server:
+            raise ConfigError(f"this workspace's store is the database {self.store_location}, not a file; this step "
+                              "works on a SQLite store only")
         return self.home / self.config.store
+
+    @property
+    def store_is_server(self) -> bool:
+        return self.config.store.startswith("postgresql://")
+
+    @property
+    def store_location(self) -> str:
+        """Where the store is: the SQLite file, or the PostgreSQL URL (with no password)."""
+        return self.config.store if self.store_is_server else str(self.home / self.config.store)
+
+    def switch_store(self, url: str) -> None:
+        """Make the workspace use the store at ``url`` from now on (``iranpki store migrate --switch``);
+        the SQLite file stays where it is, untouched."""
+        self.close()
+        self.config = self.config.model_copy(update={"store": url})
+        _write_yaml_atomically(self.home / CONFIG_NAME, self.config.model_dump())
+
+    def _open_store(self, *, create: bool = False) -> Store:
+        password_file = None
+        if self.config.store_password_file:
+            password_file = str(self.home / self.config.store_password_file)
+        return open_store(self.store_location, clock=self.clock, create=create, password_file=password_file)
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.store_path, clock=self.clock)
+            self._store = self._open_store()
         return self._store
 
     def close(self) -> None:
@@ -143,7 +181,7 @@ class Workspace:
         """Generate a key on ``token`` (PKCS#11) or, without a token, as an encrypted software key."""
         if self.store.read_only is not None:
             # Asked first: a key made now could not be recorded, and an unrecorded key is lost work.
-            raise ConfigError(f"the store {self.store_path} is read-only ({self.store.read_only}); no key was "
+            raise ConfigError(f"the store {self.store_location} is read-only ({self.store.read_only}); no key was "
                               "generated. Run on a writable disk as the workspace's owner")
         if token is not None:
             from .keys.pkcs11 import generate_keypair

@@ -46,20 +46,31 @@ from ..clock import Clock  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 
 
-def _sqlite(location: str, clock: Clock | None, create: bool) -> Store:
+def _sqlite(location: str, clock: Clock | None, create: bool, **_: str | None) -> Store:
     return SqliteStore(location, clock, create=create)
 
 
-#: Store backends by the scheme of their location (``sqlite:///path``; a plain path is SQLite).
-#: A backend is a callable ``(location without the scheme, clock, create) -> Store``.
-BACKENDS: dict[str, Callable[[str, Clock | None, bool], Store]] = {"sqlite": _sqlite}
+def _postgresql(location: str, clock: Clock | None, create: bool, password_file: str | None = None) -> Store:
+    try:
+        from .postgresql import PostgresStore
+    except ImportError:
+        raise ConfigError("a PostgreSQL store needs psycopg 3: pip install 'iranpki[postgresql]'") from None
+    return PostgresStore("postgresql://" + location, clock, create=create, password_file=password_file)
 
 
-def open_store(location: str | os.PathLike[str], *, clock: Clock | None = None, create: bool = False) -> Store:
+#: Store backends by the scheme of their location (``sqlite:///path``; a plain path is SQLite;
+#: ``postgresql://user@host:port/database``, the password from the environment).
+#: A backend is a callable ``(location without the scheme, clock, create, password_file=None) -> Store``.
+BACKENDS: dict[str, Callable[..., Store]] = {"sqlite": _sqlite, "postgresql": _postgresql}
+
+
+def open_store(location: str | os.PathLike[str], *, clock: Clock | None = None, create: bool = False,
+               password_file: str | None = None) -> Store:
     """Open the store at ``location``: a file path (SQLite), or a URL as SQLAlchemy writes them,
-    ``sqlite:///relative/file`` or ``sqlite:////absolute/file``.
-    ``create`` makes a new store where there is none. A scheme no backend serves is a ConfigError
-    naming the schemes that are."""
+    ``sqlite:///relative/file``, ``sqlite:////absolute/file`` or ``postgresql://user@host:port/db``.
+    ``create`` makes a new store where there is none; ``password_file`` holds a database server's
+    password (else the environment gives it). A scheme no backend serves is a ConfigError naming
+    the schemes that are."""
     text = os.fspath(location)
     scheme, sep, rest = text.partition("://")
     if not sep or os.sep in scheme or len(scheme) < 2:  # a plain path (C:\ is no scheme either)
@@ -70,4 +81,4 @@ def open_store(location: str | os.PathLike[str], *, clock: Clock | None = None, 
     if backend is None:
         raise ConfigError(f"store location {text!r} names the scheme {scheme!r}, which no store backend serves; "
                           f"give one of: {', '.join(f'{s}://' for s in BACKENDS)} or a file path")
-    return backend(rest, clock, create)
+    return backend(rest, clock, create, password_file=password_file)

@@ -695,49 +695,69 @@ class SqliteStore(SqliteRegistrations, Store):
     @contextmanager
     def revoked_snapshot(self, ca: str, shard: int | None = None, since_seq: int | None = None,
                          crl_number: bool = False) -> Iterator[RevokedSnapshot]:
-        # A connection of its own in one read transaction: WAL gives it a snapshot, so the
-        # sequence read first and the rows streamed after agree, while writers go on.
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA query_only=ON")
+        # A connection of its own in one read transaction, on a snapshot: the sequence read first
+        # and the rows streamed after agree, while writers go on.
+        with self._reader() as db:
             number = None
             if crl_number:
                 # The snapshot is taken while this store holds the write lock to allocate the
                 # number: no change can commit between the two, so CRL numbers follow snapshots.
                 self.get_ca(ca)
                 with self._tx() as w:
-                    db.execute("BEGIN")
+                    self._begin_snapshot(db)
                     seq = db.execute("SELECT COALESCE(MAX(status_seq), 0) FROM certificates").fetchone()[0]
                     w.execute("INSERT INTO crl_numbers VALUES (?, 0) ON CONFLICT(ca) DO NOTHING", (ca,))
                     w.execute("UPDATE crl_numbers SET last = last + 1 WHERE ca=?", (ca,))
                     number = int(w.execute("SELECT last FROM crl_numbers WHERE ca=?", (ca,)).fetchone()[0])
             else:
-                db.execute("BEGIN")
+                self._begin_snapshot(db)
                 seq = db.execute("SELECT COALESCE(MAX(status_seq), 0) FROM certificates").fetchone()[0]
-            where, args = ["ca=?"], [ca]
-            if shard is None and self.get_ca(ca).crl_shards == 1:
-                # Every certificate of an unpartitioned CA is in shard 0 (set_crl_shards refuses to
-                # partition a CA that has issued): naming the shard lets SQLite read the covering
-                # index of revoked certificates in serial order, and nothing else.
-                shard = 0
-            if shard is not None:
-                where.append("shard=?")
-                args.append(shard)
-            if since_seq is None:
-                sql = ("SELECT serial, revoked_at, reason, invalidity_date FROM certificates "
-                       f"WHERE {' AND '.join(where)} AND revoked_at IS NOT NULL ORDER BY serial")
-            else:
-                # Released from hold: listed once more with removeFromCRL (RFC 5280 5.3.1).
-                # The changes since the base are few: find them through the status sequence, not
-                # by visiting every certificate of the CA (a national CA has millions).
-                sql = ("SELECT serial, COALESCE(revoked_at, status_changed_at), COALESCE(reason, 8), "
-                       "invalidity_date FROM certificates INDEXED BY certificates_status_seq "
-                       f"WHERE {' AND '.join(where)} AND status_seq > ? ORDER BY serial")
-                args.append(since_seq)
-            # The cursor itself streams the rows: one step per row, no Python frame per row.
-            yield RevokedSnapshot(int(seq), db.execute(sql, args), number)
+            sql, args = self._revoked_query(ca, shard, since_seq)
+            yield RevokedSnapshot(int(seq), self._stream(db, sql, args), number)
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own, for one long read (a CRL's entries)."""
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA query_only=ON")
+            yield db
         finally:
             db.close()
+
+    @staticmethod
+    def _begin_snapshot(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN")  # WAL: the first read fixes the snapshot
+
+    @staticmethod
+    def _stream(db: sqlite3.Connection, sql: str, args: list) -> Iterator[tuple]:
+        # The cursor itself streams the rows: one step per row, no Python frame per row.
+        return db.execute(sql, args)
+
+    def _revoked_query(self, ca: str, shard: int | None, since_seq: int | None) -> tuple[str, list]:
+        """The query a revoked snapshot streams: (serial, revoked at, reason, invalidity date) in
+        serial order, of the whole CA, one shard, or the changes after ``since_seq`` (a delta)."""
+        where, args = ["ca=?"], [ca]
+        if shard is None and self.get_ca(ca).crl_shards == 1:
+            # Every certificate of an unpartitioned CA is in shard 0 (set_crl_shards refuses to
+            # partition a CA that has issued): naming the shard lets the database read the covering
+            # index of revoked certificates in serial order, and nothing else.
+            shard = 0
+        if shard is not None:
+            where.append("shard=?")
+            args.append(shard)
+        if since_seq is None:
+            sql = ("SELECT serial, revoked_at, reason, invalidity_date FROM certificates "
+                   f"WHERE {' AND '.join(where)} AND revoked_at IS NOT NULL ORDER BY serial")
+        else:
+            # Released from hold: listed once more with removeFromCRL (RFC 5280 5.3.1).
+            # The changes since the base are few: find them through the status sequence, not
+            # by visiting every certificate of the CA (a national CA has millions).
+            sql = ("SELECT serial, COALESCE(revoked_at, status_changed_at), COALESCE(reason, 8), "
+                   "invalidity_date FROM certificates INDEXED BY certificates_status_seq "
+                   f"WHERE {' AND '.join(where)} AND status_seq > ? ORDER BY serial")
+            args.append(since_seq)
+        return sql, args
 
     def status_seq(self) -> int:
         with self._lock:
@@ -806,7 +826,7 @@ class SqliteStore(SqliteRegistrations, Store):
     def audit_log(self, limit: int | None = None) -> list[tuple[int, datetime, AuditEvent]]:
         sql = "SELECT seq, at, actor, event, subject, details FROM audit ORDER BY seq"
         if limit is not None:
-            sql = f"SELECT * FROM ({sql} DESC LIMIT {int(limit)}) ORDER BY seq"
+            sql = f"SELECT * FROM ({sql} DESC LIMIT {int(limit)}) AS recent ORDER BY seq"
         with self._lock:
             rows = self._db.execute(sql).fetchall()
         return [(r[0], _d(r[1]), AuditEvent(event=r[3], subject=r[4], actor=r[2], details=json.loads(r[5])))  # type: ignore[misc]

@@ -305,7 +305,7 @@ class SqliteRegistrations(Registrations):
             return []
         with self._lock:  # type: ignore[attr-defined]
             rows = self._db.execute("SELECT name, key, public_key, registered_at FROM recovery_keys "
-                                    "ORDER BY registered_at DESC, rowid DESC").fetchall()
+                                    "ORDER BY registered_at DESC, name DESC").fetchall()
         return [RecoveryKeyRecord(r[0], r[1], bytes(r[2]), datetime.fromisoformat(r[3])) for r in rows]
 
     # ---- requests ------------------------------------------------------------------------------

@@ -1,0 +1,185 @@
+"""The store on PostgreSQL (issue 18), beyond the store contract every backend passes
+(tests/test_store_contract.py): a SQLite workspace moved into PostgreSQL with `iranpki store
+migrate`, its copy checked and shown to catch a bad one; the workspace then working on the
+server (issuance, a revocation openssl finds in the CRL, the audit log verified); and two
+issuing processes on one database at once, with no serial twice, no CRL number skipped or
+repeated, and an audit log with no gap."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from iranpki.keys import KeySpec, SecretSource
+from iranpki.workspace import Workspace
+
+from .conftest import REPO, ROOT_SUBJECT, new_database
+
+PASSPHRASE = "a passphrase long enough"
+PEM = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+
+
+def _public_key() -> bytes:
+    return ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(*PEM)
+
+
+def _workspace(home: Path, *, store: str | None = None) -> Workspace:
+    """A workspace with a root and a level-1 signing CA (software keys)."""
+    ws = Workspace.init(home, repository_url=REPO, store=store)
+    secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
+    ws.generate_key(KeySpec.parse("p384"), label="root", secret=secret)
+    ws.generate_key(KeySpec.parse("p256"), label="gica1", secret=secret)
+    ws.create_root("root", "root", ROOT_SUBJECT, secret=secret)
+    ws.create_intermediate("gica1", "root", 1, "gica1", "C=IR,O=GICA,CN=GICA Level 1 (pg)", secret=secret,
+                           parent_secret=secret, purpose="signing")
+    return ws
+
+
+def _iranpki(home: Path, *args: str, code: int = 0) -> str:
+    from iranpki_cli.main import cli
+
+    result = CliRunner().invoke(cli, [*args, "--home", str(home)])
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_a_sqlite_workspace_moves_to_postgresql_and_goes_on_there(postgresql: dict, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IRANPKI_KEY_PASSPHRASE", PASSPHRASE)
+    home = tmp_path / "ca"
+    ws = _workspace(home)
+    secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
+    issued = [ws.issue("gica1", "smime", subject="CN=ali@example.ir", emails=["ali@example.ir"],
+                       public_key=_public_key(), secret=secret) for _ in range(5)]
+    ws.close()
+    _iranpki(home, "cert", "revoke", f"{issued[1].record.serial:x}", "--reason", "keyCompromise")
+    _iranpki(home, "crl", "generate", "--ca", "gica1")
+    url = new_database(postgresql)
+    # A password in the URL is refused, and shown nowhere.
+    refused = _iranpki(home, "store", "migrate", "--to", url.replace("iranpki@", "iranpki:hunter2@"), code=1)
+    assert "holds a password" in refused and "hunter2" not in refused
+    moved = json.loads(_iranpki(home, "store", "migrate", "--to", url, "--switch", "--json"))
+    assert moved["problems"] == [] and moved["switched"], moved
+    assert moved["rows"]["certificates"] == 6 and moved["rows"]["audit"] == moved["audit_events"] > 10
+    # The workspace now works on the server: the SQLite file is left as it was.
+    sqlite_file = home / "iranpki.sqlite3"
+    before = sqlite_file.stat().st_mtime_ns
+    ws = Workspace.open(home)
+    assert ws.store_is_server and type(ws.store).__name__ == "PostgresStore"
+    later = ws.issue("gica1", "smime", subject="CN=ali@example.ir", emails=["ali@example.ir"],
+                     public_key=_public_key(), secret=secret)
+    assert later.record.serial not in {i.record.serial for i in issued}
+    ws.close()
+    _iranpki(home, "cert", "revoke", f"{later.record.serial:x}", "--reason", "superseded")
+    _iranpki(home, "crl", "generate", "--ca", "gica1")
+    assert sqlite_file.stat().st_mtime_ns == before
+    # openssl reads the CRL made from the server: both revoked serials, its number after the copied one's.
+    ws = Workspace.open(home)
+    crl = ws.store.latest_crl("gica1")
+    assert crl.number == 2
+    text = subprocess.run(["openssl", "crl", "-in", str(Path(crl.path) if os.path.isabs(crl.path) else home / crl.path),
+                           "-inform", "DER", "-noout", "-text"], capture_output=True, text=True)
+    assert text.returncode == 0, text.stderr
+    for serial in (issued[1].record.serial, later.record.serial):
+        assert f"{serial:X}"[-16:] in text.stdout.upper().replace(":", ""), serial
+    ws.close()
+    verified = _iranpki(home, "audit", "verify", "--json")
+    assert json.loads(verified)["ok"], verified
+
+
+def test_the_copy_check_catches_a_bad_copy(postgresql: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from iranpki.errors import StoreError
+    from iranpki.store import open_store
+    from iranpki.store.migrate import check_copy, copy_store
+
+    monkeypatch.setenv("IRANPKI_KEY_PASSPHRASE", PASSPHRASE)
+    ws = _workspace(tmp_path / "ca")
+    secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
+    for _ in range(3):
+        ws.issue("gica1", "smime", subject="CN=ali@example.ir", emails=["ali@example.ir"], public_key=_public_key(),
+                 secret=secret)
+    target = open_store(new_database(postgresql), create=True)
+    good = copy_store(ws.store, target)
+    assert good.ok, good.problems
+    # Into a store that holds something: refused, nothing written.
+    with pytest.raises(StoreError, match="not empty"):
+        copy_store(ws.store, target)
+    # A copy that lost a status, an audit event's words, or a row: each is named.
+    db = target._db
+    db.execute("UPDATE certificates SET revoked_at='2026-12-01T00:00:00+00:00', reason=1 WHERE serial="
+               "(SELECT MAX(serial) FROM certificates WHERE ca='gica1')")
+    db.execute("UPDATE audit SET actor='someone else' WHERE seq=3")
+    db.execute("DELETE FROM ra_attempts")  # (none) and one CA's CRL number row that was never there: no change
+    db.execute("DELETE FROM keys WHERE label='gica1'")
+    bad = check_copy(target, good.rows, good.certificates_sha256)
+    said = "\n".join(bad.problems)
+    assert "the certificates differ" in said and "event 3 was changed" in said and "keys: 2 rows" in said, said
+    target.close()
+    ws.close()
+
+
+_NODE = """
+import os, sys
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from iranpki.keys import SecretSource
+from iranpki.workspace import Workspace
+
+ws = Workspace.open(sys.argv[1])
+secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
+serials = []
+for i in range(int(sys.argv[2])):
+    key = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    serials.append(ws.issue("gica1", "smime", subject="CN=ali@example.ir", emails=["ali@example.ir"],
+                            public_key=key, secret=secret).record.serial)
+    if i % 5 == 0:
+        ws.generate_crls("gica1", secret=secret)
+print(" ".join(f"{s:x}" for s in serials))
+"""
+
+
+def test_two_issuing_processes_on_one_database(postgresql: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two nodes (processes, each with its own workspace folder holding the CA's key file) issue
+    and make CRLs at once on one PostgreSQL store."""
+    import shutil
+
+    monkeypatch.setenv("IRANPKI_KEY_PASSPHRASE", PASSPHRASE)
+    url = new_database(postgresql)
+    first = _workspace(tmp_path / "node1", store=url)
+    first.close()
+    # The second node: the same settings and key files, another folder (another machine).
+    shutil.copytree(tmp_path / "node1", tmp_path / "node2")
+    per_node = 30
+    nodes = [subprocess.Popen([sys.executable, "-c", _NODE, str(tmp_path / name), str(per_node)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+             for name in ("node1", "node2")]
+    serials = []
+    for node in nodes:
+        out, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err
+        serials += out.split()
+    assert len(serials) == 2 * per_node == len(set(serials))
+    ws = Workspace.open(tmp_path / "node1")
+    numbers = sorted(c.number for c in ws.store.list_crls("gica1"))
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) == 2 * ((per_node + 4) // 5), numbers
+    listed = {f"{c.serial:x}" for c in ws.store.iter_certificates(ca="gica1")}
+    assert set(serials) <= listed
+    from iranpki.audit import verify_store
+
+    verification = verify_store(ws.store)
+    assert verification.ok and verification.events > 2 * per_node, verification.problems
+    # Every certificate verifies under its CA (issued by either node).
+    ca = x509.load_der_x509_certificate(ws.store.get_ca("gica1").certificate)
+    for serial in serials[:: per_node // 3]:
+        x509.load_der_x509_certificate(ws.store.get_certificate(int(serial, 16)).certificate).verify_directly_issued_by(ca)
+    ws.close()
