@@ -142,10 +142,56 @@ def hierarchy(softhsm: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     return {"store": store, "root": root, "gica2": gica2, "root_pem": root_pem, "gica2_pem": gica_pem, "dir": base}
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's new store goes, once on each backend: a SQLite file, and a new database in
+    the session's PostgreSQL cluster."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.sqlite3")
+    return new_database(request.getfixturevalue("postgresql"))
+
+
+def store_copied(sqlite_file: Path, location: str, clock=None):  # noqa: ANN001, ANN201 - a Clock, a Store
+    """The store at ``location`` holding what the SQLite store ``sqlite_file`` holds (a module's
+    prepared CAs): a file copy, or `iranpki store migrate`'s checked copy into PostgreSQL."""
+    from iranpki.store import open_store
+
+    if not location.startswith("postgresql://"):
+        shutil.copy(sqlite_file, location)
+        return open_store(location, clock=clock)
+    from iranpki.store.migrate import copy_store
+
+    source = SqliteStore(str(sqlite_file))
+    target = open_store(location, clock=clock, create=True)
+    try:
+        report = copy_store(source, target)
+    finally:
+        source.close()
+    assert report.ok, report.problems
+    return target
+
+
+def stored_bytes(location: str) -> bytes:
+    """Everything a store holds as its disk (SQLite: the file, its WAL) or a dump shows it
+    (PostgreSQL: pg_dump, whose bytea is hex: both raw and hex are given)."""
+    if not location.startswith("postgresql://"):
+        return b"".join(p.read_bytes() for p in Path(location).parent.glob(Path(location).name + "*"))
+    import glob
+
+    bindir = os.path.dirname(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"))[-1])
+    done = subprocess.run([f"{bindir}/pg_dump", "--no-owner", location], capture_output=True, timeout=120,
+                          env={**os.environ, "PGPASSWORD": os.environ["IRANPKI_STORE_PASSWORD"]})
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout + done.stdout.hex().encode()
+
+
 @pytest.fixture
-def software_ca(tmp_path: Path) -> CertificateAuthority:
-    """A throw-away root and level-1 intermediate with software keys, in a store of its own."""
-    store = SqliteStore(str(tmp_path / "store.sqlite3"), create=True)
+def software_ca(store_location: str) -> CertificateAuthority:
+    """A throw-away root and level-1 intermediate with software keys, in a store of its own (on
+    each backend)."""
+    from iranpki.store import open_store
+
+    store = open_store(store_location, create=True)
     root = create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP384R1())), "root",
                        parse_subject(ROOT_SUBJECT), repository_url=REPO, profile="root",
                        ocsp_url=OCSP)

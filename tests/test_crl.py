@@ -74,15 +74,18 @@ def _crl_pem(path: Path, der: bytes) -> Path:
 
 
 @pytest.fixture
-def sw(tmp_path: Path):
-    """A root and a level-1 intermediate with software keys and a frozen clock, in their own store."""
+def sw(tmp_path: Path, store_location: str):
+    """A root and a level-1 intermediate with software keys and a frozen clock, in their own store
+    (on each backend)."""
+    from iranpki.store import open_store
+
     clock = FixedClock(T0)
-    store = SqliteStore(str(tmp_path / "store.sqlite3"), clock, create=True)
+    store = open_store(store_location, clock=clock, create=True)
     root = create_root(store, SoftwareSigner(ec.generate_private_key(ec.SECP384R1())), "root",
                        parse_subject(ROOT_SUBJECT), repository_url=REPO, ocsp_url=OCSP, clock=clock)
     ica = create_intermediate(root, SoftwareSigner(new_key("rsa2048")), "gica1", 1,
                               parse_subject("C=IR,O=GICA,CN=GICA Level 1 (test)"))
-    return {"store": store, "root": root, "ica": ica, "clock": clock, "dir": tmp_path}
+    return {"store": store, "root": root, "ica": ica, "clock": clock, "dir": tmp_path, "location": store_location}
 
 
 def _issue(ca, n: int) -> list:
@@ -286,7 +289,9 @@ def test_shard_count_grows_but_never_shrinks(sw) -> None:
 def _generate_many(path: str, n: int, key_pem: bytes, out_dir: str, queue) -> None:
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    store = SqliteStore(path)
+    from iranpki.store import open_store
+
+    store = open_store(path)
     signer = SoftwareSigner(load_pem_private_key(key_pem, None))
     got = []
     for _ in range(n):
@@ -295,7 +300,9 @@ def _generate_many(path: str, n: int, key_pem: bytes, out_dir: str, queue) -> No
 
 
 def _revoke_many(path: str, serials: list[int]) -> None:
-    store = SqliteStore(path)
+    from iranpki.store import open_store
+
+    store = open_store(path)
     for s in serials:
         revoke(store, s, "superseded")
 
@@ -308,7 +315,7 @@ def test_crl_numbers_only_increase_when_processes_generate_at_once(sw) -> None:
     key_pem = ica.signer._key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    path = str(sw["dir"] / "store.sqlite3")
+    path = sw["location"]  # the SQLite file, or the PostgreSQL database: processes at once on either
     procs = [ctx.Process(target=_generate_many, args=(path, 8, key_pem, str(sw["dir"] / "crls"), queue))
              for _ in range(3)]
     procs.append(ctx.Process(target=_revoke_many, args=(path, [c.serial for c in certs])))

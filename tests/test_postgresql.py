@@ -32,9 +32,9 @@ def _public_key() -> bytes:
     return ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(*PEM)
 
 
-def _workspace(home: Path, *, store: str | None = None) -> Workspace:
+def _workspace(home: Path, *, store: str | None = None, ocsp_url: str = "") -> Workspace:
     """A workspace with a root and a level-1 signing CA (software keys)."""
-    ws = Workspace.init(home, repository_url=REPO, store=store)
+    ws = Workspace.init(home, repository_url=REPO, store=store, ocsp_url=ocsp_url)
     secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
     ws.generate_key(KeySpec.parse("p384"), label="root", secret=secret)
     ws.generate_key(KeySpec.parse("p256"), label="gica1", secret=secret)
@@ -183,3 +183,54 @@ def test_two_issuing_processes_on_one_database(postgresql: dict, tmp_path: Path,
     for serial in serials[:: per_node // 3]:
         x509.load_der_x509_certificate(ws.store.get_certificate(int(serial, 16)).certificate).verify_directly_issued_by(ca)
     ws.close()
+
+
+def test_the_ocsp_responder_answers_from_postgresql(postgresql: dict, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`iranpki ocsp serve` on a workspace whose store is PostgreSQL: openssl ocsp hears good and
+    revoked, and a revocation made meanwhile (by another process, `iranpki cert revoke`) is
+    answered as revoked, never good again."""
+    import socket
+    import time
+
+    from .conftest import start_listening
+
+    monkeypatch.setenv("IRANPKI_KEY_PASSPHRASE", PASSPHRASE)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    home = tmp_path / "ca"
+    ws = _workspace(home, store=new_database(postgresql), ocsp_url=f"http://127.0.0.1:{port}")
+    secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
+    certs = {name: ws.issue("gica1", "smime", subject="CN=ali@example.ir", emails=["ali@example.ir"],
+                            public_key=_public_key(), secret=secret) for name in ("good", "revoked")}
+    ws.revoke(certs["revoked"].record.serial, "keyCompromise")
+    for name, der in (("root", ws.store.get_ca("root").certificate), ("gica1", ws.store.get_ca("gica1").certificate),
+                      *((n, c.record.certificate) for n, c in certs.items())):
+        (tmp_path / f"{name}.pem").write_bytes(x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM))
+    ws.close()
+    server, _, lines = start_listening([str(Path(sys.executable).parent / "iranpki"), "ocsp", "serve", "--home", str(home),
+                                        "--ca", "gica1", "--port", str(port), "--workers", "1"], dict(os.environ),
+                                       "OCSP responder")
+
+    def status(name: str) -> str:
+        said = subprocess.run(["openssl", "ocsp", "-issuer", str(tmp_path / "gica1.pem"), "-cert",
+                               str(tmp_path / f"{name}.pem"), "-url", f"http://127.0.0.1:{port}", "-CAfile",
+                               str(tmp_path / "root.pem")], capture_output=True, text=True, timeout=30)
+        assert "Response verify OK" in said.stderr + said.stdout, said.stdout + said.stderr
+        return said.stdout.split(f"{name}.pem: ")[1].split()[0]
+
+    try:
+        assert (status("good"), status("revoked")) == ("good", "revoked")
+        _iranpki(home, "cert", "revoke", f"{certs['good'].record.serial:x}", "--reason", "superseded")
+        seen = []
+        for _ in range(40):  # the responder's refresher, or its check of the status on each answer
+            seen.append(status("good"))
+            if seen[-1] == "revoked":
+                break
+            time.sleep(0.5)
+        assert seen[-1] == "revoked", seen
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert not [line for line in lines if "Traceback" in line], lines

@@ -107,12 +107,12 @@ def cas(softhsm, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.fixture
-def ra(cas: dict, tmp_path: Path) -> RegistrationAuthority:
-    import shutil
+def ra(cas: dict, store_location: str) -> RegistrationAuthority:
+    """The engine over a copy of the module's store, on each backend."""
+    from .conftest import store_copied
 
-    shutil.copy(cas["base"] / "store.sqlite3", tmp_path / "store.sqlite3")
     clock = FixedClock(T0)
-    store = open_store(tmp_path / "store.sqlite3", clock=clock)
+    store = store_copied(cas["base"] / "store.sqlite3", store_location, clock)
     engine = RegistrationAuthority(store, clock=clock, registry=simulated_registry())
     engine.create_office("THR-01", "دفتر پیشخوان تهران ۱", "Tehran", ["gica1", "gica3", "gica1tls", "gica1tsa", "gica3code"],
                          OPERATOR)
@@ -341,7 +341,7 @@ def test_level_1_mobile_signature_by_automated_inquiry(ra: RegistrationAuthority
         ra.inquire(reg3.request.id, mobile="09120000000")
 
 
-def test_concurrent_approvals_exactly_one_wins(ra: RegistrationAuthority, tmp_path: Path) -> None:
+def test_concurrent_approvals_exactly_one_wins(ra: RegistrationAuthority, store_location: str) -> None:
     reg = ra.register(profile="personal-signature", level=1, ca="gica1", applicant=ALI, subject=ALI_SUBJECT,
                       key_location="desk-token")
     request = ra.receive(ra.officer("p1"), reg.code, "0499370899")
@@ -349,7 +349,7 @@ def test_concurrent_approvals_exactly_one_wins(ra: RegistrationAuthority, tmp_pa
     _, csr = csr_for()
     ra.bind_key(ra.officer("p1"), request.id, csr=csr, device=DEVICE)
     # Two desks, each with its own connection to the store, approve at the same moment.
-    engines = [RegistrationAuthority(open_store(tmp_path / "store.sqlite3", clock=ra.clock), clock=ra.clock)
+    engines = [RegistrationAuthority(open_store(store_location, clock=ra.clock), clock=ra.clock)
                for _ in range(2)]
     seen = [e.store.get_request(request.id) for e in engines]
     assert seen[0].version == seen[1].version
@@ -842,6 +842,7 @@ def test_an_officer_with_a_token_certificate_signs_the_statement_and_authenticat
 
 
 def test_a_software_key_is_handed_out_once_in_a_pkcs12_openssl_opens(ra: RegistrationAuthority, cas: dict,
+                                                                    store_location: str,
                                                                     tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -875,12 +876,14 @@ def test_a_software_key_is_handed_out_once_in_a_pkcs12_openssl_opens(ra: Registr
     assert info.returncode == 0, info.stderr
     assert "PBES2, PBKDF2, AES-256-CBC" in info.stderr and "MAC: sha256" in info.stderr, info.stderr
     # The key was never in the store unencrypted: its private value is nowhere in the store's files.
+    from .conftest import stored_bytes
+
     scalar = key.private_numbers().private_value.to_bytes(32, "big")
     ra.store.close()
-    stored = b"".join(p.read_bytes() for p in tmp_path.glob("store.sqlite3*"))
-    assert scalar not in stored
+    stored = stored_bytes(store_location)
+    assert len(stored) > 10_000 and scalar not in stored and scalar.hex().encode() not in stored
     # And the subscriber accepts with it.
-    ra.store = open_store(tmp_path / "store.sqlite3", clock=ra.clock)
+    ra.store = open_store(store_location, clock=ra.clock)
     record = ra.store.get_request(request.id)
     signature = key.sign(ra.acceptance_text(record), ec.ECDSA(hashes.SHA256()))
     assert ra.accept(applicant, request.id, signature).state == "accepted"
@@ -1193,7 +1196,7 @@ def test_a_level_3_rekey_takes_a_visit_and_a_revocation_does_not(ra: Registratio
 
 
 def test_evidence_is_kept_for_the_cps_archive_period_and_exported_for_an_inspector(
-        ra: RegistrationAuthority, cas: dict, tmp_path: Path) -> None:
+        ra: RegistrationAuthority, cas: dict, tmp_path: Path, store_location: str) -> None:
     """The scans of a request are listed with the date until which they are kept (the CP's
     archive period for the level), exported with the request's events for an inspector (the
     files' SHA-256 as recorded), and purged only once that period has passed and the request is
@@ -1210,7 +1213,8 @@ def test_evidence_is_kept_for_the_cps_archive_period_and_exported_for_an_inspect
                       key_location="desk-token")
     open_id = ra.receive(ra.officer("p1"), reg.code, "0499370899").id
     ra.proof(ra.officer("p1"), open_id, method="in-person", documents=documents("national-id-card"))
-    (tmp_path / "iranpki.yaml").write_text(yaml.safe_dump({"store": "store.sqlite3", "repository_url": REPO}))
+    # The CLI on the same store: the file beside it, or the PostgreSQL database.
+    (tmp_path / "iranpki.yaml").write_text(yaml.safe_dump({"store": store_location, "repository_url": REPO}))
     iranpki = str(Path(sys.executable).parent / "iranpki")
     listed = subprocess.run([iranpki, "ra", "evidence", "list", done_id, "--home", str(tmp_path), "--json"],
                             capture_output=True, text=True)
