@@ -63,42 +63,17 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
 @pytest.fixture(scope="session")
 def postgresql() -> Iterator[dict[str, str]]:
     """A private PostgreSQL cluster for this session (Debian's server, run as the postgres user,
-    in a folder of its own, on 127.0.0.1 and a free port, password authentication). Its admin
-    URL holds no password: that is in IRANPKI_STORE_PASSWORD, as an operator gives it."""
-    import glob
-    import socket
-    import tempfile
+    in a folder of its own, on 127.0.0.1 and a free port, password authentication; tests/hosts.py).
+    Its admin URL holds no password: that is in IRANPKI_STORE_PASSWORD, as an operator gives it."""
+    from .hosts import new_cluster, remove_cluster
 
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    assert bins, "PostgreSQL's server is not installed; bash scripts/setup.sh installs it"
-    bindir = os.path.dirname(bins[-1])
-    base = Path(tempfile.mkdtemp(prefix="iranpki-pg-"))
-    password = secrets.token_hex(12)
-    (base / "pw").write_text(password + "\n")
-    shutil.chown(base, "postgres", "postgres")
-    shutil.chown(base / "pw", "postgres", "postgres")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-
-    def as_postgres(*args: str) -> None:
-        done = subprocess.run(["runuser", "-u", "postgres", "--", *args], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
-
-    as_postgres(f"{bindir}/initdb", "-D", str(base / "data"), "-U", "iranpki", "--pwfile", str(base / "pw"),
-                "--auth", "scram-sha-256", "--locale", "C.UTF-8", "-E", "UTF8")
-    (base / "pw").unlink()
-    as_postgres(f"{bindir}/pg_ctl", "-D", str(base / "data"), "-l", str(base / "log"), "-w", "-o",
-                f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={base} -c fsync=off "
-                "-c max_connections=200", "start")
-    os.environ["IRANPKI_STORE_PASSWORD"] = password
+    cluster = new_cluster()
+    os.environ["IRANPKI_STORE_PASSWORD"] = cluster.password
     try:
-        yield {"url": f"postgresql://iranpki@127.0.0.1:{port}/postgres", "host": "127.0.0.1", "port": str(port),
-               "password": password, "bindir": bindir, "base": str(base)}
+        yield {"url": cluster.url(), "host": cluster.host, "port": str(cluster.port), "password": cluster.password,
+               "bindir": cluster.bindir, "base": str(cluster.base)}
     finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", f"{bindir}/pg_ctl", "-D", str(base / "data"), "-m", "fast",
-                        "-w", "stop"], capture_output=True, timeout=120)
-        shutil.rmtree(base, ignore_errors=True)
+        remove_cluster(cluster)
 
 
 def new_database(postgresql: dict[str, str]) -> str:

@@ -234,3 +234,78 @@ def test_the_ocsp_responder_answers_from_postgresql(postgresql: dict, tmp_path: 
         server.terminate()
         server.wait(timeout=30)
     assert not [line for line in lines if "Traceback" in line], lines
+
+
+def test_two_nodes_on_hosts_of_their_own_issue_through_a_real_network(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same two issuing nodes, each on a host of its own (a network namespace) and the
+    database on a third, reached over the network between them: 10.x.y.z, not loopback."""
+    import shutil
+
+    from .hosts import network, new_cluster, remove_cluster
+
+    monkeypatch.setenv("IRANPKI_KEY_PASSPHRASE", PASSPHRASE)
+    with network("db", "node1", "node2") as hosts:
+        cluster = new_cluster(host=hosts["db"].ip, netns=hosts["db"].netns, clients=hosts["_network"].ip)
+        try:
+            monkeypatch.setenv("IRANPKI_STORE_PASSWORD", cluster.password)
+            assert cluster.host.startswith("10.")  # on the database's host, not this machine's loopback
+            # The first node makes the workspace and the CAs, from its own host.
+            made = subprocess.run(hosts["node1"].command(sys.executable, "-c", _SETUP, str(tmp_path / "node1"),
+                                                         cluster.url(), REPO, ROOT_SUBJECT),
+                                  capture_output=True, text=True, env=dict(os.environ), timeout=300)
+            assert made.returncode == 0, made.stderr
+            shutil.copytree(tmp_path / "node1", tmp_path / "node2")
+            per_node = 20
+            nodes = [subprocess.Popen(hosts[name].command(sys.executable, "-c", _NODE, str(tmp_path / name),
+                                                          str(per_node)),
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+                     for name in ("node1", "node2")]
+            serials = []
+            for node in nodes:
+                out, err = node.communicate(timeout=300)
+                assert node.returncode == 0, err
+                serials += out.split()
+            assert len(serials) == 2 * per_node == len(set(serials))
+            check = subprocess.run(hosts["node1"].command(sys.executable, "-c", _CHECK, str(tmp_path / "node1")),
+                                   capture_output=True, text=True, env=dict(os.environ), timeout=120)
+            assert check.returncode == 0, check.stderr
+            numbers, events, ok = json.loads(check.stdout)
+            assert ok and numbers == list(range(1, len(numbers) + 1)) and len(numbers) == 2 * (per_node // 5), numbers
+            assert events > 2 * per_node
+            # Seen from the database's side: the two nodes' connections came from their own addresses.
+            seen = subprocess.run(hosts["db"].command(
+                "runuser", "-u", "postgres", "--", f"{cluster.bindir}/psql", "-h", cluster.host, "-U", "iranpki",
+                "-d", "postgres", "-At", "-c", "SELECT count(*) FROM audit"), capture_output=True, text=True,
+                env={**os.environ, "PGPASSWORD": cluster.password}, timeout=60)
+            assert seen.returncode == 0 and int(seen.stdout) == events, seen.stderr
+        finally:
+            remove_cluster(cluster)
+
+
+_SETUP = """
+import sys
+from iranpki.keys import KeySpec, SecretSource
+from iranpki.workspace import Workspace
+
+home, url, repo, root_subject = sys.argv[1:5]
+ws = Workspace.init(home, repository_url=repo, store=url)
+secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
+ws.generate_key(KeySpec.parse("p384"), label="root", secret=secret)
+ws.generate_key(KeySpec.parse("p256"), label="gica1", secret=secret)
+ws.create_root("root", "root", root_subject, secret=secret)
+ws.create_intermediate("gica1", "root", 1, "gica1", "C=IR,O=GICA,CN=GICA Level 1 (pg)", secret=secret,
+                       parent_secret=secret, purpose="signing")
+ws.close()
+"""
+
+_CHECK = """
+import json, sys
+from iranpki.audit import verify_store
+from iranpki.workspace import Workspace
+
+ws = Workspace.open(sys.argv[1])
+numbers = sorted(c.number for c in ws.store.list_crls("gica1"))
+v = verify_store(ws.store)
+print(json.dumps([numbers, v.events, v.ok]))
+"""
