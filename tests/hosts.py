@@ -103,6 +103,20 @@ def new_cluster(*, host: str = "127.0.0.1", netns: str | None = None, password: 
     return cluster
 
 
+def new_standby(primary: Cluster) -> Cluster:
+    """A hot standby of ``primary``, streaming from it (pg_basebackup -R), on 127.0.0.1."""
+    base = _private_folder()
+    standby = Cluster(base, "127.0.0.1", free_port(), primary.password)
+    (base / "pgpass").write_text(f"*:*:*:iranpki:{primary.password}\n")
+    os.chmod(base / "pgpass", 0o600)
+    shutil.chown(base / "pgpass", "postgres", "postgres")
+    standby.as_postgres("env", f"PGPASSFILE={base / 'pgpass'}", f"{standby.bindir}/pg_basebackup", "-h", primary.host,
+                        "-p", str(primary.port), "-U", "iranpki", "-D", str(standby.data), "-R", "-X", "stream",
+                        "-c", "fast")
+    standby.start()
+    return standby
+
+
 def remove_cluster(cluster: Cluster) -> None:
     cluster.stop("immediate")
     shutil.rmtree(cluster.base, ignore_errors=True)

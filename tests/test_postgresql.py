@@ -309,3 +309,131 @@ numbers = sorted(c.number for c in ws.store.list_crls("gica1"))
 v = verify_store(ws.store)
 print(json.dumps([numbers, v.events, v.ok]))
 """
+
+
+def _ask(port: int, request: bytes) -> tuple[int, str, str | None]:
+    """(HTTP status, OCSP response status, the certificate's status or None) from a responder."""
+    import urllib.error
+    import urllib.request
+
+    from asn1crypto import ocsp as asn1_ocsp
+
+    post = urllib.request.Request(f"http://127.0.0.1:{port}/", data=request,
+                                  headers={"Content-Type": "application/ocsp-request"})
+    try:
+        with urllib.request.urlopen(post, timeout=10) as answer:
+            code, body = answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, "", None
+    parsed = asn1_ocsp.OCSPResponse.load(body)
+    status = parsed["response_status"].native
+    if status != "successful":
+        return code, status, None
+    single = parsed.basic_ocsp_response["tbs_response_data"]["responses"][0]
+    return code, status, single["cert_status"].name
+
+
+def test_responders_on_a_streaming_replica(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OCSP responders answering from a hot standby (pg_basebackup, streaming): a revocation on
+    the primary is answered revoked on the replica within the replica lag (measured, printed);
+    with the primary stopped the replica's responder answers from what it has, then, past the
+    lag the CP allows, only revocations (tryLater for the rest); with the replica stopped it
+    answers tryLater, never a wrong status, never an HTTP error; and it comes back with the replica."""
+    import shutil
+    import time
+
+    import yaml
+
+    from .conftest import start_listening
+    from .hosts import free_port, new_cluster, new_standby, remove_cluster
+
+    monkeypatch.setenv("IRANPKI_KEY_PASSPHRASE", PASSPHRASE)
+    primary = new_cluster()
+    standby = None
+    servers = []
+    try:
+        monkeypatch.setenv("IRANPKI_STORE_PASSWORD", primary.password)
+        url = primary.new_database()
+        home = tmp_path / "primary"
+        ws = _workspace(home, store=url)
+        secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
+        certs = {name: ws.issue("gica1", "smime", subject="CN=ali@example.ir", emails=["ali@example.ir"],
+                                public_key=_public_key(), secret=secret) for name in ("good", "later", "revoked")}
+        ws.revoke(certs["revoked"].record.serial, "keyCompromise")
+        pems = {"gica1": ws.store.get_ca("gica1").certificate, **{n: c.record.certificate for n, c in certs.items()}}
+        for name, der in pems.items():
+            (tmp_path / f"{name}.pem").write_bytes(x509.load_der_x509_certificate(der).public_bytes(
+                serialization.Encoding.PEM))
+        ws.close()
+        requests = {}
+        for name in certs:
+            subprocess.run(["openssl", "ocsp", "-issuer", str(tmp_path / "gica1.pem"), "-cert", str(tmp_path / f"{name}.pem"),
+                            "-no_nonce", "-reqout", str(tmp_path / f"{name}.req")], check=True, capture_output=True)
+            requests[name] = (tmp_path / f"{name}.req").read_bytes()
+        standby = new_standby(primary)
+        # The replica's node: the same workspace, its store the standby's copy of the database.
+        replica = tmp_path / "replica"
+        shutil.copytree(home, replica)
+        config = yaml.safe_load((replica / "iranpki.yaml").read_text())
+        config["store"] = url.replace(f":{primary.port}/", f":{standby.port}/")
+        (replica / "iranpki.yaml").write_text(yaml.safe_dump(config))
+        iranpki = str(Path(sys.executable).parent / "iranpki")
+        primary_port, replica_port = free_port(), free_port()
+        for where, port, extra in ((home, primary_port, []), (replica, replica_port, ["--max-source-lag", "5"])):
+            server, _, lines = start_listening([iranpki, "ocsp", "serve", "--home", str(where), "--ca", "gica1", "--port",
+                                                str(port), "--workers", "1", *extra], dict(os.environ), "OCSP responder")
+            servers.append((server, lines))
+
+        def replica_says(name: str) -> tuple[int, str, str | None]:
+            return _ask(replica_port, requests[name])
+
+        def until(name: str, wanted: tuple, seconds: float) -> list:
+            seen = []
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                seen.append(replica_says(name))
+                if seen[-1] == wanted:
+                    return seen
+                time.sleep(0.1)
+            raise AssertionError(f"{name}: {seen[-5:]}\n" + "\n".join(servers[-1][1][-40:]))
+
+        ok_good, ok_revoked = (200, "successful", "good"), (200, "successful", "revoked")
+        until("good", ok_good, 30)  # once the primary's clock has reached the replica
+        assert replica_says("revoked") == ok_revoked
+        # A revocation on the primary, answered on the replica within the replica's lag.
+        started = time.monotonic()
+        _iranpki(home, "cert", "revoke", f"{certs['later'].record.serial:x}", "--reason", "superseded")
+        seen = until("later", ok_revoked, 30)
+        lag = time.monotonic() - started
+        assert all(s in (ok_good, ok_revoked) for s in seen), seen  # good until the change arrived, never an error
+        print(f"\nreplica: a revocation on the primary was answered revoked on the replica after {lag * 1000:.0f} ms "
+              f"({len(seen)} requests)")
+        # The primary stops: the replica's responder answers from what it has ...
+        primary.stop()
+        stopped = time.monotonic()
+        assert replica_says("good") == ok_good and replica_says("revoked") == ok_revoked
+        # ... until its copy is older than the lag allowed: then only revocations, tryLater for "good".
+        seen = until("good", (200, "try_later", None), 15)
+        assert time.monotonic() - stopped >= 3 and all(s in (ok_good, (200, "try_later", None)) for s in seen), seen
+        assert replica_says("revoked") == ok_revoked and replica_says("later") == ok_revoked
+        health = json.loads(subprocess.run(["curl", "-s", f"http://127.0.0.1:{replica_port}/health"], capture_output=True,
+                                           text=True, timeout=10).stdout or "{}")
+        assert health.get("source", {}).get("too_old") is True, health
+        # The replica stops too: tryLater (or a cached answer), never a wrong status, never an HTTP error.
+        standby.stop()
+        answers = [replica_says(name) for name in ("good", "revoked", "good", "later")]
+        assert all(a in ((200, "try_later", None), ok_revoked) for a in answers), answers
+        assert answers[0] == (200, "try_later", None)
+        # It comes back: the responder reconnects and answers from the copy again.
+        standby.start()
+        until("revoked", ok_revoked, 30)
+        assert replica_says("good") == (200, "try_later", None)  # the primary is still away
+    finally:
+        for server, _ in servers:
+            server.terminate()
+            server.wait(timeout=30)
+        for cluster in (standby, primary):
+            if cluster is not None:
+                remove_cluster(cluster)
+    for _, lines in servers[1:]:
+        assert not [line for line in lines if "Traceback" in line], "\n".join(lines)

@@ -63,15 +63,21 @@ def ocsp() -> None:
               help="Connections one client address may hold open in each worker (raise it for a large NAT).")
 @click.option("--refresher-silence", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
               help="GET /health answers 503 when the refresher has not reported for this many seconds.")
+@click.option("--max-source-lag", type=click.FloatRange(1, 86400), default=None,
+              help="On a standby (a replica of the store): the oldest copy that still answers 'good' (default and "
+                   "most: the CP's status.ocsp.max_source_lag_seconds); older, only revocations are answered.")
 def serve(home: str, ca_names: tuple[str, ...], include_ca_certificate: bool, responder_key: str | None,
           passphrase_file: str | None, responder_passphrase_file: str | None, host: str, port: int, workers: int,
-          signing: str, timeout: float, max_client_connections: int, refresher_silence: float) -> None:
+          signing: str, timeout: float, max_client_connections: int, refresher_silence: float,
+          max_source_lag: float | None) -> None:
     """Answer OCSP requests until SIGTERM or Ctrl-C.
 
     Prints 'listening on http://HOST:PORT' as soon as it answers; the pre-produced responses are
     signed in the background meanwhile (what is not ready yet is signed for the request). A
     revocation (iranpki cert revoke) is served within a second. GET /health tells whether the
     process that keeps the responses signed is alive and keeping up (200, or 503 with the reason).
+    On a workspace whose store is a PostgreSQL standby it runs no refresher (the primary's signs)
+    and never answers 'good' from a copy older than --max-source-lag.
 
     \b
     Example:
@@ -90,7 +96,7 @@ def serve(home: str, ca_names: tuple[str, ...], include_ca_certificate: bool, re
                                signing=signing, secret=secret, responder_secret=responder_secret,
                                request_timeout=timeout, max_client_connections=max_client_connections,
                                max_refresher_silence=refresher_silence, on_ready=ready,
-                               include_ca_certificate=include_ca_certificate)
+                               include_ca_certificate=include_ca_certificate, max_source_lag=max_source_lag)
 
 
 @ocsp.command()

@@ -142,6 +142,10 @@ class OcspPolicy(_Frozen):
     sign_on_demand: bool = Field(description="sign responses on request (nonces, several certificates)")
     delegated_responder_days: int = Field(ge=1, le=366)
     renew_responder_before_days: int = Field(ge=0)
+    #: A responder answering from a copy of the store (a PostgreSQL standby) never says "good" or
+    #: "on hold" from a copy older than this: past it, it answers tryLater (a revocation it holds
+    #: it still answers, since that never changes back).
+    max_source_lag_seconds: int = Field(default=60, ge=1, le=86400)
     source: str
 
     @model_validator(mode="after")

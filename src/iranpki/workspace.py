@@ -403,7 +403,8 @@ class Workspace:
 
     def ocsp_service(self, cas: list[str], *, responder_key: str | None = None, signing: str = "pre-produced",
                      secret: SecretSource | None = None, responder_secret: SecretSource | None = None,
-                     renew_responders: bool = True, include_ca_certificate: bool = False) -> ocsp.OcspService:
+                     renew_responders: bool = True, include_ca_certificate: bool = False,
+                     max_source_lag: float | None = None) -> ocsp.OcspService:
         """An OCSP service answering for ``cas``, signing with each CA's key or, given
         ``responder_key``, as a delegated responder with a certificate from each CA.
 
@@ -437,10 +438,13 @@ class Workspace:
             if responder is not None and renew_responders:
                 for record in records:  # opened now: a wrong passphrase fails here, not days later at renewal
                     ca_signer(record)
-            return ocsp.assemble_service(self.store, records, ca_signer=ca_signer, responder=responder,
-                                         issue_responder=issue_responder if renew_responders else None,  # type: ignore[arg-type]
+            copy = self.store.read_only is not None  # a standby: it says how current it is
+            store = self.store
+            return ocsp.assemble_service(store, records, ca_signer=ca_signer, responder=responder,
+                                         issue_responder=issue_responder if renew_responders and not copy else None,  # type: ignore[arg-type]
                                          signing=signing, include_ca_certificate=include_ca_certificate,
-                                         clock=self.clock)
+                                         clock=self.clock, max_source_lag=max_source_lag,
+                                         source_as_of=(lambda: ocsp.store_clock(store)) if copy else None)
         except BaseException:
             for signer in opened.values():
                 signer.close()
@@ -463,19 +467,23 @@ class Workspace:
                    secret: SecretSource | None = None, responder_secret: SecretSource | None = None,
                    request_timeout: float = 10.0, max_client_connections: int = 256,
                    max_refresher_silence: float = 30.0, on_ready: Callable[[str], None] | None = None,
-                   include_ca_certificate: bool = False) -> None:
+                   include_ca_certificate: bool = False, max_source_lag: float | None = None) -> None:
         """Run the OCSP responder for ``cas`` until SIGTERM or SIGINT (see :mod:`iranpki.ocsp.server`);
-        ``on_ready(url)`` is called once it answers; the pre-produced responses are signed meanwhile."""
+        ``on_ready(url)`` is called once it answers; the pre-produced responses are signed meanwhile.
+        On a standby (a replica of the store) it runs no refresher, and answers by how current its
+        copy is (``max_source_lag``, at most the CP's; :class:`iranpki.ocsp.OcspService`)."""
         from .ocsp import server
 
+        standby = self.store.read_only is not None
         settings = server.ServerSettings(host=host, port=port, workers=workers, request_timeout=request_timeout,
                                          max_client_connections=max_client_connections,
-                                         max_refresher_silence=max_refresher_silence)
+                                         max_refresher_silence=max_refresher_silence, refresher=not standby)
         # Asked once here and remembered, so the processes forked below open their keys unasked.
         secret = server.RememberedSecret(secret) if secret is not None else None
         responder_secret = server.RememberedSecret(responder_secret) if responder_secret is not None else secret
         options = {"responder_key": responder_key, "signing": signing, "secret": secret,
-                   "responder_secret": responder_secret, "include_ca_certificate": include_ca_certificate}
+                   "responder_secret": responder_secret, "include_ca_certificate": include_ca_certificate,
+                   "max_source_lag": max_source_lag}
         # Opened once before any fork: an unknown CA, a wrong key or passphrase, or a missing
         # responder certificate (issued now) is reported here, with the command's exit status.
         self.ocsp_service(cas, **options).close()  # type: ignore[arg-type]

@@ -57,14 +57,17 @@ from .responder import (
     find_responder_certificate,
 )
 from .service import (
+    CLOCK_META,
     SIGNING_MODES,
     UNKNOWN_SIGNATURES_PER_SECOND,
     OcspService,
     Reply,
     assemble_service,
+    store_clock,
 )
 
 __all__ = [
+    "CLOCK_META",
     "MAX_CERT_IDS",
     "PREPRODUCED_HASHES",
     "SIGNING_MODES",
@@ -85,4 +88,5 @@ __all__ = [
     "find_responder_certificate",
     "parse_request",
     "single_response",
+    "store_clock",
 ]

@@ -53,6 +53,7 @@ from ..httpserve import (
     supervise,
 )
 from . import OcspService, Reply
+from .service import CLOCK_META
 
 __all__ = ["RememberedSecret", "ServerSettings", "serve"]
 
@@ -73,6 +74,9 @@ class ServerSettings(HttpSettings):
     #: ``GET /health`` answers 503 when the refresher's last heartbeat is older than this, or it
     #: reports failures. Workers answer correctly either way (from the store's status).
     max_refresher_silence: float = 30.0
+    #: Whether this responder runs its refresher. One on a copy of the store (a standby) does not:
+    #: it cannot write; the refresher on the primary signs the pre-produced responses it serves.
+    refresher: bool = True
 
 
 # ---- HTTP ---------------------------------------------------------------------------------------------
@@ -182,6 +186,15 @@ class _Worker(Site):
         saying what was seen (for a load balancer and the operator's monitoring)."""
         report = refresher_health(self.service, self.settings.max_refresher_silence, now)  # type: ignore[arg-type]
         report["worker"] = {"stale_answered_live": self.service.stale_answered}
+        if self.service.store.read_only is not None:
+            # On a copy of the store: how old the copy is, and whether it still vouches for "good".
+            as_of, stale = self.service.source_age()
+            report["source"] = {"copy": self.service.store.read_only, "as_of": as_of,
+                                "lag_seconds": None if as_of is None else round(now - as_of, 3), "too_old": stale}
+            if stale:
+                report["status"] = "degraded"
+                report["problems"].append("the copy of the store is older than the CP allows; answering tryLater "
+                                          "except for revocations")
         body = (json.dumps(report, sort_keys=True) + "\n").encode()
         status = b"200 OK" if report["status"] == "ok" else b"503 Service Unavailable"
         head = (b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nDate: %s\r\n"
@@ -265,6 +278,9 @@ class _Heartbeat:
                  "failing_since": self.failing_since, "error": self.error}
         try:
             self.service.store.put_meta(heartbeat_key(self.service), json.dumps(value))
+            # The store's clock: a copy of the store (a standby) knows it holds every change made
+            # before the beat it has replayed (OcspService.source_age).
+            self.service.store.put_meta(CLOCK_META, f"{value['at']:.3f}")
         except Exception:  # noqa: BLE001 - a missed beat is what /health reports
             log.exception("the refresher could not write its heartbeat")
 
@@ -350,7 +366,8 @@ def serve(open_service: Callable[[bool], OcspService], settings: ServerSettings,
     renews responder certificates (and so may need the CA keys), False in the workers.
     """
     socks = bind(settings, settings.workers)
-    children = [Child("refresher", lambda ready: _run_refresher(open_service, settings, ready))]
+    children = [Child("refresher", lambda ready: _run_refresher(open_service, settings, ready))] \
+        if settings.refresher else []
     for slot in range(settings.workers):
         sock = socks[slot % len(socks)]
         children.append(Child("worker", lambda ready, sock=sock: _run_worker(open_service, sock, settings, ready),

@@ -5,13 +5,14 @@ CA/Browser Forum BR 4.9.10)."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
 from ..clock import Clock, SystemClock
-from ..errors import OcspError
+from ..errors import OcspError, StoreError
 from ..keys.base import Signer
 from ..policy import CertificatePolicy, load_policy
 from ..store.base import CaRecord, CertificateRecord, OcspResponseRecord, Store
@@ -35,7 +36,8 @@ from .responder import (
     find_responder_certificate,
 )
 
-__all__ = ["SIGNING_MODES", "UNKNOWN_SIGNATURES_PER_SECOND", "OcspService", "Reply", "assemble_service"]
+__all__ = ["CLOCK_META", "SIGNING_MODES", "UNKNOWN_SIGNATURES_PER_SECOND", "OcspService", "Reply", "assemble_service",
+           "store_clock"]
 
 log = logging.getLogger("iranpki.ocsp")
 
@@ -102,6 +104,16 @@ class OcspService:
     gets the unsigned tryLater (RFC 6960 4.2.1), and the CA's own certificates are still answered
     from the pre-produced responses.
 
+    **On a copy of the store** (a PostgreSQL standby), ``source_as_of()`` says up to when the copy
+    is known to hold every change: the time of the primary's last clock beat (``service.clock``,
+    which the refresher on the primary writes every two seconds) that the copy has replayed;
+    everything the primary committed before it is in the copy. An answer signed from the copy
+    says so (thisUpdate is that time, RFC 6960 4.2.2.1: when the status was known to be correct).
+    When the copy is older than ``max_source_lag`` (the CP's ``max_source_lag_seconds``: the
+    primary stopped, or replication broke), the responder answers only what never changes back,
+    a revocation; everything else gets tryLater, never a "good" it cannot vouch for. A store that
+    cannot be read (the standby stopped) gets tryLater too, never an internal error.
+
     A pre-produced response is served only while it reflects the certificate's current status:
     the store gives the certificate's status sequence with the response, and one signed before
     the last change (the refresher fell behind, or keeps failing) is never served; the answer is
@@ -111,7 +123,8 @@ class OcspService:
     def __init__(self, store: Store, responders: Iterable[Responder], *, signing: str = "pre-produced",
                  policy: CertificatePolicy | None = None, clock: Clock | None = None,
                  issue_responder: IssueResponder | None = None,
-                 unknown_per_second: float = UNKNOWN_SIGNATURES_PER_SECOND):
+                 unknown_per_second: float = UNKNOWN_SIGNATURES_PER_SECOND,
+                 source_as_of: Callable[[], float | None] | None = None, max_source_lag: float | None = None):
         if signing not in SIGNING_MODES:
             raise OcspError(f"signing mode {signing!r} is not offered; must be one of {', '.join(SIGNING_MODES)}")
         self.store = store
@@ -126,6 +139,13 @@ class OcspService:
         #: Requests whose pre-produced response was older than the certificate's status (answered live).
         self.stale_answered = 0
         self._stale_logged = 0.0
+        self._source_as_of = source_as_of
+        self.max_source_lag = max_source_lag if max_source_lag is not None else self._rules.max_source_lag_seconds
+        if self.max_source_lag > self._rules.max_source_lag_seconds:
+            raise OcspError(f"a source lag of {self.max_source_lag:g} s is more than the CP allows "
+                            f"({self._rules.max_source_lag_seconds} s, status.ocsp.max_source_lag_seconds)")
+        self._as_of: tuple[float, float | None] = (-1.0, None)
+        self._store_failed_logged = 0.0
         for r in responders:
             self._install(r)
         if not self.responders:
@@ -157,9 +177,28 @@ class OcspService:
             return self._several(request)
         except MalformedRequestError:
             return _MALFORMED
+        except (StoreError, sqlite3.OperationalError) as exc:
+            # The store (a standby, a database server) cannot be read now: try later, not an error of ours.
+            if time.monotonic() - self._store_failed_logged > 10:
+                self._store_failed_logged = time.monotonic()
+                log.warning("the store cannot be read (%s); answering tryLater until it can", exc)
+            return _TRY_LATER
         except Exception:  # noqa: BLE001 - a client gets internalError, never a dropped connection
             log.exception("answering an OCSP request failed")
             return _INTERNAL
+
+    def source_age(self) -> tuple[float | None, bool]:
+        """(the time the store's copy is known current as of, None for the store itself; whether
+        it is too old to vouch for anything but a revocation). Read at most every 0.2 s."""
+        if self._source_as_of is None:
+            return None, False
+        checked, value = self._as_of
+        if time.monotonic() - checked > 0.2:
+            value = self._source_as_of()
+            self._as_of = (time.monotonic(), value)
+        if value is None:
+            return 0.0, True  # no beat of the primary's clock ever reached the copy
+        return value, self.clock.now().timestamp() - value > self.max_source_lag
 
     def _one(self, cid: CertId, nonce: bytes | None) -> Reply:
         r = self._index.get((cid.hash, cid.name_hash, cid.key_hash))  # type: ignore[arg-type]
@@ -167,6 +206,12 @@ class OcspService:
             return _UNAUTHORIZED
         if nonce is not None and not self._rules.sign_on_demand:
             nonce = None  # the lightweight profile: answer without the nonce rather than refuse
+        as_of, stale = self.source_age()
+        if stale:
+            status = self.store.certificate_status(r.ca.name, cid.serial)
+            if not _final(status):
+                return _TRY_LATER
+            return self._live(r, [cid], nonce, statuses=[status], known_at=as_of)
         if nonce is None and self.signing == "pre-produced" and cid.hash in PREPRODUCED_HASHES:
             cached = self._cached(r, cid)
             if cached is not None:
@@ -174,7 +219,7 @@ class OcspService:
         status = self.store.certificate_status(r.ca.name, cid.serial)
         if status is None and not self._unknown.take():
             return _TRY_LATER
-        reply = self._live(r, [cid], nonce, statuses=[status])
+        reply = self._live(r, [cid], nonce, statuses=[status], known_at=as_of)
         if nonce is None:
             reply = replace(reply, reusable=True)
         return reply
@@ -190,7 +235,8 @@ class OcspService:
             self.stale_answered += 1
             if time.monotonic() - self._stale_logged > 60:
                 self._stale_logged = time.monotonic()
-                log.error("CA %s: the pre-produced response of certificate %x predates its status change; "
+                # On a copy of the store a change arrives before its re-signed response: no alarm.
+                (log.info if self._source_as_of is not None else log.error)("CA %s: the pre-produced response of certificate %x predates its status change; "
                           "answering from the store. Is the refresher running? (%d such answers so far)",
                           r.ca.name, cid.serial, self.stale_answered)
             return None
@@ -214,14 +260,21 @@ class OcspService:
                     for cid, resp in known]
         # A signature that answers any serial the CA never issued takes from the same budget as a
         # single one: one token per signature, so two CertIDs in a request are no way around it.
+        as_of, stale = self.source_age()
+        if stale and not all(_final(s) for s in statuses):
+            return _TRY_LATER
         if any(s is None for s in statuses) and not self._unknown.take():
             return _TRY_LATER
-        return self._live(r, [cid for cid, _ in known], request.nonce, statuses=statuses)
+        return self._live(r, [cid for cid, _ in known], request.nonce, statuses=statuses, known_at=as_of)
 
-    def _live(self, r: Responder, cert_ids: list[CertId], nonce: bytes | None, *, statuses: list) -> Reply:
+    def _live(self, r: Responder, cert_ids: list[CertId], nonce: bytes | None, *, statuses: list,
+              known_at: float | None = None) -> Reply:
         """Sign one response for ``cert_ids`` with ``statuses`` (read by the caller, who decided
-        whether the signature may be spent)."""
+        whether the signature may be spent); ``known_at``: when the statuses were known correct
+        (a copy of the store's time), else now."""
         now = self.clock.now().replace(microsecond=0)
+        if known_at is not None:
+            now = min(now, datetime.fromtimestamp(int(known_at), timezone.utc))
         next_update = min(now + timedelta(hours=self.policy.ocsp_validity_hours(r.ca.level)), r.not_after)
         this_b, next_b = _gentime(now), _gentime(next_update)
         singles = [single_response(cid.der, status, this_b, next_b) for cid, status in zip(cert_ids, statuses)]
@@ -329,7 +382,8 @@ class OcspService:
 def assemble_service(store: Store, cas: Iterable[CaRecord], *, ca_signer: Callable[[CaRecord], Signer],
                      responder: Signer | None = None, issue_responder: IssueResponder | None = None,
                      signing: str = "pre-produced", include_ca_certificate: bool = False,
-                     clock: Clock | None = None) -> OcspService:
+                     clock: Clock | None = None, source_as_of: Callable[[], float | None] | None = None,
+                     max_source_lag: float | None = None) -> OcspService:
     """The OCSP service for ``cas``, by the responder policy of RFC 6960 4.2.2.2:
 
     - without ``responder``, each CA answers for itself, signing with its own key
@@ -355,4 +409,20 @@ def assemble_service(store: Store, cas: Iterable[CaRecord], *, ca_signer: Callab
                     "start the responder with access to the CA key, which issues one")
             cert = found
         responders.append(Responder(record, responder, cert, include_ca_certificate=include_ca_certificate))
-    return OcspService(store, responders, signing=signing, clock=clock, issue_responder=issue_responder)
+    return OcspService(store, responders, signing=signing, clock=clock, issue_responder=issue_responder,
+                       source_as_of=source_as_of, max_source_lag=max_source_lag)
+
+
+def _final(status) -> bool:  # noqa: ANN001 - certificate_status's tuple, or None
+    """Whether a status never changes back: revoked for any reason but certificateHold (6)."""
+    return status is not None and status[0] is not None and status[2] != 6
+
+
+#: The store's clock: the time the primary last wrote it (the OCSP refresher does, every beat).
+CLOCK_META = "service.clock"
+
+
+def store_clock(store: Store) -> float | None:
+    """The primary's last clock beat as a copy of the store holds it (:data:`CLOCK_META`), or None."""
+    text = store.get_meta(CLOCK_META)
+    return float(text) if text else None

@@ -39,7 +39,7 @@ from .base import AuditEvent
 from .sqlite import _SCHEMA, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V6, SCHEMA_VERSION, SqliteStore, _t
 from .sqlite_registration import SCHEMA_V4, SCHEMA_V5, SCHEMA_V7
 
-__all__ = ["PASSWORD_ENV", "PASSWORD_FILE_ENV", "PostgresStore", "postgresql_ddl"]
+__all__ = ["PASSWORD_ENV", "PASSWORD_FILE_ENV", "STANDBY", "PostgresStore", "postgresql_ddl"]
 
 PASSWORD_ENV = "IRANPKI_STORE_PASSWORD"
 PASSWORD_FILE_ENV = "IRANPKI_STORE_PASSWORD_FILE"
@@ -47,6 +47,8 @@ PASSWORD_FILE_ENV = "IRANPKI_STORE_PASSWORD_FILE"
 WRITE_LOCK = 0x6972616E706B69
 #: Rows a CRL's server-side cursor fetches at a time.
 STREAM_BATCH = 5000
+#: ``read_only`` of a store on a hot standby.
+STANDBY = "a standby server in recovery (a replica of the primary)"
 
 
 def postgresql_ddl(sqlite_ddl: str) -> str:
@@ -110,14 +112,22 @@ class _Cursor:
 
 class _Connection:
     """A psycopg connection (autocommit: BEGIN and COMMIT are statements, as with sqlite3's
-    ``isolation_level=None``) with the sqlite3 surface the store code uses."""
+    ``isolation_level=None``) with the sqlite3 surface the store code uses. A connection the
+    server dropped (a restart, a failover) is made again at the next statement outside a
+    transaction, by ``reconnect``."""
 
-    def __init__(self, conn: Any):
+    def __init__(self, conn: Any, reconnect: Any = None):
         self.conn = conn
+        self._reconnect = reconnect
 
     def execute(self, statement: str, params: Any = ()) -> _Cursor:
         import psycopg
 
+        if self.conn.closed and self._reconnect is not None:
+            try:
+                self.conn = self._reconnect()
+            except StoreError as exc:
+                raise sqlite3.OperationalError(str(exc)) from None
         cursor = self.conn.cursor()
         try:
             cursor.execute(_sql(statement, bool(params)), tuple(params) if params else None)
@@ -191,7 +201,10 @@ class PostgresStore(SqliteStore):
         self._pid = os.getpid()
         self.read_only = None
         self._password = _password(password_file)
-        self._db = _Connection(self._connect())
+        self._db = _Connection(self._connect(), self._connect)
+        if self._db.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+            #: A hot standby (a streaming replica): every read works, no change does.
+            self.read_only = STANDBY
         self._migrate(create)
 
     def _connect(self) -> Any:
@@ -208,6 +221,8 @@ class PostgresStore(SqliteStore):
     # ---- schema ------------------------------------------------------------------------------
 
     def _migrate(self, create: bool = False) -> None:  # type: ignore[override]
+        if self.read_only is not None:
+            create = False
         with self._lock:
             exists = self._db.execute("SELECT to_regclass('meta')").fetchone()[0] is not None
             if not exists:
@@ -250,9 +265,12 @@ class PostgresStore(SqliteStore):
     def _tx(self) -> Iterator[_Connection]:  # type: ignore[override]
         if os.getpid() != self._pid:
             raise StoreError("a store opened before fork() cannot be used in the child; open it again")
+        if self.read_only is not None:
+            raise StoreError(f"the store {self.path} is {self.read_only}; nothing was changed. Reads work; make "
+                             "changes on the primary")
         with self._lock:
             if self._db.conn.closed:
-                self._db = _Connection(self._connect())  # the server restarted: a new connection
+                self._db = _Connection(self._connect(), self._connect)  # the server restarted: a new connection
             try:
                 with self._write() as db:
                     yield db
