@@ -437,3 +437,26 @@ def test_responders_on_a_streaming_replica(tmp_path: Path, monkeypatch: pytest.M
                 remove_cluster(cluster)
     for _, lines in servers[1:]:
         assert not [line for line in lines if "Traceback" in line], "\n".join(lines)
+
+
+def test_an_older_postgresql_store_is_upgraded_by_the_same_history(postgresql: dict) -> None:
+    """The schema's versions are one history for both backends: a PostgreSQL store of version 6
+    (before the key-recovery keys) is brought to the current version when opened, once."""
+    from iranpki.store import RecoveryKeyRecord, open_store
+    from iranpki.store.base import AuditEvent
+    from iranpki.store.sqlite import SCHEMA_VERSION
+
+    url = new_database(postgresql)
+    open_store(url, create=True).close()
+    import psycopg
+
+    with psycopg.connect(url, password=postgresql["password"], autocommit=True) as conn:
+        conn.execute("DROP TABLE recovery_keys")
+        conn.execute("UPDATE meta SET value='6' WHERE key='schema_version'")
+    store = open_store(url)
+    assert store.schema_version == SCHEMA_VERSION == 7
+    store.add_recovery_key(RecoveryKeyRecord("krk", "pkcs11:token=T;object=krk", b"0\x01", store.clock.now()),
+                           AuditEvent("escrow.key.created", "krk", "operator", {}))
+    assert [k.name for k in store.recovery_keys()] == ["krk"]
+    store.close()
+    assert open_store(url).schema_version == 7  # a second open finds it upgraded

@@ -36,7 +36,7 @@ from typing import Any
 from ..clock import Clock, SystemClock
 from ..errors import ConfigError, SchemaError, StoreError
 from .base import AuditEvent
-from .sqlite import _SCHEMA, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V6, SCHEMA_VERSION, SqliteStore, _t
+from .sqlite import _SCHEMA, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V6, SCHEMA_VERSION, UPGRADES, SqliteStore, _t
 from .sqlite_registration import SCHEMA_V4, SCHEMA_V5, SCHEMA_V7
 
 __all__ = ["PASSWORD_ENV", "PASSWORD_FILE_ENV", "STANDBY", "PostgresStore", "postgresql_ddl"]
@@ -237,7 +237,19 @@ class PostgresStore(SqliteStore):
                         db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             found = int(row[0]) if row is not None else 0
-            # Later versions upgrade here, in one transaction each, as SqliteStore._migrate does.
+            # The same history as SQLite's (UPGRADES), translated; each step in one transaction,
+            # under the write lock, so two nodes opening an old store upgrade it once.
+            for version, statements, then in UPGRADES:
+                if found == version - 1 and self.read_only is None:
+                    with self._write() as db:
+                        now = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+                        if int(now) == version - 1:
+                            for stmt in _statements(statements):
+                                db.execute(stmt)
+                            if then:
+                                getattr(self, then)(db)
+                            db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
+                    found = version
             if found != SCHEMA_VERSION:
                 raise SchemaError(f"the store {self.path} has schema version {found}; this iranpki reads version "
                                   f"{SCHEMA_VERSION}. Use the iranpki version that wrote it")
@@ -319,8 +331,13 @@ class PostgresStore(SqliteStore):
                 self._db = None  # type: ignore[assignment]
 
 
-def _create_statements() -> list[str]:
-    """The schema of a new store, as SqliteStore creates it, in PostgreSQL's words."""
-    ddl = postgresql_ddl(_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3 + SCHEMA_V4 + SCHEMA_V5 + _SCHEMA_V6 + SCHEMA_V7)
+def _statements(sqlite_ddl: str) -> list[str]:
+    """SQLite DDL as PostgreSQL statements, one each."""
+    ddl = postgresql_ddl(sqlite_ddl)
     ddl = "\n".join(line for line in ddl.splitlines() if not line.lstrip().startswith("--"))
     return [s for s in (x.strip() for x in ddl.split(";")) if s]
+
+
+def _create_statements() -> list[str]:
+    """The schema of a new store, as SqliteStore creates it, in PostgreSQL's words."""
+    return _statements(_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3 + SCHEMA_V4 + SCHEMA_V5 + _SCHEMA_V6 + SCHEMA_V7)

@@ -160,6 +160,17 @@ DROP INDEX IF EXISTS certificates_revoked;
 """
 
 
+#: The schema's history from version 3 on, one for every backend (iranpki.store.postgresql
+#: translates the DDL): (version, the DDL that takes a store of the version before to it, the name
+#: of a data step run in the same transaction, or None). A new version is one entry here.
+UPGRADES: tuple[tuple[int, str, str | None], ...] = (
+    (4, SCHEMA_V4, None),  # the registration tables (offices, officers, requests): new tables only
+    (5, SCHEMA_V5, None),  # the officers' one-time-code secrets: a new table only
+    (6, _SCHEMA_V6, "_leaves_for_old_events"),  # the audit log's tree, and a leaf for every older event
+    (7, SCHEMA_V7, None),  # the key-recovery keys: a new table only
+)
+
+
 def _t(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(timezone.utc).isoformat()
 
@@ -290,22 +301,11 @@ class SqliteStore(SqliteRegistrations, Store):
             if row is not None and row[0] == "2" and self.read_only is None:
                 self._upgrade_2_3()
                 row = ("3",)
-            if row is not None and row[0] == "3" and self.read_only is None:
-                # The registration tables (offices, officers, requests): new tables only.
-                self._upgrade("3", "4", SCHEMA_V4)
-                row = ("4",)
-            if row is not None and row[0] == "4" and self.read_only is None:
-                # The officers' one-time-code secrets: a new table only.
-                self._upgrade("4", "5", SCHEMA_V5)
-                row = ("5",)
-            if row is not None and row[0] == "5" and self.read_only is None:
-                # The audit log's tree: its tables, and a leaf for every event recorded before.
-                self._upgrade("5", "6", _SCHEMA_V6, then=self._leaves_for_old_events)
-                row = ("6",)
-            if row is not None and row[0] == "6" and self.read_only is None:
-                # The key-recovery keys: a new table only.
-                self._upgrade("6", "7", SCHEMA_V7)
-                row = ("7",)
+            for version, statements, then in UPGRADES:
+                if row is not None and row[0] == str(version - 1) and self.read_only is None:
+                    self._upgrade(str(version - 1), str(version), statements,
+                                  then=getattr(self, then) if then else None)
+                    row = (str(version),)
             #: The schema this store has; a read-only store of version 2, 3 or 4 is read as it is.
             self.schema_version = int(row[0]) if row is not None else 0
             if self.read_only is not None and row is not None and row[0] in ("2", "3", "4", "5", "6"):
