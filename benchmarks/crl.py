@@ -24,7 +24,14 @@ revokedCertificates of both are compared octet for octet.
 It prints the median time and peak memory of each side over the rounds and the ratios
 iranpki/openssl. Aim (issue): at most 0.5 of openssl's time and of its memory.
 
+With ``--store postgresql`` the seeded store is copied into PostgreSQL (a private cluster this
+script starts on 127.0.0.1, as the tests do; ``iranpki store migrate``'s checked copy) and both
+iranpki sides read it from there: the entries come through a server-side cursor in a REPEATABLE
+READ snapshot. The server's own memory is not the child's and is not counted (openssl has no
+server); the aim is the same as on SQLite.
+
     .venv/bin/python benchmarks/crl.py [--entries 1000000] [--rounds 3] [--key rsa2048|p256] [--keep DIR]
+                                       [--store sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -315,6 +322,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
     parser.add_argument("--key", choices=("rsa2048", "p256"), default="rsa2048", help="the CA's key")
     parser.add_argument("--keep", metavar="DIR", help="build everything in DIR (new or empty) and keep it")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the store iranpki reads the entries from")
     args = parser.parse_args()
     if args.entries < 1 or args.rounds < 1:
         parser.error("--entries and --rounds must be at least 1")
@@ -342,11 +351,52 @@ def run(args: argparse.Namespace, work: Path) -> None:
     start = time.perf_counter()
     serials = seed(store_path, work, n, int(time.time()))
     seeded = time.perf_counter() - start
+    cluster = None
+    if args.store == "postgresql":
+        store_path, cluster = to_postgresql(store_path, work)
+    try:
+        measure_all(args, work, store_path, serials, digest, seeded)
+    finally:
+        if cluster is not None:
+            from tests.hosts import remove_cluster
+
+            remove_cluster(cluster)
+
+
+def to_postgresql(sqlite_path: str, work: Path):  # noqa: ANN201 - (its URL, the cluster)
+    """The seeded store copied into a new database of a private PostgreSQL cluster; the
+    workspace's settings name it."""
+    from iranpki.store import open_store
+    from iranpki.store.migrate import copy_store
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.hosts import new_cluster
+
+    cluster = new_cluster()
+    os.environ["IRANPKI_STORE_PASSWORD"] = cluster.password  # the children read it (never an argument)
+    url = cluster.new_database()
+    start = time.perf_counter()
+    source, target = open_store(sqlite_path), open_store(url, create=True)
+    report = copy_store(source, target)
+    source.close()
+    target.close()
+    if not report.ok:
+        fail("the copy into PostgreSQL did not check out: " + "; ".join(report.problems))
+    print(f"copied into PostgreSQL in {time.perf_counter() - start:.1f} s ({report.rows['certificates']:,} "
+          "certificates, checked)")
+    config = (work / "iranpki.yaml").read_text().replace("store: store.sqlite3", f"store: {url}")
+    (work / "iranpki.yaml").write_text(config)
+    return url, cluster
+
+
+def measure_all(args: argparse.Namespace, work: Path, store_path: str, serials: set[int], digest: str,
+                seeded: float) -> None:
+    n = args.entries
     config = openssl_config(work, digest)
     openssl = shutil.which("openssl") or "openssl"
     (work / "ours").mkdir()
     print(f"CRL benchmark: {n:,} revoked entries, {args.key} CA key, {digest}, {args.rounds} round(s), medians "
-          f"(seeded in {seeded:.1f} s)")
+          f"(seeded in {seeded:.1f} s), iranpki reading from {args.store}")
 
     ours_t, ours_inner, ours_rss, theirs_t, theirs_rss, cli_t, cli_rss = [], [], [], [], [], [], []
     ours_file = theirs_file = cli_file = Path()

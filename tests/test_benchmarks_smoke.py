@@ -88,3 +88,25 @@ def test_audit_benchmark_smoke() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ratio issuance with/without tree" in done.stdout and "SQLite reading them alone (anchor)" in done.stdout
     assert "5,000 events" in done.stdout and "memory: a log ten times longer" in done.stdout
+
+
+@pytest.mark.slow
+def test_store_benchmark_smoke() -> None:
+    """benchmarks/store.py in its smallest size: both stores, every row and its ratio."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "store.py"), "--seconds", "0.05", "--rounds", "1",
+                          "--certs", "40"], capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "FAILED" not in out.stdout + out.stderr
+    for row in ("issuance, single", "issuance, batch of 100", "OCSP answers"):
+        line = next((x for x in out.stdout.splitlines() if x.startswith(row)), "")
+        assert len(line.split()) >= 5 and float(line.split()[-1]) > 0, out.stdout
+
+
+@pytest.mark.slow
+def test_crl_benchmark_on_postgresql_smoke() -> None:
+    """benchmarks/crl.py with the entries read from PostgreSQL: the checked copy, both CRLs, the ratios."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "crl.py"), "--entries", "500", "--rounds", "1",
+                          "--store", "postgresql"], capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "copied into PostgreSQL" in out.stdout and "iranpki reading from postgresql" in out.stdout
+    assert "500 entries each" in out.stdout and "revokedCertificates identical" in out.stdout, out.stdout
