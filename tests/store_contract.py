@@ -322,6 +322,9 @@ class StoreContract:
         assert [e.to_state for e in store.request_events("r1")] == ["submitted", "proofed"]
         assert [r.id for r in store.list_requests(states=("proofed",))] == ["r1"]
         assert store.list_requests(office="THR-01") == []
+        # By the applicant's national code (a subscriber's certificates, in the applicant portal).
+        assert [r.id for r in store.list_requests(second_factor="0499370899")] == ["r1"]
+        assert store.list_requests(second_factor="0012345678") == []
 
     def test_evidence_past_its_retention_is_purged_and_none_before(self, store: Store) -> None:
         from iranpki.store import EvidenceRecord, RequestEvent, RequestRecord

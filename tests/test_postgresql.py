@@ -107,6 +107,7 @@ def test_the_copy_check_catches_a_bad_copy(postgresql: dict, tmp_path: Path, mon
     for _ in range(3):
         ws.issue("gica1", "smime", subject="CN=ali@example.ir", emails=["ali@example.ir"], public_key=_public_key(),
                  secret=secret)
+    ws.generate_crls("gica1", secret=secret)
     target = open_store(new_database(postgresql), create=True)
     good = copy_store(ws.store, target)
     assert good.ok, good.problems
@@ -118,11 +119,14 @@ def test_the_copy_check_catches_a_bad_copy(postgresql: dict, tmp_path: Path, mon
     db.execute("UPDATE certificates SET revoked_at='2026-12-01T00:00:00+00:00', reason=1 WHERE serial="
                "(SELECT MAX(serial) FROM certificates WHERE ca='gica1')")
     db.execute("UPDATE audit SET actor='someone else' WHERE seq=3")
-    db.execute("DELETE FROM ra_attempts")  # (none) and one CA's CRL number row that was never there: no change
     db.execute("DELETE FROM keys WHERE label='gica1'")
-    bad = check_copy(target, good.rows, good.certificates_sha256)
+    db.execute("UPDATE crl_numbers SET last = 0")  # the next CRL numbers would be handed out again
+    db.execute("UPDATE cas SET key_reference = 'file:elsewhere.pem' WHERE name = 'gica1'")
+    bad = check_copy(target, good.expected)
     said = "\n".join(bad.problems)
-    assert "the certificates differ" in said and "event 3 was changed" in said and "keys: 2 rows" in said, said
+    for named in ("certificates: the rows differ", "event 3 was changed", "keys: 2 rows", "cas: the rows differ"):
+        assert named in said, said
+    assert "crl_numbers: the rows differ" in said, said
     target.close()
     ws.close()
 

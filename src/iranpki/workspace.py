@@ -438,7 +438,9 @@ class Workspace:
             if responder is not None and renew_responders:
                 for record in records:  # opened now: a wrong passphrase fails here, not days later at renewal
                     ca_signer(record)
-            copy = self.store.read_only is not None  # a standby: it says how current it is
+            from .store.postgresql import STANDBY
+
+            copy = self.store.read_only == STANDBY  # a standby: it says how current it is
             store = self.store
             return ocsp.assemble_service(store, records, ca_signer=ca_signer, responder=responder,
                                          issue_responder=issue_responder if renew_responders and not copy else None,  # type: ignore[arg-type]
@@ -474,7 +476,9 @@ class Workspace:
         copy is (``max_source_lag``, at most the CP's; :class:`iranpki.ocsp.OcspService`)."""
         from .ocsp import server
 
-        standby = self.store.read_only is not None
+        from .store.postgresql import STANDBY
+
+        standby = self.store.read_only == STANDBY
         settings = server.ServerSettings(host=host, port=port, workers=workers, request_timeout=request_timeout,
                                          max_client_connections=max_client_connections,
                                          max_refresher_silence=max_refresher_silence, refresher=not standby)

@@ -186,7 +186,7 @@ class _Worker(Site):
         saying what was seen (for a load balancer and the operator's monitoring)."""
         report = refresher_health(self.service, self.settings.max_refresher_silence, now)  # type: ignore[arg-type]
         report["worker"] = {"stale_answered_live": self.service.stale_answered}
-        if self.service.store.read_only is not None:
+        if self.service.on_copy:
             # On a copy of the store: how old the copy is, and whether it still vouches for "good".
             as_of, stale = self.service.source_age()
             report["source"] = {"copy": self.service.store.read_only, "as_of": as_of,

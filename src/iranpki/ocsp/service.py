@@ -144,7 +144,9 @@ class OcspService:
         if self.max_source_lag > self._rules.max_source_lag_seconds:
             raise OcspError(f"a source lag of {self.max_source_lag:g} s is more than the CP allows "
                             f"({self._rules.max_source_lag_seconds} s, status.ocsp.max_source_lag_seconds)")
-        self._as_of: tuple[float, float | None] = (-1.0, None)
+        self._as_of: tuple[float, float | None] = (-1e9, None)
+        #: The last beat value seen and when (monotonic) it was first seen.
+        self._beat_seen: tuple[float | None, float] = (None, time.monotonic())
         self._store_failed_logged = 0.0
         for r in responders:
             self._install(r)
@@ -187,18 +189,34 @@ class OcspService:
             log.exception("answering an OCSP request failed")
             return _INTERNAL
 
+    @property
+    def on_copy(self) -> bool:
+        """Whether this service answers from a copy of the store (a standby)."""
+        return self._source_as_of is not None
+
     def source_age(self) -> tuple[float | None, bool]:
         """(the time the store's copy is known current as of, None for the store itself; whether
-        it is too old to vouch for anything but a revocation). Read at most every 0.2 s."""
+        it is too old to vouch for anything but a revocation). Read at most every 0.2 s.
+
+        The beat is the primary's clock, compared with this machine's: both must keep time (NTP).
+        A beat from the future (more than :data:`CLOCK_TOLERANCE` ahead) is not trusted, and a
+        beat that has not moved for ``max_source_lag`` by this machine's monotonic clock is too
+        old whatever it says, so a primary whose clock runs fast cannot stretch the lag."""
         if self._source_as_of is None:
             return None, False
         checked, value = self._as_of
-        if time.monotonic() - checked > 0.2:
+        mono = time.monotonic()
+        if mono - checked > 0.2:
             value = self._source_as_of()
-            self._as_of = (time.monotonic(), value)
+            self._as_of = (mono, value)
+            if value != self._beat_seen[0]:
+                self._beat_seen = (value, mono)
         if value is None:
-            return 0.0, True  # no beat of the primary's clock ever reached the copy
-        return value, self.clock.now().timestamp() - value > self.max_source_lag
+            return None, True  # no beat of the primary's clock ever reached the copy
+        now = self.clock.now().timestamp()
+        stale = (now - value > self.max_source_lag or value - now > CLOCK_TOLERANCE
+                 or mono - self._beat_seen[1] > self.max_source_lag)
+        return min(value, now), stale
 
     def _one(self, cid: CertId, nonce: bytes | None) -> Reply:
         r = self._index.get((cid.hash, cid.name_hash, cid.key_hash))  # type: ignore[arg-type]
@@ -211,7 +229,8 @@ class OcspService:
             status = self.store.certificate_status(r.ca.name, cid.serial)
             if not _final(status):
                 return _TRY_LATER
-            return self._live(r, [cid], nonce, statuses=[status], known_at=as_of)
+            # A revocation is still true now, however old the copy: signed as of now.
+            return self._live(r, [cid], nonce, statuses=[status])
         if nonce is None and self.signing == "pre-produced" and cid.hash in PREPRODUCED_HASHES:
             cached = self._cached(r, cid)
             if cached is not None:
@@ -255,17 +274,18 @@ class OcspService:
             # The CP forbids signing for a request: the most complete answer that needs no new
             # signature is the first certificate's pre-produced response (the lightweight profile).
             return self._one(next(cid for cid, resp in known if resp is r), None)
+        as_of, stale = self.source_age()  # first: the statuses read after it are at least as new
         # One signature covers one responder: a CertID of another issuer is "unknown" (RFC 6960 2.2).
         statuses = [self.store.certificate_status(r.ca.name, cid.serial) if resp is r else None
                     for cid, resp in known]
         # A signature that answers any serial the CA never issued takes from the same budget as a
         # single one: one token per signature, so two CertIDs in a request are no way around it.
-        as_of, stale = self.source_age()
         if stale and not all(_final(s) for s in statuses):
             return _TRY_LATER
         if any(s is None for s in statuses) and not self._unknown.take():
             return _TRY_LATER
-        return self._live(r, [cid for cid, _ in known], request.nonce, statuses=statuses, known_at=as_of)
+        return self._live(r, [cid for cid, _ in known], request.nonce, statuses=statuses,
+                          known_at=None if stale else as_of)
 
     def _live(self, r: Responder, cert_ids: list[CertId], nonce: bytes | None, *, statuses: list,
               known_at: float | None = None) -> Reply:
@@ -420,6 +440,8 @@ def _final(status) -> bool:  # noqa: ANN001 - certificate_status's tuple, or Non
 
 #: The store's clock: the time the primary last wrote it (the OCSP refresher does, every beat).
 CLOCK_META = "service.clock"
+#: How far ahead of this machine's clock a beat may be before it is not trusted (seconds).
+CLOCK_TOLERANCE = 5.0
 
 
 def store_clock(store: Store) -> float | None:

@@ -5,9 +5,9 @@ it was when the copy began) and writes every table into a new, empty PostgreSQL 
 transaction under the store's write lock: a copy that fails leaves the target empty. It is then
 checked against the source, not trusted:
 
-- every table has as many rows in the copy as in the snapshot;
-- the certificates agree one by one: serial, SHA-256, status and the status change's number, in
-  serial order, hashed on both sides;
+- every table has as many rows in the copy as in the snapshot, and the same rows: every column of
+  every row, in primary-key order, hashed on both sides (a counter, a CRL number, a key reference
+  or a certificate's bytes that differ are found);
 - the copy's audit log verifies (``iranpki.audit.verify_store``: every leaf from its event, no
   gap, every checkpoint the store kept) and has as many events as the source.
 """
@@ -36,6 +36,8 @@ _BATCH = 2000
 @dataclass
 class CopyReport:
     rows: dict[str, int] = field(default_factory=dict)
+    #: What the source held: each table's rows and the digest of all their columns.
+    expected: dict[str, tuple[int, str]] = field(default_factory=dict)
     certificates_sha256: str = ""
     audit_events: int = 0
     problems: list[str] = field(default_factory=list)
@@ -43,17 +45,6 @@ class CopyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _certificates_digest(db, sql: str) -> str:  # noqa: ANN001 - a sqlite3 or psycopg-like connection
-    h = hashlib.sha256()
-    for row in db.execute(sql):
-        h.update(repr(tuple(row)).encode("utf-8"))
-    return h.hexdigest()
-
-
-_CERTIFICATES = ("SELECT serial, fingerprint, revoked_at, reason, invalidity_date, status_seq FROM certificates "
-                 "ORDER BY serial")
 
 
 def copy_store(source: SqliteStore, target: PostgresStore,
@@ -103,33 +94,66 @@ def copy_store(source: SqliteStore, target: PostgresStore,
             for table, column in _IDENTITIES:
                 dst.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
                             f"(SELECT COALESCE(MAX({column}), 0) + 1 FROM {table}), false)")
-        expected = {table: src.execute(f"SELECT COUNT(*) FROM {table}" + (
-            " WHERE key != 'schema_version'" if table == "meta" else "")).fetchone()[0] for table in TABLES}
-        source_digest = _certificates_digest(src, _CERTIFICATES)
-    return check_copy(target, expected, source_digest, report)
+        expected = {table: _table_digest(src, table, _layout(src, table)) for table in TABLES}
+    report.expected = expected
+    return check_copy(target, expected, report)
 
 
-def check_copy(target: PostgresStore, expected: dict[str, int], source_digest: str,
+def _layout(src, table: str) -> tuple[list[str], list[str]]:  # noqa: ANN001 - a sqlite3 connection
+    """A table's columns, and the columns that order its rows (its primary key, else all)."""
+    info = list(src.execute(f"PRAGMA table_info({table})"))
+    columns = [r[1] for r in info]
+    key = [r[1] for r in sorted(info, key=lambda r: r[5]) if r[5] > 0]
+    return columns, key or columns
+
+
+def _table_digest(db, table: str, layout: tuple[list[str], list[str]]) -> tuple[int, str]:  # noqa: ANN001
+    """(rows, SHA-256 of every column of every row in key order): the same on both backends for
+    the same data (keys are text in the "C" collation or integers, never NULL)."""
+    columns, key = layout
+    where = " WHERE key != 'schema_version'" if table == "meta" else ""
+    h = hashlib.sha256()
+    count = 0
+    for row in db.execute(f"SELECT {', '.join(columns)} FROM {table}{where} ORDER BY {', '.join(key)}"):
+        h.update(repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)).encode("utf-8"))
+        count += 1
+    return count, h.hexdigest()
+
+
+def check_copy(target: PostgresStore, expected: dict[str, tuple[int, str]],
                report: CopyReport | None = None) -> CopyReport:
-    """Check a copy against what the source held: the row count of each table (``expected``),
-    the certificates' digest, and the audit log verified in the copy."""
+    """Check a copy against what the source held (``expected``: each table's rows and the
+    digest of all their columns, :func:`_table_digest`), and verify the copy's audit log."""
     from ..audit import verify_store
 
-    report = report or CopyReport(rows=dict(expected))
+    report = report or CopyReport(rows={t: n for t, (n, _) in expected.items()}, expected=expected)
+    layouts = {table: _pg_layout(target, table) for table in TABLES}
     for table in TABLES:
-        held = target._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] - (1 if table == "meta" else 0)
-        if held != expected[table]:
-            report.problems.append(f"{table}: {expected[table]} rows in the SQLite store, {held} in the copy")
-    report.certificates_sha256 = _certificates_digest(target._db, _CERTIFICATES)
-    if report.certificates_sha256 != source_digest:
-        report.problems.append("the certificates differ between the SQLite store and the copy")
+        rows, digest = _table_digest(target._db, table, layouts[table])
+        if rows != expected[table][0]:
+            report.problems.append(f"{table}: {expected[table][0]} rows in the SQLite store, {rows} in the copy")
+        elif digest != expected[table][1]:
+            report.problems.append(f"{table}: the rows differ between the SQLite store and the copy")
+        if table == "certificates":
+            report.certificates_sha256 = digest
     verification = verify_store(target)
     report.audit_events = verification.events
     report.problems += [f"audit log: {p.what}" for p in verification.problems]
-    if verification.events != expected["audit"]:
-        report.problems.append(f"audit log: {expected['audit']} events in the SQLite store, {verification.events} in "
-                               "the copy")
+    if verification.events != expected["audit"][0]:
+        report.problems.append(f"audit log: {expected['audit'][0]} events in the SQLite store, {verification.events} "
+                               "in the copy")
     return report
+
+
+def _pg_layout(target: PostgresStore, table: str) -> tuple[list[str], list[str]]:
+    """The same layout read from PostgreSQL's catalog (columns in their order, the primary key)."""
+    columns = [r[0] for r in target._db.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ? "
+        "ORDER BY ordinal_position", (table,))]
+    key = [r[0] for r in target._db.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+        "WHERE i.indrelid = ?::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)", (table,))]
+    return columns, key or columns
 
 
 def _parents_first(rows: list) -> list:  # noqa: ANN001

@@ -66,6 +66,7 @@ def _sql(statement: str, params: bool = True) -> str:
     """A statement of the shared store code in PostgreSQL's words (``%`` doubled when it has
     parameters, as psycopg then reads ``%s``)."""
     out = re.sub(r" INDEXED BY \w+", "", statement)
+    out = re.sub(r"json_extract\((\w+), '\$\.(\w+)'\)", r"(\1::jsonb ->> '\2')", out)
     if not params:
         return out
     out = re.sub(r"\bIS \?", "IS NOT DISTINCT FROM ?", out)
@@ -145,6 +146,8 @@ class _Connection:
                 cursor.executemany(_sql(statement), [tuple(r) for r in rows])
         except psycopg.errors.IntegrityError as exc:
             raise _integrity(exc) from None
+        except psycopg.OperationalError as exc:
+            raise sqlite3.OperationalError(str(exc).strip()) from None
 
     @property
     def in_transaction(self) -> bool:
@@ -211,8 +214,13 @@ class PostgresStore(SqliteStore):
         import psycopg
 
         try:
+            # A node that hangs or loses the network while it holds the write lock must not hold every
+            # other node's writes for hours: its session ends after a minute idle in a transaction,
+            # and TCP keepalives find a peer gone within about a minute.
             return psycopg.connect(self.url, autocommit=True, password=self._password, connect_timeout=10,
-                                   application_name="iranpki")
+                                   application_name="iranpki", keepalives=1, keepalives_idle=30,
+                                   keepalives_interval=10, keepalives_count=3,
+                                   options="-c idle_in_transaction_session_timeout=60s")
         except psycopg.OperationalError as exc:
             # libpq's message names the host and what failed; it never holds the password.
             raise StoreError(f"cannot connect to the store {self.path}: {str(exc).strip()}; check that the server runs "
@@ -287,8 +295,9 @@ class PostgresStore(SqliteStore):
                 with self._write() as db:
                     yield db
             except sqlite3.OperationalError as exc:
-                raise StoreError(f"the store {self.path} could not record the change ({exc}); nothing was "
-                                 "changed. Check that the database server runs and has disk space") from None
+                raise StoreError(f"the store {self.path} could not record the change ({exc}). If the connection "
+                                 "was lost while committing, the change may have been recorded: look before doing it "
+                                 "again. Check that the database server runs and has disk space") from None
 
     def _audit(self, db: _Connection, audit: AuditEvent) -> None:  # type: ignore[override]
         from ..audit import leaf_data, leaf_hash
@@ -319,10 +328,20 @@ class PostgresStore(SqliteStore):
 
     @staticmethod
     def _stream(db: _Connection, sql: str, args: list) -> Iterator[tuple]:  # type: ignore[override]
+        import psycopg
+
         cursor = db.conn.cursor(name="revoked")  # server-side: fetched in batches, never whole
         cursor.itersize = STREAM_BATCH
-        cursor.execute(_sql(sql), tuple(args))
-        return iter(cursor)
+
+        def rows() -> Iterator[tuple]:
+            try:
+                cursor.execute(_sql(sql), tuple(args))
+                yield from cursor
+            except psycopg.OperationalError as exc:
+                raise StoreError(f"reading the revoked certificates from the store failed ({str(exc).strip()}); "
+                                 "nothing was signed: generate the CRL again once the database answers") from None
+
+        return rows()
 
     def close(self) -> None:
         with self._lock:
