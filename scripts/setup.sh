@@ -27,6 +27,9 @@ command -v certtool >/dev/null || need_apt+=(gnutls-bin)
 command -v oathtool >/dev/null || need_apt+=(oathtool)
 # PostgreSQL's server: the tests start a private cluster of it (tests/conftest.py), never the system's.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# OpenLDAP's server and clients: the tests start a private slapd (tests/test_ldap.py), never the system's.
+[ -x /usr/sbin/slapd ] || need_apt+=(slapd)
+command -v ldapsearch >/dev/null || need_apt+=(ldap-utils)
 # openCryptoki: the second PKCS#11 module the conformance suite is tried on (its software token,
 # run by the tests on a private pkcsslotd; the machine's own openCryptoki is never started).
 [ -x /usr/sbin/pkcsslotd ] && compgen -G '/usr/lib/*/opencryptoki/libopencryptoki.so.0' >/dev/null \

@@ -365,6 +365,37 @@ class StoreContract:
                                    AuditEvent("escrow.key.created", "krk-copy", "operator", {}))
         assert [e.subject for _, _, e in store.audit_log()[-2:]] == ["krk-2025", "krk-2026"]
 
+    def test_the_publication_outbox_takes_what_is_recorded_while_publishing_is_on(self, store: Store) -> None:
+        import dataclasses
+
+        from iranpki.store import CrlRecord
+
+        store.add_certificate(dataclasses.replace(cert_record(1), publish=True), event("cert.issued", "1"))
+        assert not store.publishing() and store.outbox_pending() == []  # off: nothing is put
+        put = store.set_publishing(True, event("publish.on", "ldap"))
+        assert store.publishing() and put == 2  # the two CA certificates (their CRL files are not here)
+        store.add_certificates([(dataclasses.replace(cert_record(2), publish=True), event("cert.issued", "2")),
+                                (cert_record(3), event("cert.issued", "3"))])  # 3: its subscriber did not agree
+        for number in (1, 2):  # the second complete CRL supersedes the first, not yet published
+            store.add_crl(CrlRecord("gica1", number, "full", None, None, T0, T0 + timedelta(days=1), 0, 0, "ab" * 32,
+                                    f"crls/gica1-{number}.crl"), event("crl.issued", f"gica1#{number}"),
+                          der=b"crl-%d" % number)
+        store.add_crl(CrlRecord("root", 1, "full", None, None, T0, T0 + timedelta(days=1), 0, 0, "ab" * 32,
+                                "crls/root-1.crl"), event("crl.issued", "root#1"), der=b"arl-1")
+        pending = store.outbox_pending()
+        assert [(i.kind, i.ca, i.serial, i.payload) for i in pending] == [
+            ("ca", "root", None, b"ca-certificate-root"), ("ca", "gica1", None, b"ca-certificate-gica1"),
+            ("user", "gica1", 2, b"certificate-2"), ("crl", "gica1", None, b"crl-2"), ("arl", "root", None, b"arl-1")]
+        store.outbox_failed(pending[0].seq, "the directory is down")
+        assert (store.outbox_pending()[0].attempts, store.outbox_pending()[0].last_error) == (1, "the directory is down")
+        for item in pending[:3]:
+            store.outbox_done(item.seq)
+        assert [i.kind for i in store.outbox_pending()] == ["crl", "arl"]
+        assert store.outbox_counts() == {"pending": 2, "published": 4}  # the superseded CRL counts as done
+        store.set_publishing(False, event("publish.off", "ldap"))
+        store.add_certificate(dataclasses.replace(cert_record(4), publish=True), event("cert.issued", "4"))
+        assert [i.kind for i in store.outbox_pending()] == ["crl", "arl"]
+
     def test_attempts_are_counted_in_their_window(self, store: Store) -> None:
         for minute in range(3):
             store.count_attempts("lookup:10.0.0.1", T0 - timedelta(hours=1), add_at=T0 + timedelta(minutes=minute))

@@ -15,7 +15,7 @@ LAYERS = {
     0: {"iranpki", "_data", "errors", "clock", "der", "names", "keycheck", "keys", "profiles", "policy", "identity", "store",
         "x509parts", "pagestyle", "httpserve", "inputs", "verdict", "audit"},
     1: {"ca", "validation", "signing"},
-    2: {"ocsp", "tsa", "crl", "compliance", "conformance", "verify", "ra"},
+    2: {"ocsp", "tsa", "crl", "compliance", "conformance", "verify", "ra", "publish"},
     3: {"workspace", "ceremony"},
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}

@@ -458,9 +458,9 @@ def test_an_older_postgresql_store_is_upgraded_by_the_same_history(postgresql: d
         conn.execute("DROP TABLE recovery_keys")
         conn.execute("UPDATE meta SET value='6' WHERE key='schema_version'")
     store = open_store(url)
-    assert store.schema_version == SCHEMA_VERSION == 7
+    assert store.schema_version == SCHEMA_VERSION == 8
     store.add_recovery_key(RecoveryKeyRecord("krk", "pkcs11:token=T;object=krk", b"0\x01", store.clock.now()),
                            AuditEvent("escrow.key.created", "krk", "operator", {}))
     assert [k.name for k in store.recovery_keys()] == ["krk"]
     store.close()
-    assert open_store(url).schema_version == 7  # a second open finds it upgraded
+    assert open_store(url).schema_version == 8  # a second open finds it upgraded

@@ -250,7 +250,7 @@ def test_a_version_2_store_gets_the_listing_indexes(tmp_path: Path) -> None:
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     # Upgraded through version 3 (the listing indexes), 4 (the registration tables) and 5 (the
     # officers' one-time-code secrets) to 6 (the audit tree, with a leaf for each older event).
-    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "7"
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "8"
     assert db.execute("SELECT COUNT(*) FROM audit_tree").fetchone()[0] == db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
     assert {"certificates_by_issue", "certificates_by_ca_issue", "certificates_revoked_by_issue"} <= names
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}

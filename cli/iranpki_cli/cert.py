@@ -71,10 +71,12 @@ def cert() -> None:
 @click.option("--days", type=int, default=None, help="Validity in days (default: the profile's).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the PEM certificate here.")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None)
+@click.option("--publish", is_flag=True,
+              help="The subscriber agreed that the certificate be published in the directory (iranpki ldap).")
 @json_option
 def issue(home: str, ca_name: str, profile_name: str, csr: str | None, public_key: str | None,
           subject: str | None, dns: tuple[str, ...], ip: tuple[str, ...], email: tuple[str, ...], days: int | None,
-          out: str | None, passphrase_file: str | None, as_json: bool) -> None:
+          out: str | None, passphrase_file: str | None, publish: bool, as_json: bool) -> None:
     """Issue a certificate; it is recorded before it is written out.
 
     \b
@@ -87,7 +89,7 @@ def issue(home: str, ca_name: str, profile_name: str, csr: str | None, public_ke
     issued = ws.issue(ca_name, profile_name, csr=_read(csr) if csr else None,
                       public_key=_read(public_key) if public_key else None, subject=subject,
                       dns=list(dns), ips=list(ip), emails=list(email), validity_days=days,
-                      secret=key_secrets(passphrase_file))
+                      secret=key_secrets(passphrase_file), publish=publish)
     if out:
         with open(out, "wb") as f:
             f.write(issued.pem)

@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cps": ("cps", "Certification Practice Statements: check one against the national CP."),
     "ra": ("ra", "Registration offices and officers, the request queue, and the CA side that issues approved requests."),
     "audit": ("audit", "The audit log as a Merkle tree: signed checkpoints, verification, proofs for inspectors."),
+    "ldap": ("ldap", "Publishing CA certificates, CRLs and consenting subscribers' certificates to an LDAP directory."),
     "store": ("store", "The workspace's store: SQLite on one machine, PostgreSQL for several (store migrate)."),
     "escrow": ("escrow", "The key-recovery key: subscribers' encryption keys archived by the RA, and their recovery."),
     "ceremony": ("ceremony", "Key ceremonies from one reviewed YAML file: root, intermediates, keys, cross-certificates, ARLs."),

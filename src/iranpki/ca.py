@@ -99,6 +99,8 @@ class IssueRequest:
     emails: list[str] = field(default_factory=list)
     validity_days: int | None = None
     not_before: datetime | None = None
+    #: The subscriber agreed that the certificate be published in the directory (LDAP).
+    publish: bool = False
 
 
 @dataclass(frozen=True)
@@ -410,6 +412,7 @@ class _Plan:
     not_after: datetime
     issued_at: datetime
     shard: int = 0
+    publish: bool = False
 
 
 class CertificateAuthority:
@@ -613,7 +616,7 @@ class CertificateAuthority:
         if san is not None:
             extensions.append(encode_extension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, profile.san.critical, san))
         return _Plan(profile.name, name_der(subject), subject_text_of(subject), spki, extensions,
-                     not_before, not_after, now, shard)
+                     not_before, not_after, now, shard, request.publish)
 
     def _make(self, plan: _Plan) -> IssuedCertificate:
         """Sign ``plan`` under a fresh serial number."""
@@ -623,7 +626,8 @@ class CertificateAuthority:
         return IssuedCertificate(CertificateRecord(
             serial=serial, ca=self.name, profile=plan.profile, subject=plan.subject_text,
             not_before=plan.not_before, not_after=plan.not_after, certificate=cert_der,
-            fingerprint=hashlib.sha256(cert_der).hexdigest(), issued_at=plan.issued_at, shard=plan.shard))
+            fingerprint=hashlib.sha256(cert_der).hexdigest(), issued_at=plan.issued_at, shard=plan.shard,
+            publish=plan.publish))
 
     def revoke(self, serial: int, reason: Reason | str, *, invalidity_date: datetime | None = None,
                actor: str = "iranpki") -> CertificateRecord:

@@ -246,9 +246,11 @@ def generate_crl(store: Store, ca: CaRecord, signer: Signer, out_dir: str | os.P
     record = CrlRecord(ca=ca.name, number=number, kind=kind, shard=shard,
                        base_number=base.number if base else None, this_update=now, next_update=next_update,
                        status_seq=status_seq, entries=count, sha256=digest, path=str(path))
+    # For the directory (LDAP), when the store publishes: the CRL itself, in its outbox.
+    published = bytes(outer_header) + bytes(tbs) + bytes(tail) if store.publishing() else None
     store.add_crl(record, AuditEvent("crl.issued", f"{ca.name}#{number}", actor, {
         "kind": kind, "shard": shard, "base": record.base_number, "entries": count,
-        "this_update": now.isoformat(), "next_update": next_update.isoformat(), "sha256": digest}))
+        "this_update": now.isoformat(), "next_update": next_update.isoformat(), "sha256": digest}), der=published)
     return GeneratedCrl(record)
 
 

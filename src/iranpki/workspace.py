@@ -57,6 +57,18 @@ HOME_ENV = "IRANPKI_HOME"
 MAX_KEY_FILE = ca_mod.MAX_KEY_FILE  # a certificate file given to find_certificate is read up to this
 
 
+class LdapConfig(BaseModel):
+    """Where the directory is (``iranpki ldap``, :mod:`iranpki.publish`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(pattern=r"^ldaps?://[^\s]+$")
+    base_dn: str = Field(min_length=1)
+    bind_dn: str = Field(min_length=1)
+    #: A file (relative to the workspace) whose first line is the bind password; else IRANPKI_LDAP_PASSWORD.
+    password_file: str | None = None
+
+
 class WorkspaceConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -74,6 +86,7 @@ class WorkspaceConfig(BaseModel):
     ocsp_url: str = Field(default="", pattern=r"^(https?://[^\s]+)?$")
     ra_rules: str | None = Field(default=None, description="the registration rules file (default: the shipped "
                                                             "policies/ra-rules.yaml), relative to the workspace")
+    ldap: LdapConfig | None = Field(default=None, description="the LDAP directory the CA publishes to")
     identity_registry: str | None = Field(
         default=None, pattern=r"^(simulated:.+|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$",
         description="the identity registry for level-1 remote proofing: 'module:factory' (the real adapter) or "
@@ -348,15 +361,19 @@ class Workspace:
     def issue(self, ca: str, profile: str, *, csr: bytes | None = None, subject: str | None = None,
               public_key: bytes | None = None, dns: list[str] | None = None, ips: list[str] | None = None,
               emails: list[str] | None = None, validity_days: int | None = None,
-              secret: SecretSource | None = None, actor: str = "iranpki") -> ca_mod.IssuedCertificate:
-        """Issue from a CSR, or from a public key and subject fields."""
+              secret: SecretSource | None = None, actor: str = "iranpki",
+              publish: bool = False) -> ca_mod.IssuedCertificate:
+        """Issue from a CSR, or from a public key and subject fields; ``publish``: the subscriber
+        agreed to its publication in the directory."""
+        from dataclasses import replace as _replace
+
         from .profiles import load_profile
 
         prof = load_profile(profile)  # an unknown profile or CA fails before anything is parsed
         self.store.get_ca(ca)
         request = ca_mod.build_request(csr=csr, subject=subject, public_key=public_key, dns=dns, ips=ips,
                                        emails=emails, validity_days=validity_days)
-        return self.open_ca(ca, secret).issue(prof, request, actor=actor)
+        return self.open_ca(ca, secret).issue(prof, _replace(request, publish=publish), actor=actor)
 
     def revoke(self, serial: int, reason: str, *, invalidity_date: datetime | None = None,
                actor: str = "iranpki") -> CertificateRecord:
@@ -558,6 +575,18 @@ class Workspace:
         return ra.RaWorker(self.registration(), lambda ca: self.open_ca(ca, secret), name=name,
                            recover_key=lambda archived, context: self.recover_archived_key(archived, context=context,
                                                                                        secret=secret))
+
+    # ---- publishing to a directory ---------------------------------------------------------
+
+    def ldap_publisher(self):  # noqa: ANN201 - an iranpki.publish.LdapPublisher
+        """The publisher to the directory the settings name (``ldap:`` in iranpki.yaml)."""
+        from .publish import LdapPublisher, ldap_password
+
+        if self.config.ldap is None:
+            raise ConfigError(f"no directory is set: add ldap: {{url, base_dn, bind_dn}} to {self.home / CONFIG_NAME}")
+        cfg = self.config.ldap
+        password = ldap_password(str(self.home / cfg.password_file) if cfg.password_file else None)
+        return LdapPublisher(self.store, cfg.url, cfg.base_dn, cfg.bind_dn, password)
 
     # ---- subscribers' key recovery ----------------------------------------------------------
 

@@ -12,6 +12,7 @@ which seals it to the subscriber's transport key; the key is never written unsea
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,6 +100,8 @@ class RaWorker:
             else:
                 request = build_request(csr=record.csr, subject=record.subject, dns=record.names.get("dns"),
                                         ips=record.names.get("ips"), emails=record.names.get("emails"))
+            # Published in the directory only if the subscriber agreed when registering.
+            request = dataclasses.replace(request, publish=record.applicant.get("publish_consent") == "yes")
             issued = authority.issue(record.profile, request, actor=str(self.actor),
                                      for_request=lambda cert: self.ra.issued_update(self.actor, record, cert.serial))
             return self.ra.store.get_request(record.id) if issued else record

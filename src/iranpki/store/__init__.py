@@ -15,6 +15,8 @@ from .base import (
     KeyRecords,
     OcspResponseRecord,
     OcspResponses,
+    Outbox,
+    OutboxItem,
     Reason,
     Revocations,
     RevokedSnapshot,
@@ -35,7 +37,7 @@ from .registration import (
 from .sqlite import SqliteStore
 
 __all__ = ["BACKENDS", "AuditEvent", "AuditTrail", "CaRecord", "CertificateRecord", "Certificates", "Counters",
-           "CrlRecord", "KeyRecord", "KeyRecords", "OcspResponseRecord", "OcspResponses", "Reason", "Revocations",
+           "CrlRecord", "KeyRecord", "KeyRecords", "OcspResponseRecord", "OcspResponses", "Outbox", "OutboxItem", "Reason", "Revocations",
            "RevokedSnapshot", "SqliteStore", "Store", "open_store", "serial_text",
            "DeviceApprovalRecord", "EvidenceRecord", "OfficeRecord", "OfficerRecord", "RecoveryKeyRecord", "Registrations", "RequestEvent", "RequestRecord", "RequestUpdate"]
 

@@ -19,6 +19,8 @@ from .events import AuditEvent
 from .registration import Registrations, RequestUpdate
 
 __all__ = [
+    "Outbox",
+    "OutboxItem",
     "AuditEvent",
     "AuditTrail",
     "CaRecord",
@@ -114,6 +116,9 @@ class CertificateRecord:
     shard: int = 0
     #: The store's sequence number of the last status change (None: never changed).
     status_seq: int | None = None
+    #: At issuance only: the subscriber agreed to its publication in the directory (not stored;
+    #: the store puts the certificate in its publication outbox when publishing is on).
+    publish: bool = False
 
     @property
     def status(self) -> str:
@@ -259,7 +264,9 @@ class Revocations(ABC):
         """Allocate the CA's next CRL number (RFC 5280 5.2.3), atomically across processes."""
 
     @abstractmethod
-    def add_crl(self, record: CrlRecord, audit: AuditEvent) -> None: ...
+    def add_crl(self, record: CrlRecord, audit: AuditEvent, der: bytes | None = None) -> None:
+        """Record a CRL; with ``der`` (the CRL itself) and publishing on, put it in the
+        publication outbox in the same transaction, superseding an older one not yet published."""
 
     @abstractmethod
     def latest_crl(self, ca: str, kind: str = "full", shard: int | None = None) -> CrlRecord | None: ...
@@ -345,9 +352,55 @@ class AuditTrail(ABC):
         """The kept checkpoints: (size, root, time, signed note), by size."""
 
 
-class Store(KeyRecords, Certificates, Revocations, OcspResponses, Counters, AuditTrail, Registrations):
-    """What the CA core and the RA need of a store, one interface per concern. SQLite implements
-    it; PostgreSQL will. Every backend passes the contract in ``tests/store_contract.py``."""
+@dataclass(frozen=True)
+class OutboxItem:
+    """Something to publish (``iranpki.publish``): a CA certificate (``ca``), a complete CRL
+    (``crl``), an offline root's ARL (``arl``), a delta CRL (``delta``) or a subscriber's
+    certificate (``user``), of CA ``ca`` (a CRL's ``shard``; a user certificate's ``serial``)."""
+
+    seq: int
+    kind: str
+    ca: str
+    payload: bytes
+    created_at: datetime
+    serial: int | None = None
+    shard: int | None = None
+    attempts: int = 0
+    last_error: str | None = None
+
+
+class Outbox(ABC):
+    """The publication outbox: what the CA side records (a CA certificate, a CRL, a certificate
+    its subscriber agreed to publish) is put here in the same transaction, while publishing is
+    on, and a publisher (``iranpki ldap publish``) takes it out in order once the directory has
+    it. A directory that is down never blocks signing: the outbox waits."""
+
+    @abstractmethod
+    def publishing(self) -> bool: ...
+
+    @abstractmethod
+    def set_publishing(self, on: bool, audit: AuditEvent, *, enqueue_current: bool = True) -> int:
+        """Turn publishing on or off; turning it on puts every CA certificate and the newest CRLs
+        in the outbox (``enqueue_current``). Returns how many items were put."""
+
+    @abstractmethod
+    def outbox_pending(self, limit: int = 100) -> list[OutboxItem]:
+        """Items not yet published, oldest first."""
+
+    @abstractmethod
+    def outbox_done(self, seq: int) -> None: ...
+
+    @abstractmethod
+    def outbox_failed(self, seq: int, error: str) -> None: ...
+
+    @abstractmethod
+    def outbox_counts(self) -> dict[str, int]:
+        """``pending`` and ``published`` items."""
+
+
+class Store(KeyRecords, Certificates, Revocations, OcspResponses, Counters, AuditTrail, Outbox, Registrations):
+    """What the CA core and the RA need of a store, one interface per concern. SQLite and
+    PostgreSQL implement it; every backend passes the contract in ``tests/store_contract.py``."""
 
     #: Why the store is open read-only (a read-only file or disk), or None when it can be changed.
     read_only: str | None = None

@@ -27,9 +27,10 @@ __all__ = ["TABLES", "CopyReport", "check_copy", "copy_store"]
 #: Every table of the store, parents before the tables that refer to them.
 TABLES = ("meta", "keys", "cas", "certificates", "audit", "audit_tree", "audit_checkpoints", "counters",
           "crl_numbers", "crls", "ocsp_responses", "ra_offices", "ra_officers", "ra_officer_totp", "ra_requests",
-          "ra_events", "ra_blobs", "ra_evidence", "ra_device_approvals", "ra_attempts", "recovery_keys")
+          "ra_events", "ra_blobs", "ra_evidence", "ra_device_approvals", "ra_attempts", "recovery_keys",
+          "publish_outbox")
 #: Identity columns whose sequence continues after the copied rows.
-_IDENTITIES = (("audit", "seq"), ("ra_events", "seq"))
+_IDENTITIES = (("audit", "seq"), ("ra_events", "seq"), ("publish_outbox", "seq"))
 _BATCH = 2000
 
 

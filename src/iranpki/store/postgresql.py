@@ -36,7 +36,7 @@ from typing import Any
 from ..clock import Clock, SystemClock
 from ..errors import ConfigError, SchemaError, StoreError
 from .base import AuditEvent
-from .sqlite import _SCHEMA, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V6, SCHEMA_VERSION, UPGRADES, SqliteStore, _t
+from .sqlite import _SCHEMA, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V6, SCHEMA_V8, SCHEMA_VERSION, UPGRADES, SqliteStore, _t
 from .sqlite_registration import SCHEMA_V4, SCHEMA_V5, SCHEMA_V7
 
 __all__ = ["PASSWORD_ENV", "PASSWORD_FILE_ENV", "STANDBY", "PostgresStore", "postgresql_ddl"]
@@ -359,4 +359,4 @@ def _statements(sqlite_ddl: str) -> list[str]:
 
 def _create_statements() -> list[str]:
     """The schema of a new store, as SqliteStore creates it, in PostgreSQL's words."""
-    return _statements(_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3 + SCHEMA_V4 + SCHEMA_V5 + _SCHEMA_V6 + SCHEMA_V7)
+    return _statements(_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3 + SCHEMA_V4 + SCHEMA_V5 + _SCHEMA_V6 + SCHEMA_V7 + SCHEMA_V8)

@@ -31,6 +31,7 @@ from .base import (
     CrlRecord,
     KeyRecord,
     OcspResponseRecord,
+    OutboxItem,
     Reason,
     RevokedSnapshot,
     Store,
@@ -39,7 +40,7 @@ from .base import (
 
 __all__ = ["SqliteStore"]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,6 +87,23 @@ CREATE TABLE IF NOT EXISTS audit(
     event TEXT NOT NULL,
     subject TEXT NOT NULL,
     details TEXT NOT NULL);
+"""
+
+#: Version 8: the publication outbox (a CA certificate, a CRL, a subscriber's certificate, to
+#: publish in the directory; iranpki.publish).
+SCHEMA_V8 = """
+CREATE TABLE IF NOT EXISTS publish_outbox(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('ca', 'crl', 'arl', 'delta', 'user')),
+    ca TEXT NOT NULL,
+    serial TEXT,
+    shard INTEGER,
+    payload BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    done_at TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT);
+CREATE INDEX IF NOT EXISTS publish_outbox_pending ON publish_outbox(seq) WHERE done_at IS NULL;
 """
 
 #: Version 6: the audit log's Merkle tree (iranpki.audit): each event's leaf hash, written with the
@@ -168,6 +186,7 @@ UPGRADES: tuple[tuple[int, str, str | None], ...] = (
     (5, SCHEMA_V5, None),  # the officers' one-time-code secrets: a new table only
     (6, _SCHEMA_V6, "_leaves_for_old_events"),  # the audit log's tree, and a leaf for every older event
     (7, SCHEMA_V7, None),  # the key-recovery keys: a new table only
+    (8, SCHEMA_V8, None),  # the publication outbox: a new table only
 )
 
 
@@ -286,7 +305,7 @@ class SqliteStore(SqliteRegistrations, Store):
                 # A new, empty store: create the schema in one transaction.
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for stmt in filter(str.strip, (_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3 + SCHEMA_V4 + SCHEMA_V5 + _SCHEMA_V6 + SCHEMA_V7).split(";")):
+                    for stmt in filter(str.strip, (_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3 + SCHEMA_V4 + SCHEMA_V5 + _SCHEMA_V6 + SCHEMA_V7 + SCHEMA_V8).split(";")):
                         self._db.execute(stmt)
                     self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                      (str(SCHEMA_VERSION),))
@@ -308,7 +327,7 @@ class SqliteStore(SqliteRegistrations, Store):
                     row = (str(version),)
             #: The schema this store has; a read-only store of version 2, 3 or 4 is read as it is.
             self.schema_version = int(row[0]) if row is not None else 0
-            if self.read_only is not None and row is not None and row[0] in ("2", "3", "4", "5", "6"):
+            if self.read_only is not None and row is not None and row[0] in ("2", "3", "4", "5", "6", "7"):
                 return
             if row is None or int(row[0]) != SCHEMA_VERSION:
                 found = row[0] if row else "none"
@@ -475,6 +494,7 @@ class SqliteStore(SqliteRegistrations, Store):
                 if certificate is not None:
                     self._insert_certificate(db, certificate)
                 self._audit(db, audit)
+                self._enqueue(db, "ca", record.name, record.certificate)
         except sqlite3.IntegrityError as exc:
             if "cas.name" in str(exc):
                 raise DuplicateError(f"a CA named {record.name!r} exists already; choose another name") from None
@@ -516,9 +536,12 @@ class SqliteStore(SqliteRegistrations, Store):
         record = None
         try:
             with self._tx() as db:
+                publishing = any(r.publish for r, _ in items) and self._publishing_in(db)
                 for record, audit in items:
                     self._insert_certificate(db, record)
                     self._audit(db, audit)
+                    if publishing and record.publish:
+                        self._enqueue(db, "user", record.ca, record.certificate, serial=record.serial, check=False)
                 if request_update is not None:
                     self._update_request_in(db, request_update)
         except sqlite3.IntegrityError as exc:
@@ -659,7 +682,7 @@ class SqliteStore(SqliteRegistrations, Store):
             db.execute("UPDATE crl_numbers SET last = last + 1 WHERE ca=?", (ca,))
             return int(db.execute("SELECT last FROM crl_numbers WHERE ca=?", (ca,)).fetchone()[0])
 
-    def add_crl(self, record: CrlRecord, audit: AuditEvent) -> None:
+    def add_crl(self, record: CrlRecord, audit: AuditEvent, der: bytes | None = None) -> None:
         try:
             with self._tx() as db:
                 db.execute(
@@ -669,6 +692,14 @@ class SqliteStore(SqliteRegistrations, Store):
                      record.sha256, record.path),
                 )
                 self._audit(db, audit)
+                if der is not None and self._publishing_in(db):
+                    kind = "delta" if record.kind == "delta" else (
+                        "arl" if db.execute("SELECT kind FROM cas WHERE name=?", (record.ca,)).fetchone()[0] == "root"
+                        else "crl")
+                    # A newer CRL supersedes one of the same CA, kind and shard not yet published.
+                    db.execute("UPDATE publish_outbox SET done_at=?, last_error='superseded' WHERE done_at IS NULL "
+                               "AND kind=? AND ca=? AND shard IS ?", (_t(self.clock.now()), kind, record.ca, record.shard))
+                    self._enqueue(db, kind, record.ca, der, shard=record.shard, check=False)
         except sqlite3.IntegrityError:
             raise DuplicateError(f"CRL number {record.number} of CA {record.ca!r} is already recorded") from None
 
@@ -820,6 +851,81 @@ class SqliteStore(SqliteRegistrations, Store):
                 "ORDER BY c.serial LIMIT ?",
                 (hash, ca, "" if after is None else serial_text(after), _t(due), limit)).fetchall()
         return [int(r[0], 16) for r in rows]
+
+    # ---- the publication outbox ----------------------------------------------------------------
+
+    _PUBLISHING = "service.publish.ldap"
+
+    def _publishing_in(self, db) -> bool:  # noqa: ANN001 - the transaction's connection
+        if getattr(self, "schema_version", 8) < 8:
+            return False
+        row = db.execute("SELECT value FROM meta WHERE key=?", (self._PUBLISHING,)).fetchone()
+        return row is not None and row[0] == "on"
+
+    def _enqueue(self, db, kind: str, ca: str, payload: bytes, *, serial: int | None = None,  # noqa: ANN001
+                 shard: int | None = None, check: bool = True) -> None:
+        if check and not self._publishing_in(db):
+            return
+        db.execute("INSERT INTO publish_outbox(kind, ca, serial, shard, payload, created_at) VALUES (?,?,?,?,?,?)",
+                   (kind, ca, None if serial is None else serial_text(serial), shard, payload, _t(self.clock.now())))
+
+    def publishing(self) -> bool:
+        with self._lock:
+            return self._publishing_in(self._db)
+
+    def set_publishing(self, on: bool, audit: AuditEvent, *, enqueue_current: bool = True) -> int:
+        from pathlib import Path
+
+        put = 0
+        with self._tx() as db:
+            was = self._publishing_in(db)
+            db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                       (self._PUBLISHING, "on" if on else "off"))
+            self._audit(db, audit)
+            if on and not was and enqueue_current:
+                # What the directory should hold now: every CA certificate and each newest CRL.
+                for name, kind, cert in db.execute("SELECT name, kind, certificate FROM cas ORDER BY created_at").fetchall():
+                    self._enqueue(db, "ca", name, bytes(cert), check=False)
+                    put += 1
+                    newest = db.execute(
+                        "SELECT c.kind, c.shard, c.path FROM crls c WHERE c.ca=? AND c.number = (SELECT MAX(number) "
+                        "FROM crls d WHERE d.ca=c.ca AND d.kind=c.kind AND (d.shard = c.shard OR (d.shard IS NULL AND "
+                        "c.shard IS NULL)))", (name,)).fetchall()
+                    for crl_kind, shard, path in newest:
+                        try:
+                            der = Path(path).read_bytes()
+                        except OSError:
+                            continue  # a CRL file not on this machine: the next CRL is published
+                        self._enqueue(db, "delta" if crl_kind == "delta" else "arl" if kind == "root" else "crl",
+                                      name, der, shard=shard, check=False)
+                        put += 1
+        return put
+
+    def outbox_pending(self, limit: int = 100) -> list[OutboxItem]:
+        if getattr(self, "schema_version", 8) < 8:
+            return []
+        with self._lock:
+            rows = self._db.execute("SELECT seq, kind, ca, payload, created_at, serial, shard, attempts, last_error "
+                                    "FROM publish_outbox WHERE done_at IS NULL ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [OutboxItem(r[0], r[1], r[2], bytes(r[3]), _d(r[4]), None if r[5] is None else int(r[5], 16), r[6],  # type: ignore[arg-type]
+                           r[7], r[8]) for r in rows]
+
+    def outbox_done(self, seq: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE publish_outbox SET done_at=?, last_error=NULL WHERE seq=?", (_t(self.clock.now()), seq))
+
+    def outbox_failed(self, seq: int, error: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE publish_outbox SET attempts=attempts+1, last_error=? WHERE seq=?", (error[:500], seq))
+
+    def outbox_counts(self) -> dict[str, int]:
+        if getattr(self, "schema_version", 8) < 8:
+            return {"pending": 0, "published": 0}
+        with self._lock:
+            row = self._db.execute("SELECT COALESCE(SUM(CASE WHEN done_at IS NULL THEN 1 ELSE 0 END), 0), "
+                                   "COALESCE(SUM(CASE WHEN done_at IS NULL THEN 0 ELSE 1 END), 0) "
+                                   "FROM publish_outbox").fetchone()
+        return {"pending": int(row[0]), "published": int(row[1])}
 
     # ---- audit ---------------------------------------------------------------------------------
 
