@@ -146,6 +146,21 @@ def store_copied(sqlite_file: Path, location: str, clock=None):  # noqa: ANN001,
     return target
 
 
+def software_workspace(home: Path, *, store: str | None = None, ocsp_url: str = "", name: str = "test"):  # noqa: ANN201
+    """A workspace with a root and a level-1 signing CA "gica1", their keys software files under
+    IRANPKI_KEY_PASSPHRASE (which the caller sets); open."""
+    from iranpki.workspace import Workspace
+
+    ws = Workspace.init(home, repository_url=REPO, store=store, ocsp_url=ocsp_url)
+    secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
+    ws.generate_key(KeySpec.parse("p384"), label="root", secret=secret)
+    ws.generate_key(KeySpec.parse("p256"), label="gica1", secret=secret)
+    ws.create_root("root", "root", ROOT_SUBJECT, secret=secret)
+    ws.create_intermediate("gica1", "root", 1, "gica1", f"C=IR,O=GICA,CN=GICA Level 1 ({name})", secret=secret,
+                           parent_secret=secret, purpose="signing")
+    return ws
+
+
 def stored_bytes(location: str) -> bytes:
     """Everything a store holds as its disk (SQLite: the file, its WAL) or a dump shows it
     (PostgreSQL: pg_dump, whose bytea is hex: both raw and hex are given)."""

@@ -18,10 +18,9 @@ import yaml
 from click.testing import CliRunner
 
 from iranpki.errors import ConfigError, PinError, RequestError, RuleRefusedError
-from iranpki.keys import KeySpec, SecretSource
 from iranpki.workspace import Workspace
 
-from .conftest import REPO, ROOT_SUBJECT
+from .conftest import software_workspace
 from .test_ra import ALI, documents
 
 MESSAGE = "پیام محرمانه: the contract is attached.\n"
@@ -38,14 +37,7 @@ def home(softhsm, recovery_token: str, tmp_path: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setenv("IRANPKI_KEY_PASSPHRASE", "a passphrase long enough")
     path = tmp_path / "ws"
-    ws = Workspace.init(path, repository_url=REPO)
-    secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
-    ws.generate_key(KeySpec.parse("p384"), label="root", secret=secret)
-    ws.generate_key(KeySpec.parse("p256"), label="gica1", secret=secret)
-    ws.create_root("root", "root", ROOT_SUBJECT, secret=secret)
-    ws.create_intermediate("gica1", "root", 1, "gica1", "C=IR,O=GICA,CN=GICA Level 1 (recovery)", secret=secret,
-                           parent_secret=secret, purpose="signing")
-    ws.close()
+    software_workspace(path, name="recovery").close()
 
     def iranpki(*args: str, code: int = 0) -> str:
         result = CliRunner().invoke(cli, [*args, "--home", str(path)])

@@ -26,10 +26,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from iranpki.keys import KeySpec, SecretSource
+from iranpki.keys import SecretSource
 from iranpki.workspace import Workspace
 
-from .conftest import REPO, ROOT_SUBJECT
+from .conftest import software_workspace
 from .hosts import free_port
 
 BASE = "dc=pki,dc=ir"
@@ -128,13 +128,8 @@ def test_the_outbox_reaches_the_directory_and_waits_while_it_is_down(slapd: Slap
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IRANPKI_KEY_PASSPHRASE", PASSPHRASE)
     home = tmp_path / "ca"
-    ws = Workspace.init(home, repository_url=REPO)
+    ws = software_workspace(home, name="ldap")
     secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
-    ws.generate_key(KeySpec.parse("p384"), label="root", secret=secret)
-    ws.generate_key(KeySpec.parse("p256"), label="gica1", secret=secret)
-    ws.create_root("root", "root", ROOT_SUBJECT, secret=secret)
-    ws.create_intermediate("gica1", "root", 1, "gica1", "C=IR,O=GICA,CN=GICA Level 1 (ldap)", secret=secret,
-                           parent_secret=secret, purpose="signing")
     ws.generate_crls("root", secret=secret)
     ws.close()
     (home / "ldap.pw").write_text(slapd.password + "\n")

@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from iranpki.keys import KeySpec, SecretSource
+from iranpki.keys import SecretSource
 from iranpki.workspace import Workspace
 
 from .conftest import REPO, ROOT_SUBJECT, new_database
@@ -34,14 +34,9 @@ def _public_key() -> bytes:
 
 def _workspace(home: Path, *, store: str | None = None, ocsp_url: str = "") -> Workspace:
     """A workspace with a root and a level-1 signing CA (software keys)."""
-    ws = Workspace.init(home, repository_url=REPO, store=store, ocsp_url=ocsp_url)
-    secret = SecretSource(env="IRANPKI_KEY_PASSPHRASE", what="passphrase")
-    ws.generate_key(KeySpec.parse("p384"), label="root", secret=secret)
-    ws.generate_key(KeySpec.parse("p256"), label="gica1", secret=secret)
-    ws.create_root("root", "root", ROOT_SUBJECT, secret=secret)
-    ws.create_intermediate("gica1", "root", 1, "gica1", "C=IR,O=GICA,CN=GICA Level 1 (pg)", secret=secret,
-                           parent_secret=secret, purpose="signing")
-    return ws
+    from .conftest import software_workspace
+
+    return software_workspace(home, store=store, ocsp_url=ocsp_url, name="pg")
 
 
 def _iranpki(home: Path, *args: str, code: int = 0) -> str:
