@@ -147,6 +147,21 @@ print(" ".join(f"{s:x}" for s in serials))
 """
 
 
+def _run_nodes(tmp_path: Path, per_node: int, on_host) -> list[str]:  # noqa: ANN001
+    """The two nodes' workspaces (node1, node2) issuing ``per_node`` each at once, each command
+    prefixed by ``on_host(name)`` (a network namespace, or nothing); every serial, checked unique."""
+    nodes = [subprocess.Popen([*on_host(name), sys.executable, "-c", _NODE, str(tmp_path / name), str(per_node)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+             for name in ("node1", "node2")]
+    serials = []
+    for node in nodes:
+        out, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err
+        serials += out.split()
+    assert len(serials) == 2 * per_node == len(set(serials))
+    return serials
+
+
 def test_two_issuing_processes_on_one_database(postgresql: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two nodes (processes, each with its own workspace folder holding the CA's key file) issue
     and make CRLs at once on one PostgreSQL store."""
@@ -159,15 +174,7 @@ def test_two_issuing_processes_on_one_database(postgresql: dict, tmp_path: Path,
     # The second node: the same settings and key files, another folder (another machine).
     shutil.copytree(tmp_path / "node1", tmp_path / "node2")
     per_node = 30
-    nodes = [subprocess.Popen([sys.executable, "-c", _NODE, str(tmp_path / name), str(per_node)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-             for name in ("node1", "node2")]
-    serials = []
-    for node in nodes:
-        out, err = node.communicate(timeout=300)
-        assert node.returncode == 0, err
-        serials += out.split()
-    assert len(serials) == 2 * per_node == len(set(serials))
+    serials = _run_nodes(tmp_path, per_node, lambda name: [])
     ws = Workspace.open(tmp_path / "node1")
     numbers = sorted(c.number for c in ws.store.list_crls("gica1"))
     assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) == 2 * ((per_node + 4) // 5), numbers
@@ -256,16 +263,7 @@ def test_two_nodes_on_hosts_of_their_own_issue_through_a_real_network(tmp_path: 
             assert made.returncode == 0, made.stderr
             shutil.copytree(tmp_path / "node1", tmp_path / "node2")
             per_node = 20
-            nodes = [subprocess.Popen(hosts[name].command(sys.executable, "-c", _NODE, str(tmp_path / name),
-                                                          str(per_node)),
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-                     for name in ("node1", "node2")]
-            serials = []
-            for node in nodes:
-                out, err = node.communicate(timeout=300)
-                assert node.returncode == 0, err
-                serials += out.split()
-            assert len(serials) == 2 * per_node == len(set(serials))
+            _run_nodes(tmp_path, per_node, lambda name: hosts[name].command())  # unique serials, checked there
             check = subprocess.run(hosts["node1"].command(sys.executable, "-c", _CHECK, str(tmp_path / "node1")),
                                    capture_output=True, text=True, env=dict(os.environ), timeout=120)
             assert check.returncode == 0, check.stderr
