@@ -192,12 +192,17 @@ def test_applicant_to_revoked_in_the_browser(portals: dict, browser) -> None:  #
     base = portals["base"]
     applicant = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True).new_page()
     # 1. The applicant registers (software key, level 1) and signs in with the code.
+    applicant.goto(portals["public"] + "/applicant/register?profile=smime-encryption&level=1&lang=en")
+    assert _serious(applicant) == []
+    applicant.screenshot(path=str(SHOTS / "portal-applicant-register-en.png"), full_page=True)
     applicant.goto(portals["public"] + "/applicant/register?profile=personal-signature&level=1")
     applicant.fill("#f-SN", "محمدی")
     applicant.fill("#f-GN", "علی")
     applicant.fill("#f-serialNumber", NATIONAL)
     applicant.fill("#f-CN", "علی محمدی")
     applicant.check("input[value=software-pkcs12]")
+    applicant.check("#f-publish")  # the subscriber agrees to the directory
+    applicant.screenshot(path=str(SHOTS / "portal-applicant-register.png"), full_page=True)
     applicant.click("button[type=submit]")
     code = applicant.locator("#tracking-code").inner_text()
     applicant.goto(portals["public"] + "/applicant/follow")
@@ -205,6 +210,12 @@ def test_applicant_to_revoked_in_the_browser(portals: dict, browser) -> None:  #
     applicant.fill("#f-national", NATIONAL)
     applicant.click("button[type=submit]")
     assert applicant.locator("[data-state]").get_attribute("data-state") == "submitted"
+    ws = _store(portals)
+    try:  # the consent is the request's, and so reaches the CA side (IssueRequest.publish)
+        [mine] = [r for r in ws.store.list_requests(second_factor=NATIONAL) if r.state == "submitted"]
+        assert mine.applicant.get("publish_consent") == "yes"
+    finally:
+        ws.close()
     # The national ID card's scan, uploaded before the visit.
     (base / "id-card.png").write_bytes(PNG)
     applicant.fill("#f-number", "0499370899-A")
@@ -738,3 +749,36 @@ def test_a_lost_encryption_key_recovered_in_the_browser(portals: dict, browser) 
     for context in {applicant.context, p1.context}:
         context.close()
     assert not [line for line in portals["lines"] if "Traceback" in line]
+
+
+def test_a_mailbox_certificate_is_asked_for_with_the_applicants_own_code(portals: dict, browser) -> None:  # noqa: ANN001
+    """A certificate that names no identifier (S/MIME: a mailbox) asks for the mailbox, which
+    goes into subjectAltName, and for the applicant's own national code apart (the second factor
+    of every later step, not on the certificate); wrong ones are named beside their fields."""
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    for lang in ("fa", "en"):
+        page.goto(portals["public"] + f"/applicant/register?profile=smime-encryption&level=1&lang={lang}")
+        assert page.locator("#f-email").count() == 1 and page.locator("#f-own-code").count() == 1
+        assert _serious(page) == []
+        page.screenshot(path=str(SHOTS / f"portal-applicant-register-mailbox-{lang}.png"), full_page=True)
+    page.fill("#f-CN", "ali@example.ir")
+    page.fill("#f-email", "not a mailbox")
+    page.fill("#f-own-code", "0499370898")  # its check digit is wrong
+    page.click("button[type=submit]")
+    assert page.locator("#f-email").get_attribute("aria-invalid") == "true"
+    assert page.locator("#f-own-code").get_attribute("aria-invalid") == "true"
+    assert page.locator("#tracking-code").count() == 0
+    page.fill("#f-email", "ali@example.ir")
+    page.fill("#f-own-code", NATIONAL)
+    page.click("button[type=submit]")
+    code = page.locator("#tracking-code").inner_text()
+    ws = _store(portals)
+    try:
+        [made] = [r for r in ws.store.list_requests(second_factor=NATIONAL, states=("submitted",))
+                  if r.profile == "smime-encryption"]
+        assert made.names == {"emails": ["ali@example.ir"]} and made.applicant["national_code"] == NATIONAL
+        assert made.subject == "C=IR,CN=ali@example.ir"
+    finally:
+        ws.close()
+    assert len(code.replace("-", "")) >= 12
+    page.context.close()

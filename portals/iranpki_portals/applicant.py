@@ -31,13 +31,17 @@ from .ra_api import _client, engine
 WORDS = {
     "fa": {"title": "درخواست گواهی", "choose": "نوع گواهی و سطح اطمینان را برگزینید", "profile": "نوع گواهی",
            "level": "سطح", "ca": "مرکز صادرکننده", "register": "ثبت درخواست", "key_location": "جای کلید",
-           "mobile": "شماره همراه (اختیاری)", "submit": "ثبت", "code_title": "درخواست ثبت شد",
+           "mobile": "شماره همراه (اختیاری)",
+           "publish": "گواهی من در فهرست عمومی (LDAP) منتشر شود تا دیگران بتوانند برایم رایانامهٔ رمزشده بفرستند",
+           "submit": "ثبت", "code_title": "درخواست ثبت شد",
            "code_note": "این کد رهگیری را نگه دارید؛ دوباره نشان داده نمی‌شود. با آن و کد ملی به دفتر ثبت‌نام بروید.",
            "tracking_code": "کد رهگیری", "follow": "پیگیری درخواست", "national_code": "کد ملی (یا شناسه ملی سازمان)",
            "state": "وضعیت", "expires": "مهلت", "fix": "لطفاً موارد نشان‌داده‌شده را درست کنید.",
            "personal-signature": "امضای شخصی", "organisational-seal": "مهر سازمانی", "ssl-server": "گواهی SSL/TLS",
            "smime": "رایانامهٔ امن (S/MIME)", "smime-encryption": "رمزگذاری رایانامه (S/MIME، فقط رمزگذاری)", "code-signing": "امضای کد", "tsa": "مهر زمانی",
            "SN": "نام خانوادگی", "GN": "نام", "serialNumber": "کد ملی", "CN": "نام کامل (روی گواهی)",
+           "own_code": "کد ملی شما (روی گواهی نمی‌آید؛ برای پیگیری و احراز هویت)", "email": "نشانی رایانامه (روی گواهی)",
+           "bad_email": "نشانی رایانامه درست نیست",
            "O": "نام سازمان", "organizationIdentifier": "شناسه ملی سازمان", "ST": "استان", "L": "شهر",
            "bad_national_code": "کد ملی درست نیست", "bad_persian_name": "این نام باید با حروف فارسی نوشته شود",
            "bad_legal_entity_id": "شناسه ملی سازمان درست نیست", "required": "این خانه را پر کنید",
@@ -81,7 +85,10 @@ WORDS = {
            "recover_passphrase": "گذرواژهٔ کلید بازیابی‌شده (همان که هنگام درخواست دادید)"},
     "en": {"title": "Apply for a certificate", "choose": "Choose the kind of certificate and the assurance level",
            "profile": "Kind", "level": "Level", "ca": "Issuing CA", "register": "Register", "key_location": "Key",
-           "mobile": "Mobile number (optional)", "submit": "Register", "code_title": "Your request is registered",
+           "mobile": "Mobile number (optional)",
+           "publish": "Publish my certificate in the public directory (LDAP), so that others can find it to send me "
+                      "encrypted e-mail",
+           "submit": "Register", "code_title": "Your request is registered",
            "code_note": "Keep this tracking code: it is not shown again. Take it and your national code to a "
                         "registration office.", "tracking_code": "Tracking code", "follow": "Follow a request",
            "national_code": "National code (or an organisation's national ID)", "state": "State",
@@ -89,6 +96,8 @@ WORDS = {
            "personal-signature": "Personal signature", "organisational-seal": "Organisational seal",
            "ssl-server": "SSL/TLS server", "smime": "Secure e-mail (S/MIME)", "smime-encryption": "E-mail encryption (S/MIME, encryption only)", "code-signing": "Code signing",
            "tsa": "Time-stamping", "SN": "Surname", "GN": "Given name", "serialNumber": "National code",
+           "own_code": "Your national code (not on the certificate; to follow the request and check who you are)",
+           "email": "E-mail address (on the certificate)", "bad_email": "This is not an e-mail address",
            "CN": "Full name (on the certificate)", "O": "Organisation", "organizationIdentifier":
            "Organisation's national ID", "ST": "Province", "L": "City",
            "bad_national_code": "This national code is not valid", "bad_persian_name": "Write this name in Persian letters",
@@ -178,13 +187,18 @@ def register(request: HttpRequest) -> HttpResponse:
                       words=WORDS)
     profile, level, ca, locations = offer
     fields = _fields(profile, lang)
+    from iranpki.profiles import load_profile
+
+    prof = load_profile(profile)
+    # A certificate that names no identifier (a mailbox): the applicant's national code is asked
+    # apart (the second factor of every later step); its mailbox goes into subjectAltName.
+    own_code = not any(a.name in ("serialNumber", "organizationIdentifier") for a in prof.subject)
     context = {"profile": profile, "profile_name": WORDS[lang].get(profile, profile), "level": level,
-               "level_text": digits(str(level), lang), "ca": ca, "fields": fields,
+               "level_text": digits(str(level), lang), "ca": ca, "fields": fields, "own_code": own_code,
+               "wants_email": prof.san.email != "forbidden",
                "locations": [{"id": x, "label": WORDS[lang].get(x, x)} for x in locations]}
     if request.method != "POST":
         return render(request, "applicant/register.html", context, words=WORDS)
-    from iranpki.profiles import load_profile
-
     errors: dict[str, str] = {}
     values: dict[str, str] = {}
     for attr in load_profile(profile).subject:
@@ -207,10 +221,24 @@ def register(request: HttpRequest) -> HttpResponse:
     location = request.POST.get("key_location", "")
     if location not in locations:
         errors["key_location"] = WORDS[lang]["required"]
+    own = request.POST.get("own_code", "").strip()
+    if own_code:
+        try:
+            own = check_national_code(own)
+        except IdentifierError as exc:
+            errors["own_code"] = f"{WORDS[lang]['bad_national_code']}: {exc.problem}" if lang == "en" \
+                else WORDS[lang]["bad_national_code"]
+    email = request.POST.get("email", "").strip()
+    if context["wants_email"] and (email or prof.san.email == "required"):
+        local, at, domain = email.partition("@")
+        if not (local and at and "." in domain) or any(c.isspace() for c in email) or len(email) > 254:
+            errors["email"] = WORDS[lang]["bad_email"]
     for f in fields:
         f["value"], f["error"] = values.get(f["name"], ""), errors.get(f["name"])
     context.update(chosen_location=location, location_error=errors.get("key_location"),
-                   mobile=request.POST.get("mobile", ""))
+                   mobile=request.POST.get("mobile", ""), publish=request.POST.get("publish") == "yes",
+                   own_code_value=request.POST.get("own_code", ""), own_code_error=errors.get("own_code"),
+                   email=email, email_error=errors.get("email"))
     if errors:
         return render(request, "applicant/register.html", {**context, "error": WORDS[lang]["fix"]}, status=400,
                       words=WORDS)
@@ -219,13 +247,18 @@ def register(request: HttpRequest) -> HttpResponse:
         applicant["national_code"] = values["serialNumber"]
     elif values.get("organizationIdentifier"):
         applicant["national_id"] = values["organizationIdentifier"].removeprefix("NTRIR-")
+    elif own_code:
+        applicant["national_code"] = own
     if request.POST.get("mobile"):
         applicant["mobile"] = request.POST["mobile"].strip()
+    if request.POST.get("publish") == "yes":
+        applicant["publish_consent"] = "yes"  # the certificate may be published in the directory (LDAP)
     applicant = {k: v for k, v in applicant.items() if v}
     subject = ",".join(f"{k}={_escaped(v)}" for k, v in [("C", "IR"), *[(k, v) for k, v in values.items() if v]])
     try:
         made = engine().register(profile=profile, level=level, ca=ca, applicant=applicant, subject=subject,
-                                 key_location=location, client=_client(request))
+                                 key_location=location, client=_client(request),
+                                 names={"emails": [email]} if email else None)
     except IranPkiError as exc:
         status = 429 if isinstance(exc, RateLimitedError) else 400
         return render(request, "applicant/register.html", {**context, "error": str(exc)}, status=status, words=WORDS)
