@@ -47,6 +47,7 @@ on-demand not slower than openssl.
 
     .venv/bin/python benchmarks/ocsp.py [--duration 10] [--connections 16] [--workers 2] [--rounds 1] [--certs 100000]
     .venv/bin/python benchmarks/ocsp.py --duration 1 --connections 2 --certs 20     # smoke
+    .venv/bin/python benchmarks/ocsp.py --store postgresql     # the responders reading PostgreSQL
 """
 
 from __future__ import annotations
@@ -135,11 +136,12 @@ def _index_subject(cert: x509.Certificate) -> str:
     return "".join(f"/{a.rfc4514_attribute_name}={a.value}" for a in cert.subject)
 
 
-def build_setup(base: Path, certs: int) -> Setup:
-    """A workspace with a level-1 CA (software RSA-2048 key), ``certs`` certificates, one in ten revoked."""
+def build_setup(base: Path, certs: int, store: str | None = None) -> Setup:
+    """A workspace with a level-1 CA (software RSA-2048 key), ``certs`` certificates, one in ten
+    revoked; its store a SQLite file, or the PostgreSQL database ``store`` names."""
     passphrase = secrets.token_urlsafe(18)
     home = base / "ws"
-    ws = Workspace.init(home, repository_url="http://repo.bench.ir", ocsp_url=f"http://{HOST}")
+    ws = Workspace.init(home, repository_url="http://repo.bench.ir", ocsp_url=f"http://{HOST}", store=store)
     secret_env = os.environ.get(PASSPHRASE_ENV)
     os.environ[PASSPHRASE_ENV] = passphrase  # the library reads software key passphrases from here
     try:
@@ -668,7 +670,9 @@ def isolate_network() -> str:
         return "servers on 127.0.0.1 in a private network namespace"
     unshare, ip = shutil.which("unshare"), shutil.which("ip")
     if unshare and ip:
-        cmd = [unshare, "--net", "--map-root-user"]
+        # As root, a network namespace alone (a private PostgreSQL cluster's files then still belong
+        # to the postgres user); else a user namespace maps this user to root inside it.
+        cmd = [unshare, "--net"] if os.geteuid() == 0 else [unshare, "--net", "--map-root-user"]
         try:
             ok = subprocess.run([*cmd, ip, "link", "set", "lo", "up"], capture_output=True, timeout=10).returncode == 0
         except (OSError, subprocess.TimeoutExpired):
@@ -691,6 +695,9 @@ def main() -> int:
     parser.add_argument("--certs", type=int, default=100_000,
                         help="certificates the CA issues (one in ten revoked), each asked about by the load")
     parser.add_argument("--keep", metavar="DIR", help="build in DIR (must not exist) and keep it")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the responders' store: the workspace's SQLite file, or PostgreSQL (a private cluster "
+                             "started here, in the same network namespace)")
     args = parser.parse_args()
     if not 0 < args.duration <= 600 or not 1 <= args.connections <= 1000 or not 1 <= args.rounds <= 20 \
             or not 1 <= args.workers <= 64 or not 20 <= args.certs <= 1_000_000:
@@ -721,8 +728,22 @@ def main() -> int:
 
 
 def run(base: Path, args: argparse.Namespace, where: str) -> int:
+    if args.store == "sqlite":
+        return run_on(base, args, where, None)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.hosts import new_cluster, remove_cluster
+
+    cluster = new_cluster()  # after isolate_network: on this namespace's loopback
+    os.environ["IRANPKI_STORE_PASSWORD"] = cluster.password  # the responders read it (never an argument)
+    try:
+        return run_on(base, args, where, cluster.new_database())
+    finally:
+        remove_cluster(cluster)
+
+
+def run_on(base: Path, args: argparse.Namespace, where: str, store: str | None) -> int:
     started = time.perf_counter()
-    setup = build_setup(base, args.certs)
+    setup = build_setup(base, args.certs, store)
     scripts = {mode: write_lua(setup, mode) for mode in MODES}
     scripts[HOT] = write_lua(setup, "keep-alive", setup.hot)
     have_serve = iranpki_serve_available()
@@ -732,6 +753,7 @@ def run(base: Path, args: argparse.Namespace, where: str) -> int:
           f"wrk closed loop, {args.connections} connections x {args.duration:g} s per server and mode, "
           f"{args.certs:,} distinct requests, one per certificate (SHA-1 CertID, no nonce); {args.rounds} round(s)"
           f"{', medians' if args.rounds > 1 else ''}; {os.cpu_count()} cores shared by server and load; "
+          f"iranpki's store: {args.store}{' (a private cluster on loopback, fsync off)' if store else ''}; "
           f"{where}; set-up {time.perf_counter() - started:.1f} s. cpu: % of one core used during the load by "
           f"the server's processes and by wrk; idle: % of one core the machine left idle (other work on the "
           f"machine shows as the rest)", flush=True)

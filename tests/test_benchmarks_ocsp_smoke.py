@@ -39,3 +39,16 @@ def test_ocsp_benchmark_smoke() -> None:
             assert f"ratio iranpki {signing} / openssl, {mode}:" in out, out
     assert any(line.startswith("iranpki pre-produced") and "keep-alive, hot" in line for line in out.splitlines()), out
     assert "20 distinct requests, one per certificate" in out and "per core" in out, out
+
+
+@pytest.mark.slow
+def test_ocsp_benchmark_on_postgresql_smoke() -> None:
+    """The same with the responders reading PostgreSQL (a private cluster in the benchmark's own
+    network namespace): set up, checked by the openssl client, loaded, the ratio lines printed."""
+    out = subprocess.run([sys.executable, str(SCRIPT), "--duration", "1", "--connections", "2", "--certs", "20",
+                          "--store", "postgresql"], capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "FAILED" not in out.stdout and "Traceback" not in out.stderr
+    assert "iranpki's store: postgresql" in out.stdout, out.stdout
+    for signing in ("pre-produced", "on-demand"):
+        assert f"ratio iranpki {signing} / openssl, keep-alive:" in out.stdout, out.stdout
