@@ -741,6 +741,10 @@ def test_a_lost_encryption_key_recovered_in_the_browser(portals: dict, browser) 
                    "-recip", str(base / "enc.pem")).stdout
     assert read.decode("utf-8").replace("\r\n", "\n") == message
     # The office's records list the recovery with who proofed and who approved it.
+    p1.goto(portals["office"] + "/office/records?lang=en")
+    p1.locator("#recoveries").scroll_into_view_if_needed()
+    assert _serious(p1) == []
+    p1.screenshot(path=str(SHOTS / "portal-office-records-recovery-en.png"), full_page=True)
     p1.goto(portals["office"] + "/office/records")
     row = p1.locator("#recoveries tbody tr", has_text=request_id)
     assert row.count() == 1 and "a1 a2" in row.inner_text() and "p1" in row.inner_text()
