@@ -348,6 +348,27 @@ def test_applicant_to_revoked_in_the_browser(portals: dict, browser) -> None:  #
     assert not [line for line in portals["lines"] if "Traceback" in line]
 
 
+def _proofed_at_the_desk(browser, portals: dict, code: str, mark: str, state: str):  # noqa: ANN001, ANN202
+    """Officer p1 receives the applicant of ``code`` and records the proofing: the ID card's scan
+    (number and scan marked ``mark``), the statement signed by openssl with p1's key. The page,
+    its request now in ``state``."""
+    base = portals["base"]
+    p1 = officer(browser, portals, "p1")
+    p1.fill("#f-code", code)
+    p1.fill("#f-national", NATIONAL)
+    p1.click("form[action^='/office/receive'] button")
+    p1.fill("#f-number-national-id-card", f"0499370899-{mark}")
+    p1.set_input_files("#f-scan-national-id-card",
+                       {"name": "id.png", "mimeType": "image/png", "buffer": PNG + mark.encode()})
+    (base / f"statement-{mark}.txt").write_bytes(p1.locator("#statement").inner_text().encode("utf-8"))
+    openssl("cms", "-sign", "-binary", "-in", str(base / f"statement-{mark}.txt"), "-signer", str(base / "p1.pem"),
+            "-inkey", str(base / "p1.key"), "-outform", "PEM", "-out", str(base / f"statement-{mark}.pem"))
+    p1.set_input_files("#f-statement-signature", str(base / f"statement-{mark}.pem"))
+    p1.click("#record-proof")
+    assert p1.locator("[data-state]").get_attribute("data-state") == state, p1.locator("main").inner_text()
+    return p1
+
+
 def _registered(portals: dict, key_location: str = "desk-token") -> tuple[str, str]:
     ws = _store(portals)
     try:
@@ -587,18 +608,7 @@ def test_a_key_made_on_a_token_at_the_desk_and_its_hand_over(portals: dict, brow
     issuance the hand-over names that token, and another token's serial is refused."""
     base = portals["base"]
     request_id, code = _registered(portals)
-    p1 = officer(browser, portals, "p1")
-    p1.fill("#f-code", code)
-    p1.fill("#f-national", NATIONAL)
-    p1.click("form[action^='/office/receive'] button")
-    p1.fill("#f-number-national-id-card", "0499370899-B")
-    p1.set_input_files("#f-scan-national-id-card", {"name": "id.png", "mimeType": "image/png", "buffer": PNG + b"B"})
-    (base / "statement-b.txt").write_bytes(p1.locator("#statement").inner_text().encode("utf-8"))
-    openssl("cms", "-sign", "-binary", "-in", str(base / "statement-b.txt"), "-signer", str(base / "p1.pem"), "-inkey",
-            str(base / "p1.key"), "-outform", "PEM", "-out", str(base / "statement-b.pem"))
-    p1.set_input_files("#f-statement-signature", str(base / "statement-b.pem"))
-    p1.click("#record-proof")
-    assert p1.locator("[data-state]").get_attribute("data-state") == "proofed", p1.locator("main").inner_text()
+    p1 = _proofed_at_the_desk(browser, portals, code, "B", "proofed")
     # The token's key and request (made here by openssl, as the desk client makes it on the token).
     openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
             str(base / "token.key"), "-subj", "/CN=token", "-out", str(base / "token.csr"))
@@ -697,19 +707,8 @@ def test_a_lost_encryption_key_recovered_in_the_browser(portals: dict, browser) 
     assert applicant.locator("#download").count() == 0
 
     # In person: p1 proofs; two approving officers besides p1, each once.
-    p1 = officer(browser, portals, "p1")
-    p1.fill("#f-code", code)
-    p1.fill("#f-national", NATIONAL)
-    p1.click("form[action^='/office/receive'] button")
+    p1 = _proofed_at_the_desk(browser, portals, code, "C", "awaiting-approval")
     request_id = p1.url.split("/office/requests/")[1].split("?")[0]
-    p1.fill("#f-number-national-id-card", "0499370899-C")
-    p1.set_input_files("#f-scan-national-id-card", {"name": "id.png", "mimeType": "image/png", "buffer": PNG + b"C"})
-    (base / "statement-r.txt").write_bytes(p1.locator("#statement").inner_text().encode("utf-8"))
-    openssl("cms", "-sign", "-binary", "-in", str(base / "statement-r.txt"), "-signer", str(base / "p1.pem"), "-inkey",
-            str(base / "p1.key"), "-outform", "PEM", "-out", str(base / "statement-r.pem"))
-    p1.set_input_files("#f-statement-signature", str(base / "statement-r.pem"))
-    p1.click("#record-proof")
-    assert p1.locator("[data-state]").get_attribute("data-state") == "awaiting-approval", p1.locator("main").inner_text()
     for name, state in (("a1", "awaiting-approval"), ("a2", "approved")):
         page = officer(browser, portals, name)
         page.goto(portals["office"] + f"/office/requests/{request_id}")
